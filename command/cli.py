@@ -1,0 +1,288 @@
+"""The ``rallypoint`` command line."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from command.settings import Settings
+from gis.errors import RallypointError
+from gis.storage.db import Database, make_engine, schema_is_current, upgrade
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def _database() -> Iterator[Database]:
+    db = Database(make_engine(Settings().database_url))
+    try:
+        current, head = schema_is_current(db.engine)
+        if current != head:
+            raise click.ClickException(
+                f"the database schema is at {current}, the code needs {head}: "
+                "run 'rallypoint db upgrade' first"
+            )
+        yield db
+    finally:
+        db.dispose()
+
+
+def _report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors into a readable message and exit status 1, instead of a traceback."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RallypointError as exc:
+            click.echo(f"error: {exc.detail}", err=True)
+            for error in exc.errors[:50]:
+                row = f"row {error.row}: " if error.row is not None else ""
+                click.echo(f"  {row}{error.field}: {error.reason}", err=True)
+            if len(exc.errors) > 50:
+                click.echo(f"  ... and {len(exc.errors) - 50} more", err=True)
+            sys.exit(1)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Rallypoint: GIS-centric emergency command server for industrial sites.
+
+    Configuration comes from RALLYPOINT_* environment variables (see the README); the database
+    is RALLYPOINT_DATABASE_URL, an embedded SQLite file under var/ by default.
+    """
+    logging.basicConfig(level=Settings().log_level, format="%(levelname)s %(name)s: %(message)s")
+    # Alembic announces every connection; its news matters only to 'db upgrade'.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default RALLYPOINT_HOST, 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default RALLYPOINT_PORT, 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the API and map wall over HTTP until interrupted."""
+    import uvicorn
+
+    from command.app import create_app
+
+    settings = Settings()
+    host, port = host or settings.host, port or settings.port
+    click.echo(f"Rallypoint serving on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the schema of RALLYPOINT_DATABASE_URL."""
+    engine = make_engine(Settings().database_url)
+    upgrade(engine, revision)
+    current, _ = schema_is_current(engine)
+    click.echo(f"database schema at revision {current}")
+    engine.dispose()
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and of the code."""
+    engine = make_engine(Settings().database_url)
+    current, head = schema_is_current(engine)
+    click.echo(f"database: {current}  code: {head}")
+    engine.dispose()
+
+
+@main.group()
+def site() -> None:
+    """Sites: load a site folder, list sites."""
+
+
+@site.command("load")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--if-exists",
+    type=click.Choice(["fail", "skip", "replace"]),
+    default="fail",
+    show_default=True,
+    help="What to do when the site is already in the database.",
+)
+@_report_errors
+def site_load(path: Path, if_exists: str) -> None:
+    """Load a site folder (site.json plus one GeoJSON file per layer), all or nothing."""
+    from gis.site_bundle import IfExists, load_bundle
+
+    with _database() as database:
+        loaded, reports = load_bundle(database, path, actor=_actor(), if_exists=IfExists(if_exists))
+    if reports is None:
+        click.echo(f"site {loaded.id} is already loaded; left as it is")
+        return
+    counts = ", ".join(f"{name} {r.created}" for name, r in reports.items())
+    click.echo(f"loaded site {loaded.id} ({loaded.name}): {counts}")
+
+
+@site.command("list")
+def site_list() -> None:
+    """List sites and their layer counts."""
+    from gis.sites import list_sites
+
+    with _database() as database:
+        for s, counts in list_sites(database):
+            layer_counts = " ".join(f"{k}={v}" for k, v in counts.items())
+            click.echo(f"{s.id}\t{s.name}\t{layer_counts}")
+
+
+@main.group()
+def layer() -> None:
+    """Import or export one layer of a site (GeoJSON, GeoPackage, zipped Shapefile)."""
+
+
+@layer.command("import")
+@click.argument("site_id")
+@click.argument("layer_name", metavar="LAYER")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--mode",
+    type=click.Choice(["merge", "replace"]),
+    default="merge",
+    show_default=True,
+    help="merge: add and update (rows must carry their current version); "
+    "replace: the file becomes the whole layer.",
+)
+@_report_errors
+def layer_import(site_id: str, layer_name: str, file: Path, mode: str) -> None:
+    """Import FILE into LAYER of SITE_ID; any bad row refuses the whole file."""
+    from gis.layer_io import ImportMode, format_from_path, import_file
+
+    with _database() as database:
+        report = import_file(
+            database,
+            site_id,
+            layer_name,
+            file.read_bytes(),
+            format_from_path(file),
+            actor=_actor(),
+            mode=ImportMode(mode),
+        )
+    click.echo(
+        f"{layer_name}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.deleted} deleted"
+    )
+
+
+@layer.command("export")
+@click.argument("site_id")
+@click.argument("layer_name", metavar="LAYER")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_report_errors
+def layer_export(site_id: str, layer_name: str, file: Path) -> None:
+    """Export LAYER of SITE_ID to FILE (.geojson, .gpkg, or .zip for a Shapefile)."""
+    from gis.layer_io import export_layer, format_from_path
+
+    with _database() as database:
+        file.write_bytes(export_layer(database, site_id, layer_name, format_from_path(file)))
+    click.echo(f"wrote {file}")
+
+
+@main.group()
+def fixtures() -> None:
+    """Generate site folders: the demo works, or large synthetic sites for benchmarks."""
+
+
+@fixtures.command("generate")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--people", default=430, show_default=True, help="Number of people on site.")
+@click.option(
+    "--edges",
+    default=None,
+    type=int,
+    help="About this many network edges (synthetic grid site); leave out for the demo works.",
+)
+@click.option("--seed", default=42, show_default=True, help="Random seed.")
+@click.option("--site-id", default=None, help="Site id (default demo-works or synthetic-N).")
+@_report_errors
+def fixtures_generate(
+    out: Path, people: int, edges: int | None, seed: int, site_id: str | None
+) -> None:
+    """Write a deterministic site folder to OUT (load it with 'rallypoint site load OUT')."""
+    from gis.site_bundle import write_bundle
+    from gis.sitegen import generate_site
+
+    if people < 0 or (edges is not None and edges < 1):
+        raise click.BadParameter("--people and --edges must be positive")
+    kwargs: dict[str, Any] = {"seed": seed, "people": people, "edges": edges}
+    if edges is not None:
+        kwargs["site_id"] = site_id or f"synthetic-{edges}"
+        kwargs["name"] = f"Synthetic site ({edges} edges, {people} people)"
+    elif site_id:
+        kwargs["site_id"] = site_id
+    site_data, layers = generate_site(**kwargs)
+    write_bundle(out, site_data, layers)
+    counts = ", ".join(f"{k} {len(v['features'])}" for k, v in layers.items())
+    click.echo(f"wrote {out}: {counts}")
+
+
+@main.group()
+def osm() -> None:
+    """OpenStreetMap road data."""
+
+
+@osm.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--site", "site_id", required=True, help="Site whose network layer receives it.")
+@click.option(
+    "--create-site",
+    "site_name",
+    default=None,
+    help="Create the site first, named so, bounded by the extract's extent.",
+)
+@click.option("--timezone", default="UTC", show_default=True, help="Time zone of a new site.")
+@click.option(
+    "--mode",
+    type=click.Choice(["merge", "replace"]),
+    default="replace",
+    show_default=True,
+    help="replace: the OSM roads become the network layer; merge: add them to it.",
+)
+@_report_errors
+def osm_import(path: Path, site_id: str, site_name: str | None, timezone: str, mode: str) -> None:
+    """Import the roads and footways of an OSM XML file (.osm or .osm.bz2) as the network."""
+    from gis.layer_io import ImportMode
+    from gis.osm import import_osm
+
+    with _database() as database:
+        result = import_osm(
+            database,
+            path,
+            site_id=site_id,
+            create_site_name=site_name,
+            timezone=timezone,
+            actor=_actor(),
+            mode=ImportMode(mode),
+        )
+    click.echo(
+        f"network of {site_id}: {result.report.created} created, {result.report.updated} "
+        f"updated, {result.report.deleted} deleted; {result.components} connected part(s)"
+    )
+    for part in result.detached[:10]:
+        click.echo(f"  detached part: {part}")
+    if len(result.detached) > 10:
+        click.echo(f"  ... and {len(result.detached) - 10} more detached parts")

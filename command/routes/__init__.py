@@ -1,0 +1,1 @@
+"""HTTP routers: parse, authorise, call the domain, shape the response."""

@@ -1,0 +1,44 @@
+"""Settings, read from ``RALLYPOINT_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RALLYPOINT_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///var/rallypoint.db",
+        description="SQLAlchemy URL: sqlite:///PATH (embedded, default) or "
+        "postgresql+psycopg://USER@HOST/DB (PostGIS).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    environment: Literal["development", "production", "test"] = Field(
+        default="development", description="development, production or test."
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (layer imports included), in bytes.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Logging level."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {value!r}") from exc
+        if backend not in {"sqlite", "postgresql"}:
+            raise ValueError("Rallypoint runs on SQLite (embedded) or PostgreSQL with PostGIS")
+        return value

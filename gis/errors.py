@@ -1,0 +1,97 @@
+"""Domain errors that carry their meaning.
+
+Every error a user can cause is a :class:`RallypointError` with an HTTP-like status, a short
+title, a user-safe detail and, where it helps, the offending fields. ``command.problems`` maps
+them to ``application/problem+json`` (RFC 9457); the domain itself knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One reason a piece of input was refused; ``row`` is 1-based for file imports."""
+
+    field: str
+    reason: str
+    row: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"field": self.field, "reason": self.reason}
+        if self.row is not None:
+            out["row"] = self.row
+        return out
+
+
+class RallypointError(Exception):
+    """Base class: ``status_code`` and ``slug`` name the problem type."""
+
+    status_code = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class InvalidInput(RallypointError):
+    status_code = 422
+    slug = "invalid-input"
+    title = "Invalid input"
+
+
+class InvalidGeometry(InvalidInput):
+    slug = "invalid-geometry"
+    title = "Invalid geometry"
+
+
+class NotFound(RallypointError):
+    status_code = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class AlreadyExists(RallypointError):
+    status_code = 409
+    slug = "already-exists"
+    title = "Already exists"
+
+
+class VersionConflict(RallypointError):
+    """The caller named a version that is no longer current."""
+
+    status_code = 409
+    slug = "version-conflict"
+    title = "Version conflict"
+
+
+class PreconditionFailed(VersionConflict):
+    """Same as :class:`VersionConflict`, but the stale version came in an ``If-Match`` header."""
+
+    status_code = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+
+class VersionRequired(RallypointError):
+    """Changing a feature needs the version the caller last saw, so no edit is lost silently."""
+
+    status_code = 428
+    slug = "version-required"
+    title = "Version required"
+
+
+class UnsupportedFormat(RallypointError):
+    status_code = 415
+    slug = "unsupported-format"
+    title = "Unsupported format"
+
+
+class PayloadTooLarge(RallypointError):
+    status_code = 413
+    slug = "payload-too-large"
+    title = "Payload too large"

@@ -1,0 +1,375 @@
+"""Bulk import and export of a layer as GeoJSON, GeoPackage or Shapefile.
+
+A planner round-trips a layer through QGIS: export, edit, import. An import is all-or-nothing:
+every row is validated through the same door as the API, every bad row is reported (row number,
+field, reason) and, if there is any, nothing changes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import select
+
+from gis.errors import FieldError, InvalidInput, UnsupportedFormat
+from gis.layers import (
+    META_FIELDS,
+    Feature,
+    ParsedFeature,
+    delete_row,
+    get_layer,
+    insert_features,
+    jsonable,
+    list_features,
+    parse_feature,
+    update_row,
+)
+from gis.model import Layer
+from gis.sites import load_site
+from gis.storage.db import Database
+from gis.storage.tables import LAYER_ROWS
+
+#: Stop collecting row errors after this many; the report says it was cut short.
+MAX_REPORTED_ERRORS = 500
+
+
+class FileFormat(StrEnum):
+    GEOJSON = "geojson"
+    GPKG = "gpkg"
+    SHAPEFILE = "shp"
+
+    @property
+    def media_type(self) -> str:
+        return {
+            "geojson": "application/geo+json",
+            "gpkg": "application/geopackage+sqlite3",
+            "shp": "application/zip",
+        }[self.value]
+
+    @property
+    def suffix(self) -> str:
+        return {"geojson": ".geojson", "gpkg": ".gpkg", "shp": ".shp.zip"}[self.value]
+
+
+def parse_format(value: str) -> FileFormat:
+    aliases = {"json": "geojson", "geopackage": "gpkg", "shapefile": "shp", "zip": "shp"}
+    try:
+        return FileFormat(aliases.get(value.lower(), value.lower()))
+    except ValueError:
+        raise UnsupportedFormat(
+            f"unsupported format {value!r}",
+            errors=[FieldError("format", "one of geojson, gpkg, shp (a zipped Shapefile)")],
+        ) from None
+
+
+def format_from_path(path: Path) -> FileFormat:
+    name = path.name.lower()
+    if name.endswith((".geojson", ".json")):
+        return FileFormat.GEOJSON
+    if name.endswith(".gpkg"):
+        return FileFormat.GPKG
+    if name.endswith((".zip", ".shp")):
+        return FileFormat.SHAPEFILE
+    raise UnsupportedFormat(f"cannot tell the format of {path.name}; name it .geojson/.gpkg/.zip")
+
+
+# --- reading files ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One feature as read from a file, before validation (``row`` is 1-based)."""
+
+    row: int
+    data: dict[str, Any]
+
+
+def read_rows(data: bytes, fmt: FileFormat) -> list[RawRow]:
+    """Rows of a layer file as GeoJSON-like features; unreadable files are refused whole."""
+    if fmt is FileFormat.GEOJSON:
+        return _read_geojson(data)
+    with tempfile.TemporaryDirectory(prefix="rallypoint-import-") as tmp:
+        path = Path(tmp) / ("layer.gpkg" if fmt is FileFormat.GPKG else "layer.zip")
+        path.write_bytes(data)
+        if fmt is FileFormat.SHAPEFILE:
+            path = _unzip_shapefile(path)
+        try:
+            frame = pyogrio.read_dataframe(path)
+        except Exception as exc:  # pyogrio raises a zoo of GDAL errors; all mean "unreadable"
+            raise InvalidInput(
+                f"cannot read the {fmt.value} file: {exc}",
+                errors=[FieldError("file", f"not a readable {fmt.value} file")],
+            ) from exc
+    return _rows_from_frame(frame)
+
+
+def _read_geojson(data: bytes) -> list[RawRow]:
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(
+            f"not JSON: {exc}", errors=[FieldError("file", "not a JSON document")]
+        ) from exc
+    return rows_from_collection(doc)
+
+
+def rows_from_collection(doc: Any) -> list[RawRow]:
+    """Rows of a GeoJSON FeatureCollection already parsed from JSON."""
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        raise InvalidInput(
+            "a GeoJSON import must be a FeatureCollection",
+            errors=[FieldError("type", "must be 'FeatureCollection'")],
+        )
+    features = doc.get("features")
+    if not isinstance(features, list):
+        raise InvalidInput(
+            "FeatureCollection without a features array",
+            errors=[FieldError("features", "must be an array")],
+        )
+    rows = []
+    for n, feature in enumerate(features, start=1):
+        rows.append(RawRow(n, feature if isinstance(feature, dict) else {"type": None}))
+    return rows
+
+
+def _unzip_shapefile(path: Path) -> Path:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+            for member in members:
+                target = (path.parent / "shp" / Path(member).name).resolve()
+                target.parent.mkdir(exist_ok=True)
+                target.write_bytes(archive.read(member))
+    except zipfile.BadZipFile as exc:
+        raise InvalidInput(
+            "a Shapefile import must be a .zip of its .shp, .shx, .dbf and .prj files",
+            errors=[FieldError("file", "not a zip archive")],
+        ) from exc
+    shps = sorted((path.parent / "shp").glob("*.shp"))
+    if len(shps) != 1:
+        raise InvalidInput(
+            f"the zip holds {len(shps)} .shp files; it must hold exactly one",
+            errors=[FieldError("file", "exactly one .shp file expected")],
+        )
+    return shps[0]
+
+
+def _rows_from_frame(frame: gpd.GeoDataFrame) -> list[RawRow]:
+    crs = frame.crs
+    if crs is not None and crs.to_epsg() != 4326:
+        frame = frame.to_crs(4326)
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    geoms: Sequence[BaseGeometry | None] = list(frame.geometry)
+    rows = []
+    for n, (values, geom) in enumerate(
+        zip(frame[columns].itertuples(index=False, name=None), geoms, strict=True), start=1
+    ):
+        props = {c: _plain(v) for c, v in zip(columns, values, strict=True)}
+        props = {k: v for k, v in props.items() if v is not None}
+        rows.append(RawRow(n, {"type": "Feature", "geometry": geom, "properties": props}))
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    """A Python value from what pandas holds (NaN and NaT are missing values)."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+# --- importing --------------------------------------------------------------------------------
+
+
+class ImportMode(StrEnum):
+    MERGE = "merge"  # add new features, update existing ones (their version must match)
+    REPLACE = "replace"  # the file becomes the layer: features not in it are deleted
+
+
+@dataclass
+class ImportReport:
+    layer: str
+    mode: str
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    errors: list[FieldError] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "mode": self.mode,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+        }
+
+
+def import_rows(
+    db: Database,
+    site_id: str,
+    layer_name: str,
+    rows: Sequence[RawRow],
+    *,
+    actor: str,
+    mode: ImportMode = ImportMode.MERGE,
+) -> ImportReport:
+    """Validate every row, then apply all of them in one transaction, or none."""
+    layer = get_layer(layer_name)
+    with db.write() as session:
+        site = load_site(session, site_id)
+        report = ImportReport(layer.name, mode.value)
+        model = LAYER_ROWS[layer.name]
+        existing = {r.id: r for r in session.scalars(select(model).where(model.site_id == site_id))}
+        parsed: list[tuple[int, ParsedFeature]] = []
+        seen: dict[str, int] = {}
+        errors: list[FieldError] = []
+        for raw in rows:
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                break
+            try:
+                feature = parse_feature(layer, raw.data, extent=site.extent, row=raw.row, prefix="")
+            except InvalidInput as exc:
+                errors.extend(exc.errors)
+                continue
+            if feature.id is not None:
+                if feature.id in seen:
+                    errors.append(
+                        FieldError("id", f"duplicate id, also in row {seen[feature.id]}", raw.row)
+                    )
+                    continue
+                seen[feature.id] = raw.row
+                current = existing.get(feature.id)
+                if current is not None and mode is ImportMode.MERGE:
+                    if feature.version is None:
+                        errors.append(
+                            FieldError(
+                                "version",
+                                f"feature exists (version {current.version}); give its version "
+                                "to update it, or import with mode=replace",
+                                raw.row,
+                            )
+                        )
+                        continue
+                    if feature.version != current.version:
+                        errors.append(
+                            FieldError(
+                                "version",
+                                f"stale: the feature is at version {current.version}, "
+                                f"the file has {feature.version}",
+                                raw.row,
+                            )
+                        )
+                        continue
+            parsed.append((raw.row, feature))
+        if errors:
+            cut = (
+                " (only the first errors are listed)" if len(errors) >= MAX_REPORTED_ERRORS else ""
+            )
+            bad_rows = len({e.row for e in errors})
+            raise InvalidInput(
+                f"the import was refused and nothing changed: {bad_rows} bad row(s){cut}",
+                errors=errors,
+            )
+
+        now = datetime.now(UTC)
+        note = f"import ({mode.value})"
+        new = []
+        for _, feature in parsed:
+            current = existing.get(feature.id) if feature.id is not None else None
+            if current is None:
+                new.append(feature)
+                continue
+            _, changed = update_row(
+                session, site_id, layer, current, feature, actor=actor, now=now, note=note
+            )
+            if changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        if new:
+            insert_features(session, site_id, layer, new, actor=actor, now=now, note=note)
+            report.created = len(new)
+        if mode is ImportMode.REPLACE:
+            for fid, current in existing.items():
+                if fid not in seen:
+                    delete_row(session, site_id, layer, current, actor=actor, now=now, note=note)
+                    report.deleted += 1
+        return report
+
+
+def import_file(
+    db: Database,
+    site_id: str,
+    layer_name: str,
+    data: bytes,
+    fmt: FileFormat,
+    *,
+    actor: str,
+    mode: ImportMode = ImportMode.MERGE,
+) -> ImportReport:
+    return import_rows(db, site_id, layer_name, read_rows(data, fmt), actor=actor, mode=mode)
+
+
+# --- exporting --------------------------------------------------------------------------------
+
+
+def features_to_geojson(features: Sequence[Feature]) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": [f.to_geojson() for f in features]}
+
+
+def export_layer(db: Database, site_id: str, layer_name: str, fmt: FileFormat) -> bytes:
+    layer = get_layer(layer_name)
+    features = list_features(db, site_id, layer.name)
+    if fmt is FileFormat.GEOJSON:
+        return json.dumps(features_to_geojson(features), ensure_ascii=False).encode()
+    frame = _frame(layer, features)
+    with tempfile.TemporaryDirectory(prefix="rallypoint-export-") as tmp:
+        if fmt is FileFormat.GPKG:
+            path = Path(tmp) / f"{layer.name}.gpkg"
+            pyogrio.write_dataframe(frame, path, layer=layer.name, driver="GPKG")
+            return path.read_bytes()
+        path = Path(tmp) / f"{layer.name}.shp"
+        pyogrio.write_dataframe(frame, path, driver="ESRI Shapefile", encoding="UTF-8")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for part in sorted(Path(tmp).glob(f"{layer.name}.*")):
+                archive.write(part, part.name)
+        return buffer.getvalue()
+
+
+def _frame(layer: Layer, features: Sequence[Feature]) -> gpd.GeoDataFrame:
+    """A GeoDataFrame with stable column types, even for an empty layer."""
+    records = [{"id": f.id, **jsonable(f.properties), **f.meta()} for f in features]
+    columns = ["id", *layer.fields, *META_FIELDS]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    dtypes = {bool: "bool", int: "Int64", int | None: "Int64", float: "float64"}
+    dtypes[float | None] = "float64"
+    for name in layer.fields:
+        annotation = layer.properties.model_fields[name].annotation
+        frame[name] = frame[name].astype(dtypes.get(annotation, "object"))  # type: ignore[call-overload]
+    frame["version"] = frame["version"].astype("int64")
+    geometry = gpd.GeoSeries([f.geometry for f in features], crs="EPSG:4326")
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs="EPSG:4326")

@@ -1,0 +1,532 @@
+"""Features of a site's layers: read, create, replace, patch and delete, with versions.
+
+Every feature carries a version. A change must name the version the caller last saw; a stale one
+is refused, so two planners never overwrite each other silently. Every change stores who and
+when on the feature and appends a row to the change log, with the data, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import shapely
+from pydantic import TypeAdapter, ValidationError
+from shapely.geometry import box, mapping
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from gis.errors import (
+    AlreadyExists,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    VersionConflict,
+    VersionRequired,
+)
+from gis.geometry import SiteExtent, validate_geometry
+from gis.model import FEATURE_ID_PATTERN, LAYERS, Layer
+from gis.sites import load_site
+from gis.storage.db import Database
+from gis.storage.tables import LAYER_ROWS, ChangeRow, FeatureRow, LayerRevision
+
+#: Keys the server keeps about a feature; accepted in input (``version`` is checked) but never
+#: taken from it.
+META_FIELDS = ("version", "created_at", "created_by", "updated_at", "updated_by")
+
+VersionSource = Literal["header", "body"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    id: str
+    geometry: BaseGeometry | None
+    properties: dict[str, Any]
+    version: int
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+    def to_geojson(self) -> dict[str, Any]:
+        return {
+            "type": "Feature",
+            "id": self.id,
+            "geometry": None if self.geometry is None else mapping(self.geometry),
+            "properties": {**jsonable(self.properties), **self.meta()},
+        }
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "updated_at": self.updated_at.isoformat(),
+            "updated_by": self.updated_by,
+        }
+
+
+def jsonable(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Attribute values as JSON has them (datetimes become ISO 8601 strings)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in properties.items()}
+
+
+@dataclass(frozen=True)
+class ParsedFeature:
+    """A feature that passed validation, ready to store."""
+
+    id: str | None
+    geometry: BaseGeometry | None
+    properties: dict[str, Any]
+    version: int | None
+
+
+def get_layer(name: str) -> Layer:
+    layer = LAYERS.get(name)
+    if layer is None:
+        raise NotFound(
+            f"no layer {name!r}; the layers are {', '.join(LAYERS)}",
+            errors=[FieldError("layer", f"must be one of {', '.join(LAYERS)}")],
+        )
+    return layer
+
+
+# --- parsing: the one place features enter --------------------------------------------------
+
+
+def parse_feature(
+    layer: Layer,
+    data: Mapping[str, Any],
+    *,
+    extent: SiteExtent | None,
+    row: int | None = None,
+    prefix: str = "properties.",
+    base: Mapping[str, Any] | None = None,
+) -> ParsedFeature:
+    """Validate a GeoJSON feature (or a patch merged onto ``base`` properties).
+
+    All faults are collected, so a planner sees every problem of a feature at once.
+    """
+    errors: list[FieldError] = []
+    if data.get("type", "Feature") != "Feature":
+        errors.append(FieldError("type", "must be 'Feature'", row))
+    props = data.get("properties") or {}
+    if not isinstance(props, Mapping):
+        errors.append(FieldError("properties", "must be an object", row))
+        props = {}
+    props = dict(props)
+    meta = {k: props.pop(k) for k in META_FIELDS if k in props}
+    fid = data.get("id", props.pop("id", None))
+    if fid is not None and (not isinstance(fid, str) or not FEATURE_ID_PATTERN.match(fid)):
+        errors.append(
+            FieldError("id", "1-64 letters, digits or '._:-', starting with a letter or digit", row)
+        )
+    version = _parse_version(meta.get("version"), prefix + "version", row, errors)
+
+    merged = {**(base or {}), **props}
+    properties: dict[str, Any] = {}
+    try:
+        model = layer.properties.model_validate(merged)
+        properties = model.model_dump()
+    except ValidationError as exc:
+        errors.extend(_field_errors(exc, prefix, row))
+
+    geometry: BaseGeometry | None = None
+    try:
+        geometry = validate_geometry(
+            data.get("geometry"),
+            expected_type=layer.geometry_type,
+            required=layer.geometry_required,
+            extent=extent,
+            row=row,
+        )
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
+    if errors:
+        where = f"row {row}: " if row is not None else ""
+        raise InvalidInput(f"{where}the {layer.name} feature is invalid", errors=errors)
+    return ParsedFeature(fid, geometry, properties, version)
+
+
+def _parse_version(value: Any, field: str, row: int | None, errors: list[FieldError]) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        version = int(value)
+    except (TypeError, ValueError):
+        errors.append(FieldError(field, "must be a whole number", row))
+        return None
+    if version < 1 or version != float(value):
+        errors.append(FieldError(field, "must be a whole number of 1 or more", row))
+        return None
+    return version
+
+
+def _field_errors(exc: ValidationError, prefix: str, row: int | None) -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(FieldError(prefix + loc if loc else prefix.rstrip("."), msg, row))
+    return out
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _to_feature(layer: Layer, row: FeatureRow) -> Feature:
+    props = {name: getattr(row, name) for name in layer.fields}
+    return Feature(
+        row.id,
+        row.geom,  # type: ignore[attr-defined]
+        props,
+        row.version,
+        row.created_at,
+        row.created_by,
+        row.updated_at,
+        row.updated_by,
+    )
+
+
+def _attribute_filters(layer: Layer, filters: Mapping[str, str]) -> list[ColumnElement[bool]]:
+    row = LAYER_ROWS[layer.name]
+    clauses: list[ColumnElement[bool]] = []
+    errors: list[FieldError] = []
+    for name, raw in filters.items():
+        if name not in layer.fields:
+            errors.append(
+                FieldError(name, f"not an attribute of {layer.name}: {', '.join(layer.fields)}")
+            )
+            continue
+        annotation = layer.properties.model_fields[name].annotation
+        adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+        try:
+            values = [adapter.validate_strings(v) for v in raw.split(",")]
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            errors.append(FieldError(name, f"bad filter value {raw!r}: {reason}"))
+            continue
+        values = [v.value if hasattr(v, "value") else v for v in values]
+        column = getattr(row, name)
+        clauses.append(column.in_(values) if len(values) > 1 else column == values[0])
+    if errors:
+        raise InvalidInput("bad attribute filter", errors=errors)
+    return clauses
+
+
+def parse_bbox(text: str, *, field: str = "bbox") -> tuple[float, float, float, float]:
+    """``minLon,minLat,maxLon,maxLat`` as in RFC 7946 and OGC API Features."""
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4 or not all(map(_finite, parts)):
+        raise InvalidInput(
+            "bad bbox", errors=[FieldError(field, "four numbers: minLon,minLat,maxLon,maxLat")]
+        )
+    x0, y0, x1, y1 = parts
+    if x0 > x1 or y0 > y1 or abs(y0) > 90 or abs(y1) > 90 or abs(x0) > 180 or abs(x1) > 180:
+        raise InvalidInput(
+            "bad bbox", errors=[FieldError(field, "min must not exceed max; lon/lat in range")]
+        )
+    return x0, y0, x1, y1
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def list_features(
+    db: Database,
+    site_id: str,
+    layer_name: str,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> list[Feature]:
+    """Features of a layer, filtered by bounding box and attribute equality, ordered by id."""
+    layer = get_layer(layer_name)
+    row = LAYER_ROWS[layer.name]
+    clauses = _attribute_filters(layer, filters or {})
+    with db.read() as session:
+        load_site(session, site_id)
+        stmt = select(row).where(row.site_id == site_id, *clauses).order_by(row.id)
+        wanted: set[str] | None = None
+        if bbox is not None:
+            envelope = box(*bbox)
+            if db.is_postgis:
+                stmt = stmt.where(
+                    func.ST_Intersects(
+                        row.geom,  # type: ignore[attr-defined]
+                        func.ST_MakeEnvelope(*bbox, 4326),
+                    )
+                )
+            else:
+                hits = db.spatial_indexes.get(session, site_id, layer.name).intersecting(envelope)
+                if len(hits) <= 10_000:
+                    stmt = stmt.where(row.id.in_(hits))
+                else:
+                    wanted = set(hits)
+        rows = session.scalars(stmt)
+        return [_to_feature(layer, r) for r in rows if wanted is None or r.id in wanted]
+
+
+def get_feature(db: Database, site_id: str, layer_name: str, feature_id: str) -> Feature:
+    layer = get_layer(layer_name)
+    with db.read() as session:
+        load_site(session, site_id)
+        return _to_feature(layer, _load_row(session, layer, site_id, feature_id))
+
+
+def _load_row(session: Session, layer: Layer, site_id: str, feature_id: str) -> FeatureRow:
+    row = session.get(LAYER_ROWS[layer.name], (site_id, feature_id))
+    if row is None:
+        raise NotFound(
+            f"no {layer.name} feature {feature_id!r} on site {site_id!r}",
+            errors=[FieldError("id", "unknown feature id")],
+        )
+    return row
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def touch_layer(session: Session, site_id: str, layer_name: str) -> None:
+    """Give the layer a fresh revision token (caches keyed on it become stale)."""
+    token = uuid.uuid4().hex
+    revision = session.get(LayerRevision, (site_id, layer_name))
+    if revision is None:
+        session.add(LayerRevision(site_id=site_id, layer=layer_name, token=token))
+    else:
+        revision.token = token
+
+
+def _log(
+    session: Session,
+    site_id: str,
+    layer: Layer,
+    feature: Feature,
+    action: str,
+    actor: str,
+    at: datetime,
+    note: str | None = None,
+) -> None:
+    session.add(
+        ChangeRow(
+            site_id=site_id,
+            layer=layer.name,
+            feature_id=feature.id,
+            action=action,
+            version=feature.version,
+            actor=actor,
+            at=at,
+            data=feature.to_geojson(),
+            note=note,
+        )
+    )
+
+
+def check_version(
+    current: int, expected: int | None, source: VersionSource | None, what: str
+) -> None:
+    if expected is None:
+        raise VersionRequired(
+            f"say which version of {what} you are changing (If-Match header or "
+            f"properties.version); it is at version {current}",
+            errors=[FieldError("version", "required")],
+        )
+    if expected != current:
+        error = PreconditionFailed if source == "header" else VersionConflict
+        raise error(
+            f"{what} is at version {current}, not {expected}: someone changed it since you "
+            "read it; reload and apply your change again",
+            errors=[FieldError("version", f"stale: current version is {current}")],
+        )
+
+
+def insert_features(
+    session: Session,
+    site_id: str,
+    layer: Layer,
+    parsed: Iterable[ParsedFeature],
+    *,
+    actor: str,
+    now: datetime | None = None,
+    note: str | None = None,
+) -> list[Feature]:
+    now = now or datetime.now(UTC)
+    model = LAYER_ROWS[layer.name]
+    out = []
+    for p in parsed:
+        fid = p.id or f"{layer.name[:4]}-{uuid.uuid4().hex[:12]}"
+        row = model(
+            site_id=site_id,
+            id=fid,
+            geom=p.geometry,
+            **p.properties,
+            version=1,
+            created_at=now,
+            created_by=actor,
+            updated_at=now,
+            updated_by=actor,
+        )
+        session.add(row)
+        feature = _to_feature(layer, row)
+        _log(session, site_id, layer, feature, "create", actor, now, note)
+        out.append(feature)
+    touch_layer(session, site_id, layer.name)
+    return out
+
+
+def update_row(
+    session: Session,
+    site_id: str,
+    layer: Layer,
+    row: FeatureRow,
+    parsed: ParsedFeature,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    note: str | None = None,
+) -> tuple[Feature, bool]:
+    """Apply ``parsed`` to ``row``; bump the version only if something really changed."""
+    before = _to_feature(layer, row)
+    geometry_same = (before.geometry is None and parsed.geometry is None) or (
+        before.geometry is not None
+        and parsed.geometry is not None
+        and shapely.equals_exact(before.geometry, parsed.geometry, tolerance=1e-9)
+    )
+    if geometry_same and before.properties == parsed.properties:
+        return before, False
+    now = now or datetime.now(UTC)
+    for name, value in parsed.properties.items():
+        setattr(row, name, value)
+    row.geom = parsed.geometry  # type: ignore[attr-defined]
+    row.version += 1
+    row.updated_at = now
+    row.updated_by = actor
+    feature = _to_feature(layer, row)
+    _log(session, site_id, layer, feature, "update", actor, now, note)
+    touch_layer(session, site_id, layer.name)
+    return feature, True
+
+
+def create_feature(
+    db: Database, site_id: str, layer_name: str, data: Mapping[str, Any], *, actor: str
+) -> Feature:
+    layer = get_layer(layer_name)
+    with db.write() as session:
+        site = load_site(session, site_id)
+        parsed = parse_feature(layer, data, extent=site.extent)
+        if parsed.id is not None and session.get(LAYER_ROWS[layer.name], (site_id, parsed.id)):
+            raise AlreadyExists(
+                f"{layer.name} feature {parsed.id!r} exists already; PUT or PATCH it to change it",
+                errors=[FieldError("id", "already taken")],
+            )
+        (feature,) = insert_features(session, site_id, layer, [parsed], actor=actor)
+        return feature
+
+
+def replace_feature(
+    db: Database,
+    site_id: str,
+    layer_name: str,
+    feature_id: str,
+    data: Mapping[str, Any],
+    *,
+    actor: str,
+    if_match: int | None = None,
+    partial: bool = False,
+) -> Feature:
+    """PUT (whole feature) or, with ``partial``, PATCH (JSON merge patch of the feature)."""
+    layer = get_layer(layer_name)
+    with db.write() as session:
+        site = load_site(session, site_id)
+        row = _load_row(session, layer, site_id, feature_id)
+        current = _to_feature(layer, row)
+        body = dict(data)
+        if partial:
+            if "geometry" not in body:
+                body["geometry"] = current.geometry
+            base: Mapping[str, Any] | None = current.properties
+            patch_props = body.get("properties") or {}
+            if isinstance(patch_props, Mapping):
+                # RFC 7396: null removes a member, which for us means "back to the default".
+                removed = [k for k, v in patch_props.items() if v is None]
+                base = {k: v for k, v in current.properties.items() if k not in removed}
+                body["properties"] = {k: v for k, v in patch_props.items() if v is not None}
+        else:
+            base = None
+        if body.get("id") not in (None, feature_id):
+            raise InvalidInput(
+                "the feature's id cannot change",
+                errors=[FieldError("id", f"must be {feature_id!r} (or left out)")],
+            )
+        body["id"] = feature_id
+        parsed = parse_feature(layer, body, extent=site.extent, base=base)
+        expected, source = (
+            (if_match, "header") if if_match is not None else (parsed.version, "body")
+        )
+        if if_match is not None and parsed.version not in (None, if_match):
+            raise InvalidInput(
+                "If-Match and properties.version disagree",
+                errors=[FieldError("version", "If-Match and properties.version must agree")],
+            )
+        check_version(row.version, expected, source, f"{layer.name} feature {feature_id!r}")
+        feature, _ = update_row(session, site_id, layer, row, parsed, actor=actor)
+        return feature
+
+
+def delete_feature(
+    db: Database,
+    site_id: str,
+    layer_name: str,
+    feature_id: str,
+    *,
+    actor: str,
+    version: int | None,
+    source: VersionSource = "header",
+) -> None:
+    layer = get_layer(layer_name)
+    with db.write() as session:
+        load_site(session, site_id)
+        row = _load_row(session, layer, site_id, feature_id)
+        check_version(row.version, version, source, f"{layer.name} feature {feature_id!r}")
+        delete_row(session, site_id, layer, row, actor=actor)
+
+
+def delete_row(
+    session: Session,
+    site_id: str,
+    layer: Layer,
+    row: FeatureRow,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    note: str | None = None,
+) -> None:
+    _log(
+        session,
+        site_id,
+        layer,
+        _to_feature(layer, row),
+        "delete",
+        actor,
+        now or datetime.now(UTC),
+        note,
+    )
+    session.delete(row)
+    touch_layer(session, site_id, layer.name)
+
+
+def feature_counts(session: Session, site_id: str) -> dict[str, int]:
+    return {
+        name: session.scalar(select(func.count()).select_from(row).where(row.site_id == site_id))
+        or 0
+        for name, row in LAYER_ROWS.items()
+    }

@@ -1,0 +1,99 @@
+"""A site on disk: ``site.json`` plus one GeoJSON FeatureCollection per layer.
+
+The demo site in ``fixtures/demo-site``, the synthetic sites of ``rallypoint fixtures generate``
+and OpenStreetMap imports all use this form, and all load through :func:`load_bundle`. Each file
+opens directly in QGIS.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from gis.errors import AlreadyExists, FieldError, InvalidInput, NotFound
+from gis.layer_io import ImportMode, ImportReport, import_rows, rows_from_collection
+from gis.model import LAYERS
+from gis.sites import Site, create_site, delete_site, get_site
+from gis.storage.db import Database
+from gis.storage.tables import SiteRow
+
+
+class IfExists(StrEnum):
+    FAIL = "fail"
+    SKIP = "skip"
+    REPLACE = "replace"
+
+
+def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The site description and each layer's FeatureCollection (missing layers are empty)."""
+    site_file = path / "site.json"
+    if not site_file.is_file():
+        raise NotFound(f"{path} is not a site folder: it has no site.json")
+    try:
+        site = json.loads(site_file.read_text(encoding="utf-8"))
+        layers = {}
+        for name in LAYERS:
+            layer_file = path / f"{name}.geojson"
+            layers[name] = (
+                json.loads(layer_file.read_text(encoding="utf-8"))
+                if layer_file.is_file()
+                else {"type": "FeatureCollection", "features": []}
+            )
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path}: not JSON: {exc}") from exc
+    return site, layers
+
+
+def write_bundle(path: Path, site: dict[str, Any], layers: dict[str, dict[str, Any]]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "site.json").write_text(json.dumps(site, indent=2, ensure_ascii=False) + "\n")
+    for name, collection in layers.items():
+        with (path / f"{name}.geojson").open("w", encoding="utf-8") as out:
+            # One feature per line: readable diffs, small files.
+            out.write('{"type": "FeatureCollection", "features": [\n')
+            features = collection["features"]
+            for i, feature in enumerate(features):
+                sep = ",\n" if i < len(features) - 1 else "\n"
+                out.write(json.dumps(feature, ensure_ascii=False, separators=(",", ":")) + sep)
+            out.write("]}\n")
+
+
+def load_bundle(
+    db: Database, path: Path, *, actor: str, if_exists: IfExists = IfExists.FAIL
+) -> tuple[Site, dict[str, ImportReport] | None]:
+    """Create the site and all its layers in one transaction; ``None`` reports when skipped."""
+    site_data, layers = read_bundle(path)
+    site_id = site_data.get("id")
+    with db.read() as session:
+        exists = isinstance(site_id, str) and session.get(SiteRow, site_id) is not None
+    if exists and if_exists is IfExists.SKIP:
+        return get_site(db, str(site_id)), None
+    if exists and if_exists is IfExists.FAIL:
+        raise AlreadyExists(
+            f"site {site_id!r} exists already (use --if-exists skip or replace)",
+            errors=[FieldError("id", "already taken")],
+        )
+    # One transaction for the lot: the layer imports join it through savepoints.
+    reports: dict[str, ImportReport] = {}
+    with db.write() as session:
+        if exists:
+            delete_site(session, str(site_id), actor=actor)
+        site = create_site(session, site_data, actor=actor)
+        scoped = db.joined(session)
+        for name, collection in layers.items():
+            try:
+                reports[name] = import_rows(
+                    scoped,
+                    site.id,
+                    name,
+                    rows_from_collection(collection),
+                    actor=actor,
+                    mode=ImportMode.MERGE,
+                )
+            except InvalidInput as exc:
+                raise InvalidInput(
+                    f"{path / (name + '.geojson')}: {exc.detail}", errors=exc.errors
+                ) from exc
+    return site, reports

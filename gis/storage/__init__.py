@@ -1,0 +1,1 @@
+"""Storage: one set of SQLAlchemy models for SQLite (embedded default) and PostGIS."""

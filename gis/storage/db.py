@@ -1,0 +1,133 @@
+"""Engines, transactions and migrations.
+
+:class:`Database` hands out sessions: ``read()`` for queries, ``write()`` for changes. On SQLite,
+writes go through one lock (a single writer, as SQLite wants) and transactions are real
+(``BEGIN`` is emitted explicitly, so savepoints work). Tests pass a ``connection`` whose outer
+transaction they roll back; every session then joins it through a savepoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from alembic import command as alembic_command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; for SQLite the file's folder is created and pragmas are set."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
+        _make_sqlite_transactional(engine)
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def _make_sqlite_transactional(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; the SQLAlchemy
+    # documentation's recipe ("Serializable isolation / Savepoints / Transactional DDL").
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+class Database:
+    """Sessions over one engine (or one test connection)."""
+
+    def __init__(self, engine: Engine, *, connection: Connection | None = None) -> None:
+        self.engine = engine
+        self.connection = connection
+        self.dialect = engine.dialect.name
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        # Imported here: the spatial index is a cache that belongs to this database.
+        from gis.spatial_index import SpatialIndexCache
+
+        self.spatial_indexes = SpatialIndexCache()
+
+    @property
+    def is_postgis(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def _session(self) -> Session:
+        if self.connection is not None:
+            return Session(
+                bind=self.connection,
+                join_transaction_mode="create_savepoint",
+                expire_on_commit=False,
+            )
+        return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._session() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose changes are committed together, or not at all."""
+        with self._write_lock or nullcontext(), self._session() as session, session.begin():
+            yield session
+
+    def joined(self, session: Session) -> Database:
+        """A view of this database inside ``session``'s transaction, for composing writes:
+        its sessions join through savepoints, so all commit or roll back with ``session``."""
+        inner = Database(self.engine, connection=session.connection())
+        inner.spatial_indexes = self.spatial_indexes
+        return inner
+
+    def dispose(self) -> None:
+        if self.connection is None:
+            self.engine.dispose()
+
+
+def alembic_config(engine_or_connection: Engine | Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = engine_or_connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema up to ``revision`` (Alembic)."""
+    with engine.begin() as conn:
+        alembic_command.upgrade(alembic_config(conn), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        alembic_command.downgrade(alembic_config(conn), revision)
+
+
+def schema_is_current(engine: Engine) -> tuple[str | None, str | None]:
+    """The database's revision and the code's head revision."""
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head

@@ -1,0 +1,159 @@
+"""SQLAlchemy models: one table per layer, plus sites, the change log and layer revisions.
+
+Alembic owns the schema (``gis/migrations``); these models and the migrations must agree, which
+``tests/test_migrations.py`` checks on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gis.storage.types import Geometry, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Audited:
+    """Who and when, on every row a person can change."""
+
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class SiteRow(Audited, Base):
+    __tablename__ = "sites"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    crs: Mapped[str | None] = mapped_column(String(200), default=None)
+    boundary: Mapped[BaseGeometry] = mapped_column(Geometry("POLYGON"))
+
+
+class FeatureRow(Audited, Base):
+    """Columns every layer table has."""
+
+    __abstract__ = True
+    layer_name: str
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ZoneRow(FeatureRow):
+    __tablename__ = "zones"
+    layer_name = "zones"
+
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    risk_grade: Mapped[str | None] = mapped_column(String(16))
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("POLYGON"))
+
+
+class ResourceRow(FeatureRow):
+    __tablename__ = "resources"
+    layer_name = "resources"
+
+    name: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("POINT"))
+
+
+class SensorRow(FeatureRow):
+    __tablename__ = "sensors"
+    layer_name = "sensors"
+
+    name: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    substance: Mapped[str | None] = mapped_column(String(100))
+    unit: Mapped[str | None] = mapped_column(String(100))
+    warning: Mapped[float | None] = mapped_column(Float)
+    alarm: Mapped[float | None] = mapped_column(Float)
+    high_alarm: Mapped[float | None] = mapped_column(Float)
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("POINT"))
+
+
+class PersonRow(FeatureRow):
+    __tablename__ = "people"
+    layer_name = "people"
+
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(100))
+    team: Mapped[str | None] = mapped_column(String(100))
+    shift: Mapped[str | None] = mapped_column(String(100))
+    employer: Mapped[str] = mapped_column(String(200))
+    employment: Mapped[str] = mapped_column(String(32))
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    geom: Mapped[BaseGeometry | None] = mapped_column(Geometry("POINT"), nullable=True)
+
+
+class NetworkEdgeRow(FeatureRow):
+    __tablename__ = "network_edges"
+    layer_name = "network"
+
+    name: Mapped[str | None] = mapped_column(String(200))
+    foot: Mapped[bool] = mapped_column(Boolean)
+    vehicle: Mapped[bool] = mapped_column(Boolean)
+    oneway: Mapped[bool] = mapped_column(Boolean)
+    width_m: Mapped[float | None] = mapped_column(Float)
+    capacity: Mapped[float | None] = mapped_column(Float)
+    door: Mapped[bool] = mapped_column(Boolean)
+    stairs: Mapped[bool] = mapped_column(Boolean)
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("LINESTRING"))
+
+
+LAYER_ROWS: dict[str, type[FeatureRow]] = {
+    row.layer_name: row for row in (ZoneRow, ResourceRow, SensorRow, PersonRow, NetworkEdgeRow)
+}
+
+
+class LayerRevision(Base):
+    """A token that changes with every write to a layer, so caches know when they are stale."""
+
+    __tablename__ = "layer_revisions"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    layer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token: Mapped[str] = mapped_column(String(32))
+
+
+class ChangeRow(Base):
+    """Append-only record of every change to the site model: what, who, when, and the data."""
+
+    __tablename__ = "changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    layer: Mapped[str] = mapped_column(String(32))
+    feature_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,0 +1,99 @@
+"""Fixtures: every storage test runs on SQLite and on a real PostGIS.
+
+The demo site is loaded once per backend and committed; each test then runs inside a
+transaction that is rolled back at the end (GeoAlchemy2's own test suite does the same).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from command.app import create_app
+from command.settings import Settings
+from gis.site_bundle import load_bundle
+from gis.storage.db import Database, downgrade, make_engine, schema_is_current, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SITE = ROOT / "fixtures" / "demo-site"
+DEMO_ID = "demo-works"
+OSM_EXTRACT = ROOT.parent / "shared" / "data" / "osm" / "West-Oakland.osm.bz2"
+POSTGIS_URL_ENV = "RALLYPOINT_TEST_POSTGIS_URL"
+BACKENDS = ["sqlite", "postgis"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") == "true" and not os.environ.get(POSTGIS_URL_ENV):
+        raise pytest.UsageError(
+            f"CI=true but {POSTGIS_URL_ENV} is not set: the PostGIS tests must run in CI "
+            "(use 'make test', which brings up a throwaway PostGIS)"
+        )
+
+
+def _fresh_engine(url: str) -> Engine:
+    engine = make_engine(url)
+    current, _ = schema_is_current(engine)
+    if current is not None:
+        downgrade(engine, "base")
+    upgrade(engine)
+    return engine
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database holding the demo site, per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'rallypoint.db'}"
+    else:
+        url = os.environ.get(POSTGIS_URL_ENV, "")
+        if not url:
+            pytest.skip(f"no PostGIS ({POSTGIS_URL_ENV} unset); 'make test' provides one")
+    engine = _fresh_engine(url)
+    load_bundle(Database(engine), DEMO_SITE, actor="test-setup")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Database]:
+    """A database whose every change is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            yield Database(engine, connection=connection)
+        finally:
+            transaction.rollback()
+
+
+@pytest.fixture
+def client(db: Database) -> Iterator[TestClient]:
+    settings = Settings(database_url=str(db.engine.url), environment="test")
+    with TestClient(create_app(settings, database=db)) as test_client:
+        yield test_client
+
+
+_backend_results: Counter[tuple[str, str]] = Counter()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call" and not (report.when == "setup" and not report.passed):
+        return
+    for backend in BACKENDS:
+        if any(f"{a}{backend}{b}" in report.nodeid for a in "[-" for b in "]-"):
+            _backend_results[(backend, report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = []
+    for backend in BACKENDS:
+        counts = {o: _backend_results[(backend, o)] for o in ("passed", "failed", "skipped")}
+        lines.append(f"{backend}: " + ", ".join(f"{n} {o}" for o, n in counts.items()))
+    terminalreporter.write_sep("-", "storage backends")
+    for line in lines:
+        terminalreporter.write_line(line)
