@@ -286,3 +286,7 @@ def osm_import(path: Path, site_id: str, site_name: str | None, timezone: str, m
         click.echo(f"  detached part: {part}")
     if len(result.detached) > 10:
         click.echo(f"  ... and {len(result.detached) - 10} more detached parts")
+
+
+if __name__ == "__main__":
+    main()

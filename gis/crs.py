@@ -103,4 +103,4 @@ def _transform(geom: G, transformer: Transformer) -> G:
         x, y = transformer.transform(coords[:, 0], coords[:, 1])
         return np.column_stack([x, y])
 
-    return shapely.transform(geom, apply)  # type: ignore[no-any-return]
+    return shapely.transform(geom, apply)

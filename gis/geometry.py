@@ -114,7 +114,7 @@ def _from_geojson(value: Mapping[str, Any], refuse: Any) -> BaseGeometry:
         # shapely would close them silently; RFC 7946 says a ring's last position is its first.
         raise refuse("polygon rings must be closed (last position equal to the first)")
     try:
-        geom = shape(value)
+        geom = shape(dict(value))
     except (ValueError, TypeError, AttributeError, IndexError, KeyError, ShapelyError) as exc:
         raise refuse(f"malformed {kind} coordinates: {exc}") from exc
     if not isinstance(geom, BaseGeometry):  # pragma: no cover - shape() always returns one

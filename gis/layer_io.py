@@ -365,11 +365,20 @@ def _frame(layer: Layer, features: Sequence[Feature]) -> gpd.GeoDataFrame:
     records = [{"id": f.id, **jsonable(f.properties), **f.meta()} for f in features]
     columns = ["id", *layer.fields, *META_FIELDS]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    dtypes = {bool: "bool", int: "Int64", int | None: "Int64", float: "float64"}
-    dtypes[float | None] = "float64"
-    for name in layer.fields:
-        annotation = layer.properties.model_fields[name].annotation
-        frame[name] = frame[name].astype(dtypes.get(annotation, "object"))  # type: ignore[call-overload]
+    frame = frame.astype(
+        {name: _dtype(layer.properties.model_fields[name].annotation) for name in layer.fields}
+    )
     frame["version"] = frame["version"].astype("int64")
     geometry = gpd.GeoSeries([f.geometry for f in features], crs="EPSG:4326")
     return gpd.GeoDataFrame(frame, geometry=geometry, crs="EPSG:4326")
+
+
+def _dtype(annotation: Any) -> str:
+    """The pandas dtype for an attribute: nullable integers stay integers in GPKG and SHP."""
+    if annotation is bool:
+        return "bool"
+    if annotation in (int, int | None):
+        return "Int64"
+    if annotation in (float, float | None):
+        return "float64"
+    return "object"

@@ -183,7 +183,7 @@ def _to_feature(layer: Layer, row: FeatureRow) -> Feature:
     props = {name: getattr(row, name) for name in layer.fields}
     return Feature(
         row.id,
-        row.geom,  # type: ignore[attr-defined]
+        row.geom,
         props,
         row.version,
         row.created_at,
@@ -204,7 +204,7 @@ def _attribute_filters(layer: Layer, filters: Mapping[str, str]) -> list[ColumnE
             )
             continue
         annotation = layer.properties.model_fields[name].annotation
-        adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+        adapter: TypeAdapter[Any] = TypeAdapter(annotation or str)
         try:
             values = [adapter.validate_strings(v) for v in raw.split(",")]
         except ValidationError as exc:
@@ -260,12 +260,7 @@ def list_features(
         if bbox is not None:
             envelope = box(*bbox)
             if db.is_postgis:
-                stmt = stmt.where(
-                    func.ST_Intersects(
-                        row.geom,  # type: ignore[attr-defined]
-                        func.ST_MakeEnvelope(*bbox, 4326),
-                    )
-                )
+                stmt = stmt.where(func.ST_Intersects(row.geom, func.ST_MakeEnvelope(*bbox, 4326)))
             else:
                 hits = db.spatial_indexes.get(session, site_id, layer.name).intersecting(envelope)
                 if len(hits) <= 10_000:
@@ -406,7 +401,7 @@ def update_row(
     now = now or datetime.now(UTC)
     for name, value in parsed.properties.items():
         setattr(row, name, value)
-    row.geom = parsed.geometry  # type: ignore[attr-defined]
+    row.geom = parsed.geometry
     row.version += 1
     row.updated_at = now
     row.updated_by = actor
@@ -423,7 +418,8 @@ def create_feature(
     with db.write() as session:
         site = load_site(session, site_id)
         parsed = parse_feature(layer, data, extent=site.extent)
-        if parsed.id is not None and session.get(LAYER_ROWS[layer.name], (site_id, parsed.id)):
+        model = LAYER_ROWS[layer.name]
+        if parsed.id is not None and session.get(model, (site_id, parsed.id)) is not None:
             raise AlreadyExists(
                 f"{layer.name} feature {parsed.id!r} exists already; PUT or PATCH it to change it",
                 errors=[FieldError("id", "already taken")],
@@ -469,9 +465,8 @@ def replace_feature(
             )
         body["id"] = feature_id
         parsed = parse_feature(layer, body, extent=site.extent, base=base)
-        expected, source = (
-            (if_match, "header") if if_match is not None else (parsed.version, "body")
-        )
+        source: VersionSource = "header" if if_match is not None else "body"
+        expected = if_match if if_match is not None else parsed.version
         if if_match is not None and parsed.version not in (None, if_match):
             raise InvalidInput(
                 "If-Match and properties.version disagree",

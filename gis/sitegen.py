@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import shapely
 from shapely.geometry import LineString, Point, Polygon, box, mapping
+from shapely.geometry.base import BaseGeometry
 
 from gis.crs import SiteCRS
 
@@ -267,7 +268,7 @@ def generate_site(
     margin = 30.0
     boundary = box(-margin, -margin, width + margin, height + margin)
 
-    def to_wgs84(geom: shapely.Geometry) -> shapely.Geometry:
+    def to_wgs84(geom: BaseGeometry) -> BaseGeometry:
         moved = shapely.transform(geom, lambda c: c + np.array([ox, oy]))
         return shapely.set_precision(crs.to_wgs84(moved), 1e-7)
 
@@ -314,8 +315,8 @@ def _doors(b: _Builder, kind: str, zname: str, i: int, j: int, poly: Polygon) ->
     muster = kind == "muster_point"
     for wall_y, road_y, offset in ((y0, j * BLOCK_H, -15.0), (y1, (j + 1) * BLOCK_H, 15.0)):
         dx = round(cx + offset, 2)
-        inside = Point(dx, wall_y + (8.0 if wall_y == y0 else -8.0))
-        door = Point(dx, wall_y)
+        inside = (dx, wall_y + (8.0 if wall_y == y0 else -8.0))
+        door = (dx, wall_y)
         road_line = ("h", round(road_y / BLOCK_H))
         b.stations.setdefault(road_line, set()).add(dx)
         b.edge(LineString([door, (dx, road_y)]), name=f"Walkway to {zname}", width_m=2.0)
@@ -360,7 +361,7 @@ def _roads(b: _Builder, nx: int, ny: int) -> None:
 def _segments(cuts: set[float], length: float) -> list[tuple[float, float]]:
     """Consecutive stations along a road of ``length``, at most SEGMENT_M apart."""
     points = sorted(round(c, 2) for c in cuts | {0.0, length} if 0 <= c <= length)
-    out = []
+    out: list[tuple[float, float]] = []
     for a, c in itertools.pairwise(points):
         n = max(1, math.ceil((c - a) / SEGMENT_M - 1e-9))
         steps = [round(a + (c - a) * k / n, 2) for k in range(n)] + [c]

@@ -10,7 +10,7 @@ import httpx
 def assert_problem(
     response: httpx.Response, status: int, *, field: str | None = None, row: int | None = None
 ) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with ``status``; if given, that an error names ``field``/``row``."""
+    """Assert an RFC 9457 problem with ``status``; if given, that an error names ``field``."""
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/problem+json"), response.headers
     body: dict[str, Any] = response.json()

@@ -49,9 +49,7 @@ def test_ids_are_unique_and_generated_when_missing(db: Database) -> None:
     layers.create_feature(db, DEMO_ID, "resources", HYDRANT, actor="a")
     with pytest.raises(AlreadyExists):
         layers.create_feature(db, DEMO_ID, "resources", HYDRANT, actor="a")
-    anonymous = layers.create_feature(
-        db, DEMO_ID, "resources", {**HYDRANT, "id": None}, actor="a"
-    )
+    anonymous = layers.create_feature(db, DEMO_ID, "resources", {**HYDRANT, "id": None}, actor="a")
     assert anonymous.id.startswith("reso-")
 
 
@@ -75,22 +73,39 @@ def test_update_needs_the_current_version(db: Database) -> None:
 
 def test_an_unchanged_replace_keeps_the_version(db: Database) -> None:
     layers.create_feature(db, DEMO_ID, "resources", HYDRANT, actor="a")
-    same = layers.replace_feature(db, DEMO_ID, "resources", "R-test-1", HYDRANT, actor="b", if_match=1)
+    same = layers.replace_feature(
+        db, DEMO_ID, "resources", "R-test-1", HYDRANT, actor="b", if_match=1
+    )
     assert same.version == 1 and same.updated_by == "a"
 
 
 def test_patch_merges_and_null_restores_the_default(db: Database) -> None:
     layers.create_feature(
-        db, DEMO_ID, "resources", {**HYDRANT, "properties": {"kind": "scba", "quantity": 4}}, actor="a"
+        db,
+        DEMO_ID,
+        "resources",
+        {**HYDRANT, "properties": {"kind": "scba", "quantity": 4}},
+        actor="a",
     )
     patched = layers.replace_feature(
-        db, DEMO_ID, "resources", "R-test-1", {"properties": {"quantity": 6}},
-        actor="b", if_match=1, partial=True,
+        db,
+        DEMO_ID,
+        "resources",
+        "R-test-1",
+        {"properties": {"quantity": 6}},
+        actor="b",
+        if_match=1,
+        partial=True,
     )
     assert patched.properties["kind"] == "scba" and patched.properties["quantity"] == 6
     reset = layers.replace_feature(
-        db, DEMO_ID, "resources", "R-test-1", {"properties": {"quantity": None, "version": 2}},
-        actor="b", partial=True,
+        db,
+        DEMO_ID,
+        "resources",
+        "R-test-1",
+        {"properties": {"quantity": None, "version": 2}},
+        actor="b",
+        partial=True,
     )
     assert reset.properties["quantity"] == 1 and reset.version == 3
 
@@ -114,7 +129,9 @@ def test_delete_needs_the_version_and_keeps_the_record(db: Database) -> None:
         layers.get_feature(db, DEMO_ID, "resources", "R-test-1")
     with db.read() as session:
         deleted = session.scalars(
-            select(ChangeRow).where(ChangeRow.feature_id == "R-test-1", ChangeRow.action == "delete")
+            select(ChangeRow).where(
+                ChangeRow.feature_id == "R-test-1", ChangeRow.action == "delete"
+            )
         ).one()
     assert deleted.actor == "b"
     assert deleted.data is not None and deleted.data["properties"]["kind"] == "hydrant"

@@ -7,7 +7,7 @@ Alembic owns the schema (``gis/migrations``); these models and the migrations mu
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, MetaData, String, Text
@@ -58,6 +58,10 @@ class FeatureRow(Audited, Base):
         String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    if TYPE_CHECKING:
+        # Each layer table declares its own geometry column (its own geometry type).
+        geom: Mapped[BaseGeometry | None]
 
 
 class ZoneRow(FeatureRow):

@@ -60,7 +60,8 @@ class Geometry(TypeDecorator[BaseGeometry]):
             value = value.data
         if isinstance(value, memoryview):
             value = value.tobytes()
-        return shapely.from_wkb(value)
+        geom: BaseGeometry = shapely.from_wkb(value)
+        return geom
 
 
 class UTCDateTime(TypeDecorator[datetime]):

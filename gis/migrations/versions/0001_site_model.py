@@ -7,6 +7,8 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,7 +19,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-LAYER_TABLES = {
+LAYER_TABLES: dict[str, list[sa.Column[Any]]] = {
     "zones": [
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
@@ -67,7 +69,7 @@ LAYER_TABLES = {
 INDEXED_KIND = ("zones", "resources", "sensors")
 
 
-def audit_columns() -> list[sa.Column[object]]:
+def audit_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
