@@ -83,7 +83,14 @@ def serve(host: str | None, port: int | None) -> None:
     settings = Settings()
     host, port = host or settings.host, port or settings.port
     click.echo(f"Rallypoint serving on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    # access_log off: RequestLog already writes one line per request.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
 
 
 @main.group()

@@ -186,42 +186,32 @@ def get_feature(db: DatabaseDep, site_id: str, layer: str, feature_id: str) -> R
 
 @router.put(
     "/{layer}/features/{feature_id}",
+    operation_id="replace_feature",
     summary="Replace a feature (needs If-Match or properties.version)",
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}}},
 )
-def replace_feature(
-    db: DatabaseDep,
-    actor: ActorDep,
-    if_match: IfMatchDep,
-    site_id: str,
-    layer: str,
-    feature_id: str,
-    body: Annotated[dict[str, Any], Body()],
-) -> Response:
-    feature = layers.replace_feature(
-        db, site_id, layer, feature_id, body, actor=actor, if_match=if_match
-    )
-    return _geojson(feature.to_geojson(), version=feature.version)
-
-
 @router.patch(
     "/{layer}/features/{feature_id}",
+    operation_id="patch_feature",
     summary="Change some attributes or the geometry (JSON merge patch; needs a version)",
+    description="Attributes left out keep their values; `null` restores the default.",
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}}},
 )
-def patch_feature(
+def change_feature(
     db: DatabaseDep,
     actor: ActorDep,
     if_match: IfMatchDep,
+    request: Request,
     site_id: str,
     layer: str,
     feature_id: str,
     body: Annotated[dict[str, Any], Body()],
 ) -> Response:
+    partial = request.method == "PATCH"
     feature = layers.replace_feature(
-        db, site_id, layer, feature_id, body, actor=actor, if_match=if_match, partial=True
+        db, site_id, layer, feature_id, body, actor=actor, if_match=if_match, partial=partial
     )
     return _geojson(feature.to_geojson(), version=feature.version)
 
