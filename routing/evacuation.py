@@ -1,0 +1,320 @@
+"""Evacuation routes for everyone on site: one search, not one per person.
+
+A single Dijkstra over the reversed graph, from a super-source joined to every muster point,
+gives every node its cheapest way to a muster point; each person then needs only the leg from
+where they stand to the ends of their edge. Edges inside the innermost threat zone are closed, so
+no route crosses it. People inside it get a second search that allows only the zone's own edges,
+seeded with the first search's costs where those edges meet the outside: the fastest way out,
+then the safe way on. Anyone with no safe route is listed as trapped, with where they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from gis.errors import FieldError, InvalidInput
+from routing.forest import Forest, reverse_search
+from routing.graph import FloatArray, IntArray, NetworkGraph
+from routing.hazard import (
+    HazardPolicy,
+    ThreatZone,
+    blocked_edges,
+    edge_levels,
+    hazard_costs,
+    inside,
+)
+from routing.snapping import DEFAULT_MAX_SNAP_M, Snapped, arrival_legs, leg_costs, snap
+
+#: Weight of a zero-cost super-source edge; scipy treats an explicit 0 as an edge, but a tiny
+#: positive weight keeps ties stable and visible.
+EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class MusterPoints:
+    """Muster points: ids, a point each (lon/lat, e.g. the zone's centroid), capacities."""
+
+    ids: Sequence[str]
+    lonlat: FloatArray
+    capacity: Sequence[int]
+
+
+@dataclass(frozen=True)
+class Wind:
+    """Where the wind comes from (degrees clockwise from north) and the incident's position."""
+
+    from_deg: float
+    incident_lonlat: tuple[float, float]
+    downwind_penalty_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.from_deg <= 360:
+            raise InvalidInput(
+                f"wind direction {self.from_deg} is outside 0-360",
+                errors=[FieldError("wind.from_deg", "degrees from 0 to 360")],
+            )
+
+
+@dataclass(frozen=True)
+class Trapped:
+    id: str
+    lon: float
+    lat: float
+    reason: str
+
+
+@dataclass
+class EvacuationRoutes:
+    """Each person's muster point, cost and route; routes are kept as two shared forests."""
+
+    person_ids: list[str]
+    muster_ids: list[str]
+    muster: IntArray  # per person, index into muster_ids; -1 if trapped
+    cost_s: FloatArray  # hazard-weighted cost that was minimised
+    length_m: FloatArray
+    walk_time_s: FloatArray  # plain walking time along the route
+    trapped: list[Trapped]
+    unusable_musters: dict[str, str]  # muster id -> why no one is sent there
+    inside_inner_zone: npt.NDArray[np.bool_]
+    _escaping: npt.NDArray[np.bool_] = field(repr=False)  # routes that start in the escape forest
+    _first_node: IntArray = field(repr=False)  # node where the route joins the network
+    _snapped: Snapped = field(repr=False)
+    _outer: Forest = field(repr=False)
+    _escape: Forest | None = field(repr=False)
+    _graph: NetworkGraph = field(repr=False)
+
+    def route_nodes(self, person: int) -> list[int]:
+        """Nodes of a person's route, from the first node reached to the muster point's node."""
+        if self.muster[person] < 0:
+            return []
+        node = int(self._first_node[person])
+        nodes: list[int] = []
+        if self._escape is not None and self._escaping[person]:
+            nodes = self._escape.path(node)
+            node = nodes.pop()
+        return nodes + self._outer.path(node)
+
+    def route_line(self, person: int) -> shapely.LineString | None:
+        """The route as a WGS84 line through the network nodes (None if trapped)."""
+        nodes = self.route_nodes(person)
+        if not nodes:
+            return None
+        coords = self._graph.node_lonlat[nodes]
+        return shapely.LineString(coords) if len(coords) > 1 else None
+
+
+def evacuation_routes(
+    graph: NetworkGraph,
+    person_ids: Sequence[str],
+    person_lonlat: FloatArray,
+    musters: MusterPoints,
+    *,
+    zones: Sequence[ThreatZone] = (),
+    closed: Sequence[str] = (),
+    policy: HazardPolicy | None = None,
+    wind: Wind | None = None,
+    max_snap_m: float = DEFAULT_MAX_SNAP_M,
+) -> EvacuationRoutes:
+    """Route every person to the best reachable muster point, never through the inner zone.
+
+    ``closed`` names network features that are closed; ``wind``, when the plan prefers upwind
+    muster points, adds up to ``downwind_penalty_s`` to muster points downwind of the incident.
+    """
+    if graph.mode != "foot":
+        raise InvalidInput("evacuation routes are walked", errors=[FieldError("mode", "foot")])
+    policy = policy or HazardPolicy()
+    person_lonlat = np.asarray(person_lonlat, dtype=np.float64).reshape(-1, 2)
+    if len(person_ids) != len(person_lonlat):
+        raise InvalidInput("one position per person", errors=[FieldError("people", "mismatch")])
+    if len(musters.ids) == 0:
+        raise InvalidInput("no muster points", errors=[FieldError("musters", "none given")])
+
+    levels = edge_levels(graph, zones)
+    blocked = blocked_edges(graph, closed)
+    costs = hazard_costs(graph, levels, blocked, policy=policy)
+
+    # Search 1: everyone outside the innermost zone, over the graph with it closed.
+    muster_snap = snap(graph, musters.lonlat, max_distance_m=max_snap_m)
+    unusable = _unusable_musters(musters, muster_snap, zones, policy, max_snap_m)
+    muster_snap = Snapped(
+        np.where([m in unusable for m in musters.ids], -1, muster_snap.feature),
+        muster_snap.t,
+        muster_snap.distance_m,
+    )
+    penalty = _downwind_penalty(musters, wind)
+    sources, source_muster = _muster_sources(graph, muster_snap, costs, penalty)
+    outer = reverse_search(graph, costs, sources)
+    muster_at_root = _label_roots(graph, outer, sources, source_muster)
+
+    snapped = snap(graph, person_lonlat, max_distance_m=max_snap_m)
+    start, end, to_start, to_end = leg_costs(graph, snapped, costs)
+    inner = (
+        inside(zones, person_lonlat, policy.impassable_level)
+        if zones
+        else np.zeros(len(person_ids), dtype=bool)
+    )
+
+    normal_start = to_start + outer.distance[start]
+    normal_end = to_end + outer.distance[end]
+    first = np.where(normal_start <= normal_end, start, end)
+    cost = np.minimum(normal_start, normal_end)
+    escape: Forest | None = None
+    use_escape = np.zeros(len(person_ids), dtype=bool)
+    if inner.any():
+        # Search 2: inside the innermost zone, only the zone's own edges (closures kept),
+        # seeded with search 1's cost at every node of the zone where it can be left.
+        closed_inner = levels >= policy.impassable_level
+        escape_costs = np.where(closed_inner & ~blocked, graph.edge_time_s, np.inf)
+        zone_nodes = np.unique(
+            np.concatenate([graph.edge_src[closed_inner], graph.edge_dst[closed_inner]])
+        )
+        exits = zone_nodes[np.isfinite(outer.distance[zone_nodes])]
+        escape = reverse_search(
+            graph, escape_costs, [(int(x), float(outer.distance[x])) for x in exits]
+        )
+        _, _, e_to_start, e_to_end = leg_costs(graph, snapped, escape_costs)
+        # A person on a closed inner edge may still walk it: that is how they leave.
+        escape_start = e_to_start + escape.distance[start]
+        escape_end = e_to_end + escape.distance[end]
+        escape_cost = np.minimum(escape_start, escape_end)
+        use_escape = inner & (escape_cost < cost)
+        first = np.where(use_escape, np.where(escape_start <= escape_end, start, end), first)
+        cost = np.where(use_escape, escape_cost, cost)
+    reachable = np.isfinite(cost) & snapped.attached
+
+    # Where each route leaves the escape forest, and the muster point it ends at.
+    length_outer = outer.along(graph.edge_length_m)
+    time_outer = outer.along(graph.edge_time_s)
+    roots_outer = outer.roots()
+    join = first.copy()
+    length = np.zeros(len(first))
+    time = np.zeros(len(first))
+    if escape is not None:
+        escape_roots = escape.roots()
+        length_escape = escape.along(graph.edge_length_m)
+        time_escape = escape.along(graph.edge_time_s)
+        join = np.where(use_escape, escape_roots[first], first)
+        length = np.where(use_escape, length_escape[first], 0.0)
+        time = np.where(use_escape, time_escape[first], 0.0)
+    length = length + length_outer[join]
+    time = time + time_outer[join]
+    muster = np.where(reachable, muster_at_root[roots_outer[join]], -1)
+
+    # The legs at both ends: from the person to the first node, from the last node to the muster.
+    f = np.where(snapped.attached, snapped.feature, 0)
+    feature_length = shapely.length(graph.feature_lines[f])
+    leg_t = np.where(first == start, snapped.t, 1 - snapped.t)
+    walk = graph.edge_time_s[graph.feature_edges[f, 0]]
+    length = length + leg_t * feature_length
+    time = time + leg_t * walk
+    last = roots_outer[join]
+    muster_leg_len, muster_leg_time = _muster_legs(graph, muster_snap, muster, last)
+    length = length + muster_leg_len
+    time = time + muster_leg_time
+
+    trapped = []
+    for i in np.flatnonzero(~reachable):
+        lon, lat = person_lonlat[i]
+        reason = (
+            f"more than {max_snap_m:.0f} m from the network"
+            if not snapped.attached[i]
+            else "no route to a muster point avoids the threat zone and closures"
+        )
+        trapped.append(Trapped(str(person_ids[int(i)]), float(lon), float(lat), reason))
+    nan = np.where(reachable, 1.0, np.nan)
+    return EvacuationRoutes(
+        person_ids=[str(p) for p in person_ids],
+        muster_ids=[str(m) for m in musters.ids],
+        muster=muster.astype(np.int64),
+        cost_s=np.where(reachable, cost, np.inf),
+        length_m=length * nan,
+        walk_time_s=time * nan,
+        trapped=trapped,
+        unusable_musters=unusable,
+        inside_inner_zone=inner,
+        _escaping=use_escape,
+        _first_node=first,
+        _snapped=snapped,
+        _outer=outer,
+        _escape=escape,
+        _graph=graph,
+    )
+
+
+def _muster_sources(
+    graph: NetworkGraph, snapped: Snapped, costs: FloatArray, penalty: FloatArray
+) -> tuple[list[tuple[int, float]], list[int]]:
+    """Super-source edges to the nodes around each muster point: the cost of the last leg."""
+    start, end, from_start, from_end = arrival_legs(graph, snapped, costs)
+    best: dict[int, tuple[float, int]] = {}
+    for m in np.flatnonzero(snapped.attached):
+        for node, leg in ((start[m], from_start[m]), (end[m], from_end[m])):
+            weight = float(leg + penalty[m]) + EPSILON
+            if np.isfinite(weight) and weight < best.get(int(node), (np.inf, -1))[0]:
+                best[int(node)] = (weight, int(m))
+    nodes = sorted(best)
+    return [(n, best[n][0]) for n in nodes], [best[n][1] for n in nodes]
+
+
+def _label_roots(
+    graph: NetworkGraph,
+    forest: Forest,
+    sources: list[tuple[int, float]],
+    source_muster: list[int],
+) -> IntArray:
+    label = np.full(graph.node_count, -1, dtype=np.int64)
+    for (node, _), muster in zip(sources, source_muster, strict=True):
+        if forest.predecessors[node] == forest.source:
+            label[node] = muster
+    return label
+
+
+def _muster_legs(
+    graph: NetworkGraph, snapped: Snapped, muster: IntArray, last: IntArray
+) -> tuple[FloatArray, FloatArray]:
+    """Length and plain time of the last leg, from the last node to the muster point itself."""
+    m = np.where(muster >= 0, muster, 0)
+    f = np.where(snapped.attached[m], snapped.feature[m], 0)
+    start = graph.edge_src[graph.feature_edges[f, 0]]
+    t = np.where(last == start, snapped.t[m], 1 - snapped.t[m])
+    feature_length = shapely.length(graph.feature_lines[f])
+    walk = graph.edge_time_s[graph.feature_edges[f, 0]]
+    ok = muster >= 0
+    return np.where(ok, t * feature_length, 0.0), np.where(ok, t * walk, 0.0)
+
+
+def _unusable_musters(
+    musters: MusterPoints,
+    snapped: Snapped,
+    zones: Sequence[ThreatZone],
+    policy: HazardPolicy,
+    max_snap_m: float,
+) -> dict[str, str]:
+    """Muster points no one may be sent to: off the network, or inside the innermost zone."""
+    out: dict[str, str] = {}
+    endangered = inside(zones, musters.lonlat, policy.impassable_level) if zones else None
+    for m, muster_id in enumerate(musters.ids):
+        if not snapped.attached[m]:
+            out[str(muster_id)] = f"more than {max_snap_m:.0f} m from the network"
+        elif endangered is not None and endangered[m]:
+            out[str(muster_id)] = "inside the innermost threat zone"
+    return out
+
+
+def _downwind_penalty(musters: MusterPoints, wind: Wind | None) -> FloatArray:
+    """0 for a muster point straight upwind of the incident, the full penalty straight downwind."""
+    count = len(musters.ids)
+    if wind is None:
+        return np.zeros(count)
+    lon0, lat0 = wind.incident_lonlat
+    dx = (musters.lonlat[:, 0] - lon0) * np.cos(np.radians(lat0))
+    dy = musters.lonlat[:, 1] - lat0
+    bearing = np.degrees(np.arctan2(dx, dy))  # clockwise from north
+    # Upwind means towards where the wind comes from.
+    cos = np.cos(np.radians(bearing - wind.from_deg))
+    return np.asarray(wind.downwind_penalty_s * (1 - cos) / 2, dtype=np.float64)

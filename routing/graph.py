@@ -1,0 +1,308 @@
+"""Routable graphs of a site's network, one per mode.
+
+networkx holds the model (``NetworkGraph.graph``, a ``MultiDiGraph`` whose edges carry the
+network feature's id, length, travel time, width, capacity and door/stairs flags). The hot paths
+run on arrays compiled from it once: per directed edge, its end nodes, length, time and capacity;
+and the CSR structure of the reversed graph, whose weights are recomputed from a cost array
+without rebuilding anything when a hazard or a closure changes the costs.
+
+Foot graphs hold every edge that allows people on foot, in both directions. Vehicle graphs hold
+the edges that allow vehicles, in one direction where the edge is one-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+import shapely
+from shapely.geometry import shape
+
+from gis.crs import SiteCRS
+from gis.errors import FieldError, InvalidInput
+
+Mode = Literal["foot", "vehicle"]
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Nodes closer than this (in degrees, about 1 cm) are the same node.
+NODE_PRECISION = 7
+
+
+@dataclass(frozen=True, slots=True)
+class TravelSpeeds:
+    """Speeds used to turn lengths into travel times.
+
+    Walking 1.2 m/s is the unimpeded walking speed of the SFPE Handbook (Nelson and Mowrer,
+    "Emergency movement"); stairs are taken at half that along their plan length. 20 km/h is a
+    common on-site speed limit for vehicles in chemical parks.
+    """
+
+    walk_mps: float = 1.2
+    stairs_factor: float = 0.5
+    drive_mps: float = 20 / 3.6
+
+    def __post_init__(self) -> None:
+        for name in ("walk_mps", "stairs_factor", "drive_mps"):
+            value = getattr(self, name)
+            if not (value > 0 and np.isfinite(value)):
+                raise InvalidInput(
+                    f"{name} must be a positive number", errors=[FieldError(name, "must be > 0")]
+                )
+
+
+@dataclass(frozen=True)
+class Component:
+    """A part of the network not connected to the largest part."""
+
+    nodes: int
+    lon: float
+    lat: float
+
+
+@dataclass
+class NetworkGraph:
+    """One mode's graph: the networkx model and the arrays compiled from it."""
+
+    mode: Mode
+    graph: nx.MultiDiGraph
+    crs: SiteCRS
+    node_lonlat: FloatArray  # (n, 2)
+    # Per directed edge:
+    edge_src: IntArray
+    edge_dst: IntArray
+    edge_feature: IntArray  # index into feature_ids / feature_lines
+    edge_forward: BoolArray  # True if the edge runs from the feature's start to its end
+    edge_length_m: FloatArray
+    edge_time_s: FloatArray
+    edge_capacity_pm: FloatArray  # people per minute; inf where unknown
+    # Per feature (undirected network line):
+    feature_ids: npt.NDArray[np.object_]
+    feature_lines: npt.NDArray[np.object_]  # metric LineStrings
+    feature_edges: IntArray  # (f, 2): directed edge index start->end, end->start; -1 if none
+    # Reversed-graph CSR structure (row = edge head, column = edge tail), built once.
+    _rev_indptr: npt.NDArray[np.int32] = field(repr=False)
+    _rev_indices: npt.NDArray[np.int32] = field(repr=False)
+    _rev_order: IntArray = field(repr=False)  # directed edges sorted by (dst, src)
+    _rev_starts: IntArray = field(repr=False)  # first position of each (dst, src) pair
+    _rev_keys: IntArray = field(repr=False)  # dst * n + src per pair, ascending
+    _tree: shapely.STRtree | None = field(default=None, repr=False)
+
+    @property
+    def node_count(self) -> int:
+        return int(self.node_lonlat.shape[0])
+
+    @property
+    def edge_count(self) -> int:
+        return int(self.edge_src.shape[0])
+
+    @property
+    def tree(self) -> shapely.STRtree:
+        """STRtree over the features' metric lines, for snapping."""
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.feature_lines)
+        return self._tree
+
+    def reversed_matrix(
+        self,
+        costs: FloatArray,
+        *,
+        extra_sources: Sequence[tuple[int, float]] | None = None,
+    ) -> tuple[sp.csr_matrix, IntArray]:
+        """The reversed graph weighted by ``costs`` (per directed edge; inf = impassable).
+
+        Parallel edges keep their cheapest. With ``extra_sources``, one more node (index
+        ``node_count``) is appended with edges to the given nodes at the given weights: the
+        super-source of a multi-source search. Returns the matrix and, per stored pair, the
+        directed edge chosen.
+        """
+        ordered = costs[self._rev_order]
+        data = np.minimum.reduceat(ordered, self._rev_starts)
+        counts = np.diff(np.append(self._rev_starts, ordered.shape[0]))
+        is_min = ordered == np.repeat(data, counts)
+        positions = np.where(is_min, np.arange(ordered.shape[0]), ordered.shape[0])
+        best = self._rev_order[np.minimum.reduceat(positions, self._rev_starts)]
+        n = self.node_count
+        indptr, indices = self._rev_indptr, self._rev_indices
+        size = n
+        if extra_sources is not None:
+            targets = np.array([t for t, _ in extra_sources], dtype=np.int32).reshape(-1)
+            weights = np.array([w for _, w in extra_sources], dtype=np.float64).reshape(-1)
+            order = np.argsort(targets, kind="stable")
+            indptr = np.append(indptr, indptr[-1] + len(targets)).astype(np.int32)
+            indices = np.concatenate([indices, targets[order]])
+            data = np.concatenate([data, weights[order]])
+            size = n + 1
+        matrix = sp.csr_matrix((data, indices, indptr), shape=(size, size))
+        return matrix, best
+
+    def pair_edge(self, heads: IntArray, tails: IntArray, best: IntArray) -> IntArray:
+        """The directed edge tail->head chosen in the last ``reversed_matrix`` (by its ``best``)."""
+        keys = heads.astype(np.int64) * self.node_count + tails
+        return best[np.searchsorted(self._rev_keys, keys)]
+
+    def base_costs(self) -> FloatArray:
+        return self.edge_time_s.copy()
+
+    def components(self) -> list[Component]:
+        """Parts of the network not connected (ignoring direction) to the largest part."""
+        parts = sorted(nx.weakly_connected_components(self.graph), key=len, reverse=True)
+        out = []
+        for part in parts[1:]:
+            node = next(iter(part))
+            lon, lat = self.node_lonlat[node]
+            out.append(Component(len(part), float(lon), float(lat)))
+        return out
+
+    def edge_line(self, edge: int) -> shapely.LineString:
+        """The WGS84 line of a directed edge, oriented from its source to its destination."""
+        line: shapely.LineString = self.crs.to_wgs84(self.feature_lines[self.edge_feature[edge]])
+        return line if self.edge_forward[edge] else line.reverse()
+
+
+def graph_from_features(
+    features: Sequence[Mapping[str, Any]],
+    *,
+    crs: SiteCRS,
+    mode: Mode,
+    speeds: TravelSpeeds | None = None,
+) -> NetworkGraph:
+    """Build one mode's graph from network features (GeoJSON-like mappings in WGS84).
+
+    Each feature needs ``id``, a LineString ``geometry`` and the network layer's properties
+    (``foot``, ``vehicle``, ``oneway``, ``width_m``, ``capacity``, ``door``, ``stairs``).
+    """
+    if mode not in ("foot", "vehicle"):
+        raise InvalidInput(f"unknown mode {mode!r}", errors=[FieldError("mode", "foot or vehicle")])
+    speeds = speeds or TravelSpeeds()
+    props = [f.get("properties") or {} for f in features]
+    allowed = np.array([bool(p.get(mode, mode == "foot")) for p in props], dtype=bool)
+    chosen = [f for f, keep in zip(features, allowed, strict=True) if keep]
+    props = [p for p, keep in zip(props, allowed, strict=True) if keep]
+    if not chosen:
+        raise InvalidInput(
+            f"the network has no edge for mode {mode!r}",
+            errors=[FieldError("network", f"no {mode} edges")],
+        )
+    lines = np.array([_line(f) for f in chosen], dtype=object)
+    ids = np.array([str(f.get("id")) for f in chosen], dtype=object)
+
+    starts = shapely.get_coordinates(shapely.get_point(lines, 0))
+    ends = shapely.get_coordinates(shapely.get_point(lines, -1))
+    ends_all = np.round(np.vstack([starts, ends]), NODE_PRECISION)
+    nodes, inverse = np.unique(ends_all, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    f_count = len(chosen)
+    u, v = inverse[:f_count].astype(np.int64), inverse[f_count:].astype(np.int64)
+
+    metric = _to_metric(crs, lines)
+    length = shapely.length(metric)
+    stairs = np.array([bool(p.get("stairs", False)) for p in props])
+    if mode == "foot":
+        time = length / (speeds.walk_mps * np.where(stairs, speeds.stairs_factor, 1.0))
+        backward = np.ones(f_count, dtype=bool)
+    else:
+        time = length / speeds.drive_mps
+        backward = ~np.array([bool(p.get("oneway", False)) for p in props])
+    capacity = np.array(
+        [float(p["capacity"]) if p.get("capacity") else np.inf for p in props], dtype=np.float64
+    )
+
+    fwd_index = np.arange(f_count)
+    back_features = fwd_index[backward]
+    edge_feature = np.concatenate([fwd_index, back_features])
+    edge_forward = np.concatenate([np.ones(f_count, bool), np.zeros(len(back_features), bool)])
+    edge_src = np.concatenate([u, v[backward]])
+    edge_dst = np.concatenate([v, u[backward]])
+    feature_edges = np.full((f_count, 2), -1, dtype=np.int64)
+    feature_edges[:, 0] = fwd_index
+    feature_edges[back_features, 1] = f_count + np.arange(len(back_features))
+
+    graph = nx.MultiDiGraph(mode=mode, crs=crs.metric.to_string())
+    graph.add_nodes_from((i, {"x": float(x), "y": float(y)}) for i, (x, y) in enumerate(nodes))
+    graph.add_edges_from(
+        (
+            int(s),
+            int(d),
+            {
+                "id": ids[f],
+                "length": float(length[f]),
+                "time": float(time[f]),
+                "capacity": float(capacity[f]),
+                "width": props[f].get("width_m"),
+                "door": bool(props[f].get("door", False)),
+                "stairs": bool(stairs[f]),
+            },
+        )
+        for s, d, f in zip(edge_src, edge_dst, edge_feature, strict=True)
+    )
+    edge_length = length[edge_feature]
+    edge_time = time[edge_feature]
+    edge_capacity = capacity[edge_feature]
+
+    n = len(nodes)
+    keys = edge_dst * n + edge_src
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    first = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
+    pair_starts = np.flatnonzero(first)
+    pair_keys = sorted_keys[pair_starts]
+    row_counts = np.bincount(pair_keys // n, minlength=n)
+    indptr = np.concatenate([[0], np.cumsum(row_counts)]).astype(np.int32)
+    return NetworkGraph(
+        mode=mode,
+        graph=graph,
+        crs=crs,
+        node_lonlat=nodes.astype(np.float64),
+        edge_src=edge_src,
+        edge_dst=edge_dst,
+        edge_feature=edge_feature,
+        edge_forward=edge_forward,
+        edge_length_m=edge_length,
+        edge_time_s=edge_time,
+        edge_capacity_pm=edge_capacity,
+        feature_ids=ids,
+        feature_lines=metric,
+        feature_edges=feature_edges,
+        _rev_indptr=indptr,
+        _rev_indices=(pair_keys % n).astype(np.int32),
+        _rev_order=order,
+        _rev_starts=pair_starts,
+        _rev_keys=pair_keys,
+    )
+
+
+def _line(feature: Mapping[str, Any]) -> shapely.LineString:
+    geometry = feature.get("geometry")
+    line = geometry if isinstance(geometry, shapely.LineString) else shape(geometry)  # type: ignore[arg-type]
+    if not isinstance(line, shapely.LineString) or line.is_empty:
+        raise InvalidInput(
+            f"network feature {feature.get('id')!r} is not a LineString",
+            errors=[FieldError("geometry", "a network edge is a LineString")],
+        )
+    return line
+
+
+def _to_metric(crs: SiteCRS, lines: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    coords, index = shapely.get_coordinates(lines, return_index=True)
+    metric = crs.to_metric(shapely.MultiPoint(coords))
+    xy = shapely.get_coordinates(metric)
+    return np.asarray(shapely.linestrings(xy, indices=index), dtype=object)
+
+
+def graph_from_osm(path: Path, *, mode: Mode, speeds: TravelSpeeds | None = None) -> NetworkGraph:
+    """A graph straight from an OpenStreetMap XML file (read with OSMnx's ``graph_from_xml``)."""
+    from gis.osm import read_osm_edges
+
+    features, osm = read_osm_edges(path)
+    xs = [d["x"] for _, d in osm.nodes(data=True)]
+    ys = [d["y"] for _, d in osm.nodes(data=True)]
+    crs = SiteCRS.for_site(float(np.mean(xs)), float(np.mean(ys)))
+    return graph_from_features(features, crs=crs, mode=mode, speeds=speeds)

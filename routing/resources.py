@@ -1,0 +1,181 @@
+"""Nearest resources to an incident, by travel time on the network.
+
+Vehicles (fire trucks, foam tenders, ambulances) drive the vehicle graph; everything else is
+carried on foot. One bounded search per mode runs backwards from the incident, so it gives every
+node its travel time *to* the incident (one-way streets respected). The bound starts small and
+widens only while a requested kind has fewer than ``k`` resources within it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from gis.errors import FieldError, InvalidInput
+from gis.model import VEHICLE_RESOURCE_KINDS
+from routing.forest import Forest, reverse_search
+from routing.graph import FloatArray, Mode, NetworkGraph
+from routing.hazard import blocked_edges
+from routing.snapping import DEFAULT_MAX_SNAP_M, Snapped, arrival_legs, leg_costs, snap
+
+EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Resources of a site: ids, kinds, lon/lat and status, in parallel sequences."""
+
+    ids: Sequence[str]
+    kinds: Sequence[str]
+    lonlat: FloatArray
+    status: Sequence[str]
+
+
+@dataclass(frozen=True)
+class ResourceRoute:
+    id: str
+    kind: str
+    mode: Mode
+    travel_time_s: float
+    route: list[tuple[float, float]]  # lon/lat from the resource's network node to the incident
+
+    @property
+    def route_line(self) -> shapely.LineString | None:
+        return shapely.LineString(self.route) if len(self.route) > 1 else None
+
+
+class ResourceIndex:
+    """Resources attached to each mode's graph once, ready for many incidents."""
+
+    def __init__(
+        self,
+        graphs: Mapping[Mode, NetworkGraph],
+        resources: Resources,
+        *,
+        max_snap_m: float = DEFAULT_MAX_SNAP_M,
+    ) -> None:
+        self.graphs = graphs
+        self.resources = resources
+        lonlat = np.asarray(resources.lonlat, dtype=np.float64).reshape(-1, 2)
+        kinds = np.asarray(resources.kinds, dtype=object)
+        available = np.asarray(resources.status, dtype=object) == "available"
+        vehicle = np.isin(kinds, [str(k) for k in VEHICLE_RESOURCE_KINDS])
+        self.by_mode: dict[Mode, tuple[np.ndarray, Snapped]] = {}
+        modes: tuple[tuple[Mode, np.ndarray], ...] = (("vehicle", vehicle), ("foot", ~vehicle))
+        for mode, members in modes:
+            chosen = np.flatnonzero(members & available)
+            if mode in graphs and len(chosen):
+                self.by_mode[mode] = (
+                    chosen,
+                    snap(graphs[mode], lonlat[chosen], max_distance_m=max_snap_m),
+                )
+        self.max_snap_m = max_snap_m
+
+    def nearest(
+        self,
+        incident_lonlat: tuple[float, float],
+        *,
+        k: int = 5,
+        kinds: Sequence[str] | None = None,
+        closed: Sequence[str] = (),
+        initial_limit_s: float = 300.0,
+        incident_snap_m: float = 200.0,
+    ) -> dict[str, list[ResourceRoute]]:
+        """The ``k`` available resources of each kind that reach the incident soonest.
+
+        Vehicles stop at the road point nearest the incident (within ``incident_snap_m``).
+        """
+        if k < 1:
+            raise InvalidInput("k must be at least 1", errors=[FieldError("k", ">= 1")])
+        all_kinds = np.asarray(self.resources.kinds, dtype=object)
+        wanted = sorted(set(kinds) if kinds is not None else set(all_kinds))
+        result: dict[str, list[ResourceRoute]] = {kind: [] for kind in wanted}
+        for mode, (members, snapped) in self.by_mode.items():
+            member_kinds = all_kinds[members]
+            relevant = np.isin(member_kinds, wanted)
+            if not relevant.any():
+                continue
+            graph = self.graphs[mode]
+            costs = graph.edge_time_s.copy()
+            costs[blocked_edges(graph, closed)] = np.inf
+            target = snap(graph, np.array([incident_lonlat]), max_distance_m=incident_snap_m)
+            if not target.attached[0]:
+                raise InvalidInput(
+                    f"the incident is more than {incident_snap_m:.0f} m from the {mode} network",
+                    errors=[FieldError("incident", "too far from the network")],
+                )
+            start, end, from_start, from_end = arrival_legs(graph, target, costs)
+            sources = [
+                (int(node), float(leg) + EPSILON)
+                for node, leg in ((start[0], from_start[0]), (end[0], from_end[0]))
+                if np.isfinite(leg)
+            ]
+            have = np.bincount(
+                np.searchsorted(wanted, member_kinds[relevant]), minlength=len(wanted)
+            )
+            limit = initial_limit_s
+            while True:
+                forest = reverse_search(graph, costs, sources, limit=limit)
+                times, first, direct = self._times(graph, snapped, costs, forest, target)
+                found = np.isfinite(times) & relevant
+                counts = np.bincount(
+                    np.searchsorted(wanted, member_kinds[found]), minlength=len(wanted)
+                )
+                short = (counts < np.minimum(k, have)).any()
+                if not short or not np.isfinite(limit):
+                    break
+                limit = limit * 4 if limit < 3600 else np.inf
+            for kind in wanted:
+                candidates = np.flatnonzero(found & (member_kinds == kind))
+                top = candidates[np.argsort(times[candidates], kind="stable")[:k]]
+                for i in top:
+                    nodes = [] if direct[i] else forest.path(int(first[i]))
+                    route = [
+                        (float(graph.node_lonlat[n, 0]), float(graph.node_lonlat[n, 1]))
+                        for n in nodes
+                    ]
+                    result[kind].append(
+                        ResourceRoute(
+                            id=str(self.resources.ids[members[i]]),
+                            kind=kind,
+                            mode=mode,
+                            travel_time_s=float(times[i]),
+                            route=[*route, (float(incident_lonlat[0]), float(incident_lonlat[1]))],
+                        )
+                    )
+        for kind in result:
+            result[kind].sort(key=lambda r: r.travel_time_s)
+            result[kind] = result[kind][:k]
+        return result
+
+    @staticmethod
+    def _times(
+        graph: NetworkGraph,
+        snapped: Snapped,
+        costs: FloatArray,
+        forest: Forest,
+        target: Snapped,
+    ) -> tuple[FloatArray, np.ndarray, np.ndarray]:
+        start, end, to_start, to_end = leg_costs(graph, snapped, costs)
+        via_start = to_start + forest.distance[start]
+        via_end = to_end + forest.distance[end]
+        first = np.where(via_start <= via_end, start, end)
+        times = np.minimum(via_start, via_end)
+        # A resource on the incident's own edge goes straight there.
+        same = snapped.attached & (snapped.feature == target.feature[0])
+        direct = np.zeros(len(times), dtype=bool)
+        if same.any():
+            f = int(target.feature[0])
+            forward, backward = graph.feature_edges[f]
+            delta = target.t[0] - snapped.t[same]
+            along = np.where(
+                delta >= 0,
+                delta * costs[forward],
+                (-delta * costs[backward]) if backward >= 0 else np.inf,
+            )
+            direct[same] = along < times[same]
+            times[same] = np.minimum(times[same], along)
+        return times, first, direct

@@ -1,0 +1,106 @@
+"""Attaching points (people, resources, incidents, muster points) to the network.
+
+A point attaches to the nearest edge at its projected point, not merely to the nearest node: it
+sits at a fraction ``t`` along a network feature, between the feature's start node (t = 0) and
+end node (t = 1). Costs to or from it are then exact fractions of the edge's cost, which is what
+splitting the edge would give, without changing the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from routing.graph import FloatArray, IntArray, NetworkGraph
+
+#: Points farther than this from every edge are reported as not attached.
+DEFAULT_MAX_SNAP_M = 50.0
+NODE_TOLERANCE_M = 1e-3
+
+
+@dataclass(frozen=True)
+class Snapped:
+    """Where each point attaches; ``feature`` is -1 where it is too far from the network."""
+
+    feature: IntArray
+    t: FloatArray
+    distance_m: FloatArray
+
+    @property
+    def attached(self) -> npt.NDArray[np.bool_]:
+        return self.feature >= 0
+
+
+def snap(
+    graph: NetworkGraph, lonlat: FloatArray, *, max_distance_m: float = DEFAULT_MAX_SNAP_M
+) -> Snapped:
+    """Attach points (an ``(n, 2)`` array of lon/lat) to the nearest edge of ``graph``."""
+    lonlat = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
+    n = lonlat.shape[0]
+    feature = np.full(n, -1, dtype=np.int64)
+    t = np.zeros(n)
+    distance = np.full(n, np.inf)
+    if n == 0:
+        return Snapped(feature, t, distance)
+    metric = shapely.get_coordinates(graph.crs.to_metric(shapely.MultiPoint(lonlat)))
+    points = np.asarray(shapely.points(metric), dtype=object)
+    (which, hit), dist = graph.tree.query_nearest(
+        points, max_distance=max_distance_m, return_distance=True, all_matches=False
+    )
+    feature[which] = hit
+    distance[which] = dist
+    lines = graph.feature_lines[hit]
+    along = np.clip(shapely.line_locate_point(lines, points[which], normalized=True), 0.0, 1.0)
+    # Within a millimetre of a node is at the node: a closed edge does not matter there.
+    length = shapely.length(lines)
+    along = np.where(along * length < NODE_TOLERANCE_M, 0.0, along)
+    along = np.where((1 - along) * length < NODE_TOLERANCE_M, 1.0, along)
+    t[which] = along
+    return Snapped(feature, t, distance)
+
+
+def leg_costs(
+    graph: NetworkGraph, snapped: Snapped, costs: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    """For each attached point: its feature's start and end nodes, and the cost of travelling
+    from the point to the start node and to the end node (inf where that direction is closed).
+    """
+    f = np.where(snapped.attached, snapped.feature, 0)
+    forward, backward = graph.feature_edges[f, 0], graph.feature_edges[f, 1]
+    start = graph.edge_src[forward]
+    end = graph.edge_dst[forward]
+    safe_back = np.where(backward >= 0, backward, 0)
+    to_end = _part(1 - snapped.t, costs[forward])
+    to_start = np.where(backward >= 0, _part(snapped.t, costs[safe_back]), np.inf)
+    to_end = np.where(snapped.attached, to_end, np.inf)
+    to_start = np.where(snapped.attached, to_start, np.inf)
+    return start, end, to_start, to_end
+
+
+def arrival_legs(
+    graph: NetworkGraph, snapped: Snapped, costs: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    """For each attached point: start and end nodes, and the cost of travelling from the start
+    node to the point and from the end node to the point (inf where that direction is closed).
+    """
+    f = np.where(snapped.attached, snapped.feature, 0)
+    forward, backward = graph.feature_edges[f, 0], graph.feature_edges[f, 1]
+    start = graph.edge_src[forward]
+    end = graph.edge_dst[forward]
+    safe_back = np.where(backward >= 0, backward, 0)
+    from_start = np.where(snapped.attached, _part(snapped.t, costs[forward]), np.inf)
+    from_end = np.where(
+        snapped.attached & (backward >= 0), _part(1 - snapped.t, costs[safe_back]), np.inf
+    )
+    return start, end, from_start, from_end
+
+
+def _part(fraction: FloatArray, cost: FloatArray) -> FloatArray:
+    """``fraction`` of an edge's cost; standing at the node itself (0) costs 0, even when the
+    edge is closed (0 x inf would be NaN)."""
+    with np.errstate(invalid="ignore"):
+        part = fraction * cost
+    return np.where(fraction == 0, 0.0, part)
