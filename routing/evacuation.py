@@ -83,6 +83,9 @@ class EvacuationRoutes:
     inside_inner_zone: npt.NDArray[np.bool_]
     _escaping: npt.NDArray[np.bool_] = field(repr=False)  # routes that start in the escape forest
     _first_node: IntArray = field(repr=False)  # node where the route joins the network
+    _join_node: IntArray = field(repr=False)  # node where it joins the outer forest
+    _release_s: FloatArray = field(repr=False)  # walking time until then
+    _root_muster: IntArray = field(repr=False)  # per node attached to a muster point: which
     _snapped: Snapped = field(repr=False)
     _outer: Forest = field(repr=False)
     _escape: Forest | None = field(repr=False)
@@ -212,6 +215,8 @@ def evacuation_routes(
     walk = graph.edge_time_s[graph.feature_edges[f, 0]]
     length = length + leg_t * feature_length
     time = time + leg_t * walk
+    # Plain walking time until the route joins the outer forest (the capacity plan's release).
+    release = leg_t * walk + (time - time_outer[join] - leg_t * walk)
     last = roots_outer[join]
     muster_leg_len, muster_leg_time = _muster_legs(graph, muster_snap, muster, last)
     length = length + muster_leg_len
@@ -239,6 +244,9 @@ def evacuation_routes(
         inside_inner_zone=inner,
         _escaping=use_escape,
         _first_node=first,
+        _join_node=join,
+        _release_s=np.where(reachable, release, np.inf),
+        _root_muster=muster_at_root,
         _snapped=snapped,
         _outer=outer,
         _escape=escape,
