@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -32,7 +33,7 @@ def parse_if_match(value: str | None) -> int | None:
     if value is None or value.strip() == "*":
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]{1,10}", text) or int(text) < 1:
         raise InvalidInput(
             'If-Match must be the ETag of the feature, such as "3"',
             errors=[FieldError("If-Match", 'an ETag such as "3"')],

@@ -20,9 +20,6 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the server listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
-    environment: Literal["development", "production", "test"] = Field(
-        default="development", description="development, production or test."
-    )
     max_request_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,

@@ -39,8 +39,11 @@ def estimate_utm_crs(lon: float, lat: float) -> CRS:
         datum_name="WGS 84",
         area_of_interest=AreaOfInterest(lon, lat, lon, lat),
     )
-    if not infos:  # pragma: no cover - every point on Earth has a UTM zone
-        raise InvalidInput(f"no UTM zone found for lon={lon}, lat={lat}")
+    if not infos:  # UTM stops at 84 N and 80 S
+        raise InvalidInput(
+            f"no UTM zone covers lon={lon}, lat={lat}",
+            errors=[FieldError("crs", "no UTM zone here: configure a metric CRS for the site")],
+        )
     return CRS.from_epsg(int(infos[0].code))
 
 

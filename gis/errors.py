@@ -89,9 +89,3 @@ class UnsupportedFormat(RallypointError):
     status_code = 415
     slug = "unsupported-format"
     title = "Unsupported format"
-
-
-class PayloadTooLarge(RallypointError):
-    status_code = 413
-    slug = "payload-too-large"
-    title = "Payload too large"

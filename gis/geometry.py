@@ -110,6 +110,8 @@ def _from_geojson(value: Mapping[str, Any], refuse: Any) -> BaseGeometry:
         raise refuse("a GeoJSON geometry needs 'type' and 'coordinates'")
     if kind not in GEOJSON_TYPES:
         raise refuse(f"unknown geometry type {kind!r}; GeoJSON has {', '.join(GEOJSON_TYPES)}")
+    if not _numbers_only(value["coordinates"]):
+        raise refuse("coordinates must be numbers (not text or true/false)")
     if kind in {"Polygon", "MultiPolygon"} and not _rings_closed(value["coordinates"]):
         # shapely would close them silently; RFC 7946 says a ring's last position is its first.
         raise refuse("polygon rings must be closed (last position equal to the first)")
@@ -130,3 +132,12 @@ def _rings_closed(coordinates: Any) -> bool:
         return all(list(ring[0]) == list(ring[-1]) for ring in coordinates if len(ring) > 0)
     except (TypeError, IndexError, KeyError):
         return True  # malformed: shapely reports it next, with its own reason
+
+
+def _numbers_only(coordinates: Any, depth: int = 0) -> bool:
+    """True unless a position holds something other than a number (shapely would coerce it)."""
+    if isinstance(coordinates, list | tuple):
+        if depth > 4:
+            return True  # too deep to be a position: shapely reports the shape
+        return all(_numbers_only(c, depth + 1) for c in coordinates)
+    return isinstance(coordinates, int | float) and not isinstance(coordinates, bool)

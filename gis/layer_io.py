@@ -46,6 +46,10 @@ from gis.storage.tables import LAYER_ROWS
 
 #: Stop collecting row errors after this many; the report says it was cut short.
 MAX_REPORTED_ERRORS = 500
+#: A zipped Shapefile may unpack to at most this much (a zip bomb is refused unread).
+MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
+#: dBase text fields hold at most 254 bytes.
+DBF_TEXT_BYTES = 254
 
 
 class FileFormat(StrEnum):
@@ -83,8 +87,13 @@ def format_from_path(path: Path) -> FileFormat:
         return FileFormat.GEOJSON
     if name.endswith(".gpkg"):
         return FileFormat.GPKG
-    if name.endswith((".zip", ".shp")):
+    if name.endswith(".zip"):
         return FileFormat.SHAPEFILE
+    if name.endswith(".shp"):
+        raise UnsupportedFormat(
+            f"{path.name}: a Shapefile travels as a .zip of its .shp, .shx, .dbf and .prj files",
+            errors=[FieldError("file", "name it .zip")],
+        )
     raise UnsupportedFormat(f"cannot tell the format of {path.name}; name it .geojson/.gpkg/.zip")
 
 
@@ -115,13 +124,18 @@ def read_rows(data: bytes, fmt: FileFormat) -> list[RawRow]:
                 f"cannot read the {fmt.value} file: {exc}",
                 errors=[FieldError("file", f"not a readable {fmt.value} file")],
             ) from exc
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise InvalidInput(
+            f"the {fmt.value} file has no geometry column",
+            errors=[FieldError("file", "a layer with geometries is expected")],
+        )
     return _rows_from_frame(frame)
 
 
 def _read_geojson(data: bytes) -> list[RawRow]:
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInput(
             f"not JSON: {exc}", errors=[FieldError("file", "not a JSON document")]
         ) from exc
@@ -148,19 +162,33 @@ def rows_from_collection(doc: Any) -> list[RawRow]:
 
 
 def _unzip_shapefile(path: Path) -> Path:
+    folder = path.parent / "shp"
+    folder.mkdir()
     try:
         with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.namelist() if not m.endswith("/")]
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
+                raise InvalidInput(
+                    "the zip unpacks to more than a layer file may hold",
+                    errors=[FieldError("file", f"over {MAX_UNZIPPED_BYTES} bytes unpacked")],
+                )
             for member in members:
-                target = (path.parent / "shp" / Path(member).name).resolve()
-                target.parent.mkdir(exist_ok=True)
-                target.write_bytes(archive.read(member))
-    except zipfile.BadZipFile as exc:
+                name = Path(member.filename).name
+                if name in {"", ".", ".."}:
+                    continue
+                (folder / name).write_bytes(archive.read(member))
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        RuntimeError,
+        NotImplementedError,
+        OSError,
+    ) as exc:
         raise InvalidInput(
-            "a Shapefile import must be a .zip of its .shp, .shx, .dbf and .prj files",
-            errors=[FieldError("file", "not a zip archive")],
+            f"a Shapefile import must be a plain .zip of its .shp, .shx, .dbf and .prj: {exc}",
+            errors=[FieldError("file", "not a readable zip archive")],
         ) from exc
-    shps = sorted((path.parent / "shp").glob("*.shp"))
+    shps = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".shp")
     if len(shps) != 1:
         raise InvalidInput(
             f"the zip holds {len(shps)} .shp files; it must hold exactly one",
@@ -172,7 +200,13 @@ def _unzip_shapefile(path: Path) -> Path:
 def _rows_from_frame(frame: gpd.GeoDataFrame) -> list[RawRow]:
     crs = frame.crs
     if crs is not None and crs.to_epsg() != 4326:
-        frame = frame.to_crs(4326)
+        try:
+            frame = frame.to_crs(4326)
+        except Exception as exc:  # pyproj's errors for CRSs it cannot transform
+            raise InvalidInput(
+                f"cannot transform the file's CRS to WGS84: {exc}",
+                errors=[FieldError("crs", "the file's CRS cannot be transformed to EPSG:4326")],
+            ) from exc
     columns = [c for c in frame.columns if c != frame.geometry.name]
     geoms: Sequence[BaseGeometry | None] = list(frame.geometry)
     rows = []
@@ -262,27 +296,37 @@ def import_rows(
                     continue
                 seen[feature.id] = raw.row
                 current = existing.get(feature.id)
-                if current is not None and mode is ImportMode.MERGE:
-                    if feature.version is None:
-                        errors.append(
-                            FieldError(
-                                "version",
-                                f"feature exists (version {current.version}); give its version "
-                                "to update it, or import with mode=replace",
-                                raw.row,
-                            )
+                if current is None and feature.version is not None:
+                    # Exported at that version, deleted since: do not bring it back unasked.
+                    errors.append(
+                        FieldError(
+                            "version",
+                            f"the feature was deleted after version {feature.version}; "
+                            "remove its version to create it again",
+                            raw.row,
                         )
-                        continue
-                    if feature.version != current.version:
-                        errors.append(
-                            FieldError(
-                                "version",
-                                f"stale: the feature is at version {current.version}, "
-                                f"the file has {feature.version}",
-                                raw.row,
-                            )
+                    )
+                    continue
+                if current is not None and feature.version not in (None, current.version):
+                    errors.append(
+                        FieldError(
+                            "version",
+                            f"stale: the feature is at version {current.version}, "
+                            f"the file has {feature.version}",
+                            raw.row,
                         )
-                        continue
+                    )
+                    continue
+                if current is not None and mode is ImportMode.MERGE and feature.version is None:
+                    errors.append(
+                        FieldError(
+                            "version",
+                            f"feature exists (version {current.version}); give its version "
+                            "to update it, or import with mode=replace",
+                            raw.row,
+                        )
+                    )
+                    continue
             parsed.append((raw.row, feature))
         if errors:
             cut = (
@@ -351,6 +395,7 @@ def export_layer(db: Database, site_id: str, layer_name: str, fmt: FileFormat) -
             path = Path(tmp) / f"{layer.name}.gpkg"
             pyogrio.write_dataframe(frame, path, layer=layer.name, driver="GPKG")
             return path.read_bytes()
+        _check_dbf_text(frame)
         path = Path(tmp) / f"{layer.name}.shp"
         pyogrio.write_dataframe(frame, path, driver="ESRI Shapefile", encoding="UTF-8")
         buffer = io.BytesIO()
@@ -382,3 +427,17 @@ def _dtype(annotation: Any) -> str:
     if annotation in (float, float | None):
         return "float64"
     return "object"
+
+
+def _check_dbf_text(frame: pd.DataFrame) -> None:
+    """Refuse a Shapefile export that would cut text (dBase holds 254 bytes a field)."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        for fid, value in zip(frame["id"], frame[column], strict=True):
+            if isinstance(value, str) and len(value.encode()) > DBF_TEXT_BYTES:
+                raise InvalidInput(
+                    f"feature {fid}: {column} is longer than a Shapefile can hold "
+                    f"({DBF_TEXT_BYTES} bytes); export as GeoPackage instead",
+                    errors=[FieldError(column, f"over {DBF_TEXT_BYTES} bytes in feature {fid}")],
+                )

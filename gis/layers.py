@@ -11,13 +11,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import shapely
 from pydantic import TypeAdapter, ValidationError
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gis.errors import (
@@ -30,7 +31,7 @@ from gis.errors import (
     VersionRequired,
 )
 from gis.geometry import SiteExtent, validate_geometry
-from gis.model import FEATURE_ID_PATTERN, LAYERS, Layer
+from gis.model import FEATURE_ID_PATTERN, LAYERS, MAX_COUNT, Layer
 from gis.sites import load_site
 from gis.storage.db import Database
 from gis.storage.tables import LAYER_ROWS, ChangeRow, FeatureRow, LayerRevision
@@ -156,15 +157,14 @@ def parse_feature(
 def _parse_version(value: Any, field: str, row: int | None, errors: list[FieldError]) -> int | None:
     if value is None or value == "":
         return None
-    try:
-        version = int(value)
-    except (TypeError, ValueError):
-        errors.append(FieldError(field, "must be a whole number", row))
-        return None
-    if version < 1 or version != float(value):
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
         errors.append(FieldError(field, "must be a whole number of 1 or more", row))
         return None
-    return version
+    return value
 
 
 def _field_errors(exc: ValidationError, prefix: str, row: int | None) -> list[FieldError]:
@@ -172,7 +172,9 @@ def _field_errors(exc: ValidationError, prefix: str, row: int | None) -> list[Fi
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        out.append(FieldError(prefix + loc if loc else prefix.rstrip("."), msg, row))
+        # A rule over the whole feature (no single field) is reported against its properties.
+        field = prefix + loc if loc else prefix.rstrip(".") or "properties"
+        out.append(FieldError(field, msg, row))
     return out
 
 
@@ -203,12 +205,25 @@ def _attribute_filters(layer: Layer, filters: Mapping[str, str]) -> list[ColumnE
                 FieldError(name, f"not an attribute of {layer.name}: {', '.join(layer.fields)}")
             )
             continue
-        annotation = layer.properties.model_fields[name].annotation
-        adapter: TypeAdapter[Any] = TypeAdapter(annotation or str)
+        info = layer.properties.model_fields[name]
+        # The field's type with its constraints (ranges), so a filter value is checked as a
+        # stored value would be.
+        form: Any = info.annotation
+        if info.metadata:
+            form = Annotated.__class_getitem__((form, *info.metadata))  # type: ignore[attr-defined]
+        adapter: TypeAdapter[Any] = TypeAdapter(form)
         try:
-            values = [adapter.validate_strings(v) for v in raw.split(",")]
-        except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
+            if "\x00" in raw:
+                raise ValueError("NUL character")
+            values = [_utc(adapter.validate_strings(v)) for v in raw.split(",")]
+        except (ValueError, OverflowError) as exc:
+            reason = (
+                exc.errors()[0]["msg"]
+                if isinstance(exc, ValidationError)
+                else "outside the representable range"
+                if isinstance(exc, OverflowError)
+                else str(exc)
+            )
             errors.append(FieldError(name, f"bad filter value {raw!r}: {reason}"))
             continue
         values = [v.value if hasattr(v, "value") else v for v in values]
@@ -217,6 +232,10 @@ def _attribute_filters(layer: Layer, filters: Mapping[str, str]) -> list[ColumnE
     if errors:
         raise InvalidInput("bad attribute filter", errors=errors)
     return clauses
+
+
+def _utc(value: Any) -> Any:
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 def parse_bbox(text: str, *, field: str = "bbox") -> tuple[float, float, float, float]:
@@ -278,8 +297,16 @@ def get_feature(db: Database, site_id: str, layer_name: str, feature_id: str) ->
         return _to_feature(layer, _load_row(session, layer, site_id, feature_id))
 
 
-def _load_row(session: Session, layer: Layer, site_id: str, feature_id: str) -> FeatureRow:
-    row = session.get(LAYER_ROWS[layer.name], (site_id, feature_id))
+def _load_row(
+    session: Session, layer: Layer, site_id: str, feature_id: str, *, for_update: bool = False
+) -> FeatureRow:
+    """The row of a feature; ``for_update`` locks it (PostgreSQL) until the transaction ends,
+    so two writers holding the same version cannot both pass the version check."""
+    row = None
+    if FEATURE_ID_PATTERN.match(feature_id):
+        row = session.get(
+            LAYER_ROWS[layer.name], (site_id, feature_id), with_for_update=for_update or None
+        )
     if row is None:
         raise NotFound(
             f"no {layer.name} feature {feature_id!r} on site {site_id!r}",
@@ -424,7 +451,14 @@ def create_feature(
                 f"{layer.name} feature {parsed.id!r} exists already; PUT or PATCH it to change it",
                 errors=[FieldError("id", "already taken")],
             )
-        (feature,) = insert_features(session, site_id, layer, [parsed], actor=actor)
+        try:
+            (feature,) = insert_features(session, site_id, layer, [parsed], actor=actor)
+            session.flush()
+        except IntegrityError:  # created meanwhile by someone else
+            raise AlreadyExists(
+                f"{layer.name} feature {parsed.id!r} exists already",
+                errors=[FieldError("id", "already taken")],
+            ) from None
         return feature
 
 
@@ -443,7 +477,7 @@ def replace_feature(
     layer = get_layer(layer_name)
     with db.write() as session:
         site = load_site(session, site_id)
-        row = _load_row(session, layer, site_id, feature_id)
+        row = _load_row(session, layer, site_id, feature_id, for_update=True)
         current = _to_feature(layer, row)
         body = dict(data)
         if partial:
@@ -490,7 +524,7 @@ def delete_feature(
     layer = get_layer(layer_name)
     with db.write() as session:
         load_site(session, site_id)
-        row = _load_row(session, layer, site_id, feature_id)
+        row = _load_row(session, layer, site_id, feature_id, for_update=True)
         check_version(row.version, version, source, f"{layer.name} feature {feature_id!r}")
         delete_row(session, site_id, layer, row, actor=actor)
 
@@ -525,3 +559,13 @@ def feature_counts(session: Session, site_id: str) -> dict[str, int]:
         or 0
         for name, row in LAYER_ROWS.items()
     }
+
+
+def log_site_deletions(session: Session, site_id: str, *, actor: str) -> None:
+    """Record the deletion of every feature of a site that is about to be deleted."""
+    now = datetime.now(UTC)
+    for name, model in LAYER_ROWS.items():
+        layer = LAYERS[name]
+        for row in session.scalars(select(model).where(model.site_id == site_id)):
+            feature = _to_feature(layer, row)
+            _log(session, site_id, layer, feature, "delete", actor, now, "site deleted")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -98,15 +99,33 @@ class Employment(StrEnum):
     CONTRACTOR = "contractor"
 
 
+#: Largest whole number a count may hold (the columns are 32-bit integers).
+MAX_COUNT = 2**31 - 1
+
+
 class _Properties(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    # NaN and infinities are not JSON and mean nothing as a threshold or a capacity.
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_silent_coercion(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse true/false where a number or text is meant, and NUL characters in text."""
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        if isinstance(value, bool) and annotation not in (bool, bool | None):
+            raise ValueError(f"expected a {_kind(annotation)}, not {str(value).lower()}")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        return value
 
 
 class ZoneProperties(_Properties):
     name: Name
     kind: ZoneKind
     risk_grade: RiskGrade | None = None
-    capacity: int | None = Field(default=None, ge=0, description="Occupancy capacity (people).")
+    capacity: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT, description="Occupancy capacity (people)."
+    )
 
     @model_validator(mode="after")
     def _muster_points_have_capacity(self) -> ZoneProperties:
@@ -118,7 +137,7 @@ class ZoneProperties(_Properties):
 class ResourceProperties(_Properties):
     name: Name | None = None
     kind: ResourceKind
-    quantity: int = Field(default=1, ge=0)
+    quantity: int = Field(default=1, ge=0, le=MAX_COUNT)
     status: ResourceStatus = ResourceStatus.AVAILABLE
 
 
@@ -158,6 +177,16 @@ class PersonProperties(_Properties):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("seen_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time lies outside the representable range") from None
 
 
 class NetworkEdgeProperties(_Properties):
@@ -205,12 +234,6 @@ LAYERS: dict[str, Layer] = {
 }
 
 
-@dataclass(frozen=True)
-class FeatureMeta:
-    """What the server keeps about every feature besides its attributes."""
-
-    version: int
-    created_at: datetime
-    created_by: str
-    updated_at: datetime
-    updated_by: str
+def _kind(annotation: Any) -> str:
+    text = str(getattr(annotation, "__name__", annotation))
+    return "number" if any(t in text for t in ("int", "float")) else "value"

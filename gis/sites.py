@@ -23,6 +23,8 @@ from gis.storage.db import Database
 from gis.storage.tables import LAYER_ROWS, ChangeRow, SiteRow
 
 SITE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+#: What a site description may hold (``note`` is free text, kept in the change log only).
+SITE_FIELDS = frozenset({"id", "name", "timezone", "crs", "boundary", "note"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def _from_row(row: SiteRow) -> Site:
 
 
 def load_site(session: Session, site_id: str) -> Site:
-    row = session.get(SiteRow, site_id)
+    row = session.get(SiteRow, site_id) if SITE_ID_PATTERN.match(site_id) else None
     if row is None:
         raise NotFound(f"no site {site_id!r}", errors=[FieldError("site", "unknown site id")])
     return _from_row(row)
@@ -104,6 +106,9 @@ def list_sites(db: Database) -> list[tuple[Site, dict[str, int]]]:
 def parse_site(data: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a site description (``id``, ``name``, ``timezone``, ``crs``, ``boundary``)."""
     errors: list[FieldError] = []
+    unknown = sorted(set(data) - SITE_FIELDS)
+    if unknown:
+        errors.append(FieldError(unknown[0], f"unknown field; a site has {', '.join(SITE_FIELDS)}"))
     site_id = data.get("id")
     if not isinstance(site_id, str) or not SITE_ID_PATTERN.match(site_id):
         errors.append(FieldError("id", "lower-case letters, digits and '-', at most 64"))
@@ -116,9 +121,11 @@ def parse_site(data: Mapping[str, Any]) -> dict[str, Any]:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         errors.append(FieldError("timezone", f"unknown IANA time zone {tz!r}"))
     crs = data.get("crs")
-    if crs is not None:
+    if crs is not None and (not isinstance(crs, str) or len(crs) > 200):
+        errors.append(FieldError("crs", "a CRS as text of at most 200 characters, e.g. EPSG:4549"))
+    elif crs is not None:
         try:
-            parse_metric_crs(str(crs))
+            parse_metric_crs(crs)
         except InvalidInput as exc:
             errors.extend(exc.errors)
     try:
@@ -128,6 +135,12 @@ def parse_site(data: Mapping[str, Any]) -> dict[str, Any]:
     except InvalidInput as exc:
         errors.extend(exc.errors)
         boundary = None
+    if boundary is not None and not any(e.field == "crs" for e in errors):
+        # The metric CRS must exist for this place (no UTM zone near the poles, say).
+        try:
+            SiteCRS.for_site(boundary.centroid.x, boundary.centroid.y, crs)
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
     if errors:
         raise InvalidInput("the site description is invalid", errors=errors)
     return {
@@ -170,6 +183,10 @@ def delete_site(session: Session, site_id: str, *, actor: str) -> None:
     row = session.get(SiteRow, site_id)
     if row is None:
         raise NotFound(f"no site {site_id!r}")
+    # The layers go with the site (ON DELETE CASCADE); log each feature's deletion first.
+    from gis.layers import log_site_deletions  # gis.layers builds on this module
+
+    log_site_deletions(session, site_id, actor=actor)
     session.add(
         ChangeRow(
             site_id=site_id,

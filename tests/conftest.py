@@ -75,7 +75,7 @@ def db(engine: Engine) -> Iterator[Database]:
 
 @pytest.fixture
 def client(db: Database) -> Iterator[TestClient]:
-    settings = Settings(database_url=str(db.engine.url), environment="test")
+    settings = Settings(database_url=str(db.engine.url))
     with TestClient(create_app(settings, database=db)) as test_client:
         yield test_client
 

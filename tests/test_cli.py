@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyogrio
 import pytest
 from click.testing import CliRunner
 
@@ -67,8 +68,13 @@ def test_layer_export_edit_import(cli: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "zones.gpkg"
     exported = cli.invoke(main, ["layer", "export", "demo-works", "zones", str(out)])
     assert exported.exit_code == 0 and out.stat().st_size > 0
-    imported = cli.invoke(main, ["layer", "import", "demo-works", "zones", str(out)])
-    assert imported.exit_code == 0 and "48 unchanged" in imported.output
+    unchanged = cli.invoke(main, ["layer", "import", "demo-works", "zones", str(out)])
+    assert unchanged.exit_code == 0 and "48 unchanged" in unchanged.output
+    frame = pyogrio.read_dataframe(out)  # a planner's edit, as QGIS would save it
+    frame.loc[frame["id"] == "Z-002", "capacity"] = 12
+    pyogrio.write_dataframe(frame, out, driver="GPKG", layer="zones")
+    edited = cli.invoke(main, ["layer", "import", "demo-works", "zones", str(out)])
+    assert edited.exit_code == 0 and "1 updated, 47 unchanged" in edited.output
     bad = tmp_path / "bad.geojson"
     bad.write_text(
         '{"type": "FeatureCollection", "features": [{"type": "Feature", '

@@ -81,7 +81,10 @@ def list_layer(
     layer: str,
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
 ) -> Response:
-    filters = {k: v for k, v in request.query_params.items() if k not in RESERVED_QUERY}
+    filters: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():  # ?kind=a&kind=b means a or b
+        if key not in RESERVED_QUERY:
+            filters[key] = f"{filters[key]},{value}" if key in filters else value
     box = layers.parse_bbox(bbox) if bbox is not None else None
     features = layers.list_features(db, site_id, layer, bbox=box, filters=filters)
     collection = features_to_geojson(features)

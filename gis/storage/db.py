@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+WRITE_OPTION = "rallypoint_write"
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -55,7 +56,10 @@ def _make_sqlite_transactional(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A writer takes the write lock at once (IMMEDIATE), so a second process's writer
+        # waits for busy_timeout instead of failing with "database is locked" mid-transaction.
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 class Database:
@@ -92,8 +96,15 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose changes are committed together, or not at all."""
-        with self._write_lock or nullcontext(), self._session() as session, session.begin():
-            yield session
+        with self._write_lock or nullcontext():
+            if self.connection is not None:
+                with self._session() as session, session.begin():
+                    yield session
+                return
+            with self.engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                    yield session
 
     def joined(self, session: Session) -> Database:
         """A view of this database inside ``session``'s transaction, for composing writes:
