@@ -92,6 +92,11 @@ class SiteCRS:
     def to_wgs84(self, geom: G) -> G:
         return _transform(geom, self._inverse)
 
+    def transform_xy(self, xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """An ``(n, 2)`` array of lon/lat to metric x/y, without making geometries."""
+        x, y = self._forward.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
     def length_m(self, geom: shapely.Geometry) -> float:
         """Length in metres of a WGS84 geometry."""
         return float(shapely.length(self.to_metric(geom)))

@@ -299,8 +299,10 @@ def _synthetic_blocks(edges: int) -> list[list[tuple[str, str, str, int]]]:
     for r in range(ny):
         row = []
         for c in range(nx):
-            if (r, c) in {(0, nx // 2), (ny - 1, 0), (ny // 2, nx - 1), (ny // 2, 0)}:
-                row.append(("muster_point", f"Muster point {r}-{c}", "blue", 800))
+            # Muster points on the edges of the site, and one in every 6 x 8 blocks inside it.
+            edge = (r, c) in {(0, nx // 2), (ny - 1, 0), (ny // 2, nx - 1), (ny // 2, 0)}
+            if edge or (r % 6 == 3 and c % 8 == 4):
+                row.append(("muster_point", f"Muster point {r}-{c}", "blue", 1500))
                 continue
             kind, grade, capacity = SYNTHETIC_CYCLE[(r * 7 + c * 3) % len(SYNTHETIC_CYCLE)]
             row.append((kind, f"Block {r}-{c} {kind.replace('_', ' ')}", grade, capacity))

@@ -122,6 +122,7 @@ def evacuation_routes(
     policy: HazardPolicy | None = None,
     wind: Wind | None = None,
     max_snap_m: float = DEFAULT_MAX_SNAP_M,
+    snapped_people: Snapped | None = None,
 ) -> EvacuationRoutes:
     """Route every person to the best reachable muster point, never through the inner zone.
 
@@ -139,7 +140,11 @@ def evacuation_routes(
 
     levels = edge_levels(graph, zones)
     blocked = blocked_edges(graph, closed)
-    costs = hazard_costs(graph, levels, blocked, policy=policy)
+    costs = (
+        hazard_costs(graph, levels, blocked, policy=policy)
+        if zones or closed
+        else graph.edge_time_s  # plain times: the graph's cached weights serve
+    )
 
     # Search 1: everyone outside the innermost zone, over the graph with it closed.
     muster_snap = snap(graph, musters.lonlat, max_distance_m=max_snap_m)
@@ -154,7 +159,10 @@ def evacuation_routes(
     outer = reverse_search(graph, costs, sources)
     muster_at_root = _label_roots(graph, outer, sources, source_muster)
 
-    snapped = snap(graph, person_lonlat, max_distance_m=max_snap_m)
+    # Positions arrive one by one; a caller that keeps them attached passes ``snapped_people``.
+    snapped = snapped_people or snap(graph, person_lonlat, max_distance_m=max_snap_m)
+    if snapped.feature.shape[0] != len(person_ids):
+        raise InvalidInput("one snapped position per person", errors=[FieldError("people", "")])
     start, end, to_start, to_end = leg_costs(graph, snapped, costs)
     inner = (
         inside(zones, person_lonlat, policy.impassable_level)
@@ -191,16 +199,15 @@ def evacuation_routes(
     reachable = np.isfinite(cost) & snapped.attached
 
     # Where each route leaves the escape forest, and the muster point it ends at.
-    length_outer = outer.along(graph.edge_length_m)
-    time_outer = outer.along(graph.edge_time_s)
+    per_edge = np.column_stack([graph.edge_length_m, graph.edge_time_s])
+    length_outer, time_outer = outer.along(per_edge).T
     roots_outer = outer.roots()
     join = first.copy()
     length = np.zeros(len(first))
     time = np.zeros(len(first))
     if escape is not None:
         escape_roots = escape.roots()
-        length_escape = escape.along(graph.edge_length_m)
-        time_escape = escape.along(graph.edge_time_s)
+        length_escape, time_escape = escape.along(per_edge).T
         join = np.where(use_escape, escape_roots[first], first)
         length = np.where(use_escape, length_escape[first], 0.0)
         time = np.where(use_escape, time_escape[first], 0.0)

@@ -44,12 +44,15 @@ class Forest:
             jump = nxt
 
     def along(self, per_edge: FloatArray) -> FloatArray:
-        """Per node, the sum of ``per_edge`` over the edges of its path to its root."""
+        """Per node, the sum of ``per_edge`` over the edges of its path to its root.
+
+        ``per_edge`` may be ``(E,)`` or ``(E, k)``: k quantities summed in one pass.
+        """
         n = self.graph.node_count
         pred = self.predecessors[:n]
         has_next = (pred >= 0) & (pred != self.source)
         nodes = np.flatnonzero(has_next)
-        step = np.zeros(n)
+        step = np.zeros((n, *per_edge.shape[1:]))
         edges = self.graph.pair_edge(pred[nodes], nodes, self.best)
         step[nodes] = per_edge[edges]
         jump = np.where(has_next, pred, np.arange(n))

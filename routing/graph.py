@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import shapely
+from scipy.sparse.csgraph import connected_components
 from shapely.geometry import shape
 
 from gis.crs import SiteCRS
@@ -72,7 +73,6 @@ class NetworkGraph:
     """One mode's graph: the networkx model and the arrays compiled from it."""
 
     mode: Mode
-    graph: nx.MultiDiGraph
     crs: SiteCRS
     node_lonlat: FloatArray  # (n, 2)
     # Per directed edge:
@@ -87,6 +87,9 @@ class NetworkGraph:
     feature_ids: npt.NDArray[np.object_]
     feature_lines: npt.NDArray[np.object_]  # metric LineStrings
     feature_edges: IntArray  # (f, 2): directed edge index start->end, end->start; -1 if none
+    feature_width_m: FloatArray  # NaN where unknown
+    feature_door: BoolArray
+    feature_stairs: BoolArray
     # Reversed-graph CSR structure (row = edge head, column = edge tail), built once.
     _rev_indptr: npt.NDArray[np.int32] = field(repr=False)
     _rev_indices: npt.NDArray[np.int32] = field(repr=False)
@@ -94,6 +97,49 @@ class NetworkGraph:
     _rev_starts: IntArray = field(repr=False)  # first position of each (dst, src) pair
     _rev_keys: IntArray = field(repr=False)  # dst * n + src per pair, ascending
     _tree: shapely.STRtree | None = field(default=None, repr=False)
+    _graph: nx.MultiDiGraph | None = field(default=None, repr=False)
+    _plain_pairs: tuple[FloatArray, IntArray] | None = field(default=None, repr=False)
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The networkx model: nodes with ``x``/``y`` (lon/lat), one edge per directed edge,
+        keyed by its feature index, with ``id``, ``length``, ``time``, ``capacity``, ``width``,
+        ``door`` and ``stairs``. Built on first use (about 20 us an edge); the routing itself
+        runs on the arrays."""
+        if self._graph is None:
+            graph = nx.MultiDiGraph(mode=self.mode, crs=self.crs.metric.to_string())
+            graph.add_nodes_from(
+                (i, {"x": float(x), "y": float(y)}) for i, (x, y) in enumerate(self.node_lonlat)
+            )
+            graph.add_edges_from(
+                (
+                    int(s),
+                    int(d),
+                    int(f),  # the feature as key: unique, and networkx need not search for one
+                    {
+                        "id": self.feature_ids[f],
+                        "length": float(length),
+                        "time": float(time),
+                        "capacity": float(capacity),
+                        "width": None
+                        if np.isnan(self.feature_width_m[f])
+                        else float(self.feature_width_m[f]),
+                        "door": bool(self.feature_door[f]),
+                        "stairs": bool(self.feature_stairs[f]),
+                    },
+                )
+                for s, d, f, length, time, capacity in zip(
+                    self.edge_src,
+                    self.edge_dst,
+                    self.edge_feature,
+                    self.edge_length_m,
+                    self.edge_time_s,
+                    self.edge_capacity_pm,
+                    strict=True,
+                )
+            )
+            self._graph = graph
+        return self._graph
 
     @property
     def node_count(self) -> int:
@@ -123,12 +169,12 @@ class NetworkGraph:
         super-source of a multi-source search. Returns the matrix and, per stored pair, the
         directed edge chosen.
         """
-        ordered = costs[self._rev_order]
-        data = np.minimum.reduceat(ordered, self._rev_starts)
-        counts = np.diff(np.append(self._rev_starts, ordered.shape[0]))
-        is_min = ordered == np.repeat(data, counts)
-        positions = np.where(is_min, np.arange(ordered.shape[0]), ordered.shape[0])
-        best = self._rev_order[np.minimum.reduceat(positions, self._rev_starts)]
+        if costs is self.edge_time_s:  # plain travel times: computed once per graph
+            if self._plain_pairs is None:
+                self._plain_pairs = self._pair_weights(costs)
+            data, best = self._plain_pairs
+        else:
+            data, best = self._pair_weights(costs)
         n = self.node_count
         indptr, indices = self._rev_indptr, self._rev_indices
         size = n
@@ -143,17 +189,27 @@ class NetworkGraph:
         matrix = sp.csr_matrix((data, indices, indptr), shape=(size, size))
         return matrix, best
 
+    def _pair_weights(self, costs: FloatArray) -> tuple[FloatArray, IntArray]:
+        """Per (head, tail) pair, the cheapest parallel edge's cost, and that edge."""
+        ordered = costs[self._rev_order]
+        data = np.minimum.reduceat(ordered, self._rev_starts)
+        counts = np.diff(np.append(self._rev_starts, ordered.shape[0]))
+        is_min = ordered == np.repeat(data, counts)
+        positions = np.where(is_min, np.arange(ordered.shape[0]), ordered.shape[0])
+        best = self._rev_order[np.minimum.reduceat(positions, self._rev_starts)]
+        return data, best
+
     def pair_edge(self, heads: IntArray, tails: IntArray, best: IntArray) -> IntArray:
         """The directed edge tail->head chosen in the last ``reversed_matrix`` (by its ``best``)."""
         keys = heads.astype(np.int64) * self.node_count + tails
         return best[np.searchsorted(self._rev_keys, keys)]
 
-    def base_costs(self) -> FloatArray:
-        return self.edge_time_s.copy()
-
     def components(self) -> list[Component]:
         """Parts of the network not connected (ignoring direction) to the largest part."""
-        parts = sorted(nx.weakly_connected_components(self.graph), key=len, reverse=True)
+        matrix, _ = self.reversed_matrix(self.edge_time_s)
+        count, labels = connected_components(matrix, directed=True, connection="weak")
+        parts = [np.flatnonzero(labels == c) for c in range(count)]
+        parts.sort(key=len, reverse=True)
         out = []
         for part in parts[1:]:
             node = next(iter(part))
@@ -191,18 +247,19 @@ def graph_from_features(
             f"the network has no edge for mode {mode!r}",
             errors=[FieldError("network", f"no {mode} edges")],
         )
-    lines = np.array([_line(f) for f in chosen], dtype=object)
+    xy, index = _coordinates(chosen)
     ids = np.array([str(f.get("id")) for f in chosen], dtype=object)
 
-    starts = shapely.get_coordinates(shapely.get_point(lines, 0))
-    ends = shapely.get_coordinates(shapely.get_point(lines, -1))
+    first = np.concatenate([[True], index[1:] != index[:-1]])
+    last = np.concatenate([index[1:] != index[:-1], [True]])
+    starts, ends = xy[first], xy[last]
     ends_all = np.round(np.vstack([starts, ends]), NODE_PRECISION)
     nodes, inverse = np.unique(ends_all, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     f_count = len(chosen)
     u, v = inverse[:f_count].astype(np.int64), inverse[f_count:].astype(np.int64)
 
-    metric = _to_metric(crs, lines)
+    metric = _to_metric(crs, xy, index)
     length = shapely.length(metric)
     stairs = np.array([bool(p.get("stairs", False)) for p in props])
     if mode == "foot":
@@ -225,24 +282,10 @@ def graph_from_features(
     feature_edges[:, 0] = fwd_index
     feature_edges[back_features, 1] = f_count + np.arange(len(back_features))
 
-    graph = nx.MultiDiGraph(mode=mode, crs=crs.metric.to_string())
-    graph.add_nodes_from((i, {"x": float(x), "y": float(y)}) for i, (x, y) in enumerate(nodes))
-    graph.add_edges_from(
-        (
-            int(s),
-            int(d),
-            {
-                "id": ids[f],
-                "length": float(length[f]),
-                "time": float(time[f]),
-                "capacity": float(capacity[f]),
-                "width": props[f].get("width_m"),
-                "door": bool(props[f].get("door", False)),
-                "stairs": bool(stairs[f]),
-            },
-        )
-        for s, d, f in zip(edge_src, edge_dst, edge_feature, strict=True)
+    width = np.array(
+        [float(p["width_m"]) if p.get("width_m") else np.nan for p in props], dtype=np.float64
     )
+    door = np.array([bool(p.get("door", False)) for p in props], dtype=bool)
     edge_length = length[edge_feature]
     edge_time = time[edge_feature]
     edge_capacity = capacity[edge_feature]
@@ -258,7 +301,9 @@ def graph_from_features(
     indptr = np.concatenate([[0], np.cumsum(row_counts)]).astype(np.int32)
     return NetworkGraph(
         mode=mode,
-        graph=graph,
+        feature_width_m=width,
+        feature_door=door,
+        feature_stairs=stairs,
         crs=crs,
         node_lonlat=nodes.astype(np.float64),
         edge_src=edge_src,
@@ -279,6 +324,25 @@ def graph_from_features(
     )
 
 
+def _coordinates(features: Sequence[Mapping[str, Any]]) -> tuple[FloatArray, IntArray]:
+    """All the features' line coordinates, and per coordinate the feature it belongs to."""
+    coords: list[Any] = []
+    counts: list[int] = []
+    for feature in features:
+        geometry = feature.get("geometry")
+        line_coords: Any = []
+        if isinstance(geometry, shapely.LineString):
+            line_coords = shapely.get_coordinates(geometry).tolist()
+        elif isinstance(geometry, Mapping) and geometry.get("type") == "LineString":
+            line_coords = geometry.get("coordinates") or []
+        if len(line_coords) < 2:
+            _line(feature)  # raises with the reason
+        coords.extend(line_coords)
+        counts.append(len(line_coords))
+    xy = np.asarray(coords, dtype=np.float64)[:, :2]
+    return xy, np.repeat(np.arange(len(counts)), counts)
+
+
 def _line(feature: Mapping[str, Any]) -> shapely.LineString:
     geometry = feature.get("geometry")
     line = geometry if isinstance(geometry, shapely.LineString) else shape(geometry)  # type: ignore[arg-type]
@@ -290,11 +354,9 @@ def _line(feature: Mapping[str, Any]) -> shapely.LineString:
     return line
 
 
-def _to_metric(crs: SiteCRS, lines: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
-    coords, index = shapely.get_coordinates(lines, return_index=True)
-    metric = crs.to_metric(shapely.MultiPoint(coords))
-    xy = shapely.get_coordinates(metric)
-    return np.asarray(shapely.linestrings(xy, indices=index), dtype=object)
+def _to_metric(crs: SiteCRS, xy: FloatArray, index: IntArray) -> npt.NDArray[np.object_]:
+    metric = crs.transform_xy(xy)
+    return np.asarray(shapely.linestrings(metric, indices=index), dtype=object)
 
 
 def graph_from_osm(path: Path, *, mode: Mode, speeds: TravelSpeeds | None = None) -> NetworkGraph:

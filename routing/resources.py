@@ -99,8 +99,10 @@ class ResourceIndex:
             if not relevant.any():
                 continue
             graph = self.graphs[mode]
-            costs = graph.edge_time_s.copy()
-            costs[blocked_edges(graph, closed)] = np.inf
+            costs = graph.edge_time_s
+            if closed:
+                costs = costs.copy()
+                costs[blocked_edges(graph, closed)] = np.inf
             target = snap(graph, np.array([incident_lonlat]), max_distance_m=incident_snap_m)
             if not target.attached[0]:
                 raise InvalidInput(
