@@ -29,9 +29,10 @@ SETBACK = 12.0  # from road centreline to building wall
 SEGMENT_M = 10.0  # road edges are split at most this long (as OSM ways are noded)
 SNAPSHOT_TIME = datetime(2026, 1, 15, 2, 0, tzinfo=UTC)  # "now" of the demo positions
 
-# Specific flows for capacities, people per minute per metre of width (SFPE handbook
-# order of magnitude: level corridors ~1.3 p/s/m, stairs ~1.0 p/s/m, doors ~1.0 p/s/m).
-FLOW_LEVEL, FLOW_STAIRS, FLOW_DOOR = 78.0, 55.0, 60.0
+# Maximum specific flows, people per minute per metre of width, from the SFPE Handbook of Fire
+# Protection Engineering ("Emergency movement"): 1.3 p/s/m for corridors, aisles, ramps and
+# doorways; 1.01 p/s/m for stairs of 7 in risers and 11 in treads. Applied to nominal width.
+FLOW_LEVEL, FLOW_STAIRS, FLOW_DOOR = 78.0, 60.6, 78.0
 
 # (kind, name, risk grade, occupancy capacity), rows listed north to south, columns west to east.
 DEMO_BLOCKS: list[list[tuple[str, str, str, int]]] = [

@@ -123,6 +123,16 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
     lower = int(max((r + to_sink[n] for n, r in waiting if math.isfinite(to_sink[n])), default=0))
     iterations = 0
 
+    def ordered_sources() -> list[tuple[float, int, int]]:
+        return sorted(
+            (release + to_sink[node], release, node)
+            for node, release in waiting
+            if math.isfinite(to_sink[node])
+        )
+
+    sources = ordered_sources()
+    head = 0
+
     def free(e: int, step: int) -> float:
         return capacity[e] - load.get((e, step), 0)
 
@@ -133,15 +143,23 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
         origin: dict[int, tuple[int, int]] = {}
         # A*: the capacity-free steps to a muster point never overestimate (reservations only
         # delay), so the first muster point with room taken off the heap is the earliest.
+        # Waiting groups enter the heap in order of that bound, only once the search reaches it.
         heap: list[tuple[float, int, int]] = []
-        for (node, release), _ in waiting.items():
-            if release < arrival.get(node, math.inf) and math.isfinite(to_sink[node]):
-                arrival[node] = release
-                origin[node] = (node, release)
-                heap.append((release + to_sink[node], release, node))
-        heapq.heapify(heap)
+        while head < len(sources) and (sources[head][2], sources[head][1]) not in waiting:
+            head += 1
+        fed = head
         reached = -1
-        while heap:
+        while True:
+            while fed < len(sources) and (not heap or sources[fed][0] <= heap[0][0]):
+                bound, release, node = sources[fed]
+                fed += 1
+                if (node, release) in waiting and release < arrival.get(node, math.inf):
+                    arrival[node] = release
+                    origin[node] = (node, release)
+                    via.pop(node, None)  # people start here: no way in to follow back
+                    heapq.heappush(heap, (bound, release, node))
+            if not heap:
+                break
             _, t, u = heapq.heappop(heap)
             if t > arrival[u]:
                 continue
@@ -180,6 +198,7 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
         room[reached] -= people
         if room[reached] == 0:  # a full muster point: aim the heuristic at the others
             to_sink = _steps_to_sinks(network, [s for s, r in room.items() if r > 0])
+            sources, head = ordered_sources(), 0
         waiting[source_key] -= people
         if waiting[source_key] == 0:
             del waiting[source_key]
