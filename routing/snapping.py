@@ -68,16 +68,7 @@ def leg_costs(
     """For each attached point: its feature's start and end nodes, and the cost of travelling
     from the point to the start node and to the end node (inf where that direction is closed).
     """
-    f = np.where(snapped.attached, snapped.feature, 0)
-    forward, backward = graph.feature_edges[f, 0], graph.feature_edges[f, 1]
-    start = graph.edge_src[forward]
-    end = graph.edge_dst[forward]
-    safe_back = np.where(backward >= 0, backward, 0)
-    to_end = _part(1 - snapped.t, costs[forward])
-    to_start = np.where(backward >= 0, _part(snapped.t, costs[safe_back]), np.inf)
-    to_end = np.where(snapped.attached, to_end, np.inf)
-    to_start = np.where(snapped.attached, to_start, np.inf)
-    return start, end, to_start, to_end
+    return _legs(graph, snapped, costs, leaving=True)
 
 
 def arrival_legs(
@@ -86,16 +77,26 @@ def arrival_legs(
     """For each attached point: start and end nodes, and the cost of travelling from the start
     node to the point and from the end node to the point (inf where that direction is closed).
     """
+    return _legs(graph, snapped, costs, leaving=False)
+
+
+def _legs(
+    graph: NetworkGraph, snapped: Snapped, costs: FloatArray, *, leaving: bool
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
     f = np.where(snapped.attached, snapped.feature, 0)
     forward, backward = graph.feature_edges[f, 0], graph.feature_edges[f, 1]
-    start = graph.edge_src[forward]
-    end = graph.edge_dst[forward]
-    safe_back = np.where(backward >= 0, backward, 0)
-    from_start = np.where(snapped.attached, _part(snapped.t, costs[forward]), np.inf)
-    from_end = np.where(
-        snapped.attached & (backward >= 0), _part(1 - snapped.t, costs[safe_back]), np.inf
-    )
-    return start, end, from_start, from_end
+    start, end = graph.edge_src[forward], graph.edge_dst[forward]
+    has_back = backward >= 0
+    back_cost = costs[np.where(has_back, backward, 0)]
+    # Leaving towards the end, or arriving from the start, runs the forward edge; the other
+    # two run the backward edge, which a one-way road lacks.
+    t = snapped.t
+    forward_part = _part(1 - t if leaving else t, costs[forward])
+    backward_part = np.where(has_back, _part(t if leaving else 1 - t, back_cost), np.inf)
+    at_start, at_end = (backward_part, forward_part) if leaving else (forward_part, backward_part)
+    at_start = np.where(snapped.attached, at_start, np.inf)
+    at_end = np.where(snapped.attached, at_end, np.inf)
+    return start, end, at_start, at_end
 
 
 def _part(fraction: FloatArray, cost: FloatArray) -> FloatArray:
