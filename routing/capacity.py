@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
 
 from gis.errors import FieldError, InvalidInput
 from routing.evacuation import EvacuationRoutes
@@ -144,7 +146,9 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
         # A*: the capacity-free steps to a muster point never overestimate (reservations only
         # delay), so the first muster point with room taken off the heap is the earliest.
         # Waiting groups enter the heap in order of that bound, only once the search reaches it.
-        heap: list[tuple[float, int, int]] = []
+        # Entries: (bound, -time, time, node); among equal bounds the deepest first, so a grid's
+        # many equally short ways are not all expanded.
+        heap: list[tuple[float, int, int, int]] = []
         while head < len(sources) and (sources[head][2], sources[head][1]) not in waiting:
             head += 1
         fed = head
@@ -157,10 +161,10 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
                     arrival[node] = release
                     origin[node] = (node, release)
                     via.pop(node, None)  # people start here: no way in to follow back
-                    heapq.heappush(heap, (bound, release, node))
+                    heapq.heappush(heap, (bound, -release, release, node))
             if not heap:
                 break
-            _, t, u = heapq.heappop(heap)
+            _, _, t, u = heapq.heappop(heap)
             if t > arrival[u]:
                 continue
             if room.get(u, 0) > 0:
@@ -176,7 +180,7 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
                     arrival[v] = a
                     via[v] = (e, depart)
                     origin[v] = origin[u]
-                    heapq.heappush(heap, (a + to_sink[v], a, v))
+                    heapq.heappush(heap, (a + to_sink[v], -a, a, v))
         if reached < 0:
             break  # nobody waiting can reach a muster point with room
         edges: list[int] = []
@@ -211,25 +215,21 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
 
 
 def _steps_to_sinks(network: FlowNetwork, sinks: Sequence[int]) -> list[float]:
-    """Per node, the fewest steps to any of ``sinks`` with capacities ignored."""
-    reverse: list[list[int]] = [[] for _ in range(network.node_count)]
-    for e, v in enumerate(network.dst):
-        reverse[v].append(e)
-    to_sink = [math.inf] * network.node_count
-    heap: list[tuple[float, int]] = [(0.0, s) for s in sinks]
-    for s in sinks:
-        to_sink[s] = 0
-    heapq.heapify(heap)
-    while heap:
-        d, v = heapq.heappop(heap)
-        if d > to_sink[v]:
-            continue
-        for e in reverse[v]:
-            u = network.src[e]
-            if d + network.steps[e] < to_sink[u]:
-                to_sink[u] = d + network.steps[e]
-                heapq.heappush(heap, (float(to_sink[u]), u))
-    return to_sink
+    """Per node, the fewest steps to any of ``sinks`` with capacities ignored (one compiled
+    multi-source Dijkstra over the reversed network)."""
+    if not sinks:
+        return [math.inf] * network.node_count
+    n = network.node_count
+    heads = np.asarray(network.dst, dtype=np.int64)
+    tails = np.asarray(network.src, dtype=np.int64)
+    weights = np.asarray(network.steps, dtype=np.float64)
+    # Parallel edges: keep the quickest (a CSR built from duplicates would add them up).
+    order = np.lexsort((weights, tails, heads))
+    keys = heads[order] * n + tails[order]
+    keep = order[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    matrix = sp.csr_matrix((weights[keep], (heads[keep], tails[keep])), shape=(n, n))
+    distance = dijkstra(matrix, directed=True, indices=list(sinks), min_only=True)
+    return [float(d) for d in distance]
 
 
 def optimal_egress_steps(network: FlowNetwork, groups: Sequence[Group], *, horizon: int) -> int:
