@@ -200,14 +200,14 @@ def evacuation_routes(
 
     # Where each route leaves the escape forest, and the muster point it ends at.
     per_edge = np.column_stack([graph.edge_length_m, graph.edge_time_s])
-    length_outer, time_outer = outer.along(per_edge).T
-    roots_outer = outer.roots()
+    roots_outer, sums = outer.summary(per_edge)
+    length_outer, time_outer = sums.T
     join = first.copy()
     length = np.zeros(len(first))
     time = np.zeros(len(first))
     if escape is not None:
-        escape_roots = escape.roots()
-        length_escape, time_escape = escape.along(per_edge).T
+        escape_roots, escape_sums = escape.summary(per_edge)
+        length_escape, time_escape = escape_sums.T
         join = np.where(use_escape, escape_roots[first], first)
         length = np.where(use_escape, length_escape[first], 0.0)
         time = np.where(use_escape, time_escape[first], 0.0)

@@ -34,37 +34,45 @@ class Forest:
 
     def roots(self) -> IntArray:
         """Per node, the last node before the target (the node attached to the super-source)."""
-        n = self.graph.node_count
-        pred = self.predecessors[:n]
-        jump = np.where((pred == self.source) | (pred < 0), np.arange(n), pred)
-        while True:
-            nxt = jump[jump]
-            if np.array_equal(nxt, jump):
-                return jump
-            jump = nxt
+        return self.summary(np.zeros(self.graph.edge_count))[0]
 
     def along(self, per_edge: FloatArray) -> FloatArray:
-        """Per node, the sum of ``per_edge`` over the edges of its path to its root.
+        """Per node, the sum of ``per_edge`` over the edges of its path to its root."""
+        return self.summary(per_edge)[1]
 
-        ``per_edge`` may be ``(E,)`` or ``(E, k)``: k quantities summed in one pass.
+    def summary(self, per_edge: FloatArray) -> tuple[IntArray, FloatArray]:
+        """Per node: its root, and the sum of ``per_edge`` over the edges of its path there.
+
+        ``per_edge`` may be ``(E,)`` or ``(E, k)``: k quantities summed in one pass. Only the
+        nodes the search reached take part (a search confined to a threat zone reaches few).
+        Unreached nodes are their own root, with 0.
         """
         n = self.graph.node_count
-        pred = self.predecessors[:n]
+        roots = np.arange(n)
+        totals = np.zeros((n, *per_edge.shape[1:]))
+        reached = np.flatnonzero(np.isfinite(self.distance[:n]))
+        if not len(reached):
+            return roots, totals
+        local = np.full(n, -1, dtype=np.int64)
+        local[reached] = np.arange(len(reached))
+        pred = self.predecessors[reached]
         has_next = (pred >= 0) & (pred != self.source)
-        nodes = np.flatnonzero(has_next)
-        step = np.zeros((n, *per_edge.shape[1:]))
-        edges = self.graph.pair_edge(pred[nodes], nodes, self.best)
-        step[nodes] = per_edge[edges]
-        jump = np.where(has_next, pred, np.arange(n))
+        jump = np.where(has_next, local[np.where(has_next, pred, 0)], np.arange(len(reached)))
+        step = np.zeros((len(reached), *per_edge.shape[1:]))
+        inner = np.flatnonzero(has_next)
+        step[inner] = per_edge[self.graph.pair_edge(pred[inner], reached[inner], self.best)]
         total = step
         # Wyllie's list ranking: roots point to themselves and carry 0, so adding the sum held
         # by the node jumped to is right whether or not that node is a root.
         while True:
             further = jump[jump]
             if np.array_equal(further, jump):
-                return total
+                break
             total = total + total[jump]
             jump = further
+        roots[reached] = reached[jump]
+        totals[reached] = total
+        return roots, totals
 
     def path(self, node: int) -> list[int]:
         """Nodes from ``node`` to its root, following the forest."""
