@@ -61,6 +61,9 @@ class ResourceIndex:
         self.resources = resources
         lonlat = np.asarray(resources.lonlat, dtype=np.float64).reshape(-1, 2)
         kinds = np.asarray(resources.kinds, dtype=object)
+        # Kinds as small integers: comparing them is cheap at every incident.
+        self.kind_names, codes = np.unique(kinds.astype(str), return_inverse=True)
+        self.kind_codes = codes.reshape(-1).astype(np.int64)
         available = np.asarray(resources.status, dtype=object) == "available"
         vehicle = np.isin(kinds, [str(k) for k in VEHICLE_RESOURCE_KINDS])
         self.by_mode: dict[Mode, tuple[np.ndarray, Snapped]] = {}
@@ -90,14 +93,21 @@ class ResourceIndex:
         """
         if k < 1:
             raise InvalidInput("k must be at least 1", errors=[FieldError("k", ">= 1")])
-        all_kinds = np.asarray(self.resources.kinds, dtype=object)
-        wanted = sorted(set(kinds) if kinds is not None else set(all_kinds))
+        names = [str(n) for n in self.kind_names]
+        wanted = sorted(set(kinds) if kinds is not None else set(names))
         result: dict[str, list[ResourceRoute]] = {kind: [] for kind in wanted}
-        for mode, (members, snapped) in self.by_mode.items():
-            member_kinds = all_kinds[members]
-            relevant = np.isin(member_kinds, wanted)
-            if not relevant.any():
+        code_of = {name: code for code, name in enumerate(names)}
+        wanted_codes = np.array([code_of.get(kind, -1) for kind in wanted], dtype=np.int64)
+        for mode, (all_members, all_snapped) in self.by_mode.items():
+            keep = np.isin(self.kind_codes[all_members], wanted_codes)
+            if not keep.any():
                 continue
+            # Only the wanted kinds take part from here on.
+            members = all_members[keep]
+            snapped = Snapped(
+                all_snapped.feature[keep], all_snapped.t[keep], all_snapped.distance_m[keep]
+            )
+            member_codes = self.kind_codes[members]
             graph = self.graphs[mode]
             costs = graph.edge_time_s
             if closed:
@@ -115,23 +125,21 @@ class ResourceIndex:
                 for node, leg in ((start[0], from_start[0]), (end[0], from_end[0]))
                 if np.isfinite(leg)
             ]
-            have = np.bincount(
-                np.searchsorted(wanted, member_kinds[relevant]), minlength=len(wanted)
-            )
+            slot = np.searchsorted(wanted_codes, member_codes, sorter=np.argsort(wanted_codes))
+            slot = np.argsort(wanted_codes)[slot]
+            have = np.bincount(slot, minlength=len(wanted))
             limit = initial_limit_s
             while True:
                 forest = reverse_search(graph, costs, sources, limit=limit)
                 times, first, direct = self._times(graph, snapped, costs, forest, target)
-                found = np.isfinite(times) & relevant
-                counts = np.bincount(
-                    np.searchsorted(wanted, member_kinds[found]), minlength=len(wanted)
-                )
+                found = np.isfinite(times)
+                counts = np.bincount(slot[found], minlength=len(wanted))
                 short = (counts < np.minimum(k, have)).any()
                 if not short or not np.isfinite(limit):
                     break
                 limit = limit * 4 if limit < 3600 else np.inf
-            for kind in wanted:
-                candidates = np.flatnonzero(found & (member_kinds == kind))
+            for kind_slot, kind in enumerate(wanted):
+                candidates = np.flatnonzero(found & (slot == kind_slot))
                 top = candidates[np.argsort(times[candidates], kind="stable")[:k]]
                 for i in top:
                     nodes = [] if direct[i] else forest.path(int(first[i]))
