@@ -215,7 +215,8 @@ def run(name: str, site: dict[str, Any], layers: dict[str, Any], args: argparse.
     print(
         f"capacity-aware plan: {plan_ms:8.1f} ms   egress {plan.egress_s:.0f} s   "
         f"capacity-free lower bound {plan.lower_bound_s:.0f} s   "
-        f"CCRP iterations {plan.plan.iterations}   unplaced {plan.plan.unplaced}"
+        f"CCRP iterations {plan.plan.iterations} ({plan.plan.searches} searched)   "
+        f"unplaced {plan.plan.unplaced}"
     )
     if args.postgis_url and name != "demo site":
         print(pgrouting_peer(foot, args.postgis_url, max(1, args.repeat // 3)))

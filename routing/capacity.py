@@ -81,6 +81,7 @@ class CapacityPlan:
     lower_bound_steps: int  # egress with capacities ignored
     iterations: int
     load: dict[tuple[int, int], int] = field(repr=False)  # (edge, step) -> people entering
+    searches: int = 0  # iterations that needed a search (the others took the shortest way)
 
     @property
     def egress_steps(self) -> int:
@@ -121,9 +122,9 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
     room = dict(network.sinks)
     load: dict[tuple[int, int], int] = {}
     movements: list[Movement] = []
-    to_sink = _steps_to_sinks(network, [s for s, r in room.items() if r > 0])
+    to_sink, next_edge = _steps_to_sinks(network, [s for s, r in room.items() if r > 0])
     lower = int(max((r + to_sink[n] for n, r in waiting if math.isfinite(to_sink[n])), default=0))
-    iterations = 0
+    iterations = searches = 0
 
     def ordered_sources() -> list[tuple[float, int, int]]:
         return sorted(
@@ -138,8 +139,53 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
     def free(e: int, step: int) -> float:
         return capacity[e] - load.get((e, step), 0)
 
+    def shortest_way(node: int, release: int) -> tuple[list[int], list[int], int] | None:
+        """The capacity-free shortest way from ``node``, if every edge of it has room when it
+        is reached: then nothing can arrive sooner, and no search is needed."""
+        edges: list[int] = []
+        departures: list[int] = []
+        t = release
+        while room.get(node, 0) <= 0:
+            e = next_edge[node]
+            if e < 0 or free(e, t) < 1:
+                return None
+            edges.append(e)
+            departures.append(t)
+            t += steps[e]
+            node = dst[e]
+        return edges, departures, node
+
+    def record(
+        key: tuple[int, int], edges: list[int], departures: list[int], sink: int, arrives: int
+    ) -> None:
+        nonlocal to_sink, next_edge, sources, head
+        people = min(waiting[key], room[sink])
+        for e, depart in zip(edges, departures, strict=True):
+            people = min(people, int(free(e, depart)))
+        for e, depart in zip(edges, departures, strict=True):
+            load[(e, depart)] = load.get((e, depart), 0) + people
+        room[sink] -= people
+        if room[sink] == 0:  # a full muster point: aim the heuristic at the others
+            to_sink, next_edge = _steps_to_sinks(network, [s for s, r in room.items() if r > 0])
+            sources, head = ordered_sources(), 0
+        waiting[key] -= people
+        if waiting[key] == 0:
+            del waiting[key]
+        movements.append(Movement(key[0], sink, people, tuple(edges), tuple(departures), arrives))
+
     while waiting and any(r > 0 for r in room.values()):
         iterations += 1
+        while head < len(sources) and (sources[head][2], sources[head][1]) not in waiting:
+            head += 1
+        if head < len(sources):
+            # The group with the least capacity-free arrival goes first; if its shortest way
+            # is free, that is the earliest arrival of all, as the search would find.
+            bound, release, node = sources[head]
+            way = shortest_way(node, release)
+            if way is not None:
+                record((node, release), way[0], way[1], way[2], int(bound))
+                continue
+        searches += 1
         arrival: dict[int, int] = {}
         via: dict[int, tuple[int, int]] = {}  # node -> (edge, departure step)
         origin: dict[int, tuple[int, int]] = {}
@@ -193,33 +239,18 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
             node = network.src[e]
         edges.reverse()
         departures.reverse()
-        source_key = origin[reached]
-        people = min(waiting[source_key], room[reached])
-        for e, depart in zip(edges, departures, strict=True):
-            people = min(people, int(free(e, depart)))
-        for e, depart in zip(edges, departures, strict=True):
-            load[(e, depart)] = load.get((e, depart), 0) + people
-        room[reached] -= people
-        if room[reached] == 0:  # a full muster point: aim the heuristic at the others
-            to_sink = _steps_to_sinks(network, [s for s, r in room.items() if r > 0])
-            sources, head = ordered_sources(), 0
-        waiting[source_key] -= people
-        if waiting[source_key] == 0:
-            del waiting[source_key]
-        movements.append(
-            Movement(
-                source_key[0], reached, people, tuple(edges), tuple(departures), arrival[reached]
-            )
-        )
-    return CapacityPlan(network, movements, sum(waiting.values()), lower, iterations, load)
+        record(origin[reached], edges, departures, reached, arrival[reached])
+    return CapacityPlan(
+        network, movements, sum(waiting.values()), lower, iterations, load, searches
+    )
 
 
-def _steps_to_sinks(network: FlowNetwork, sinks: Sequence[int]) -> list[float]:
-    """Per node, the fewest steps to any of ``sinks`` with capacities ignored (one compiled
-    multi-source Dijkstra over the reversed network)."""
-    if not sinks:
-        return [math.inf] * network.node_count
+def _steps_to_sinks(network: FlowNetwork, sinks: Sequence[int]) -> tuple[list[float], list[int]]:
+    """Per node, the fewest steps to any of ``sinks`` with capacities ignored, and the first
+    edge of such a way (-1 if none): one compiled multi-source Dijkstra, reversed."""
     n = network.node_count
+    if not sinks:
+        return [math.inf] * n, [-1] * n
     heads = np.asarray(network.dst, dtype=np.int64)
     tails = np.asarray(network.src, dtype=np.int64)
     weights = np.asarray(network.steps, dtype=np.float64)
@@ -227,9 +258,16 @@ def _steps_to_sinks(network: FlowNetwork, sinks: Sequence[int]) -> list[float]:
     order = np.lexsort((weights, tails, heads))
     keys = heads[order] * n + tails[order]
     keep = order[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    kept_keys = heads[keep] * n + tails[keep]  # ascending, as ``order`` sorted by head, tail
     matrix = sp.csr_matrix((weights[keep], (heads[keep], tails[keep])), shape=(n, n))
-    distance = dijkstra(matrix, directed=True, indices=list(sinks), min_only=True)
-    return [float(d) for d in distance]
+    distance, predecessors, _ = dijkstra(
+        matrix, directed=True, indices=list(sinks), min_only=True, return_predecessors=True
+    )
+    nodes = np.flatnonzero(predecessors >= 0)
+    after = predecessors[nodes].astype(np.int64)  # the next node on the way to a sink
+    next_edge = np.full(n, -1, dtype=np.int64)
+    next_edge[nodes] = keep[np.searchsorted(kept_keys, after * n + nodes)]
+    return [float(d) for d in distance], [int(e) for e in next_edge]
 
 
 def optimal_egress_steps(network: FlowNetwork, groups: Sequence[Group], *, horizon: int) -> int:
