@@ -222,8 +222,9 @@ def evacuation_routes(
     walk = graph.edge_time_s[graph.feature_edges[f, 0]]
     length = length + leg_t * feature_length
     time = time + leg_t * walk
-    # Plain walking time until the route joins the outer forest (the capacity plan's release).
-    release = leg_t * walk + (time - time_outer[join] - leg_t * walk)
+    # Plain walking time until the route joins the outer forest (the capacity plan's release):
+    # the first leg, and the escape from the zone if there is one.
+    release = time - time_outer[join]
     last = roots_outer[join]
     muster_leg_len, muster_leg_time = _muster_legs(graph, muster_snap, muster, last)
     length = length + muster_leg_len
@@ -238,14 +239,13 @@ def evacuation_routes(
             else "no route to a muster point avoids the threat zone and closures"
         )
         trapped.append(Trapped(str(person_ids[int(i)]), float(lon), float(lat), reason))
-    nan = np.where(reachable, 1.0, np.nan)
     return EvacuationRoutes(
         person_ids=[str(p) for p in person_ids],
         muster_ids=[str(m) for m in musters.ids],
         muster=muster.astype(np.int64),
         cost_s=np.where(reachable, cost, np.inf),
-        length_m=length * nan,
-        walk_time_s=time * nan,
+        length_m=np.where(reachable, length, np.nan),
+        walk_time_s=np.where(reachable, time, np.nan),
         trapped=trapped,
         unusable_musters=unusable,
         inside_inner_zone=inner,
