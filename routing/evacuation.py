@@ -156,7 +156,8 @@ def evacuation_routes(
     )
     penalty = _downwind_penalty(musters, wind)
     sources, source_muster = _muster_sources(graph, muster_snap, costs, penalty)
-    outer = reverse_search(graph, costs, sources)
+    # Only the edges the hazard or a closure touches differ from plain travel times.
+    outer = reverse_search(graph, costs, sources, changed=np.flatnonzero((levels > 0) | blocked))
     muster_at_root = _label_roots(graph, outer, sources, source_muster)
 
     # Positions arrive one by one; a caller that keeps them attached passes ``snapped_people``.

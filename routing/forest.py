@@ -91,10 +91,11 @@ def reverse_search(
     sources: Sequence[tuple[int, float]],
     *,
     limit: float = np.inf,
+    changed: IntArray | None = None,
 ) -> Forest:
     """One Dijkstra over the reversed graph from a super-source joined to ``sources``
     (node, initial cost): every node's cheapest cost to reach one of them, and the way."""
-    matrix, best = graph.reversed_matrix(costs, extra_sources=sources)
+    matrix, best = graph.reversed_matrix(costs, extra_sources=sources, changed=changed)
     distance, predecessors = dijkstra(
         matrix,
         directed=True,

@@ -95,6 +95,7 @@ class NetworkGraph:
     _rev_indices: npt.NDArray[np.int32] = field(repr=False)
     _rev_order: IntArray = field(repr=False)  # directed edges sorted by (dst, src)
     _rev_starts: IntArray = field(repr=False)  # first position of each (dst, src) pair
+    _pair_of_edge: IntArray = field(repr=False)  # per directed edge, its (dst, src) pair
     _rev_keys: IntArray = field(repr=False)  # dst * n + src per pair, ascending
     _tree: shapely.STRtree | None = field(default=None, repr=False)
     _graph: nx.MultiDiGraph | None = field(default=None, repr=False)
@@ -161,18 +162,23 @@ class NetworkGraph:
         costs: FloatArray,
         *,
         extra_sources: Sequence[tuple[int, float]] | None = None,
+        changed: IntArray | None = None,
     ) -> tuple[sp.csr_matrix, IntArray]:
         """The reversed graph weighted by ``costs`` (per directed edge; inf = impassable).
 
         Parallel edges keep their cheapest. With ``extra_sources``, one more node (index
         ``node_count``) is appended with edges to the given nodes at the given weights: the
-        super-source of a multi-source search. Returns the matrix and, per stored pair, the
-        directed edge chosen.
+        super-source of a multi-source search. ``changed``, when given, says that ``costs``
+        differ from the plain travel times only at those edges (a hazard touches a few): only
+        their pairs are recomputed. Returns the matrix and, per stored pair, the directed edge
+        chosen.
         """
-        if costs is self.edge_time_s:  # plain travel times: computed once per graph
-            if self._plain_pairs is None:
-                self._plain_pairs = self._pair_weights(costs)
+        if costs is self.edge_time_s or changed is not None:
+            if self._plain_pairs is None:  # plain travel times: computed once per graph
+                self._plain_pairs = self._pair_weights(self.edge_time_s)
             data, best = self._plain_pairs
+            if changed is not None and len(changed):
+                data, best = self._repair_pairs(data, best, costs, changed)
         else:
             data, best = self._pair_weights(costs)
         n = self.node_count
@@ -197,6 +203,27 @@ class NetworkGraph:
         is_min = ordered == np.repeat(data, counts)
         positions = np.where(is_min, np.arange(ordered.shape[0]), ordered.shape[0])
         best = self._rev_order[np.minimum.reduceat(positions, self._rev_starts)]
+        return data, best
+
+    def _repair_pairs(
+        self, data: FloatArray, best: IntArray, costs: FloatArray, changed: IntArray
+    ) -> tuple[FloatArray, IntArray]:
+        """Copies of the plain pair weights with the pairs of ``changed`` edges recomputed."""
+        pairs = np.unique(self._pair_of_edge[changed])
+        counts = np.diff(np.append(self._rev_starts, self._rev_order.shape[0]))[pairs]
+        first = self._rev_starts[pairs]
+        offsets = np.repeat(first - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        positions = offsets + np.arange(int(counts.sum()))
+        owner = np.repeat(pairs, counts)
+        edges = self._rev_order[positions]
+        data = data.copy()
+        best = best.copy()
+        data[pairs] = np.inf
+        np.minimum.at(data, owner, costs[edges])
+        chosen = np.full(data.shape[0], self._rev_order.shape[0], dtype=np.int64)
+        cheapest = costs[edges] == data[owner]
+        np.minimum.at(chosen, owner[cheapest], positions[cheapest])
+        best[pairs] = self._rev_order[chosen[pairs]]
         return data, best
 
     def pair_edge(self, heads: IntArray, tails: IntArray, best: IntArray) -> IntArray:
@@ -320,8 +347,16 @@ def graph_from_features(
         _rev_indices=(pair_keys % n).astype(np.int32),
         _rev_order=order,
         _rev_starts=pair_starts,
+        _pair_of_edge=_pairs_of_edges(order, first),
         _rev_keys=pair_keys,
     )
+
+
+def _pairs_of_edges(order: IntArray, first: BoolArray) -> IntArray:
+    """Per directed edge, the index of its (head, tail) pair in the reversed CSR."""
+    pair_of_edge = np.empty(order.shape[0], dtype=np.int64)
+    pair_of_edge[order] = np.cumsum(first) - 1
+    return pair_of_edge
 
 
 def _coordinates(features: Sequence[Mapping[str, Any]]) -> tuple[FloatArray, IntArray]:

@@ -575,3 +575,27 @@ def test_muster_capacity_sends_people_elsewhere() -> None:
     assert curves[small.ids[0]][-1][1] <= 50
     assert curves[small.ids[1]][-1][1] <= 50
     assert site_plan.plan.unplaced == 0
+
+
+def test_changed_weights_equal_a_full_recomputation() -> None:
+    """A hazard recomputes only the pairs of the edges it touches; parallel edges included."""
+    lines = [
+        [(0.0, 0.0), (40.0, 0.0)],
+        [(0.0, 0.0), (20.0, 10.0), (40.0, 0.0)],  # parallel to the first, longer
+        [(40.0, 0.0), (80.0, 0.0)],
+        [(0.0, 0.0), (0.0, 40.0)],
+    ]
+    graph = local_graph(lines)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        changed = np.flatnonzero(rng.random(graph.edge_count) < 0.4)
+        costs = graph.edge_time_s.copy()
+        costs[changed] *= rng.choice([0.5, 3.0, np.inf], size=len(changed))
+        fast, fast_best = graph.reversed_matrix(costs, changed=changed)
+        full, full_best = graph.reversed_matrix(costs.copy())
+        assert np.array_equal(fast.data, full.data)
+        assert np.array_equal(fast_best, full_best)
+    assert np.array_equal(
+        graph.reversed_matrix(graph.edge_time_s)[0].data,
+        graph.edge_time_s[graph.reversed_matrix(graph.edge_time_s)[1]],
+    )
