@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import shapely
+from shapely.ops import substring
 
 from gis.errors import FieldError, InvalidInput
 from routing.forest import Forest, reverse_search
@@ -82,6 +83,7 @@ class EvacuationRoutes:
     unusable_musters: dict[str, str]  # muster id -> why no one is sent there
     inside_inner_zone: npt.NDArray[np.bool_]
     _escaping: npt.NDArray[np.bool_] = field(repr=False)  # routes that start in the escape forest
+    _direct: npt.NDArray[np.bool_] = field(repr=False)  # straight along the muster point's edge
     _first_node: IntArray = field(repr=False)  # node where the route joins the network
     _join_node: IntArray = field(repr=False)  # node where it joins the outer forest
     _release_s: FloatArray = field(repr=False)  # walking time until then
@@ -92,8 +94,9 @@ class EvacuationRoutes:
     _graph: NetworkGraph = field(repr=False)
 
     def route_nodes(self, person: int) -> list[int]:
-        """Nodes of a person's route, from the first node reached to the muster point's node."""
-        if self.muster[person] < 0:
+        """Nodes of a person's route, from the first node reached to the muster point's node
+        (none for someone who walks straight along the muster point's own edge)."""
+        if self.muster[person] < 0 or self._direct[person]:
             return []
         node = int(self._first_node[person])
         nodes: list[int] = []
@@ -155,7 +158,23 @@ def evacuation_routes(
         muster_snap.distance_m,
     )
     penalty = _downwind_penalty(musters, wind)
-    sources, source_muster = _muster_sources(graph, muster_snap, costs, penalty)
+    muster_legs = arrival_legs(graph, muster_snap, costs)
+    if (levels >= policy.impassable_level).any():
+        opened = _clear_own_legs(
+            graph,
+            muster_snap,
+            zones,
+            policy,
+            muster_snap.attached,
+            muster_legs[2],
+            muster_legs[3],
+            leaving=False,
+        )
+        muster_legs = (muster_legs[0], muster_legs[1], *opened)
+    for m in np.flatnonzero(muster_snap.attached):
+        if not (np.isfinite(muster_legs[2][m]) or np.isfinite(muster_legs[3][m])):
+            unusable[str(musters.ids[int(m)])] = "its way in crosses the innermost threat zone"
+    sources, source_muster = _muster_sources(graph, muster_snap, muster_legs, penalty)
     # Only the edges the hazard or a closure touches differ from plain travel times.
     outer = reverse_search(graph, costs, sources, changed=np.flatnonzero((levels > 0) | blocked))
     muster_at_root = _label_roots(graph, outer, sources, source_muster)
@@ -170,6 +189,13 @@ def evacuation_routes(
         if zones
         else np.zeros(len(person_ids), dtype=bool)
     )
+    closed_inner = levels >= policy.impassable_level
+    if closed_inner.any():
+        # Someone outside the zone on an edge that touches it may walk their own edge away
+        # from the zone (the edge as a whole is closed): the part to an end must stay clear.
+        to_start, to_end = _clear_own_legs(
+            graph, snapped, zones, policy, ~inner, to_start, to_end, leaving=True
+        )
 
     normal_start = to_start + outer.distance[start]
     normal_end = to_end + outer.distance[end]
@@ -180,16 +206,19 @@ def evacuation_routes(
     if inner.any():
         # Search 2: inside the innermost zone, only the zone's own edges (closures kept),
         # seeded with search 1's cost at every node of the zone where it can be left.
-        closed_inner = levels >= policy.impassable_level
         escape_costs = np.where(closed_inner & ~blocked, graph.edge_time_s, np.inf)
         zone_nodes = np.unique(
             np.concatenate([graph.edge_src[closed_inner], graph.edge_dst[closed_inner]])
         )
         exits = zone_nodes[np.isfinite(outer.distance[zone_nodes])]
-        escape = reverse_search(
-            graph, escape_costs, [(int(x), float(outer.distance[x])) for x in exits]
-        )
+        # The person's own leg may run on any zone edge; the search may not: an exit is where
+        # the way leaves the zone, never a place to walk back in from.
         _, _, e_to_start, e_to_end = leg_costs(graph, snapped, escape_costs)
+        search_costs = escape_costs.copy()
+        search_costs[np.isin(graph.edge_src, exits)] = np.inf
+        escape = reverse_search(
+            graph, search_costs, [(int(x), float(outer.distance[x])) for x in exits]
+        )
         # A person on a closed inner edge may still walk it: that is how they leave.
         escape_start = e_to_start + escape.distance[start]
         escape_end = e_to_end + escape.distance[end]
@@ -231,6 +260,31 @@ def evacuation_routes(
     length = length + muster_leg_len
     time = time + muster_leg_time
 
+    # Someone on the same edge as a muster point may walk straight along it.
+    direct = np.zeros(len(person_ids), dtype=bool)
+    for m in np.flatnonzero(muster_snap.attached):
+        same = snapped.attached & (snapped.feature == muster_snap.feature[m])
+        if not same.any():
+            continue
+        fm = int(muster_snap.feature[m])
+        forward, backward = graph.feature_edges[fm]
+        delta = muster_snap.t[m] - snapped.t[same]
+        edge_cost = np.where(
+            delta >= 0, costs[forward], costs[backward] if backward >= 0 else np.inf
+        )
+        straight = np.abs(delta) * edge_cost + penalty[m]
+        with np.errstate(invalid="ignore"):
+            straight = np.where(delta == 0, penalty[m], straight)
+        better = straight < np.where(np.isfinite(cost[same]), cost[same], np.inf)
+        who = np.flatnonzero(same)[better]
+        cost[who] = straight[better]
+        muster[who] = m
+        length[who] = np.abs(delta[better]) * shapely.length(graph.feature_lines[fm])
+        time[who] = np.abs(delta[better]) * graph.edge_time_s[forward]
+        release[who] = time[who]
+        direct[who] = True
+    reachable = reachable | direct
+
     trapped = []
     for i in np.flatnonzero(~reachable):
         lon, lat = person_lonlat[i]
@@ -250,7 +304,8 @@ def evacuation_routes(
         trapped=trapped,
         unusable_musters=unusable,
         inside_inner_zone=inner,
-        _escaping=use_escape,
+        _escaping=use_escape & ~direct,
+        _direct=direct,
         _first_node=first,
         _join_node=join,
         _release_s=np.where(reachable, release, np.inf),
@@ -263,10 +318,13 @@ def evacuation_routes(
 
 
 def _muster_sources(
-    graph: NetworkGraph, snapped: Snapped, costs: FloatArray, penalty: FloatArray
+    graph: NetworkGraph,
+    snapped: Snapped,
+    legs: tuple[IntArray, IntArray, FloatArray, FloatArray],
+    penalty: FloatArray,
 ) -> tuple[list[tuple[int, float]], list[int]]:
     """Super-source edges to the nodes around each muster point: the cost of the last leg."""
-    start, end, from_start, from_end = arrival_legs(graph, snapped, costs)
+    start, end, from_start, from_end = legs
     best: dict[int, tuple[float, int]] = {}
     for m in np.flatnonzero(snapped.attached):
         for node, leg in ((start[m], from_start[m]), (end[m], from_end[m])):
@@ -334,3 +392,45 @@ def _downwind_penalty(musters: MusterPoints, wind: Wind | None) -> FloatArray:
     # Upwind means towards where the wind comes from.
     cos = np.cos(np.radians(bearing - wind.from_deg))
     return np.asarray(wind.downwind_penalty_s * (1 - cos) / 2, dtype=np.float64)
+
+
+def _clear_own_legs(
+    graph: NetworkGraph,
+    snapped: Snapped,
+    zones: Sequence[ThreatZone],
+    policy: HazardPolicy,
+    who: npt.NDArray[np.bool_],
+    to_start: FloatArray,
+    to_end: FloatArray,
+    *,
+    leaving: bool,
+) -> tuple[FloatArray, FloatArray]:
+    """Open the legs of points (``who``) on a closed zone edge whose part to an end of the edge
+    does not touch the innermost zone, at plain walking time."""
+    f = np.where(snapped.attached, snapped.feature, 0)
+    forward = graph.feature_edges[f, 0]
+    touched = (
+        who
+        & snapped.attached
+        & np.isin(forward, np.flatnonzero(edge_levels(graph, zones) >= policy.impassable_level))
+    )
+    if not touched.any():
+        return to_start, to_end
+    danger = shapely.union_all(
+        [graph.crs.to_metric(z.geometry) for z in zones if z.level >= policy.impassable_level]
+    )
+    to_start, to_end = to_start.copy(), to_end.copy()
+    backward = graph.feature_edges[f, 1]
+    for i in np.flatnonzero(touched):
+        line = graph.feature_lines[f[i]]
+        t = float(snapped.t[i])
+        time = graph.edge_time_s[forward[i]]
+        # Leaving towards the start, or arriving from the end, runs the backward edge, which
+        # a one-way edge lacks; the other two run the forward edge.
+        start_ok = backward[i] >= 0 if leaving else True
+        end_ok = True if leaving else backward[i] >= 0
+        if start_ok and not substring(line, 0.0, t, normalized=True).intersects(danger):
+            to_start[i] = t * time
+        if end_ok and not substring(line, t, 1.0, normalized=True).intersects(danger):
+            to_end[i] = (1 - t) * time
+    return to_start, to_end

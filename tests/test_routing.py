@@ -329,6 +329,10 @@ def test_random_graphs_routes_are_safe(case: dict[str, Any]) -> None:
             continue
         assert musters.ids[int(routes.muster[i])] not in routes.unusable_musters
         nodes = routes.route_nodes(i)
+        if not nodes:  # straight along the muster point's own edge
+            person_edge = snap(graph, people_xy[i : i + 1], max_distance_m=60).feature[0]
+            assert person_edge == muster_snap.feature[int(routes.muster[i])]
+            continue
         # Every route ends at (the edge of) its muster point.
         assert nodes[-1] in muster_nodes[int(routes.muster[i])]
         used = route_features(graph, routes, i) if len(nodes) > 1 else set()
@@ -599,3 +603,38 @@ def test_changed_weights_equal_a_full_recomputation() -> None:
         graph.reversed_matrix(graph.edge_time_s)[0].data,
         graph.edge_time_s[graph.reversed_matrix(graph.edge_time_s)[1]],
     )
+
+
+def test_someone_on_the_muster_points_edge_walks_straight_there() -> None:
+    graph = local_graph([[(0.0, 0.0), (100.0, 0.0)], [(100.0, 0.0), (100.0, 100.0)]])
+    musters = MusterPoints(["M"], lonlat([(50.0, 0.0)]), [10])
+    routes = evacuation_routes(graph, ["P"], lonlat([(40.0, 0.0)]), musters)
+    assert routes.muster[0] == 0
+    assert routes.length_m[0] == pytest.approx(10.0, abs=0.05)
+    assert routes.cost_s[0] == pytest.approx(10.0 / 1.2, abs=0.05)
+
+
+def test_a_way_along_a_zone_edge_that_stays_clear_is_not_trapped() -> None:
+    """Outside the zone, on an edge that reaches into it: walk the edge away from the zone."""
+    graph = local_graph([[(0.0, 0.0), (200.0, 0.0)], [(0.0, 0.0), (-100.0, 0.0)]])
+    zone = ThreatZone(3, circle(Point(lonlat([(200.0, 0.0)])[0]), 30.0))
+    musters = MusterPoints(["M"], lonlat([(-100.0, 0.0)]), [10])
+    routes = evacuation_routes(graph, ["P"], lonlat([(20.0, 0.0)]), musters, zones=[zone])
+    assert routes.trapped == []
+    assert routes.length_m[0] == pytest.approx(120.0, abs=0.1)
+
+
+def test_an_escape_never_walks_back_into_the_zone() -> None:
+    zone = ThreatZone(3, circle(Point(lonlat([(0.0, 0.0)])[0]), 50.0))
+    lines = [
+        [(0.0, 0.0), (80.0, 0.0)],  # P to X, out of the zone
+        [(80.0, 0.0), (-80.0, -20.0)],  # X to Y, straight back through the zone
+        [(80.0, 0.0), (80.0, 600.0), (-80.0, 600.0), (-80.0, -20.0)],  # the long safe way
+        [(-80.0, -20.0), (-200.0, -20.0)],  # Y to the muster point
+    ]
+    graph = local_graph(lines)
+    musters = MusterPoints(["M"], lonlat([(-200.0, -20.0)]), [10])
+    routes = evacuation_routes(graph, ["P"], lonlat([(1.0, 0.0)]), musters, zones=[zone])
+    # Out at X, then the long way round (about 1.5 km), not straight back through (about 165 m).
+    assert routes.trapped == []
+    assert routes.length_m[0] > 1400
