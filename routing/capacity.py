@@ -108,6 +108,12 @@ class CapacityPlan:
         return curve
 
 
+def step_capacity(per_step: float, step: int) -> int:
+    """Whole people an edge admits in ``step``: a fractional capacity is met on average
+    (1.5 a step admits 1, 2, 1, 2, ...; 0.5 admits 0, 1, 0, 1, ...)."""
+    return math.floor(per_step * (step + 1) + 1e-9) - math.floor(per_step * step + 1e-9)
+
+
 def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
     """Plan every group's routes and departures with CCRP."""
     out_edges: list[list[int]] = [[] for _ in range(network.node_count)]
@@ -136,8 +142,8 @@ def ccrp(network: FlowNetwork, groups: Sequence[Group]) -> CapacityPlan:
     sources = ordered_sources()
     head = 0
 
-    def free(e: int, step: int) -> float:
-        return capacity[e] - load.get((e, step), 0)
+    def free(e: int, step: int) -> int:
+        return step_capacity(capacity[e], step) - load.get((e, step), 0)
 
     def shortest_way(node: int, release: int) -> tuple[list[int], list[int], int] | None:
         """The capacity-free shortest way from ``node``, if every edge of it has room when it
@@ -290,11 +296,13 @@ def optimal_egress_steps(network: FlowNetwork, groups: Sequence[Group], *, horiz
                 g.add_edge(("n", v, t), ("n", v, t + 1))  # waiting: unlimited
         for e in range(len(network.src)):
             for t in range(horizon_t - network.steps[e] + 1):
-                g.add_edge(
-                    ("n", network.src[e], t),
-                    ("n", network.dst[e], t + network.steps[e]),
-                    capacity=network.capacity[e],
-                )
+                room_now = step_capacity(network.capacity[e], t)
+                if room_now:
+                    g.add_edge(
+                        ("n", network.src[e], t),
+                        ("n", network.dst[e], t + network.steps[e]),
+                        capacity=room_now,
+                    )
         for sink, room in network.sinks.items():
             for t in range(horizon_t + 1):
                 g.add_edge(("n", sink, t), ("sink", sink))

@@ -175,7 +175,10 @@ class NetworkGraph:
         """
         if costs is self.edge_time_s or changed is not None:
             if self._plain_pairs is None:  # plain travel times: computed once per graph
-                self._plain_pairs = self._pair_weights(self.edge_time_s)
+                data, best = self._pair_weights(self.edge_time_s)
+                data.flags.writeable = False
+                best.flags.writeable = False
+                self._plain_pairs = (data, best)
             data, best = self._plain_pairs
             if changed is not None and len(changed):
                 data, best = self._repair_pairs(data, best, costs, changed)
@@ -326,7 +329,7 @@ def graph_from_features(
     pair_keys = sorted_keys[pair_starts]
     row_counts = np.bincount(pair_keys // n, minlength=n)
     indptr = np.concatenate([[0], np.cumsum(row_counts)]).astype(np.int32)
-    return NetworkGraph(
+    graph = NetworkGraph(
         mode=mode,
         feature_width_m=width,
         feature_door=door,
@@ -350,6 +353,23 @@ def graph_from_features(
         _pair_of_edge=_pairs_of_edges(order, first),
         _rev_keys=pair_keys,
     )
+    # Compiled once, shared by every search: read-only, so no caller can corrupt them.
+    for array in (
+        graph.node_lonlat,
+        graph.edge_src,
+        graph.edge_dst,
+        graph.edge_feature,
+        graph.edge_forward,
+        graph.edge_length_m,
+        graph.edge_time_s,
+        graph.edge_capacity_pm,
+        graph.feature_edges,
+        graph.feature_width_m,
+        graph.feature_door,
+        graph.feature_stairs,
+    ):
+        array.flags.writeable = False
+    return graph
 
 
 def _pairs_of_edges(order: IntArray, first: BoolArray) -> IntArray:

@@ -132,7 +132,8 @@ class ResourceIndex:
             while True:
                 forest = reverse_search(graph, costs, sources, limit=limit)
                 times, first, direct = self._times(graph, snapped, costs, forest, target)
-                found = np.isfinite(times)
+                # Within the bound only: a resource past it may be beaten by one not yet reached.
+                found = times <= limit
                 counts = np.bincount(slot[found], minlength=len(wanted))
                 short = (counts < np.minimum(k, have)).any()
                 if not short or not np.isfinite(limit):
@@ -181,11 +182,13 @@ class ResourceIndex:
             f = int(target.feature[0])
             forward, backward = graph.feature_edges[f]
             delta = target.t[0] - snapped.t[same]
-            along = np.where(
-                delta >= 0,
-                delta * costs[forward],
-                (-delta * costs[backward]) if backward >= 0 else np.inf,
-            )
+            with np.errstate(invalid="ignore"):  # 0 x inf: standing at the incident itself
+                along = np.where(
+                    delta >= 0,
+                    delta * costs[forward],
+                    (-delta * costs[backward]) if backward >= 0 else np.inf,
+                )
+            along = np.where(delta == 0, 0.0, along)
             direct[same] = along < times[same]
             times[same] = np.minimum(times[same], along)
         return times, first, direct

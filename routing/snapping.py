@@ -45,11 +45,17 @@ def snap(
     distance = np.full(n, np.inf)
     if n == 0:
         return Snapped(feature, t, distance)
-    metric = shapely.get_coordinates(graph.crs.to_metric(shapely.MultiPoint(lonlat)))
-    points = np.asarray(shapely.points(metric), dtype=object)
+    # A position that is not a pair of finite numbers attaches nowhere (it is reported).
+    finite = np.flatnonzero(np.isfinite(lonlat).all(axis=1))
+    if not len(finite):
+        return Snapped(feature, t, distance)
+    metric = graph.crs.transform_xy(lonlat[finite])
+    points = np.full(n, None, dtype=object)
+    points[finite] = shapely.points(metric)
     (which, hit), dist = graph.tree.query_nearest(
-        points, max_distance=max_distance_m, return_distance=True, all_matches=False
+        points[finite], max_distance=max_distance_m, return_distance=True, all_matches=False
     )
+    which = finite[which]
     feature[which] = hit
     distance[which] = dist
     lines = graph.feature_lines[hit]

@@ -23,6 +23,7 @@ from routing.capacity import (
     ccrp,
     optimal_egress_steps,
     site_capacity_plan,
+    step_capacity,
 )
 from routing.evacuation import MusterPoints, Wind, evacuation_routes
 from routing.forest import reverse_search
@@ -473,8 +474,8 @@ def check_capacities(plan: CapacityPlan) -> None:
             previous_arrival = depart + network.steps[e]
             recount[(e, depart)] = recount.get((e, depart), 0) + m.people
         assert previous_arrival == m.arrival
-    for (e, _), people in recount.items():
-        assert people <= network.capacity[e]
+    for (e, step), people in recount.items():
+        assert people <= step_capacity(network.capacity[e], step)
     assert recount == plan.load
     for sink, room in network.sinks.items():
         assert sum(m.people for m in plan.movements if m.sink == sink) <= room
@@ -496,7 +497,7 @@ def flow_cases(draw: Any) -> tuple[FlowNetwork, list[Group]]:
     src, dst = [p[0] for p in pairs], [p[1] for p in pairs]
     # Paths of several steps, as on a site (a 1-step gap on a 4-step horizon would be 25%).
     steps = [3 * draw(st.integers(1, 3)) for _ in pairs]
-    capacity = [float(draw(st.integers(1, 4))) for _ in pairs]
+    capacity = [draw(st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0, 4.0])) for _ in pairs]
     # Muster points with room for everyone: the bottlenecks are the edges. (With muster points
     # barely large enough, CCRP's greedy choice can be further off; docs/routing.md shows one.)
     sinks = {nodes - 1: 40}
@@ -638,3 +639,22 @@ def test_an_escape_never_walks_back_into_the_zone() -> None:
     # Out at X, then the long way round (about 1.5 km), not straight back through (about 165 m).
     assert routes.trapped == []
     assert routes.length_m[0] > 1400
+
+
+def test_fractional_capacities_are_met_on_average_and_never_hang() -> None:
+    half = FlowNetwork(2, [0], [1], [1], [0.5], {1: 10})
+    plan = ccrp(half, [Group(0, 2)])
+    check_capacities(plan)
+    assert plan.egress_steps == optimal_egress_steps(half, [Group(0, 2)], horizon=20) == 4
+    one_and_half = FlowNetwork(2, [0], [1], [1], [1.5], {1: 10})
+    plan = ccrp(one_and_half, [Group(0, 3)])
+    assert plan.egress_steps == optimal_egress_steps(one_and_half, [Group(0, 3)], horizon=20)
+
+
+def test_compiled_arrays_cannot_be_changed_by_callers() -> None:
+    graph = local_graph([[(0.0, 0.0), (100.0, 0.0)]])
+    with pytest.raises(ValueError, match="read-only"):
+        graph.edge_time_s[0] = np.inf
+    matrix, _ = graph.reversed_matrix(graph.edge_time_s)
+    with pytest.raises(ValueError, match="read-only"):
+        matrix.data[0] = 0.0
