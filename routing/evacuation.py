@@ -165,6 +165,7 @@ def evacuation_routes(
             muster_snap,
             zones,
             policy,
+            levels,
             muster_snap.attached,
             muster_legs[2],
             muster_legs[3],
@@ -194,7 +195,7 @@ def evacuation_routes(
         # Someone outside the zone on an edge that touches it may walk their own edge away
         # from the zone (the edge as a whole is closed): the part to an end must stay clear.
         to_start, to_end = _clear_own_legs(
-            graph, snapped, zones, policy, ~inner, to_start, to_end, leaving=True
+            graph, snapped, zones, policy, levels, ~inner, to_start, to_end, leaving=True
         )
 
     normal_start = to_start + outer.distance[start]
@@ -399,6 +400,7 @@ def _clear_own_legs(
     snapped: Snapped,
     zones: Sequence[ThreatZone],
     policy: HazardPolicy,
+    levels: npt.NDArray[np.int8],
     who: npt.NDArray[np.bool_],
     to_start: FloatArray,
     to_end: FloatArray,
@@ -409,11 +411,7 @@ def _clear_own_legs(
     does not touch the innermost zone, at plain walking time."""
     f = np.where(snapped.attached, snapped.feature, 0)
     forward = graph.feature_edges[f, 0]
-    touched = (
-        who
-        & snapped.attached
-        & np.isin(forward, np.flatnonzero(edge_levels(graph, zones) >= policy.impassable_level))
-    )
+    touched = who & snapped.attached & (levels[forward] >= policy.impassable_level)
     if not touched.any():
         return to_start, to_end
     danger = shapely.union_all(
