@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import shapely
-from shapely.ops import substring
 
 from gis.errors import FieldError, InvalidInput
 from routing.forest import Forest, reverse_search
@@ -418,17 +417,25 @@ def _clear_own_legs(
         [graph.crs.to_metric(z.geometry) for z in zones if z.level >= policy.impassable_level]
     )
     to_start, to_end = to_start.copy(), to_end.copy()
-    backward = graph.feature_edges[f, 1]
-    for i in np.flatnonzero(touched):
-        line = graph.feature_lines[f[i]]
-        t = float(snapped.t[i])
-        time = graph.edge_time_s[forward[i]]
-        # Leaving towards the start, or arriving from the end, runs the backward edge, which
-        # a one-way edge lacks; the other two run the forward edge.
-        start_ok = backward[i] >= 0 if leaving else True
-        end_ok = True if leaving else backward[i] >= 0
-        if start_ok and not substring(line, 0.0, t, normalized=True).intersects(danger):
-            to_start[i] = t * time
-        if end_ok and not substring(line, t, 1.0, normalized=True).intersects(danger):
-            to_end[i] = (1 - t) * time
+    who_idx = np.flatnonzero(touched)
+    lines = graph.feature_lines[f[who_idx]]
+    # Where along each line the zone lies: the first and last position (0..1) of its part
+    # inside the zone. The way to the start is clear if the zone begins after the point, the
+    # way to the end if it ends before it.
+    inside_part = shapely.intersection(lines, danger)
+    coords, owner = shapely.get_coordinates(inside_part, return_index=True)
+    along = shapely.line_locate_point(lines[owner], shapely.points(coords), normalized=True)
+    first = np.full(len(who_idx), np.inf)
+    last = np.full(len(who_idx), -np.inf)
+    np.minimum.at(first, owner, along)
+    np.maximum.at(last, owner, along)
+    t = snapped.t[who_idx]
+    time = graph.edge_time_s[forward[who_idx]]
+    has_back = graph.feature_edges[f[who_idx], 1] >= 0
+    # Leaving towards the start, or arriving from the end, runs the backward edge, which a
+    # one-way edge lacks; the other two run the forward edge.
+    start_ok = (has_back if leaving else True) & (first > t)
+    end_ok = (True if leaving else has_back) & (last < t)
+    to_start[who_idx] = np.where(start_ok, t * time, to_start[who_idx])
+    to_end[who_idx] = np.where(end_ok, (1 - t) * time, to_end[who_idx])
     return to_start, to_end
