@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from command.routes.sites import SITE_EXAMPLE
 from tests.conftest import DEMO_ID
 from tests.problems import assert_problem
 
@@ -164,16 +165,7 @@ def test_oversize_payloads_are_refused(db: Any) -> None:
 
 
 def test_site_creation(client: TestClient) -> None:
-    site = {
-        "id": "north-works",
-        "name": "North works",
-        "timezone": "Asia/Shanghai",
-        "crs": "EPSG:4549",
-        "boundary": {
-            "type": "Polygon",
-            "coordinates": [[[121.3, 30.7], [121.31, 30.7], [121.31, 30.71], [121.3, 30.7]]],
-        },
-    }
+    site = SITE_EXAMPLE  # the example the API docs show must work as shown
     created = client.post("/api/sites", json=site)
     assert created.status_code == 201 and created.json()["metric_crs"] == "EPSG:4549"
     assert_problem(client.post("/api/sites", json=site), 409, field="id")
