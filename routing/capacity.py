@@ -27,8 +27,9 @@ from scipy.sparse.csgraph import dijkstra
 
 from gis.errors import FieldError, InvalidInput
 from routing.evacuation import EvacuationRoutes
-from routing.graph import IntArray, NetworkGraph
+from routing.graph import NetworkGraph
 from routing.hazard import HazardPolicy, ThreatZone, blocked_edges, edge_levels
+from routing.snapping import arrival_legs
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,7 @@ class SitePlan:
     sink_of_muster: dict[int, int]  # muster index -> sink node in the flow network
     egress_s: float
     lower_bound_s: float
+    graph_edges: list[int]  # per flow-network edge, the graph's directed edge (-1: to a sink)
 
     def arrival_curves(self) -> dict[str, list[tuple[float, int]]]:
         return {
@@ -385,15 +387,17 @@ def site_capacity_plan(
         sink = n + len(sink_of_muster)
         sink_of_muster[m] = sink
         sinks[sink] = int(muster_capacity[m])
-    joins: dict[tuple[int, int], None] = {}
-    for node, muster in _root_musters(routes).items():
-        if muster in sink_of_muster:
-            joins[(node, sink_of_muster[muster])] = None
-    for node, sink in joins:
-        src.append(node)
-        dst.append(sink)
-        steps.append(1)
-        capacity.append(1e9)
+    # Each muster point's sink is reached from both ends of its edge, after the last leg.
+    m_start, m_end, from_start, from_end = arrival_legs(
+        graph, routes._muster_snap, graph.edge_time_s
+    )
+    for m, sink in sink_of_muster.items():
+        for node, leg in ((m_start[m], from_start[m]), (m_end[m], from_end[m])):
+            if np.isfinite(leg):
+                src.append(int(node))
+                dst.append(sink)
+                steps.append(max(1, math.ceil(leg / step_s - 1e-9)))
+                capacity.append(1e9)
     network = FlowNetwork(n + len(sink_of_muster), src, dst, steps, capacity, sinks, step_s)
 
     groups: dict[tuple[int, int], int] = {}
@@ -405,10 +409,7 @@ def site_capacity_plan(
     plan = ccrp(
         network, [Group(node, people, release) for (node, release), people in groups.items()]
     )
-    return SitePlan(plan, routes.muster_ids, sink_of_muster, plan.egress_s, plan.lower_bound_s)
-
-
-def _root_musters(routes: EvacuationRoutes) -> dict[int, int]:
-    """Nodes attached to a muster point in the stage-1 search, and which muster point."""
-    labels: IntArray = routes._root_muster
-    return {int(node): int(m) for node, m in enumerate(labels) if m >= 0}
+    graph_edges = [int(e) for e in edges] + [-1] * (len(src) - len(edges))
+    return SitePlan(
+        plan, routes.muster_ids, sink_of_muster, plan.egress_s, plan.lower_bound_s, graph_edges
+    )

@@ -87,6 +87,7 @@ class EvacuationRoutes:
     _join_node: IntArray = field(repr=False)  # node where it joins the outer forest
     _release_s: FloatArray = field(repr=False)  # walking time until then
     _root_muster: IntArray = field(repr=False)  # per node attached to a muster point: which
+    _muster_snap: Snapped = field(repr=False)  # where the usable muster points attach
     _snapped: Snapped = field(repr=False)
     _outer: Forest = field(repr=False)
     _escape: Forest | None = field(repr=False)
@@ -303,6 +304,7 @@ def evacuation_routes(
         walk_time_s=np.where(reachable, time, np.nan),
         trapped=trapped,
         unusable_musters=unusable,
+        _muster_snap=muster_snap,
         inside_inner_zone=inner,
         _escaping=use_escape & ~direct,
         _direct=direct,

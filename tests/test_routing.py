@@ -658,3 +658,24 @@ def test_compiled_arrays_cannot_be_changed_by_callers() -> None:
     matrix, _ = graph.reversed_matrix(graph.edge_time_s)
     with pytest.raises(ValueError, match="read-only"):
         matrix.data[0] = 0.0
+
+
+def test_the_plan_counts_the_last_leg_and_every_muster_point() -> None:
+    """The walk from the last node to a muster point takes its time in the plan, and a muster
+    point reachable only as a second choice still offers its room."""
+    graph = local_graph([[(0.0, 0.0), (10.0, 0.0)], [(10.0, 0.0), (610.0, 0.0)]])
+    musters = MusterPoints(["M"], lonlat([(310.0, 0.0)]), [10])
+    routes = evacuation_routes(graph, ["P"], lonlat([(0.0, 0.0)]), musters)
+    site_plan = site_capacity_plan(graph, routes, musters.capacity, step_s=5)
+    assert site_plan.egress_s >= routes.walk_time_s[0] - 5
+    assert site_plan.graph_edges[:2] != [-1, -1]
+    # Two muster points: a near one with room for 2, a farther one with room for 100.
+    graph = local_graph([[(0.0, 0.0), (50.0, 0.0)], [(0.0, 0.0), (-300.0, 0.0)]])
+    musters = MusterPoints(["near", "far"], lonlat([(50.0, 0.0), (-300.0, 0.0)]), [2, 100])
+    ids = [f"P{n}" for n in range(5)]
+    routes = evacuation_routes(graph, ids, lonlat([(1.0, 0.0)] * 5), musters)
+    site_plan = site_capacity_plan(graph, routes, musters.capacity)
+    assert site_plan.plan.unplaced == 0
+    curves = site_plan.arrival_curves()
+    assert curves["near"][-1][1] == 2
+    assert curves["far"][-1][1] == 3
