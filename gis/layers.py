@@ -7,6 +7,7 @@ when on the feature and appends a row to the change log, with the data, so nothi
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -244,7 +245,7 @@ def parse_bbox(text: str, *, field: str = "bbox") -> tuple[float, float, float, 
         parts = [float(p) for p in text.split(",")]
     except ValueError:
         parts = []
-    if len(parts) != 4 or not all(map(_finite, parts)):
+    if len(parts) != 4 or not all(map(math.isfinite, parts)):
         raise InvalidInput(
             "bad bbox", errors=[FieldError(field, "four numbers: minLon,minLat,maxLon,maxLat")]
         )
@@ -254,10 +255,6 @@ def parse_bbox(text: str, *, field: str = "bbox") -> tuple[float, float, float, 
             "bad bbox", errors=[FieldError(field, "min must not exceed max; lon/lat in range")]
         )
     return x0, y0, x1, y1
-
-
-def _finite(x: float) -> bool:
-    return x == x and abs(x) != float("inf")
 
 
 def list_features(

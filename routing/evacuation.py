@@ -86,7 +86,6 @@ class EvacuationRoutes:
     _first_node: IntArray = field(repr=False)  # node where the route joins the network
     _join_node: IntArray = field(repr=False)  # node where it joins the outer forest
     _release_s: FloatArray = field(repr=False)  # walking time until then
-    _root_muster: IntArray = field(repr=False)  # per node attached to a muster point: which
     _muster_snap: Snapped = field(repr=False)  # where the usable muster points attach
     _snapped: Snapped = field(repr=False)
     _outer: Forest = field(repr=False)
@@ -311,7 +310,6 @@ def evacuation_routes(
         _first_node=first,
         _join_node=join,
         _release_s=np.where(reachable, release, np.inf),
-        _root_muster=muster_at_root,
         _snapped=snapped,
         _outer=outer,
         _escape=escape,

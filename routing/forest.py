@@ -32,14 +32,6 @@ class Forest:
     def source(self) -> int:
         return self.graph.node_count
 
-    def roots(self) -> IntArray:
-        """Per node, the last node before the target (the node attached to the super-source)."""
-        return self.summary(np.zeros(self.graph.edge_count))[0]
-
-    def along(self, per_edge: FloatArray) -> FloatArray:
-        """Per node, the sum of ``per_edge`` over the edges of its path to its root."""
-        return self.summary(per_edge)[1]
-
     def summary(self, per_edge: FloatArray) -> tuple[IntArray, FloatArray]:
         """Per node: its root, and the sum of ``per_edge`` over the edges of its path there.
 

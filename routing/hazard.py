@@ -76,14 +76,9 @@ def hazard_costs(
     blocked: npt.NDArray[np.bool_],
     *,
     policy: HazardPolicy,
-    out: FloatArray | None = None,
 ) -> FloatArray:
-    """Travel-time costs with the hazard applied; written into ``out`` when given."""
-    if out is None:
-        costs = graph.edge_time_s.copy()
-    else:
-        np.copyto(out, graph.edge_time_s)
-        costs = out
+    """Travel-time costs with the hazard applied (a new array; the graph's stays as it is)."""
+    costs = graph.edge_time_s.copy()
     for level, factor in policy.factors.items():
         costs[levels == level] *= factor
     costs[levels >= policy.impassable_level] = np.inf
