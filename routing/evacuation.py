@@ -18,11 +18,11 @@ import numpy.typing as npt
 import shapely
 
 from gis.errors import FieldError, InvalidInput
+from gis.hazards.zones import ThreatZone
 from routing.forest import Forest, reverse_search
 from routing.graph import FloatArray, IntArray, NetworkGraph
 from routing.hazard import (
     HazardPolicy,
-    ThreatZone,
     blocked_edges,
     edge_levels,
     hazard_costs,
@@ -272,8 +272,8 @@ def evacuation_routes(
         edge_cost = np.where(
             delta >= 0, costs[forward], costs[backward] if backward >= 0 else np.inf
         )
-        straight = np.abs(delta) * edge_cost + penalty[m]
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):  # 0 x inf: standing on the muster point itself
+            straight = np.abs(delta) * edge_cost + penalty[m]
             straight = np.where(delta == 0, penalty[m], straight)
         better = straight < np.where(np.isfinite(cost[same]), cost[same], np.inf)
         who = np.flatnonzero(same)[better]

@@ -14,25 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import shapely
-from shapely.geometry.base import BaseGeometry
 
 from gis.errors import FieldError, InvalidInput
+from gis.hazards.zones import ThreatZone
 from routing.graph import FloatArray, NetworkGraph
-
-
-@dataclass(frozen=True)
-class ThreatZone:
-    """A threat-zone polygon (WGS84) and its level of concern: 3 innermost, 1 outermost."""
-
-    level: int
-    geometry: BaseGeometry
-
-    def __post_init__(self) -> None:
-        if self.level not in (1, 2, 3):
-            raise InvalidInput(
-                f"threat zone level {self.level} is not 1, 2 or 3",
-                errors=[FieldError("level", "1 (outer), 2 or 3 (innermost)")],
-            )
 
 
 @dataclass(frozen=True)
@@ -87,12 +72,12 @@ def hazard_costs(
 
 
 def inside(zones: Sequence[ThreatZone], lonlat: FloatArray, level: int) -> npt.NDArray[np.bool_]:
-    """Which points lie inside a zone of at least ``level``."""
-    points = np.asarray(
-        shapely.points(np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)), dtype=object
-    )
-    result: npt.NDArray[np.bool_] = np.zeros(points.shape[0], dtype=np.bool_)
+    """Which points lie inside (or on the edge of) a zone of at least ``level``."""
+    # Tested on coordinates: making thousands of point objects costs more than the test.
+    xy = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
+    result: npt.NDArray[np.bool_] = np.zeros(xy.shape[0], dtype=np.bool_)
     for zone in zones:
         if zone.level >= level:
-            result = result | np.asarray(shapely.covers(zone.geometry, points), dtype=np.bool_)
+            hit = shapely.intersects_xy(zone.geometry, xy[:, 0], xy[:, 1])
+            result = result | np.asarray(hit, dtype=np.bool_)
     return result
