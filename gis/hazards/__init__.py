@@ -1,0 +1,1 @@
+"""Hazard impact models: threat zones for toxic release, fire and explosion."""
