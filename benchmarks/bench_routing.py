@@ -23,13 +23,13 @@ import numpy as np
 from shapely.geometry import Point, shape
 
 from gis.crs import SiteCRS
+from gis.hazards.zones import ThreatZone
 from gis.site_bundle import read_bundle, write_bundle
 from gis.sitegen import generate_site
 from routing.capacity import site_capacity_plan
 from routing.evacuation import MusterPoints, evacuation_routes
 from routing.forest import reverse_search
 from routing.graph import Mode, NetworkGraph, graph_from_features
-from routing.hazard import ThreatZone
 from routing.resources import ResourceIndex, Resources
 from routing.snapping import arrival_legs, snap
 

@@ -26,9 +26,10 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
 from gis.errors import FieldError, InvalidInput
+from gis.hazards.zones import ThreatZone
 from routing.evacuation import EvacuationRoutes
 from routing.graph import NetworkGraph
-from routing.hazard import HazardPolicy, ThreatZone, blocked_edges, edge_levels
+from routing.hazard import HazardPolicy, blocked_edges, edge_levels
 from routing.snapping import arrival_legs
 
 

@@ -15,6 +15,7 @@ from shapely.geometry import LineString, Point, mapping, shape
 
 from gis.crs import SiteCRS
 from gis.errors import InvalidInput
+from gis.hazards.zones import ThreatZone
 from gis.site_bundle import read_bundle
 from routing.capacity import (
     CapacityPlan,
@@ -28,7 +29,7 @@ from routing.capacity import (
 from routing.evacuation import MusterPoints, Wind, evacuation_routes
 from routing.forest import reverse_search
 from routing.graph import NetworkGraph, TravelSpeeds, graph_from_features, graph_from_osm
-from routing.hazard import HazardPolicy, ThreatZone, edge_levels
+from routing.hazard import HazardPolicy, edge_levels
 from routing.resources import ResourceIndex, Resources
 from routing.snapping import snap
 from tests.conftest import DEMO_SITE, OSM_EXTRACT
