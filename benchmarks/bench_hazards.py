@@ -14,6 +14,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,8 @@ def run(name: str, site: dict[str, Any], layers: dict[str, Any], repeat: int) ->
     }
     for label, make in cases.items():
         zones_ms, assessment = timed(make, repeat)
-        inside_ms, found = timed(lambda a=assessment: exposure(a, index), repeat)
-        base_ms, _ = timed(lambda a=assessment: unindexed(a, features), max(1, repeat // 5))
+        inside_ms, found = timed(partial(exposure, assessment, index), repeat)
+        base_ms, _ = timed(partial(unindexed, assessment, features), max(1, repeat // 5))
         people = found.counts()
         print(
             f"{label:15s} zones {zones_ms:6.1f} ms + inside {inside_ms:6.1f} ms = "

@@ -55,6 +55,11 @@ def index() -> SiteIndex:
     return SiteIndex({name: fc["features"] for name, fc in layers.items()})
 
 
+def wrong(value: object) -> Any:
+    """A value of the wrong type, as a client might send it."""
+    return value
+
+
 def chlorine(rate_g_s: float = 2000.0, **kw: Any) -> ToxicRelease:
     return ToxicRelease("chlorine", rate_g_s, **kw)
 
@@ -283,6 +288,60 @@ def test_a_wind_change_says_who_entered_and_who_left() -> None:
             ),
             "wind_from_deg",
         ),
+        # Wrong types and impossible sizes (found in review): refused, never a crash.
+        (lambda c, s: toxic_release(c, s, chlorine(), Weather(True, 90)), "wind_speed_m_s"),
+        (lambda c, s: toxic_release(c, s, chlorine(), Weather(wrong("3"), 90)), "wind_speed_m_s"),
+        (lambda c, s: toxic_release(c, s, chlorine(), Weather(3.0, True)), "wind_from_deg"),
+        (
+            lambda c, s: toxic_release(c, s, chlorine(), Weather(3.0, 9, daytime=wrong(None))),
+            "daytime",
+        ),
+        (lambda c, s: toxic_release(c, s, chlorine(wrong("5")), Weather(3.0, 90)), "rate_g_s"),
+        (lambda c, s: toxic_release(c, s, chlorine(1e300), Weather(3.0, 90)), "rate_g_s"),
+        (
+            lambda c, s: toxic_release(c, s, chlorine(levels_ppm=wrong(("a",))), Weather(3, 9)),
+            "levels_ppm",
+        ),
+        (
+            lambda c, s: toxic_release(c, s, chlorine(levels_ppm=wrong(5.0)), Weather(3, 9)),
+            "levels_ppm",
+        ),
+        (lambda c, s: toxic_release(c, s, chlorine(scheme=wrong("XYZ")), Weather(3, 9)), "scheme"),
+        (
+            lambda c, s: toxic_release(c, s, ToxicRelease(wrong(1017), 5.0), Weather(3, 9)),
+            "substance",
+        ),
+        (lambda c, s: toxic_release(c, (0.0, 30.7), chlorine(), Weather(3.0, 90)), "source"),
+        (lambda c, s: explosion(c, s, tnt_kg=1e300), "tnt_kg"),
+        (lambda c, s: explosion(c, s, tnt_kg=100.0, yield_factor=-5), "yield_factor"),
+        (lambda c, s: explosion(c, s, tnt_kg=100.0, thresholds_psi=(10, 8, 3.5, 1)), "thresholds"),
+        (lambda c, s: explosion(c, s, tnt_kg=100.0, thresholds_psi=wrong(8.0)), "thresholds_psi"),
+        (lambda c, s: pool_fire(c, s, fuel="methanol", diameter_m=1e160), "diameter_m"),
+        (lambda c, s: radius_zones(c, s, [1e300]), "radii_m"),
+        (lambda c, s: radius_zones(c, s, wrong(["a"])), "radii_m"),
+        (lambda c, s: radius_zones(c, s, wrong(5)), "radii_m"),
+        (
+            lambda c, s: erg_zones(
+                c,
+                s,
+                substance="chlorine",
+                spill=wrong("medium"),
+                daytime=True,
+                wind_from_deg=90,
+            ),
+            "spill",
+        ),
+        (
+            lambda c, s: erg_zones(
+                c,
+                s,
+                substance="chlorine",
+                spill="small",
+                daytime=wrong("no"),
+                wind_from_deg=90,
+            ),
+            "daytime",
+        ),
     ],
 )
 def test_bad_input_names_the_field(call: Any, field: str) -> None:
@@ -291,6 +350,27 @@ def test_bad_input_names_the_field(call: Any, field: str) -> None:
         call(crs, source)
     fields = [e.field for e in caught.value.errors]
     assert any(f == field or f.startswith(field) for f in fields), fields
+
+
+def test_someone_at_the_leak_is_in_the_innermost_zone() -> None:
+    crs, _, source = demo()
+    result = toxic_release(crs, source, chlorine(), Weather(3.0, 90))
+    site = SiteIndex(
+        {
+            "people": [
+                {"id": "at-leak", "geometry": {"type": "Point", "coordinates": list(source)}},
+            ]
+        }
+    )
+    assert exposure(result, site).highest["people"] == {"at-leak": 3}
+
+
+def test_calm_air_uncertainty_is_the_whole_circle() -> None:
+    crs, _, source = demo()
+    result = toxic_release(crs, source, chlorine(), Weather(0.5, 90))
+    outer = result.zone(1)
+    assert outer is not None and result.uncertainty is not None
+    assert result.uncertainty.equals(outer.geometry)
 
 
 def test_people_as_points_are_tested_on_coordinates() -> None:

@@ -154,6 +154,11 @@ def _unknown(key: str) -> InvalidInput:
 
 def erg_entry(substance_or_un: str) -> ErgEntry:
     """The entry for a UN number ("1017", "UN1017") or a substance key of ``substances``."""
+    if not isinstance(substance_or_un, str):
+        raise InvalidInput(
+            "the substance must be named by a string",
+            errors=[FieldError("substance", "a UN number or a substance name as text")],
+        )
     key = substance_or_un.strip()
     digits = key[2:].strip() if key.upper().startswith("UN") else key
     by_un = {e.un: e for e in all_entries()}
@@ -196,6 +201,18 @@ def protective_distances(
     wind: Wind | None = None,
 ) -> ErgDistances:
     """Isolation radius and downwind protective distance for one spill, in metres."""
+    if spill not in ("small", "large"):
+        raise InvalidInput(
+            f"unknown spill size {spill!r}", errors=[FieldError("spill", "small or large")]
+        )
+    if not isinstance(daytime, bool):
+        raise InvalidInput(
+            "daytime must be true or false", errors=[FieldError("daytime", "true or false")]
+        )
+    if container is not None and not isinstance(container, str):
+        raise InvalidInput(
+            "the container must be named", errors=[FieldError("container", "a container name")]
+        )
     period = "day" if daytime else "night"
     if spill == "small" or entry.table3 is None:
         row = entry.small if spill == "small" else entry.large

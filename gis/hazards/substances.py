@@ -172,6 +172,11 @@ def _index() -> dict[str, Substance]:
 
 def get_substance(key: str) -> Substance:
     """The substance named by slug, CAS number, UN number or (case-insensitive) name."""
+    if not isinstance(key, str):
+        raise InvalidInput(
+            "the substance must be named by a string",
+            errors=[FieldError("substance", "a name, slug, CAS or UN number as text")],
+        )
     found = _index().get(_normalise(key))
     if found is None:
         known = ", ".join(s.id for s in all_substances())

@@ -15,13 +15,13 @@ returns a :class:`~gis.hazards.zones.ThreatAssessment` with zones in WGS84, inne
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Literal
 
-from shapely.geometry import Polygon, box
+import numpy as np
+from shapely.geometry import Point, Polygon, box
 
 from gis.crs import SiteCRS
 from gis.errors import FieldError, InvalidInput
@@ -31,7 +31,14 @@ from gis.hazards import fire as fires
 from gis.hazards import plume
 from gis.hazards.exposure import Exposure, ExposureChange, SiteIndex, exposure, exposure_change
 from gis.hazards.substances import Substance, get_substance, levels_of_concern
-from gis.hazards.zones import SourceFrame, ThreatAssessment, ThreatZone, check_wind_direction
+from gis.hazards.zones import (
+    MAX_REACH_M,
+    SourceFrame,
+    ThreatAssessment,
+    ThreatZone,
+    check_number,
+    check_wind_direction,
+)
 
 Scheme = Literal["AEGL", "ERPG", "IDLH"]
 
@@ -53,10 +60,16 @@ class Weather:
 
     def __post_init__(self) -> None:
         check_wind_direction(self.wind_from_deg)
-        if not (math.isfinite(self.wind_speed_m_s) and self.wind_speed_m_s >= 0):
+        check_number(self.wind_speed_m_s, "wind_speed_m_s", low_inclusive=True, high=MAX_WIND)
+        if not isinstance(self.daytime, bool):
             raise InvalidInput(
-                f"wind speed {self.wind_speed_m_s} is not a speed",
-                errors=[FieldError("wind_speed_m_s", "a finite number of m/s, 0 or more")],
+                "daytime must be true or false", errors=[FieldError("daytime", "true or false")]
+            )
+        if self.cloud_cover_octas is not None:
+            check_number(self.cloud_cover_octas, "cloud_cover_octas", low_inclusive=True, high=8)
+        if self.stability is not None and not isinstance(self.stability, str):
+            raise InvalidInput(
+                "stability must be a class letter", errors=[FieldError("stability", "A to F")]
             )
 
     def stability_class(self) -> str:
@@ -83,6 +96,46 @@ class ToxicRelease:
     sigma_set: str = "briggs-rural"
     scheme: Scheme | None = None
     levels_ppm: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_number(self.rate_g_s, "rate_g_s", high=MAX_RATE_G_S)
+        check_number(self.release_height_m, "release_height", low_inclusive=True, high=1000.0)
+        if self.scheme not in (None, "AEGL", "ERPG", "IDLH"):
+            raise InvalidInput(
+                f"unknown levels-of-concern scheme {self.scheme!r}",
+                errors=[FieldError("scheme", "AEGL, ERPG or IDLH")],
+            )
+        if not isinstance(self.sigma_set, str):
+            raise InvalidInput(
+                "the sigma set must be named", errors=[FieldError("sigma_set", "a set's name")]
+            )
+        if self.levels_ppm is not None:
+            if not isinstance(self.levels_ppm, list | tuple) or not 1 <= len(self.levels_ppm) <= 3:
+                raise InvalidInput(
+                    "give one to three levels of concern",
+                    errors=[FieldError("levels_ppm", "1 to 3 values in ppm, most severe first")],
+                )
+            for i, value in enumerate(self.levels_ppm):
+                check_number(value, f"levels_ppm.{i}", high=1e6)
+
+
+#: Beyond these an input is impossible for an industrial site (a wind of 60 m/s is a
+#: category-5 typhoon; 10 t/s of gas, 10 kt of TNT, a 1 km pool are past any plant's inventory).
+MAX_WIND = 60.0
+MAX_RATE_G_S = 1e7
+MAX_TNT_KG = 1e7
+MAX_POOL_DIAMETER_M = 1000.0
+#: The release point itself belongs to a ground-level footprint, which narrows to nothing there.
+SOURCE_RADIUS_M = 10.0
+
+
+def _thresholds(values: Sequence[float], field_name: str) -> tuple[float, ...]:
+    if not isinstance(values, list | tuple) or not 1 <= len(values) <= 3:
+        raise InvalidInput(
+            "give one to three thresholds",
+            errors=[FieldError(field_name, "1 to 3 values, most severe first")],
+        )
+    return tuple(check_number(v, f"{field_name}.{i}", high=1e6) for i, v in enumerate(values))
 
 
 def toxic_release(
@@ -117,22 +170,27 @@ def toxic_release(
         if zone.polygon is None or zone.polygon.is_empty:
             notes.append(f"{label} ({zone.threshold_ppm:g} ppm) is not reached at ground level")
             continue
+        local = zone.polygon
+        if zone.min_downwind_m == 0:
+            joined = local.union(Point(0.0, 0.0).buffer(SOURCE_RADIUS_M, 8))
+            local = joined if isinstance(joined, Polygon) else local
+        reach = float(np.hypot(*np.asarray(local.exterior.coords).T).max())
         if result.calm:
-            geometry = frame.circle(zone.max_downwind_m)
+            geometry = frame.circle(reach)
         else:
-            geometry = frame.downwind(zone.polygon, weather.wind_from_deg)
-            outer = zone.polygon
-        zones.append(
-            ThreatZone(level, geometry, zone.threshold_ppm, "ppm", label, zone.max_downwind_m)
-        )
+            geometry = frame.downwind(local, weather.wind_from_deg)
+            outer = zone.polygon  # the sweep turns about the source; the footprint proper
+        zones.append(ThreatZone(level, geometry, zone.threshold_ppm, "ppm", label, reach))
+    uncertainty = None
     if result.calm:
         notes.append(
             "calm wind: the direction is unknown, so each zone is a circle of its downwind reach"
         )
-    uncertainty = None
-    if outer is not None:
+        uncertainty = zones[-1].geometry if zones else None
+    elif outer is not None:
         angle = plume.uncertainty_half_angle_deg(result.wind_speed_m_s, result.stability)
-        uncertainty = frame.downwind(plume.uncertainty_area(outer, angle), weather.wind_from_deg)
+        swept = frame.downwind(plume.uncertainty_area(outer, angle), weather.wind_from_deg)
+        uncertainty = swept.union(zones[-1].geometry)  # with the source's own circle
     return ThreatAssessment(
         model="gaussian-plume",
         source_lonlat=frame.lonlat,
@@ -211,11 +269,15 @@ def pool_fire(
 ) -> ThreatAssessment:
     """Thermal radiation zones of a pool fire (point-source model)."""
     frame = SourceFrame.at(crs, source)
+    if diameter_m is not None:
+        check_number(diameter_m, "diameter_m", high=MAX_POOL_DIAMETER_M)
+    if area_m2 is not None:
+        check_number(area_m2, "area_m2", high=MAX_POOL_DIAMETER_M**2)
     result = fires.fire_threat_distances(
         fuel,
         diameter_m=diameter_m,
         area_m2=area_m2,
-        thresholds_kw_m2=thresholds_kw_m2,
+        thresholds_kw_m2=_thresholds(thresholds_kw_m2, "thresholds_kw_m2"),
         relative_humidity_pct=relative_humidity_pct,
         air_temperature_c=air_temperature_c,
     )
@@ -234,11 +296,13 @@ def jet_fire(
 ) -> ThreatAssessment:
     """Thermal radiation zones of a jet fire (point-source model)."""
     frame = SourceFrame.at(crs, source)
+    check_number(mass_rate_kg_s, "mass_rate_kg_s", high=MAX_RATE_G_S / 1000)
+    check_number(heat_of_combustion_kj_kg, "heat_of_combustion_kj_kg", high=150_000.0)
     result = fires.jet_fire_threat_distances(
         mass_rate_kg_s,
         heat_of_combustion_kj_kg,
         radiative_fraction=radiative_fraction,
-        thresholds_kw_m2=thresholds_kw_m2,
+        thresholds_kw_m2=_thresholds(thresholds_kw_m2, "thresholds_kw_m2"),
         source_height_m=source_height_m,
     )
     return _fire_assessment(frame, "jet-fire", result)
@@ -283,6 +347,8 @@ def explosion(
     table holds.
     """
     frame = SourceFrame.at(crs, source)
+    check_number(yield_factor, "yield_factor", high=1.0)
+    thresholds_psi = _thresholds(thresholds_psi, "thresholds_psi")
     if tnt_kg is None:
         if mass_kg is None or substance is None:
             raise InvalidInput(
@@ -296,8 +362,13 @@ def explosion(
                 errors=[FieldError("substance", "not a fuel with a known heat of combustion")],
             )
         tnt_kg = blast.tnt_equivalent_kg(
-            mass_kg, found.heat_of_combustion_kj_kg, yield_factor=yield_factor
+            check_number(mass_kg, "mass_kg", high=MAX_TNT_KG * 100),
+            found.heat_of_combustion_kj_kg,
+            yield_factor=yield_factor,
         )
+        check_number(tnt_kg, "mass_kg", high=MAX_TNT_KG)
+    else:
+        check_number(tnt_kg, "tnt_kg", high=MAX_TNT_KG)
     levels = blast.explosion_threat_distances(tnt_kg, thresholds_psi)
     notes = [lv.result.note for lv in levels if lv.result.note]
     zones = _circles(
@@ -380,12 +451,12 @@ def radius_zones(
 ) -> ThreatAssessment:
     """Plain circles, innermost first (level 3, 2, 1), for hazards without a model."""
     frame = SourceFrame.at(crs, source)
-    radii = [float(r) for r in radii_m]
-    if not 1 <= len(radii) <= 3 or not all(math.isfinite(r) and r > 0 for r in radii):
+    if not isinstance(radii_m, list | tuple) or not 1 <= len(radii_m) <= 3:
         raise InvalidInput(
             "give one to three positive radii",
             errors=[FieldError("radii_m", "1 to 3 positive distances in metres, innermost first")],
         )
+    radii = [check_number(r, f"radii_m.{i}", high=MAX_REACH_M) for i, r in enumerate(radii_m)]
     if any(b <= a for a, b in pairwise(radii)):
         raise InvalidInput(
             "radii must grow outwards",

@@ -27,6 +27,31 @@ from gis.errors import FieldError, InvalidInput
 
 #: Vertices per quarter circle of a buffer: zones are drawn, not surveyed.
 CIRCLE_SEGMENTS = 16
+#: No zone reaches farther than this: beyond it an input is impossible for a site, and the
+#: site's metric CRS no longer keeps distances true.
+MAX_REACH_M = 100_000.0
+
+
+def check_number(
+    value: object,
+    field_name: str,
+    *,
+    low: float = 0.0,
+    high: float = math.inf,
+    low_inclusive: bool = False,
+) -> float:
+    """A real number (not a bool, not NaN or inf) within ``low``-``high``, or InvalidInput."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        number = float(value)  # type: ignore[arg-type]  # checked just above
+        ok = (number >= low if low_inclusive else number > low) and number <= high
+        if ok:
+            return number
+    bound = ">=" if low_inclusive else ">"
+    raise InvalidInput(
+        f"{field_name} {value!r} is not a possible value",
+        errors=[FieldError(field_name, f"a number {bound} {low:g} and <= {high:g}")],
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +137,12 @@ class ThreatAssessment:
 
 def check_wind_direction(from_deg: float, *, field_name: str = "wind_from_deg") -> float:
     """A wind direction in degrees from 0 to 360 (where the wind comes from; 360 is north)."""
-    if not (isinstance(from_deg, int | float) and math.isfinite(from_deg) and 0 <= from_deg <= 360):
+    if not (
+        isinstance(from_deg, int | float)
+        and not isinstance(from_deg, bool)
+        and math.isfinite(from_deg)
+        and 0 <= from_deg <= 360
+    ):
         raise InvalidInput(
             f"wind direction {from_deg!r} is outside 0-360 degrees",
             errors=[FieldError(field_name, "degrees from 0 to 360, where the wind comes from")],
@@ -149,6 +179,16 @@ class SourceFrame:
     @classmethod
     def at(cls, crs: SiteCRS, lonlat: tuple[float, float]) -> SourceFrame:
         lon, lat = check_source(lonlat)
+        area = crs.metric.area_of_use
+        # A UTM or Gauss-Krüger zone keeps distances true near its meridian only: a source
+        # outside the CRS's area would get zones of the wrong size.
+        if area is not None and not (
+            area.west - 1 <= lon <= area.east + 1 and area.south - 1 <= lat <= area.north + 1
+        ):
+            raise InvalidInput(
+                f"source {lon}, {lat} lies outside the area of the site's CRS",
+                errors=[FieldError("source", f"within {area.name} ({crs.metric.name})")],
+            )
         step = 1e-4 if lat < 89.9 else -1e-4
         xy = crs.transform_xy(np.array([[lon, lat], [lon, lat + step]]))
         dx, dy = (xy[1] - xy[0]) * math.copysign(1.0, step)
@@ -157,6 +197,7 @@ class SourceFrame:
 
     def circle(self, radius_m: float) -> BaseGeometry:
         """A circle of ``radius_m`` around the source, in WGS84."""
+        check_number(radius_m, "distance_m", high=MAX_REACH_M)
         return self.crs.to_wgs84(Point(self.origin).buffer(radius_m, CIRCLE_SEGMENTS))
 
     def around(self, metric_shape: BaseGeometry, distance_m: float) -> BaseGeometry:
