@@ -11,8 +11,6 @@ by testing every feature against every zone without an index.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -20,20 +18,11 @@ from typing import Any
 
 from shapely.geometry import shape
 
-from benchmarks.bench_routing import load_site
+from benchmarks.bench_routing import load_site, timed
 from gis.crs import SiteCRS
 from gis.hazards.exposure import SiteIndex, exposure
 from gis.hazards.threat import ToxicRelease, Weather, explosion, pool_fire, toxic_release
 from gis.hazards.zones import ThreatAssessment
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    samples, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), result
 
 
 def unindexed(assessment: ThreatAssessment, layers: dict[str, list[Any]]) -> int:

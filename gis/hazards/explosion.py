@@ -63,7 +63,7 @@ from dataclasses import dataclass
 
 from scipy.optimize import brentq
 
-from gis.errors import FieldError, InvalidInput
+from gis.hazards.checks import decreasing_thresholds, positive, refuse
 
 __all__ = [
     "ALOHA_THRESHOLDS_PSI",
@@ -135,20 +135,6 @@ class ExplosionThreatLevel:
         return self.result.distance_m
 
 
-def _refuse(field: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {reason}", errors=[FieldError(field, reason)])
-
-
-def _positive_finite(value: float, field: str) -> float:
-    # bool is an int; a True charge mass is a caller bug, not 1 kg.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _refuse(field, "must be a number")
-    number = float(value)
-    if not math.isfinite(number) or number <= 0.0:
-        raise _refuse(field, f"must be a positive finite number, got {value!r}")
-    return number
-
-
 def tnt_equivalent_kg(
     mass_kg: float,
     heat_of_combustion_kj_kg: float,
@@ -157,19 +143,19 @@ def tnt_equivalent_kg(
     tnt_energy_kj_kg: float = TNT_ENERGY_KJ_KG,
 ) -> float:
     """TNT-equivalent charge W = η·m·ΔHc / E_TNT, kg (see module docstring for sources)."""
-    mass = _positive_finite(mass_kg, "mass_kg")
-    heat = _positive_finite(heat_of_combustion_kj_kg, "heat_of_combustion_kj_kg")
-    energy = _positive_finite(tnt_energy_kj_kg, "tnt_energy_kj_kg")
-    eta = _positive_finite(yield_factor, "yield_factor")
+    mass = positive(mass_kg, "mass_kg")
+    heat = positive(heat_of_combustion_kj_kg, "heat_of_combustion_kj_kg")
+    energy = positive(tnt_energy_kj_kg, "tnt_energy_kj_kg")
+    eta = positive(yield_factor, "yield_factor")
     if eta > 1.0:
-        raise _refuse("yield_factor", f"must be in (0, 1], got {yield_factor!r}")
+        raise refuse("yield_factor", f"must be in (0, 1], got {yield_factor!r}")
     return eta * mass * heat / energy
 
 
 def scaled_distance(distance_m: float, tnt_kg: float) -> float:
     """Hopkinson-Cranz scaled distance Z = R / W^(1/3), m/kg^(1/3)."""
-    distance = _positive_finite(distance_m, "distance_m")
-    charge = _positive_finite(tnt_kg, "tnt_kg")
+    distance = positive(distance_m, "distance_m")
+    charge = positive(tnt_kg, "tnt_kg")
     return float(distance / charge ** (1.0 / 3.0))
 
 
@@ -188,9 +174,9 @@ def incident_overpressure_kpa(scaled_distance_m_kg: float) -> float:
 
     Raises :class:`InvalidInput` outside 0.2-198.5 m/kg^(1/3), where Swisdak's fit is not valid.
     """
-    z = _positive_finite(scaled_distance_m_kg, "scaled_distance")
+    z = positive(scaled_distance_m_kg, "scaled_distance")
     if not SCALED_DISTANCE_MIN <= z <= SCALED_DISTANCE_MAX:
-        raise _refuse(
+        raise refuse(
             "scaled_distance",
             f"{z:g} m/kg^(1/3) is outside the Kingery-Bulmash fit "
             f"({SCALED_DISTANCE_MIN:g}-{SCALED_DISTANCE_MAX:g} m/kg^(1/3))",
@@ -277,18 +263,9 @@ def _distance(tnt_kg: float, overpressure_kpa: float) -> ExplosionDistance:
 
 def distance_to_overpressure(tnt_kg: float, overpressure_kpa: float) -> ExplosionDistance:
     """Distance (m) at which a ``tnt_kg`` surface burst's incident overpressure falls to a level."""
-    charge = _positive_finite(tnt_kg, "tnt_kg")
-    pressure = _positive_finite(overpressure_kpa, "overpressure_kpa")
+    charge = positive(tnt_kg, "tnt_kg")
+    pressure = positive(overpressure_kpa, "overpressure_kpa")
     return _distance(charge, pressure)
-
-
-def _strictly_decreasing(thresholds: Sequence[float], field: str) -> tuple[float, ...]:
-    if isinstance(thresholds, str | bytes) or len(thresholds) == 0:
-        raise _refuse(field, "must be a non-empty sequence of numbers")
-    values = tuple(_positive_finite(t, field) for t in thresholds)
-    if any(later >= earlier for earlier, later in itertools.pairwise(values)):
-        raise _refuse(field, f"must be strictly decreasing (innermost first), got {values!r}")
-    return values
 
 
 def explosion_threat_distances(
@@ -299,8 +276,8 @@ def explosion_threat_distances(
     With n thresholds the first is level n and the last level 1; with ALOHA's defaults that is
     level 3 = 8 psi, level 2 = 3.5 psi, level 1 = 1 psi.
     """
-    charge = _positive_finite(tnt_kg, "tnt_kg")
-    thresholds = _strictly_decreasing(thresholds_psi, "thresholds_psi")
+    charge = positive(tnt_kg, "tnt_kg")
+    thresholds = decreasing_thresholds(thresholds_psi, "thresholds_psi")
     count = len(thresholds)
     return tuple(
         ExplosionThreatLevel(

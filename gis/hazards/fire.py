@@ -62,7 +62,6 @@ within 60 s).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ from types import MappingProxyType
 
 from scipy.optimize import brentq
 
-from gis.errors import FieldError, InvalidInput
+from gis.hazards.checks import decreasing_thresholds, finite, non_negative, positive, refuse
 
 __all__ = [
     "ALOHA_THRESHOLDS_KW_M2",
@@ -82,6 +81,7 @@ __all__ = [
     "JetFire",
     "PoolFire",
     "atmospheric_transmissivity",
+    "fire_flux_kw_m2",
     "fire_threat_distances",
     "heskestad_flame_height_m",
     "jet_fire",
@@ -222,81 +222,45 @@ class FireThreatZones:
 # -- validation -----------------------------------------------------------------------------
 
 
-def _refuse(field: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {reason}", errors=[FieldError(field, reason)])
-
-
-def _finite(value: float, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _refuse(field, "must be a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise _refuse(field, f"must be finite, got {value!r}")
-    return number
-
-
-def _positive(value: float, field: str) -> float:
-    number = _finite(value, field)
-    if number <= 0.0:
-        raise _refuse(field, f"must be positive, got {value!r}")
-    return number
-
-
-def _non_negative(value: float, field: str) -> float:
-    number = _finite(value, field)
-    if number < 0.0:
-        raise _refuse(field, f"must not be negative, got {value!r}")
-    return number
-
-
 def _fraction(value: float, field: str) -> float:
-    number = _finite(value, field)
+    number = finite(value, field)
     if not 0.0 < number < 1.0:
-        raise _refuse(field, f"must be in (0, 1), got {value!r}")
+        raise refuse(field, f"must be in (0, 1), got {value!r}")
     return number
 
 
 def _transmissivity(value: float, field: str = "transmissivity") -> float:
-    number = _finite(value, field)
+    number = finite(value, field)
     if not 0.0 < number <= 1.0:
-        raise _refuse(field, f"must be in (0, 1], got {value!r}")
+        raise refuse(field, f"must be in (0, 1], got {value!r}")
     return number
 
 
 def _humidity(value: float) -> float:
-    number = _finite(value, "relative_humidity_pct")
+    number = finite(value, "relative_humidity_pct")
     if not 0.0 <= number <= 100.0:
-        raise _refuse("relative_humidity_pct", f"must be between 0 and 100, got {value!r}")
+        raise refuse("relative_humidity_pct", f"must be between 0 and 100, got {value!r}")
     return number
 
 
 def _temperature(value: float) -> float:
-    number = _finite(value, "air_temperature_c")
+    number = finite(value, "air_temperature_c")
     # The Magnus fit of Alduchov & Eskridge is stated for -40..50 °C.
     if not -40.0 <= number <= 50.0:
-        raise _refuse("air_temperature_c", f"must be between -40 and 50 degC, got {value!r}")
+        raise refuse("air_temperature_c", f"must be between -40 and 50 degC, got {value!r}")
     return number
-
-
-def _thresholds(thresholds: Sequence[float], field: str) -> tuple[float, ...]:
-    if isinstance(thresholds, str | bytes) or len(thresholds) == 0:
-        raise _refuse(field, "must be a non-empty sequence of numbers")
-    values = tuple(_positive(t, field) for t in thresholds)
-    if any(later >= earlier for earlier, later in itertools.pairwise(values)):
-        raise _refuse(field, f"must be strictly decreasing (innermost first), got {values!r}")
-    return values
 
 
 def _resolve_fuel(fuel: str | FuelProperties) -> FuelProperties:
     if isinstance(fuel, FuelProperties):
-        _positive(fuel.burning_rate_kg_m2_s, "fuel.burning_rate_kg_m2_s")
-        _positive(fuel.heat_of_combustion_kj_kg, "fuel.heat_of_combustion_kj_kg")
-        _positive(fuel.k_beta_per_m, "fuel.k_beta_per_m")
+        positive(fuel.burning_rate_kg_m2_s, "fuel.burning_rate_kg_m2_s")
+        positive(fuel.heat_of_combustion_kj_kg, "fuel.heat_of_combustion_kj_kg")
+        positive(fuel.k_beta_per_m, "fuel.k_beta_per_m")
         return fuel
     if isinstance(fuel, str) and fuel.strip().lower() in FUELS:
         return FUELS[fuel.strip().lower()]
     known = ", ".join(sorted(FUELS))
-    raise _refuse("fuel", f"unknown fuel {fuel!r}; known fuels: {known}")
+    raise refuse("fuel", f"unknown fuel {fuel!r}; known fuels: {known}")
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -331,21 +295,21 @@ def atmospheric_transmissivity(
     air_temperature_c: float = DEFAULT_AIR_TEMPERATURE_C,
 ) -> float:
     """τ = 2.02 (P_w·X)^(-0.09), clamped to ≤ 1 (CCPS CPQRA, after Pietersen & Huerta)."""
-    path = _non_negative(path_length_m, "path_length_m")
+    path = non_negative(path_length_m, "path_length_m")
     pw = water_vapour_partial_pressure_pa(relative_humidity_pct, air_temperature_c)
     return _ccps_tau(pw, path)
 
 
 def pool_diameter_from_area(area_m2: float) -> float:
     """Diameter (m) of the circle of the given area: NUREG-1805's equivalent pool diameter."""
-    area = _positive(area_m2, "area_m2")
+    area = positive(area_m2, "area_m2")
     return math.sqrt(4.0 * area / math.pi)
 
 
 def pool_heat_release_kw(fuel: str | FuelProperties, *, diameter_m: float) -> float:
     """Q = m''·ΔHc·(1 - e^(-kβD))·πD²/4, kW (NUREG-1805 chapter 3/5)."""
     props = _resolve_fuel(fuel)
-    diameter = _positive(diameter_m, "diameter_m")
+    diameter = positive(diameter_m, "diameter_m")
     return _heat_release(props, diameter, math.pi * diameter**2 / 4.0)
 
 
@@ -361,8 +325,8 @@ def _heat_release(props: FuelProperties, diameter: float, area: float) -> float:
 
 def heskestad_flame_height_m(heat_release_kw: float, diameter_m: float) -> float:
     """Heskestad mean flame height L = 0.235·Q^(2/5) - 1.02·D (m), floored at 0."""
-    q = _positive(heat_release_kw, "heat_release_kw")
-    diameter = _positive(diameter_m, "diameter_m")
+    q = positive(heat_release_kw, "heat_release_kw")
+    diameter = positive(diameter_m, "diameter_m")
     return float(max(0.0, 0.235 * q**0.4 - 1.02 * diameter))
 
 
@@ -374,8 +338,8 @@ def point_source_flux_kw_m2(
     transmissivity: float = 1.0,
 ) -> float:
     """q'' = τ·χr·Q / (4πR²), kW/m², R measured from the point source (NUREG-1805 eq. 5-1 form)."""
-    q = _positive(heat_release_kw, "heat_release_kw")
-    r = _positive(distance_m, "distance_m")
+    q = positive(heat_release_kw, "heat_release_kw")
+    r = positive(distance_m, "distance_m")
     chi = _fraction(radiative_fraction, "radiative_fraction")
     tau = _transmissivity(transmissivity)
     return tau * chi * q / (4.0 * math.pi * r * r)
@@ -391,13 +355,13 @@ def pool_fire(
     """A pool fire from its fuel and either its diameter or its area (not both)."""
     props = _resolve_fuel(fuel)
     if (diameter_m is None) == (area_m2 is None):
-        raise _refuse("diameter_m", "give exactly one of diameter_m and area_m2")
+        raise refuse("diameter_m", "give exactly one of diameter_m and area_m2")
     if diameter_m is not None:
-        diameter = _positive(diameter_m, "diameter_m")
+        diameter = positive(diameter_m, "diameter_m")
         area = math.pi * diameter**2 / 4.0
     else:
         assert area_m2 is not None
-        area = _positive(area_m2, "area_m2")
+        area = positive(area_m2, "area_m2")
         diameter = math.sqrt(4.0 * area / math.pi)
     chi = _fraction(radiative_fraction, "radiative_fraction")
     q = _heat_release(props, diameter, area)
@@ -422,11 +386,11 @@ def jet_fire(
     flame_length_m: float | None = None,
 ) -> JetFire:
     """A jet fire: Q = ṁ·ΔHc, radiating χr·Q from a point at ``source_height_m``."""
-    rate = _positive(mass_rate_kg_s, "mass_rate_kg_s")
-    heat = _positive(heat_of_combustion_kj_kg, "heat_of_combustion_kj_kg")
+    rate = positive(mass_rate_kg_s, "mass_rate_kg_s")
+    heat = positive(heat_of_combustion_kj_kg, "heat_of_combustion_kj_kg")
     chi = _fraction(radiative_fraction, "radiative_fraction")
-    height = _non_negative(source_height_m, "source_height_m")
-    length = None if flame_length_m is None else _positive(flame_length_m, "flame_length_m")
+    height = non_negative(source_height_m, "source_height_m")
+    length = None if flame_length_m is None else positive(flame_length_m, "flame_length_m")
     return JetFire(rate, heat, rate * heat, chi, height, length)
 
 
@@ -445,8 +409,8 @@ def _flux_at(
     return tau * source.radiative_fraction * source.heat_release_kw / (4.0 * math.pi * r * r)
 
 
-def pool_fire_flux_kw_m2(
-    fire: PoolFire,
+def fire_flux_kw_m2(
+    fire: PoolFire | JetFire,
     ground_distance_m: float,
     *,
     target_height_m: float = 0.0,
@@ -454,29 +418,17 @@ def pool_fire_flux_kw_m2(
     relative_humidity_pct: float = DEFAULT_RELATIVE_HUMIDITY_PCT,
     air_temperature_c: float = DEFAULT_AIR_TEMPERATURE_C,
 ) -> float:
-    """Flux (kW/m²) at a horizontal distance from the pool centre (see module docstring)."""
-    distance = _non_negative(ground_distance_m, "ground_distance_m")
-    height = _non_negative(target_height_m, "target_height_m")
+    """Flux (kW/m²) at a horizontal distance from a pool's centre or a jet's point source."""
+    distance = non_negative(ground_distance_m, "ground_distance_m")
+    height = non_negative(target_height_m, "target_height_m")
     tau = None if transmissivity is None else _transmissivity(transmissivity)
     pw = water_vapour_partial_pressure_pa(relative_humidity_pct, air_temperature_c)
     return _flux_at(fire, distance, height, tau, pw)
 
 
-def jet_fire_flux_kw_m2(
-    fire: JetFire,
-    ground_distance_m: float,
-    *,
-    target_height_m: float = 0.0,
-    transmissivity: float | None = None,
-    relative_humidity_pct: float = DEFAULT_RELATIVE_HUMIDITY_PCT,
-    air_temperature_c: float = DEFAULT_AIR_TEMPERATURE_C,
-) -> float:
-    """Flux (kW/m²) at a horizontal distance from the jet's point source."""
-    distance = _non_negative(ground_distance_m, "ground_distance_m")
-    height = _non_negative(target_height_m, "target_height_m")
-    tau = None if transmissivity is None else _transmissivity(transmissivity)
-    pw = water_vapour_partial_pressure_pa(relative_humidity_pct, air_temperature_c)
-    return _flux_at(fire, distance, height, tau, pw)
+#: The same point-source flux, by the names each fire's callers know it by.
+pool_fire_flux_kw_m2 = fire_flux_kw_m2
+jet_fire_flux_kw_m2 = fire_flux_kw_m2
 
 
 def _ground_distance_to(
@@ -591,10 +543,10 @@ def fire_threat_distances(
     fire = pool_fire(
         fuel, diameter_m=diameter_m, area_m2=area_m2, radiative_fraction=radiative_fraction
     )
-    thresholds = _thresholds(thresholds_kw_m2, "thresholds_kw_m2")
+    thresholds = decreasing_thresholds(thresholds_kw_m2, "thresholds_kw_m2")
     tau = None if transmissivity is None else _transmissivity(transmissivity)
     pw = water_vapour_partial_pressure_pa(relative_humidity_pct, air_temperature_c)
-    height = _non_negative(target_height_m, "target_height_m")
+    height = non_negative(target_height_m, "target_height_m")
     return FireThreatZones(fire, tau, _levels(fire, thresholds, height, tau, pw))
 
 
@@ -619,8 +571,8 @@ def jet_fire_threat_distances(
         source_height_m=source_height_m,
         flame_length_m=flame_length_m,
     )
-    thresholds = _thresholds(thresholds_kw_m2, "thresholds_kw_m2")
+    thresholds = decreasing_thresholds(thresholds_kw_m2, "thresholds_kw_m2")
     tau = None if transmissivity is None else _transmissivity(transmissivity)
     pw = water_vapour_partial_pressure_pa(relative_humidity_pct, air_temperature_c)
-    height = _non_negative(target_height_m, "target_height_m")
+    height = non_negative(target_height_m, "target_height_m")
     return FireThreatZones(fire, tau, _levels(fire, thresholds, height, tau, pw))

@@ -29,6 +29,7 @@ from gis.hazards import erg as erg_table
 from gis.hazards import explosion as blast
 from gis.hazards import fire as fires
 from gis.hazards import plume
+from gis.hazards.checks import within
 from gis.hazards.exposure import Exposure, ExposureChange, SiteIndex, exposure, exposure_change
 from gis.hazards.substances import Substance, get_substance, levels_of_concern
 from gis.hazards.zones import (
@@ -36,7 +37,6 @@ from gis.hazards.zones import (
     SourceFrame,
     ThreatAssessment,
     ThreatZone,
-    check_number,
     check_wind_direction,
 )
 
@@ -60,13 +60,13 @@ class Weather:
 
     def __post_init__(self) -> None:
         check_wind_direction(self.wind_from_deg)
-        check_number(self.wind_speed_m_s, "wind_speed_m_s", low_inclusive=True, high=MAX_WIND)
+        within(self.wind_speed_m_s, "wind_speed_m_s", low_inclusive=True, high=MAX_WIND)
         if not isinstance(self.daytime, bool):
             raise InvalidInput(
                 "daytime must be true or false", errors=[FieldError("daytime", "true or false")]
             )
         if self.cloud_cover_octas is not None:
-            check_number(self.cloud_cover_octas, "cloud_cover_octas", low_inclusive=True, high=8)
+            within(self.cloud_cover_octas, "cloud_cover_octas", low_inclusive=True, high=8)
         if self.stability is not None and not isinstance(self.stability, str):
             raise InvalidInput(
                 "stability must be a class letter", errors=[FieldError("stability", "A to F")]
@@ -98,8 +98,8 @@ class ToxicRelease:
     levels_ppm: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        check_number(self.rate_g_s, "rate_g_s", high=MAX_RATE_G_S)
-        check_number(self.release_height_m, "release_height", low_inclusive=True, high=1000.0)
+        within(self.rate_g_s, "rate_g_s", high=MAX_RATE_G_S)
+        within(self.release_height_m, "release_height", low_inclusive=True, high=1000.0)
         if self.scheme not in (None, "AEGL", "ERPG", "IDLH"):
             raise InvalidInput(
                 f"unknown levels-of-concern scheme {self.scheme!r}",
@@ -116,7 +116,7 @@ class ToxicRelease:
                     errors=[FieldError("levels_ppm", "1 to 3 values in ppm, most severe first")],
                 )
             for i, value in enumerate(self.levels_ppm):
-                check_number(value, f"levels_ppm.{i}", high=1e6)
+                within(value, f"levels_ppm.{i}", high=1e6)
 
 
 #: Beyond these an input is impossible for an industrial site (a wind of 60 m/s is a
@@ -135,7 +135,7 @@ def _thresholds(values: Sequence[float], field_name: str) -> tuple[float, ...]:
             "give one to three thresholds",
             errors=[FieldError(field_name, "1 to 3 values, most severe first")],
         )
-    return tuple(check_number(v, f"{field_name}.{i}", high=1e6) for i, v in enumerate(values))
+    return tuple(within(v, f"{field_name}.{i}", high=1e6) for i, v in enumerate(values))
 
 
 def toxic_release(
@@ -270,9 +270,9 @@ def pool_fire(
     """Thermal radiation zones of a pool fire (point-source model)."""
     frame = SourceFrame.at(crs, source)
     if diameter_m is not None:
-        check_number(diameter_m, "diameter_m", high=MAX_POOL_DIAMETER_M)
+        within(diameter_m, "diameter_m", high=MAX_POOL_DIAMETER_M)
     if area_m2 is not None:
-        check_number(area_m2, "area_m2", high=MAX_POOL_DIAMETER_M**2)
+        within(area_m2, "area_m2", high=MAX_POOL_DIAMETER_M**2)
     result = fires.fire_threat_distances(
         fuel,
         diameter_m=diameter_m,
@@ -296,8 +296,8 @@ def jet_fire(
 ) -> ThreatAssessment:
     """Thermal radiation zones of a jet fire (point-source model)."""
     frame = SourceFrame.at(crs, source)
-    check_number(mass_rate_kg_s, "mass_rate_kg_s", high=MAX_RATE_G_S / 1000)
-    check_number(heat_of_combustion_kj_kg, "heat_of_combustion_kj_kg", high=150_000.0)
+    within(mass_rate_kg_s, "mass_rate_kg_s", high=MAX_RATE_G_S / 1000)
+    within(heat_of_combustion_kj_kg, "heat_of_combustion_kj_kg", high=150_000.0)
     result = fires.jet_fire_threat_distances(
         mass_rate_kg_s,
         heat_of_combustion_kj_kg,
@@ -347,7 +347,7 @@ def explosion(
     table holds.
     """
     frame = SourceFrame.at(crs, source)
-    check_number(yield_factor, "yield_factor", high=1.0)
+    within(yield_factor, "yield_factor", high=1.0)
     thresholds_psi = _thresholds(thresholds_psi, "thresholds_psi")
     if tnt_kg is None:
         if mass_kg is None or substance is None:
@@ -362,13 +362,13 @@ def explosion(
                 errors=[FieldError("substance", "not a fuel with a known heat of combustion")],
             )
         tnt_kg = blast.tnt_equivalent_kg(
-            check_number(mass_kg, "mass_kg", high=MAX_TNT_KG * 100),
+            within(mass_kg, "mass_kg", high=MAX_TNT_KG * 100),
             found.heat_of_combustion_kj_kg,
             yield_factor=yield_factor,
         )
-        check_number(tnt_kg, "mass_kg", high=MAX_TNT_KG)
+        within(tnt_kg, "mass_kg", high=MAX_TNT_KG)
     else:
-        check_number(tnt_kg, "tnt_kg", high=MAX_TNT_KG)
+        within(tnt_kg, "tnt_kg", high=MAX_TNT_KG)
     levels = blast.explosion_threat_distances(tnt_kg, thresholds_psi)
     notes = [lv.result.note for lv in levels if lv.result.note]
     zones = _circles(
@@ -456,7 +456,7 @@ def radius_zones(
             "give one to three positive radii",
             errors=[FieldError("radii_m", "1 to 3 positive distances in metres, innermost first")],
         )
-    radii = [check_number(r, f"radii_m.{i}", high=MAX_REACH_M) for i, r in enumerate(radii_m)]
+    radii = [within(r, f"radii_m.{i}", high=MAX_REACH_M) for i, r in enumerate(radii_m)]
     if any(b <= a for a, b in pairwise(radii)):
         raise InvalidInput(
             "radii must grow outwards",

@@ -17,41 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import shapely
 from shapely import affinity
 from shapely.geometry import Point, mapping
 from shapely.geometry.base import BaseGeometry
 
 from gis.crs import SiteCRS
 from gis.errors import FieldError, InvalidInput
+from gis.hazards.checks import within
 
 #: Vertices per quarter circle of a buffer: zones are drawn, not surveyed.
 CIRCLE_SEGMENTS = 16
 #: No zone reaches farther than this: beyond it an input is impossible for a site, and the
 #: site's metric CRS no longer keeps distances true.
 MAX_REACH_M = 100_000.0
-
-
-def check_number(
-    value: object,
-    field_name: str,
-    *,
-    low: float = 0.0,
-    high: float = math.inf,
-    low_inclusive: bool = False,
-) -> float:
-    """A real number (not a bool, not NaN or inf) within ``low``-``high``, or InvalidInput."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        number = float(value)  # type: ignore[arg-type]  # checked just above
-        ok = (number >= low if low_inclusive else number > low) and number <= high
-        if ok:
-            return number
-    bound = ">=" if low_inclusive else ">"
-    raise InvalidInput(
-        f"{field_name} {value!r} is not a possible value",
-        errors=[FieldError(field_name, f"a number {bound} {low:g} and <= {high:g}")],
-    )
 
 
 @dataclass(frozen=True)
@@ -197,12 +175,8 @@ class SourceFrame:
 
     def circle(self, radius_m: float) -> BaseGeometry:
         """A circle of ``radius_m`` around the source, in WGS84."""
-        check_number(radius_m, "distance_m", high=MAX_REACH_M)
+        within(radius_m, "distance_m", high=MAX_REACH_M)
         return self.crs.to_wgs84(Point(self.origin).buffer(radius_m, CIRCLE_SEGMENTS))
-
-    def around(self, metric_shape: BaseGeometry, distance_m: float) -> BaseGeometry:
-        """A shape (site CRS) grown by ``distance_m``, in WGS84: zones around an area source."""
-        return self.crs.to_wgs84(metric_shape.buffer(distance_m, CIRCLE_SEGMENTS))
 
     def downwind(self, local: BaseGeometry, wind_from_deg: float) -> BaseGeometry:
         """A shape from the local downwind frame (x downwind, y to the left), in WGS84."""
@@ -215,21 +189,3 @@ class SourceFrame:
         x0, y0 = self.origin
         placed = affinity.affine_transform(local, [dx, lx, dy, ly, x0, y0])
         return self.crs.to_wgs84(placed)
-
-
-def nested(zones: list[ThreatZone]) -> tuple[ThreatZone, ...]:
-    """Zones innermost first, each outer one holding the inner ones.
-
-    Models give each level its own footprint; tiny numerical differences at the edges must
-    not leave a point in level 3 but outside level 2.
-    """
-    ordered = sorted(zones, key=lambda z: -z.level)
-    out: list[ThreatZone] = []
-    inner: BaseGeometry | None = None
-    for zone in ordered:
-        geometry = zone.geometry if inner is None else shapely.union(zone.geometry, inner)
-        out.append(
-            ThreatZone(zone.level, geometry, zone.threshold, zone.unit, zone.label, zone.distance_m)
-        )
-        inner = geometry
-    return tuple(out)
