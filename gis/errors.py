@@ -89,3 +89,19 @@ class UnsupportedFormat(RallypointError):
     status_code = 415
     slug = "unsupported-format"
     title = "Unsupported format"
+
+
+class IllegalTransition(RallypointError):
+    """A plan step or run cannot move that way from where it is (the reason says why)."""
+
+    status_code = 409
+    slug = "illegal-transition"
+    title = "Illegal transition"
+
+
+class NotPermitted(RallypointError):
+    """The caller's role may not do this."""
+
+    status_code = 403
+    slug = "not-permitted"
+    title = "Not permitted"
