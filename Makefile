@@ -24,6 +24,7 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/rallypoint db upgrade
 	$(BIN)/rallypoint site load fixtures/demo-site --if-exists skip
+	$(BIN)/rallypoint plan load fixtures/plans --site demo-works --if-exists skip
 	$(BIN)/rallypoint serve
 
 ## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS

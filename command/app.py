@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from command.middleware import BodyLimit, RequestLog
 from command.problems import add_problem_handlers
-from command.routes import layers, sites
+from command.routes import layers, plans, sites
 from command.settings import Settings
 from gis.errors import RallypointError
 from gis.storage.db import Database, make_engine, schema_is_current
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     add_problem_handlers(app)
     app.include_router(sites.router)
     app.include_router(layers.router)
+    app.include_router(plans.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness")
     def healthz() -> dict[str, Any]:

@@ -158,6 +158,74 @@ def site_list() -> None:
 
 
 @main.group()
+def plan() -> None:
+    """Plan templates: load YAML/JSON files, list, print."""
+
+
+@plan.command("load")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--site", "site_id", required=True, help="The site the plans belong to.")
+@click.option(
+    "--if-exists",
+    type=click.Choice(["fail", "skip", "replace"]),
+    default="fail",
+    show_default=True,
+    help="What to do with a plan already there (replace stores a new version if it changed).",
+)
+@_report_errors
+def plan_load(path: Path, site_id: str, if_exists: str) -> None:
+    """Load a plan file, or every *.yaml, *.yml and *.json file of a folder, all or nothing."""
+    from plans.store import load_plan_files
+
+    files = (
+        [p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json")]
+        if path.is_dir()
+        else [path]
+    )
+    with _database() as database, database.write() as session:
+        results = load_plan_files(
+            session,
+            site_id,
+            files,
+            actor=_actor(),
+            if_exists=if_exists,  # type: ignore[arg-type]  # click.Choice checked it
+        )
+    for plan_id, what in results:
+        click.echo(f"{plan_id}: {what}")
+
+
+@plan.command("list")
+@click.option("--site", "site_id", required=True)
+@_report_errors
+def plan_list(site_id: str) -> None:
+    """List a site's plans (latest versions)."""
+    from plans.store import list_plans
+
+    with _database() as database, database.read() as session:
+        for p in list_plans(session, site_id):
+            s = p.summary()
+            click.echo(f"{s['id']}\tv{s['version']}\t{s['scenario']}\t{s['title']}")
+
+
+@plan.command("document")
+@click.argument("plan_id")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.option("--site", "site_id", required=True)
+@click.option("--version", type=int, default=None, help="A version other than the latest.")
+@_report_errors
+def plan_document(plan_id: str, file: Path, site_id: str, version: int | None) -> None:
+    """Write a plan as a printable document: HTML, or Markdown for a .md file."""
+    from plans.document import plan_html, plan_markdown
+    from plans.store import get_plan
+
+    with _database() as database, database.read() as session:
+        stored = get_plan(session, site_id, plan_id, version=version)
+    render = plan_markdown if file.suffix == ".md" else plan_html
+    file.write_text(render(stored.template, version=stored.version), encoding="utf-8")
+    click.echo(f"wrote {file} ({plan_id} version {stored.version})")
+
+
+@main.group()
 def layer() -> None:
     """Import or export one layer of a site (GeoJSON, GeoPackage, zipped Shapefile)."""
 

@@ -215,7 +215,7 @@ class PlanRun:
         now = self.clock.now()
         while (due := self.next_due()) is not None and due <= now:
             _, step_id = heapq.heappop(self._deadlines)
-            self._emit("step.overdue", due, None, step_id, {"due_at": due.isoformat()})
+            self._emit("step.overdue", due, None, step_id)  # stamped with its due time
         return self.events[start:]
 
     def acknowledge(self, step_id: str, actor: Actor) -> list[PlanEvent]:
@@ -432,13 +432,13 @@ class PlanRun:
         run_id: str | None = None,
     ) -> None:
         event = PlanEvent(
-            run_id=run_id or self.state.run_id,
-            seq=len(self.events) + 1,
-            type=kind,
-            at=at,
-            actor=actor,
-            step_id=step_id,
-            data=dict(data or {}),
+            run_id or self.state.run_id,
+            len(self.events) + 1,
+            kind,
+            at,
+            actor,
+            step_id,
+            dict(data) if data else {},
         )
         self._apply(event)
         self.events.append(event)

@@ -15,7 +15,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from gis.errors import FieldError, InvalidInput
 
 Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", strip_whitespace=True)
@@ -178,6 +181,25 @@ class PlanTemplate(_Strict):
     def steps(self) -> list[tuple[Level, Step]]:
         """Every step with the level that introduces it, lowest level first."""
         return [(lv, step) for lv in Level if lv in self.levels for step in self.levels[lv].steps]
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a few bytes of ``*name`` can stand for gigabytes of plan."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not accepted in plans")
+        return super().compose_node(parent, index)
+
+
+def data_from_yaml(text: str) -> Any:
+    """Parse a plan written in YAML (raises InvalidInput naming the line on bad YAML)."""
+    try:
+        return yaml.load(text, Loader=_NoAliases)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(
+            f"not valid YAML: {exc}", errors=[FieldError("body", f"valid YAML: {exc}")]
+        ) from exc
 
 
 def template_from_data(data: Any) -> PlanTemplate:

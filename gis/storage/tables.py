@@ -161,3 +161,21 @@ class ChangeRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PlanTemplateRow(Base):
+    """One version of a plan template. Versions are never changed: an edit adds the next one,
+    and a run pins the version it started from."""
+
+    __tablename__ = "plan_templates"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(2000))
+    scenario_key: Mapped[str] = mapped_column(String(64), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))

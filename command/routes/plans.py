@@ -1,0 +1,170 @@
+"""Plan templates: list, read, create, change (versioned), validate, print.
+
+Bodies are JSON, or YAML with ``Content-Type: application/yaml`` (planners write YAML).
+Validation problems come back as ``application/problem+json`` with the path of every field at
+fault; ``POST .../plans/validate`` reports them without saving anything.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from command.deps import ActorDep, DatabaseDep, IfMatchDep
+from gis.errors import FieldError, InvalidInput, UnsupportedFormat
+from plans import store
+from plans.document import plan_html, plan_markdown
+from plans.model import data_from_yaml
+
+router = APIRouter(prefix="/api/sites/{site_id}/plans", tags=["plans"])
+
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+async def plan_body(request: Request) -> Any:
+    """The request body as data: JSON by default, YAML when the content type says so."""
+    raw = await request.body()
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            "the body is not UTF-8 text", errors=[FieldError("body", "UTF-8 text")]
+        ) from exc
+    if kind in YAML_TYPES:
+        return data_from_yaml(text)
+    if kind not in ("application/json", ""):
+        raise UnsupportedFormat(
+            f"plans are JSON or YAML, not {kind}",
+            errors=[FieldError("Content-Type", "application/json or application/yaml")],
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"the body is not valid JSON: {exc}", errors=[FieldError("body", "valid JSON")]
+        ) from exc
+
+
+PlanBody = Annotated[Any, Depends(plan_body)]
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _json(body: Any, *, version: int | None = None, status: int = 200) -> Response:
+    headers = {"ETag": f'"{version}"'} if version is not None else None
+    return Response(
+        json.dumps(body, ensure_ascii=False),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@router.get("", summary="The site's plans, latest versions")
+def list_plans(db: DatabaseDep, site_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        return {"plans": [p.summary() for p in store.list_plans(session, site_id)]}
+
+
+@router.post(
+    "/validate",
+    summary="Validate a plan against the site without saving it",
+    openapi_extra=_BODY_DOC,
+)
+def validate_plan(db: DatabaseDep, site_id: str, body: PlanBody) -> dict[str, Any]:
+    with db.read() as session:
+        problems = store.validate_plan(session, site_id, body)
+    return {"valid": not problems, "errors": [p.as_dict() for p in problems]}
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a plan (version 1); it must validate",
+    response_class=Response,
+    openapi_extra=_BODY_DOC,
+)
+def create_plan(db: DatabaseDep, actor: ActorDep, site_id: str, body: PlanBody) -> Response:
+    with db.write() as session:
+        plan = store.create_plan(session, site_id, body, actor=actor)
+    response = _json(plan.to_json(), version=plan.version, status=201)
+    response.headers["Location"] = f"/api/sites/{site_id}/plans/{plan.template.id}"
+    return response
+
+
+@router.get("/{plan_id}", summary="A plan, latest or ?version=N", response_class=Response)
+def get_plan(
+    db: DatabaseDep,
+    site_id: str,
+    plan_id: str,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    with db.read() as session:
+        plan = store.get_plan(session, site_id, plan_id, version=version)
+    return _json(plan.to_json(), version=plan.version)
+
+
+@router.put(
+    "/{plan_id}",
+    summary="Store the next version of a plan (needs If-Match: the version you changed)",
+    response_class=Response,
+    openapi_extra=_BODY_DOC,
+)
+def update_plan(
+    db: DatabaseDep,
+    actor: ActorDep,
+    if_match: IfMatchDep,
+    site_id: str,
+    plan_id: str,
+    body: PlanBody,
+) -> Response:
+    with db.write() as session:
+        plan = store.update_plan(
+            session,
+            site_id,
+            plan_id,
+            body,
+            actor=actor,
+            expected_version=if_match,
+            version_source="header" if if_match is not None else None,
+        )
+    return _json(plan.to_json(), version=plan.version)
+
+
+@router.get("/{plan_id}/versions", summary="Every version of a plan: when and by whom")
+def plan_versions(db: DatabaseDep, site_id: str, plan_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        return {"versions": store.plan_versions(session, site_id, plan_id)}
+
+
+@router.get(
+    "/{plan_id}/document",
+    summary="The plan as a printable document for the control-room wall",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}, "text/markdown": {}}}},
+)
+def plan_document(
+    db: DatabaseDep,
+    site_id: str,
+    plan_id: str,
+    format: Literal["html", "markdown"] = "html",
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    with db.read() as session:
+        plan = store.get_plan(session, site_id, plan_id, version=version)
+    if format == "markdown":
+        text = plan_markdown(plan.template, version=plan.version)
+        return Response(text, media_type="text/markdown; charset=utf-8")
+    return Response(
+        plan_html(plan.template, version=plan.version), media_type="text/html; charset=utf-8"
+    )
