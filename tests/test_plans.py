@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gis.errors import IllegalTransition, InvalidInput, NotPermitted
 from plans.clock import ManualClock
@@ -215,6 +217,26 @@ def test_a_dependency_cycle_is_named_with_its_path() -> None:
             "every level L1-L4",
         ),
         (
+            lambda d: d["roles"].append({"id": "fire_team", "name": "Fire team again"}),
+            "roles[4].id",
+            "duplicate role id 'fire_team'",
+        ),
+        (
+            lambda d: d["levels"]["L3"].update(scripts=d["levels"]["L2"]["scripts"]),
+            "levels.L3.scripts[0].id",
+            "duplicate script id 'l2-neighbours-zh'",
+        ),
+        (
+            lambda d: d["levels"]["L2"]["scripts"][0].update(text="{substance"),
+            "levels.L2.scripts[0].text",
+            "not a valid template",
+        ),
+        (
+            lambda d: d["levels"]["L1"]["call_tree"][0].update(role="mayor"),
+            "levels.L1.call_tree[0].role",
+            "unknown role 'mayor'",
+        ),
+        (
             lambda d: d.update(command_role="king"),
             "command_role",
             "unknown role 'king'",
@@ -415,3 +437,23 @@ def test_the_scheduler_fires_across_runs_in_time_order() -> None:
         ("run-1", "l2-headcount"),
     }
     assert scheduler.tick() == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(jumps=st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=12))
+def test_however_the_clock_jumps_each_due_time_fires_once_in_order(jumps: list[int]) -> None:
+    clock, run = run_at(Level.L4)
+    start = clock.now()
+    fired = []
+    for jump in jumps:
+        clock.advance(jump)
+        fired += run.advance()
+    times = [e.at for e in fired]
+    assert times == sorted(times)
+    assert all(e.at <= clock.now() for e in fired)
+    assert len({e.step_id for e in fired}) == len(fired)
+    due = {s.id: s.due_at for s in run.state.steps.values() if s.due_at is not None}
+    expected = {sid for sid, at in due.items() if at <= clock.now()}
+    assert {e.step_id for e in fired} == expected
+    assert all(e.at == due[e.step_id] for e in fired)
+    assert all(e.at >= start for e in fired)
