@@ -134,7 +134,7 @@ def _render(template: PlanTemplate, version: int | None, out_: _Markdown | _Html
             out.append(out_.heading(3, "Steps / 处置步骤"))
             rows = [["Step", "Role", "Due", "Depends on", "Done when", "Optional"]]
             for step in pack.steps:
-                after = step.target.after
+                after = {"level": "its level"}.get(step.target.after, step.target.after)
                 when = f"{_duration(step.target.within_s)} after {after}"
                 done = step.done_when.kind + (
                     f": {step.done_when.name}" if step.done_when.name else ""

@@ -12,9 +12,10 @@ The step life cycle:
                   \\-------------\\-------------\\-> skipped / failed
 
 - **waiting → ready.** A step waits until its dependencies are done (or skipped).
-- **Due times.** A step due "within N s of activation" counts from the moment its level became
-  active: the activation for the levels run from the start, the escalation for a level added
-  later. A step due "within N s of step X" counts from X's completion.
+- **Due times.** "Within N s of activation" counts from the plan's activation, the incident,
+  whatever the level: a legal one-hour report stays due an hour after the incident even if L3
+  comes later. "Within N s of its level" counts from when the step's level became active (the
+  escalation, for a level added later). "Within N s of step X" counts from X's completion.
 - **Overdue.** When a due time passes on a step that has not finished, a ``step.overdue`` event
   is stamped with the due time itself. Several due times passed in one jump of the clock fire in
   order.
@@ -512,6 +513,8 @@ class PlanRun:
             current = StepState(step.id, level, step.role)
             state.steps[step.id] = current
             if step.target.after == "activation":
+                self._set_due(current, state.activated_at + timedelta(seconds=step.target.within_s))
+            elif step.target.after == "level":
                 self._set_due(current, at + timedelta(seconds=step.target.within_s))
 
     def _start_followers(self, step_id: str, at: datetime) -> None:

@@ -126,9 +126,11 @@ class CommunicationScript(_Strict):
 
 
 class Target(_Strict):
-    """When a step is due: ``within_s`` after activation, or after another step is done."""
+    """When a step is due: ``within_s`` after the plan's activation (the incident), after the
+    step's own level became active (an escalation, for a level added later), or after another
+    step is done."""
 
-    after: Literal["activation"] | Slug = "activation"
+    after: Literal["activation", "level"] | Slug = "activation"
     within_s: Seconds
 
 

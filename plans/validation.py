@@ -5,7 +5,8 @@ Paths read like ``levels.L2.steps[3].depends_on[0]``. Beyond the schema's shapes
 - every role named by a step, a call tree or ``command_role`` is declared;
 - dependencies name existing steps of the same or a lower level (a step cannot wait for one that
   a lower activation never runs) and form no cycle;
-- a target counts from activation or from a step that the step also depends on, and no step is
+- a target counts from activation, from its level's activation, or from a step that the step
+  also depends on (``activation`` and ``level`` are no step ids), and no step is
   due before one of its dependencies;
 - materials name known resource kinds, and the site holds enough of each, counting every level
   up to the one that asks;
@@ -112,7 +113,9 @@ def plan_problems(
                     )
                 graph.add_edge(dep, step.id)
             after = step.target.after
-            if after != "activation":
+            if step.id in ("activation", "level"):
+                add(FieldError(f"{path}.id", f"'{step.id}' is reserved for targets"))
+            if after not in ("activation", "level"):
                 if after not in where:
                     add(FieldError(f"{path}.target.after", f"unknown step '{after}'"))
                 elif after not in step.depends_on:
@@ -159,7 +162,8 @@ def due_offsets(template: PlanTemplate) -> dict[str, int]:
     def resolve(step_id: str) -> int:
         if step_id not in due:
             target = steps[step_id].target
-            base = 0 if target.after == "activation" else resolve(target.after)
+            # A level's own activation is at the plan's activation at the earliest.
+            base = 0 if target.after in ("activation", "level") else resolve(target.after)
             due[step_id] = base + target.within_s
         return due[step_id]
 
@@ -172,7 +176,7 @@ def _deadline_problems(
     template: PlanTemplate, where: Mapping[str, tuple[Level, int]]
 ) -> list[FieldError]:
     if any(
-        s.target.after not in ("activation", *where) for _, s in template.steps()
+        s.target.after not in ("activation", "level", *where) for _, s in template.steps()
     ):  # already reported as unknown
         return []
     due = due_offsets(template)

@@ -102,7 +102,7 @@ def plan_data() -> dict[str, Any]:
                     ),
                 ],
             },
-            "L3": {"steps": [step("l3-report-bureau", "incident_commander", 3600)]},
+            "L3": {"steps": [step("l3-report-bureau", "incident_commander", 3600, after="level")]},
             "L4": {"steps": [step("l4-group", "incident_commander", 1800)]},
         },
     }
@@ -237,6 +237,11 @@ def test_a_dependency_cycle_is_named_with_its_path() -> None:
             "unknown role 'mayor'",
         ),
         (
+            lambda d: d["levels"]["L4"]["steps"].append(step("level", "fire_team", 4000)),
+            "levels.L4.steps[1].id",
+            "reserved",
+        ),
+        (
             lambda d: d.update(command_role="king"),
             "command_role",
             "unknown role 'king'",
@@ -290,8 +295,13 @@ def test_a_full_run_with_an_escalation_in_the_middle() -> None:
     clock.advance(60)
     run.escalate(COMMANDER)
     assert run.state.level == Level.L3
+    # Counting from its level: an hour from the escalation.
     assert run.step("l3-report-bureau").due_at == clock.now() + timedelta(seconds=3600)
     assert run.step("l1-report").status == Status.DONE  # progress kept
+    run.escalate(COMMANDER)
+    # Counting from activation, the incident: due 30 min after it, whenever L4 came.
+    assert run.step("l4-group").due_at == run.state.activated_at + timedelta(seconds=1800)
+    run.deescalate(COMMANDER)
 
     for actor, sid in ((SHIFT, "l1-isolate"), (WARDEN, "l2-headcount")):
         run.acknowledge(sid, actor)
