@@ -231,6 +231,7 @@ class PlanRun:
         """Done. A step done by a value (a headcount) needs the value; by an action, its
         reference."""
         step = self._template_step(step_id)
+        self._check_actor(self.step(step_id), actor)  # before asking for a value
         done = step.done_when
         if done.kind == "value" and not (
             isinstance(value, int | float) and not isinstance(value, bool)
@@ -371,11 +372,8 @@ class PlanRun:
     ) -> list[PlanEvent]:
         self._check_active()
         step = self.step(step_id)
-        if not role_checked and step.role not in actor.roles:
-            raise NotPermitted(
-                f"step '{step_id}' belongs to the role '{step.role}'",
-                errors=[FieldError("actor", f"needs role '{step.role}'")],
-            )
+        if not role_checked:
+            self._check_actor(step, actor)
         if step.withdrawn:
             raise IllegalTransition(
                 f"step '{step_id}' was withdrawn when the run went below {step.level}",
@@ -397,6 +395,14 @@ class PlanRun:
         self._emit(event, now, actor.id, step_id, data or {})
         self._emit_readiness(now)
         return self.events[start:]
+
+    @staticmethod
+    def _check_actor(step: StepState, actor: Actor) -> None:
+        if step.role not in actor.roles:
+            raise NotPermitted(
+                f"step '{step.id}' belongs to the role '{step.role}'",
+                errors=[FieldError("actor", f"needs role '{step.role}'")],
+            )
 
     def _unfinished_dependencies(self, step_id: str) -> list[str]:
         step = self._template_step(step_id)

@@ -375,6 +375,8 @@ def test_illegal_transitions_are_refused_with_the_reason() -> None:
     run.start("l2-headcount", WARDEN)
     with pytest.raises(InvalidInput, match="headcount"):
         run.complete("l2-headcount", WARDEN)
+    with pytest.raises(NotPermitted):  # the role is checked before the value is asked for
+        run.complete("l2-headcount", SHIFT)
     with pytest.raises(InvalidInput):
         run.acknowledge("l9-nothing", SHIFT)
     # Nothing refused left a trace.
