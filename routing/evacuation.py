@@ -206,7 +206,8 @@ def evacuation_routes(
     if inner.any():
         # Search 2: inside the innermost zone, only the zone's own edges (closures kept),
         # seeded with search 1's cost at every node of the zone where it can be left.
-        escape_costs = np.where(closed_inner & ~blocked, graph.edge_time_s, np.inf)
+        open_inner = closed_inner & ~blocked
+        escape_costs = np.where(open_inner, graph.edge_time_s, np.inf)
         zone_nodes = np.unique(
             np.concatenate([graph.edge_src[closed_inner], graph.edge_dst[closed_inner]])
         )
@@ -214,10 +215,14 @@ def evacuation_routes(
         # The person's own leg may run on any zone edge; the search may not: an exit is where
         # the way leaves the zone, never a place to walk back in from.
         _, _, e_to_start, e_to_end = leg_costs(graph, snapped, escape_costs)
-        search_costs = escape_costs.copy()
-        search_costs[np.isin(graph.edge_src, exits)] = np.inf
+        is_exit = np.zeros(graph.node_count, dtype=bool)
+        is_exit[exits] = True
+        zone_edges = np.flatnonzero(open_inner)
         escape = reverse_search(
-            graph, search_costs, [(int(x), float(outer.distance[x])) for x in exits]
+            graph,
+            graph.edge_time_s,
+            [(int(x), float(outer.distance[x])) for x in exits],
+            within=zone_edges[~is_exit[graph.edge_src[zone_edges]]],
         )
         # A person on a closed inner edge may still walk it: that is how they leave.
         escape_start = e_to_start + escape.distance[start]
@@ -229,21 +234,20 @@ def evacuation_routes(
     reachable = np.isfinite(cost) & snapped.attached
 
     # Where each route leaves the escape forest, and the muster point it ends at.
-    per_edge = np.column_stack([graph.edge_length_m, graph.edge_time_s])
-    roots_outer, sums = outer.summary(per_edge)
-    length_outer, time_outer = sums.T
+    per_edge = (graph.edge_length_m, graph.edge_time_s)
     join = first.copy()
     length = np.zeros(len(first))
     time = np.zeros(len(first))
-    if escape is not None:
-        escape_roots, escape_sums = escape.summary(per_edge)
-        length_escape, time_escape = escape_sums.T
-        join = np.where(use_escape, escape_roots[first], first)
-        length = np.where(use_escape, length_escape[first], 0.0)
-        time = np.where(use_escape, time_escape[first], 0.0)
-    length = length + length_outer[join]
-    time = time + time_outer[join]
-    muster = np.where(reachable, muster_at_root[roots_outer[join]], -1)
+    escaping = np.flatnonzero(use_escape)
+    if escape is not None and len(escaping):
+        escape_roots, (escape_length, escape_time) = escape.sums(first[escaping], per_edge)
+        join[escaping] = escape_roots
+        length[escaping] = escape_length
+        time[escaping] = escape_time
+    last, (length_outer, time_outer) = outer.sums(join, per_edge)
+    length = length + length_outer
+    time = time + time_outer
+    muster = np.where(reachable, muster_at_root[last], -1)
 
     # The legs at both ends: from the person to the first node, from the last node to the muster.
     f = np.where(snapped.attached, snapped.feature, 0)
@@ -254,8 +258,7 @@ def evacuation_routes(
     time = time + leg_t * walk
     # Plain walking time until the route joins the outer forest (the capacity plan's release):
     # the first leg, and the escape from the zone if there is one.
-    release = time - time_outer[join]
-    last = roots_outer[join]
+    release = time - time_outer
     muster_leg_len, muster_leg_time = _muster_legs(graph, muster_snap, muster, last)
     length = length + muster_leg_len
     time = time + muster_leg_time

@@ -96,7 +96,8 @@ class NetworkGraph:
     _rev_order: IntArray = field(repr=False)  # directed edges sorted by (dst, src)
     _rev_starts: IntArray = field(repr=False)  # first position of each (dst, src) pair
     _pair_of_edge: IntArray = field(repr=False)  # per directed edge, its (dst, src) pair
-    _rev_keys: IntArray = field(repr=False)  # dst * n + src per pair, ascending
+    _pair_edge: IntArray = field(repr=False)  # per pair, its first (lowest-numbered) edge
+    _parallel: IntArray = field(repr=False)  # edges that share their pair with another, ascending
     _tree: shapely.STRtree | None = field(default=None, repr=False)
     _graph: nx.MultiDiGraph | None = field(default=None, repr=False)
     _plain_pairs: tuple[FloatArray, IntArray] | None = field(default=None, repr=False)
@@ -163,6 +164,7 @@ class NetworkGraph:
         *,
         extra_sources: Sequence[tuple[int, float]] | None = None,
         changed: IntArray | None = None,
+        within: IntArray | None = None,
     ) -> tuple[sp.csr_matrix, IntArray]:
         """The reversed graph weighted by ``costs`` (per directed edge; inf = impassable).
 
@@ -170,10 +172,17 @@ class NetworkGraph:
         ``node_count``) is appended with edges to the given nodes at the given weights: the
         super-source of a multi-source search. ``changed``, when given, says that ``costs``
         differ from the plain travel times only at those edges (a hazard touches a few): only
-        their pairs are recomputed. Returns the matrix and, per stored pair, the directed edge
-        chosen.
+        their pairs are recomputed. ``within``, when given, lists the only directed edges the
+        matrix holds (a search confined to a zone): its cost then grows with those edges, not
+        with the graph. Returns the matrix and, per stored pair, the directed edge chosen.
         """
-        if costs is self.edge_time_s or changed is not None:
+        indptr, indices = self._rev_indptr, self._rev_indices
+        if within is not None:
+            pairs, data, best = self._pairs_within(costs, within)
+            indices = self._rev_indices[pairs]
+            rows = np.bincount(self.edge_dst[best], minlength=self.node_count)
+            indptr = np.concatenate([[0], np.cumsum(rows)]).astype(np.int32)
+        elif costs is self.edge_time_s or changed is not None:
             if self._plain_pairs is None:  # plain travel times: computed once per graph
                 data, best = self._pair_weights(self.edge_time_s)
                 data.flags.writeable = False
@@ -181,12 +190,16 @@ class NetworkGraph:
                 self._plain_pairs = (data, best)
             data, best = self._plain_pairs
             if changed is not None and len(changed):
-                data, best = self._repair_pairs(data, best, costs, changed)
+                data = data.copy()
+                # A pair of one edge takes that edge's cost; pairs of parallel edges are redone.
+                data[self._pair_of_edge[changed]] = costs[changed]
+                shared = changed[np.isin(changed, self._parallel)]
+                if len(shared):
+                    best = best.copy()
+                    self._repair_pairs(data, best, costs, shared)
         else:
             data, best = self._pair_weights(costs)
-        n = self.node_count
-        indptr, indices = self._rev_indptr, self._rev_indices
-        size = n
+        size = self.node_count
         if extra_sources is not None:
             targets = np.array([t for t, _ in extra_sources], dtype=np.int32).reshape(-1)
             weights = np.array([w for _, w in extra_sources], dtype=np.float64).reshape(-1)
@@ -194,24 +207,24 @@ class NetworkGraph:
             indptr = np.append(indptr, indptr[-1] + len(targets)).astype(np.int32)
             indices = np.concatenate([indices, targets[order]])
             data = np.concatenate([data, weights[order]])
-            size = n + 1
+            size += 1
         matrix = sp.csr_matrix((data, indices, indptr), shape=(size, size))
         return matrix, best
 
     def _pair_weights(self, costs: FloatArray) -> tuple[FloatArray, IntArray]:
         """Per (head, tail) pair, the cheapest parallel edge's cost, and that edge."""
-        ordered = costs[self._rev_order]
-        data = np.minimum.reduceat(ordered, self._rev_starts)
-        counts = np.diff(np.append(self._rev_starts, ordered.shape[0]))
-        is_min = ordered == np.repeat(data, counts)
-        positions = np.where(is_min, np.arange(ordered.shape[0]), ordered.shape[0])
-        best = self._rev_order[np.minimum.reduceat(positions, self._rev_starts)]
+        data = costs[self._pair_edge]
+        best = self._pair_edge.copy()
+        if len(self._parallel):
+            self._repair_pairs(data, best, costs, self._parallel)
         return data, best
 
     def _repair_pairs(
         self, data: FloatArray, best: IntArray, costs: FloatArray, changed: IntArray
-    ) -> tuple[FloatArray, IntArray]:
-        """Copies of the plain pair weights with the pairs of ``changed`` edges recomputed."""
+    ) -> None:
+        """Recompute, in place, the pair weights and chosen edges of the pairs of ``changed``.
+
+        Of equally cheap parallel edges, the lowest-numbered is chosen."""
         pairs = np.unique(self._pair_of_edge[changed])
         counts = np.diff(np.append(self._rev_starts, self._rev_order.shape[0]))[pairs]
         first = self._rev_starts[pairs]
@@ -219,20 +232,25 @@ class NetworkGraph:
         positions = offsets + np.arange(int(counts.sum()))
         owner = np.repeat(pairs, counts)
         edges = self._rev_order[positions]
-        data = data.copy()
-        best = best.copy()
         data[pairs] = np.inf
         np.minimum.at(data, owner, costs[edges])
         chosen = np.full(data.shape[0], self._rev_order.shape[0], dtype=np.int64)
         cheapest = costs[edges] == data[owner]
         np.minimum.at(chosen, owner[cheapest], positions[cheapest])
         best[pairs] = self._rev_order[chosen[pairs]]
-        return data, best
 
-    def pair_edge(self, heads: IntArray, tails: IntArray, best: IntArray) -> IntArray:
-        """The directed edge tail->head chosen in the last ``reversed_matrix`` (by its ``best``)."""
-        keys = heads.astype(np.int64) * self.node_count + tails
-        return best[np.searchsorted(self._rev_keys, keys)]
+    def _pairs_within(
+        self, costs: FloatArray, edges: IntArray
+    ) -> tuple[IntArray, FloatArray, IntArray]:
+        """The pairs of ``edges`` (ascending), each with its cheapest edge among ``edges`` only
+        (the lowest-numbered of equally cheap ones): pair, cost and edge."""
+        edges = np.asarray(edges, dtype=np.int64)
+        pair = self._pair_of_edge[edges]
+        order = np.lexsort((edges, costs[edges], pair))
+        pair = pair[order]
+        first = np.flatnonzero(np.diff(pair, prepend=-1))
+        chosen = edges[order[first]]
+        return pair[first], costs[chosen], chosen
 
     def components(self) -> list[Component]:
         """Parts of the network not connected (ignoring direction) to the largest part."""
@@ -327,6 +345,7 @@ def graph_from_features(
     first = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
     pair_starts = np.flatnonzero(first)
     pair_keys = sorted_keys[pair_starts]
+    pair_sizes = np.diff(np.append(pair_starts, len(keys)))
     row_counts = np.bincount(pair_keys // n, minlength=n)
     indptr = np.concatenate([[0], np.cumsum(row_counts)]).astype(np.int32)
     graph = NetworkGraph(
@@ -351,7 +370,8 @@ def graph_from_features(
         _rev_order=order,
         _rev_starts=pair_starts,
         _pair_of_edge=_pairs_of_edges(order, first),
-        _rev_keys=pair_keys,
+        _pair_edge=order[pair_starts],
+        _parallel=np.sort(order[np.repeat(pair_sizes > 1, pair_sizes)]),
     )
     # Compiled once, shared by every search: read-only, so no caller can corrupt them.
     for array in (

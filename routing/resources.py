@@ -16,12 +16,20 @@ import shapely
 
 from gis.errors import FieldError, InvalidInput
 from gis.model import VEHICLE_RESOURCE_KINDS
-from routing.forest import Forest, reverse_search
-from routing.graph import FloatArray, Mode, NetworkGraph
+from routing.forest import Forest, search_matrix
+from routing.graph import BoolArray, FloatArray, IntArray, Mode, NetworkGraph
 from routing.hazard import blocked_edges
 from routing.snapping import DEFAULT_MAX_SNAP_M, Snapped, arrival_legs, leg_costs, snap
 
 EPSILON = 1e-9
+
+#: Per resource: its edge's start and end nodes, and the cost from it to each (see leg_costs).
+Legs = tuple[IntArray, IntArray, FloatArray, FloatArray]
+
+
+#: The first bound of a nearest search: the straight-line estimate times this, plus a minute.
+DETOUR = 1.5
+MIN_LIMIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,16 @@ class ResourceIndex:
                     snap(graphs[mode], lonlat[chosen], max_distance_m=max_snap_m),
                 )
         self.max_snap_m = max_snap_m
+        self._plain_legs: dict[Mode, Legs] = {}  # legs at plain travel times, once per mode
+        # Metric positions and each graph's top speed: a lower bound on every travel time.
+        self._xy = {
+            mode: graphs[mode].crs.transform_xy(lonlat[chosen])
+            for mode, (chosen, _) in self.by_mode.items()
+        }
+        self._top_speed = {
+            mode: float(np.max(g.edge_length_m / np.maximum(g.edge_time_s, 1e-9)))
+            for mode, g in graphs.items()
+        }
 
     def nearest(
         self,
@@ -84,12 +102,15 @@ class ResourceIndex:
         k: int = 5,
         kinds: Sequence[str] | None = None,
         closed: Sequence[str] = (),
-        initial_limit_s: float = 300.0,
+        initial_limit_s: float | None = None,
         incident_snap_m: float = 200.0,
     ) -> dict[str, list[ResourceRoute]]:
         """The ``k`` available resources of each kind that reach the incident soonest.
 
         Vehicles stop at the road point nearest the incident (within ``incident_snap_m``).
+        The search is bounded: by ``initial_limit_s`` if given, else by an estimate (the k-th
+        nearest of each kind as the crow flies, at the graph's top speed, times a detour
+        factor), and it widens only while a kind is short.
         """
         if k < 1:
             raise InvalidInput("k must be at least 1", errors=[FieldError("k", ">= 1")])
@@ -113,6 +134,12 @@ class ResourceIndex:
             if closed:
                 costs = costs.copy()
                 costs[blocked_edges(graph, closed)] = np.inf
+                legs = leg_costs(graph, snapped, costs)
+            else:
+                if mode not in self._plain_legs:
+                    self._plain_legs[mode] = leg_costs(graph, all_snapped, costs)
+                start, end, to_start, to_end = self._plain_legs[mode]
+                legs = (start[keep], end[keep], to_start[keep], to_end[keep])
             target = snap(graph, np.array([incident_lonlat]), max_distance_m=incident_snap_m)
             if not target.attached[0]:
                 raise InvalidInput(
@@ -128,10 +155,13 @@ class ResourceIndex:
             slot = np.searchsorted(wanted_codes, member_codes, sorter=np.argsort(wanted_codes))
             slot = np.argsort(wanted_codes)[slot]
             have = np.bincount(slot, minlength=len(wanted))
-            limit = initial_limit_s
+            limit = initial_limit_s or self._estimate_limit(
+                mode, keep, slot, len(wanted), k, incident_lonlat
+            )
+            matrix, best = graph.reversed_matrix(costs, extra_sources=sources)
             while True:
-                forest = reverse_search(graph, costs, sources, limit=limit)
-                times, first, direct = self._times(graph, snapped, costs, forest, target)
+                forest = search_matrix(graph, matrix, best, limit=limit)
+                times, first, direct = self._times(graph, snapped, legs, costs, forest, target)
                 # Within the bound only: a resource past it may be beaten by one not yet reached.
                 found = times <= limit
                 counts = np.bincount(slot[found], minlength=len(wanted))
@@ -144,10 +174,7 @@ class ResourceIndex:
                 top = candidates[np.argsort(times[candidates], kind="stable")[:k]]
                 for i in top:
                     nodes = [] if direct[i] else forest.path(int(first[i]))
-                    route = [
-                        (float(graph.node_lonlat[n, 0]), float(graph.node_lonlat[n, 1]))
-                        for n in nodes
-                    ]
+                    route = [(x, y) for x, y in graph.node_lonlat[nodes].tolist()]
                     result[kind].append(
                         ResourceRoute(
                             id=str(self.resources.ids[members[i]]),
@@ -162,15 +189,38 @@ class ResourceIndex:
             result[kind] = result[kind][:k]
         return result
 
+    def _estimate_limit(
+        self,
+        mode: Mode,
+        keep: BoolArray,
+        slot: IntArray,
+        kinds: int,
+        k: int,
+        incident_lonlat: tuple[float, float],
+    ) -> float:
+        """A bound that usually holds k of every kind: travel time is at least the straight
+        distance at top speed, and site networks rarely detour more than half as far again."""
+        graph = self.graphs[mode]
+        here = graph.crs.transform_xy(np.array([incident_lonlat], dtype=np.float64))[0]
+        crow = np.hypot(*(self._xy[mode][keep] - here).T) / self._top_speed[mode]
+        bound = 0.0
+        for kind_slot in range(kinds):
+            mine = crow[slot == kind_slot]
+            if len(mine):
+                kth = min(k, len(mine)) - 1
+                bound = max(bound, float(np.partition(mine, kth)[kth]))
+        return max(MIN_LIMIT_S, DETOUR * bound + MIN_LIMIT_S)
+
     @staticmethod
     def _times(
         graph: NetworkGraph,
         snapped: Snapped,
+        legs: Legs,
         costs: FloatArray,
         forest: Forest,
         target: Snapped,
     ) -> tuple[FloatArray, np.ndarray, np.ndarray]:
-        start, end, to_start, to_end = leg_costs(graph, snapped, costs)
+        start, end, to_start, to_end = legs
         via_start = to_start + forest.distance[start]
         via_end = to_end + forest.distance[end]
         first = np.where(via_start <= via_end, start, end)

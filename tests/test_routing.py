@@ -680,3 +680,47 @@ def test_the_plan_counts_the_last_leg_and_every_muster_point() -> None:
     curves = site_plan.arrival_curves()
     assert curves["near"][-1][1] == 2
     assert curves["far"][-1][1] == 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenarios(), st.randoms(use_true_random=False))
+def test_confined_search_and_path_sums_equal_the_whole_graph_ones(
+    case: dict[str, Any], rnd: Any
+) -> None:
+    """A search ``within`` some edges equals one over the whole graph with every other edge
+    impassable; sums walked along the forest equal those of pointer jumping and of the paths."""
+    lines = case["lines"] + case["lines"][: len(case["lines"]) // 3]  # some parallel edges
+    graph = local_graph(lines)
+    rng = np.random.default_rng(rnd.randrange(2**32))
+    costs = graph.edge_time_s * rng.choice([1.0, 2.0, 5.0], size=graph.edge_count)
+    within = np.flatnonzero(rng.random(graph.edge_count) < 0.6)
+    sources = [(int(x), float(rng.random() * 10)) for x in rng.choice(graph.node_count, 2)]
+    confined = reverse_search(graph, costs, sources, within=within)
+    outside = np.ones(graph.edge_count, dtype=bool)
+    outside[within] = False
+    whole = reverse_search(graph, np.where(outside, np.inf, costs), sources)
+    assert np.array_equal(confined.distance, whole.distance)
+    assert np.array_equal(confined.predecessors, whole.predecessors)
+    assert np.array_equal(confined.edges, whole.edges)
+
+    nodes = rng.integers(0, graph.node_count, size=20)
+    per_edge = (graph.edge_length_m, costs)
+    roots, (length, cost) = confined.sums(nodes, per_edge)
+    for budget in (0.0, 0.3):  # pointer jumping from the start, and after a short walk
+        jumped_roots, jumped = confined.sums(nodes, per_edge, budget=budget)
+        assert np.array_equal(jumped_roots, roots)
+        assert np.allclose(jumped, [length, cost], rtol=1e-12, atol=0)
+    for i, node in enumerate(nodes):
+        path = confined.path(int(node))
+        assert roots[i] == path[-1]
+        edges = [int(confined.edges[a]) for a in path[:-1]]
+        for (a, b), e in zip(itertools.pairwise(path), edges, strict=True):
+            assert (graph.edge_src[e], graph.edge_dst[e]) == (a, b) and not outside[e]
+            parallel = (graph.edge_src == a) & (graph.edge_dst == b) & ~outside
+            assert costs[e] == costs[parallel].min()  # the cheapest of parallel edges
+        assert length[i] == pytest.approx(graph.edge_length_m[edges].sum(), rel=1e-12)
+        if np.isfinite(confined.distance[node]):
+            start = min(w for x, w in sources if x == path[-1])
+            assert cost[i] == pytest.approx(confined.distance[node] - start, rel=1e-9, abs=1e-9)
+        else:
+            assert (roots[i], length[i], cost[i]) == (node, 0.0, 0.0)
