@@ -1,1 +1,2 @@
-"""Emergency plans: templates, steps, timing and drills (issue 5; nothing here yet)."""
+"""Emergency plans: templates with L1-L4 response packs, their validation and storage, and the
+engine that runs their steps on time (see docs/plans.md)."""
