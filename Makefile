@@ -20,11 +20,13 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@ $(VENV)/.installed-run
 
-## run: set up, migrate, load the demo site (once) into var/rallypoint.db, and serve it
+## run: set up, migrate, load the demo site and plans (once) into var/rallypoint.db, seed one
+##      demo user per role (credentials printed, kept in var/demo-users.txt), and serve it
 run: $(VENV)/.installed-run
 	$(BIN)/rallypoint db upgrade
 	$(BIN)/rallypoint site load fixtures/demo-site --if-exists skip
 	$(BIN)/rallypoint plan load fixtures/plans --site demo-works --if-exists skip
+	$(BIN)/rallypoint user seed-demo
 	$(BIN)/rallypoint serve
 
 ## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS

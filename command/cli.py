@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from command.auth import HUMAN_ROLES
 from command.settings import Settings
 from gis.errors import RallypointError
 from gis.storage.db import Database, make_engine, schema_is_current, upgrade
@@ -275,6 +276,109 @@ def layer_export(site_id: str, layer_name: str, file: Path) -> None:
     with _database() as database:
         file.write_bytes(export_layer(database, site_id, layer_name, format_from_path(file)))
     click.echo(f"wrote {file}")
+
+
+@main.group()
+def user() -> None:
+    """Users who sign in, and their roles (commander, drill_controller, planner, responder,
+    viewer)."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(sorted(r.value for r in HUMAN_ROLES)),
+    help="A role of the user; repeat for several.",
+)
+@click.option("--name", "display_name", default=None, help="Display name (default: USERNAME).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of prompting.",
+)
+@_report_errors
+def user_add(
+    username: str, roles: tuple[str, ...], display_name: str | None, password_stdin: bool
+) -> None:
+    """Add a user who signs in with USERNAME and a password (at least 10 characters)."""
+    from command.auth import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _database() as database, database.write() as session:
+        created = create_user(session, username, password, roles, display_name)
+    click.echo(f"added user {created.username} ({', '.join(sorted(created.roles))})")
+
+
+@user.command("list")
+def user_list() -> None:
+    """List users: username, display name, roles, and whether they are disabled."""
+    from command.auth import list_users
+
+    with _database() as database, database.read() as session:
+        for u in list_users(session):
+            state = "\tdisabled" if u.disabled else ""
+            click.echo(f"{u.username}\t{u.display_name}\t{','.join(sorted(u.roles))}{state}")
+
+
+@user.command("seed-demo")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("var/demo-users.txt"),
+    show_default=True,
+    help="Where the demo credentials are kept (readable by you only).",
+)
+@_report_errors
+def user_seed_demo(path: Path) -> None:
+    """Create one demo user per role (demo-commander, ...) and print their credentials.
+
+    The first run picks random passwords and keeps them in the file; later runs print the
+    same credentials and create nothing.
+    """
+    from command.demo_users import seed_demo_users
+
+    with _database() as database, database.write() as session:
+        credentials = seed_demo_users(session, path)
+    click.echo(f"demo users (credentials kept in {path}):")
+    for c in credentials:
+        click.echo(f"  {c.username:<24} password: {c.password}   role: {c.role}")
+
+
+@main.group()
+def device() -> None:
+    """Device tokens for sensor gateways: they may only post readings for their site."""
+
+
+@device.command("add")
+@click.argument("site_id", metavar="SITE")
+@click.argument("name")
+@click.option(
+    "--ttl-days",
+    type=click.IntRange(1, 3650),
+    default=365,
+    show_default=True,
+    help="Days until the token expires.",
+)
+@_report_errors
+def device_add(site_id: str, name: str, ttl_days: int) -> None:
+    """Issue a token for device NAME of SITE; it is printed once and stored only as a hash."""
+    from datetime import timedelta
+
+    from command.auth import create_device_token
+
+    with _database() as database, database.write() as session:
+        issued = create_device_token(session, site_id, name, timedelta(days=ttl_days))
+    assert issued.expires_at is not None
+    click.echo(f"device token for {name} at {site_id}, valid until {issued.expires_at:%Y-%m-%d}:")
+    click.echo(issued.token)
 
 
 @main.group()

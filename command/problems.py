@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gis.errors import RallypointError
+from gis.errors import RallypointError, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RallypointError)
+    # RFC 9110 section 15.5.2: a 401 names the scheme that would be accepted.
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     return problem(
         exc.status_code,
         exc.slug,
@@ -63,6 +65,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         exc.detail,
         instance=request.url.path,
         errors=[e.as_dict() for e in exc.errors],
+        headers=headers,
     )
 
 

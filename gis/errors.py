@@ -105,3 +105,11 @@ class NotPermitted(RallypointError):
     status_code = 403
     slug = "not-permitted"
     title = "Not permitted"
+
+
+class Unauthorized(RallypointError):
+    """No credentials, or ones that are wrong, expired or revoked: sign in (again)."""
+
+    status_code = 401
+    slug = "unauthorized"
+    title = "Unauthorized"

@@ -276,7 +276,7 @@ def list_features(
         if bbox is not None:
             envelope = box(*bbox)
             if db.is_postgis:
-                stmt = stmt.where(func.ST_Intersects(row.geom, func.ST_MakeEnvelope(*bbox, 4326)))
+                stmt = stmt.where(func.ST_Intersects(row.geom, _postgis_envelope(bbox)))
             else:
                 hits = db.spatial_indexes.get(session, site_id, layer.name).intersecting(envelope)
                 if len(hits) <= 10_000:
@@ -285,6 +285,16 @@ def list_features(
                     wanted = set(hits)
         rows = session.scalars(stmt)
         return [_to_feature(layer, r) for r in rows if wanted is None or r.id in wanted]
+
+
+def _postgis_envelope(bbox: tuple[float, float, float, float]) -> Any:
+    """The bbox as PostGIS geometry. A box of no width or height is sent as the line (or
+    point) it is: PostGIS finds nothing inside a polygon without area, where shapely, and so the
+    SQLite index, sees the line."""
+    if bbox[0] < bbox[2] and bbox[1] < bbox[3]:
+        return func.ST_MakeEnvelope(*bbox, 4326)
+    low, high = (func.ST_SetSRID(func.ST_MakePoint(x, y), 4326) for x, y in (bbox[:2], bbox[2:]))
+    return low if bbox[:2] == bbox[2:] else func.ST_MakeLine(low, high)
 
 
 def get_feature(db: Database, site_id: str, layer_name: str, feature_id: str) -> Feature:

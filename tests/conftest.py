@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from command.app import create_app
+from command.auth import HUMAN_ROLES, Role, create_user, find_user, issue_token
 from command.settings import Settings
+from gis.errors import NotFound
 from gis.site_bundle import load_bundle
 from gis.storage.db import Database, downgrade, make_engine, schema_is_current, upgrade
 
@@ -26,6 +29,10 @@ DEMO_ID = "demo-works"
 OSM_EXTRACT = ROOT.parent / "shared" / "data" / "osm" / "West-Oakland.osm.bz2"
 POSTGIS_URL_ENV = "RALLYPOINT_TEST_POSTGIS_URL"
 BACKENDS = ["sqlite", "postgis"]
+# Still Argon2id, but with the smallest parameters: a real hash costs ~0.1 s, and every test
+# that uses the API signs a user in. The password is the same for every test user.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+TEST_PASSWORD = "correct horse battery"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,11 +80,31 @@ def db(engine: Engine) -> Iterator[Database]:
             transaction.rollback()
 
 
+def sign_in(db: Database, username: str, roles: Iterable[Role] = HUMAN_ROLES) -> dict[str, str]:
+    """Headers of a session of ``username`` (created with ``roles`` if new), rolled back with
+    the test; the token is issued directly, skipping the password check of a real login."""
+    with db.write() as session:
+        try:
+            user = find_user(session, username)
+        except NotFound:
+            user = create_user(session, username, TEST_PASSWORD, roles, hasher=FAST_HASHER)
+        token = issue_token(session, user, ttl_s=3600).token
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
-def client(db: Database) -> Iterator[TestClient]:
+def anonymous_client(db: Database) -> Iterator[TestClient]:
+    """A client that has not signed in."""
     settings = Settings(database_url=str(db.engine.url))
     with TestClient(create_app(settings, database=db)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def client(anonymous_client: TestClient, db: Database) -> TestClient:
+    """A client signed in as ``tester``, who holds every human role."""
+    anonymous_client.headers.update(sign_in(db, "tester"))
+    return anonymous_client
 
 
 _backend_results: Counter[tuple[str, str]] = Counter()

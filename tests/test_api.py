@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from command.auth import Role
 from command.routes.sites import SITE_EXAMPLE
-from tests.conftest import DEMO_ID
+from gis.storage.db import Database
+from tests.conftest import DEMO_ID, sign_in
 from tests.problems import assert_problem
 
 BASE = f"/api/sites/{DEMO_ID}/layers"
@@ -72,8 +74,9 @@ def test_filters_and_bbox(client: TestClient) -> None:
     assert_problem(client.get(f"{BASE}/people", params={"hair": "red"}), 422, field="hair")
 
 
-def test_create_read_update_delete_with_versions(client: TestClient) -> None:
-    created = client.post(f"{BASE}/resources", json=HYDRANT, headers={"X-Rallypoint-Actor": "li"})
+def test_create_read_update_delete_with_versions(client: TestClient, db: Database) -> None:
+    client.headers.update(sign_in(db, "planner-li", [Role.PLANNER]))
+    created = client.post(f"{BASE}/resources", json=HYDRANT)
     assert created.status_code == 201
     assert created.headers["etag"] == '"1"'
     assert created.headers["location"] == f"{BASE}/features/R-api-1".replace(
@@ -81,7 +84,7 @@ def test_create_read_update_delete_with_versions(client: TestClient) -> None:
     )
     url = f"{BASE}/resources/features/R-api-1"
     got = client.get(url)
-    assert got.json()["properties"]["created_by"] == "li" and got.headers["etag"] == '"1"'
+    assert got.json()["properties"]["created_by"] == "planner-li" and got.headers["etag"] == '"1"'
 
     change = {**HYDRANT, "properties": {"kind": "hydrant", "status": "out_of_service"}}
     assert_problem(client.put(url, json=change), 428, field="version")
@@ -152,7 +155,7 @@ def test_oversize_payloads_are_refused(db: Any) -> None:
     from command.settings import Settings
 
     app = create_app(Settings(max_request_bytes=2048), database=db)
-    with TestClient(app) as small:
+    with TestClient(app, headers=sign_in(db, "tester")) as small:
         big = {**HYDRANT, "properties": {"kind": "hydrant", "name": "x" * 4000}}
         assert_problem(small.post(f"{BASE}/resources", json=big), 413, field="body")
 

@@ -22,7 +22,7 @@ from gis.errors import InvalidInput, PreconditionFailed, UnsupportedFormat
 from gis.layer_io import FileFormat, ImportMode, export_layer, format_from_path, import_file
 from gis.sites import create_site, delete_site
 from gis.storage.db import Database
-from tests.conftest import DEMO_ID
+from tests.conftest import DEMO_ID, sign_in
 from tests.problems import assert_problem
 
 BASE = f"/api/sites/{DEMO_ID}/layers"
@@ -156,7 +156,8 @@ def test_a_streamed_json_body_over_the_limit_is_413(db: Database) -> None:
     from command.app import create_app
     from command.settings import Settings
 
-    with TestClient(create_app(Settings(max_request_bytes=2048), database=db)) as small:
+    app = create_app(Settings(max_request_bytes=2048), database=db)
+    with TestClient(app, headers=sign_in(db, "tester")) as small:
 
         def chunks() -> Any:
             yield b'{"type": "Feature", "properties": {"name": "'

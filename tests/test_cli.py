@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyogrio
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.orm import Session
 
+from command.auth import password_matches, resolve_token
 from command.cli import main
+from gis.storage.db import make_engine
 from tests.conftest import DEMO_SITE, OSM_EXTRACT
 
 COMMANDS = [
@@ -27,6 +34,12 @@ COMMANDS = [
     ["fixtures", "generate"],
     ["osm"],
     ["osm", "import"],
+    ["user"],
+    ["user", "add"],
+    ["user", "list"],
+    ["user", "seed-demo"],
+    ["device"],
+    ["device", "add"],
 ]
 
 
@@ -97,3 +110,103 @@ def test_fixtures_generate_and_osm_import(cli: CliRunner, tmp_path: Path) -> Non
     )
     assert osm.exit_code == 0, osm.output
     assert "connected part(s)" in osm.output
+
+
+def test_user_add_and_list(cli: CliRunner) -> None:
+    cli.invoke(main, ["db", "upgrade"])
+    add = [
+        "user",
+        "add",
+        "chen-jing",
+        "--role",
+        "planner",
+        "--role",
+        "viewer",
+        "--name",
+        "Chen Jing",
+    ]
+    piped = cli.invoke(main, [*add, "--password-stdin"], input="a fine password\n")
+    assert piped.exit_code == 0, piped.output
+    assert "added user chen-jing (planner, viewer)" in piped.output
+    taken = cli.invoke(main, [*add, "--password-stdin"], input="a fine password\n")
+    assert taken.exit_code == 1 and "taken" in taken.output
+    short = cli.invoke(main, ["user", "add", "ma-lin", "--role", "viewer"], input="short\nshort\n")
+    assert short.exit_code == 1 and "password: at least 10 characters" in short.output
+    prompted = cli.invoke(
+        main,
+        ["user", "add", "ma-lin", "--role", "commander"],
+        input="first try!!\ndiffers!!!!\nthe password\nthe password\n",
+    )
+    assert prompted.exit_code == 0, prompted.output
+    assert "Password: " in prompted.output and "do not match" in prompted.output
+    unknown_role = cli.invoke(main, ["user", "add", "x-y-z", "--role", "admin"])
+    assert unknown_role.exit_code == 2 and "admin" in unknown_role.output
+    listing = cli.invoke(main, ["user", "list"]).output.splitlines()
+    assert listing == ["chen-jing\tChen Jing\tplanner,viewer", "ma-lin\tma-lin\tcommander"]
+    with _session() as session:
+        assert password_matches(session, "ma-lin", "the password")
+
+
+def test_seed_demo_users_once(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the credentials go to ./var/demo-users.txt
+    cli.invoke(main, ["db", "upgrade"])
+    first = cli.invoke(main, ["user", "seed-demo"])
+    assert first.exit_code == 0, first.output
+    kept = tmp_path / "var" / "demo-users.txt"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    lines = [line.split("\t") for line in kept.read_text().splitlines()[1:]]
+    assert [(u, r) for u, _, r in lines] == [
+        ("demo-commander", "commander"),
+        ("demo-drill-controller", "drill_controller"),
+        ("demo-planner", "planner"),
+        ("demo-responder", "responder"),
+        ("demo-viewer", "viewer"),
+    ]
+    for username, password, role in lines:
+        assert f"{username}" in first.output and password in first.output and role in first.output
+    again = cli.invoke(main, ["user", "seed-demo"])
+    assert again.exit_code == 0 and again.output == first.output
+    assert len(cli.invoke(main, ["user", "list"]).output.splitlines()) == 5
+    with _session() as session:
+        assert all(password_matches(session, u, p) for u, p, _ in lines)
+
+    kept.unlink()  # the file is lost: the users stay, with new passwords written down
+    third = cli.invoke(main, ["user", "seed-demo"])
+    assert third.exit_code == 0 and third.output != first.output
+    new = {u: p for u, p, _ in (line.split("\t") for line in kept.read_text().splitlines()[1:])}
+    with _session() as session:
+        assert all(password_matches(session, u, p) for u, p in new.items())
+    assert len(cli.invoke(main, ["user", "list"]).output.splitlines()) == 5
+
+    # A fresh database while the file stays: the users come back with the passwords in the file.
+    monkeypatch.setenv("RALLYPOINT_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
+    cli.invoke(main, ["db", "upgrade"])
+    fourth = cli.invoke(main, ["user", "seed-demo"])
+    assert fourth.exit_code == 0 and fourth.output == third.output
+    with _session() as session:
+        assert all(password_matches(session, u, p) for u, p in new.items())
+
+
+def test_device_add_prints_a_token_once(cli: CliRunner) -> None:
+    cli.invoke(main, ["db", "upgrade"])
+    cli.invoke(main, ["site", "load", str(DEMO_SITE)])
+    added = cli.invoke(main, ["device", "add", "demo-works", "gateway-1", "--ttl-days", "30"])
+    assert added.exit_code == 0, added.output
+    token = added.output.splitlines()[-1]
+    with _session() as session:
+        principal = resolve_token(session, token)
+    assert principal.kind == "device" and principal.site_id == "demo-works"
+    unknown = cli.invoke(main, ["device", "add", "nowhere", "gateway-1"])
+    assert unknown.exit_code == 1 and "no site 'nowhere'" in unknown.output
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    engine = make_engine(os.environ["RALLYPOINT_DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -11,6 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
+from command.auth import Role, create_user
 from gis.errors import InvalidInput
 from gis.storage.db import Database
 from gis.storage.tables import PlanTemplateRow
@@ -24,13 +25,21 @@ FIXTURE_PLANS = Path(__file__).resolve().parent.parent / "fixtures" / "plans"
 
 
 def create(client: TestClient) -> None:
-    response = client.post(BASE, json=plan_data(), headers={"X-Rallypoint-Actor": "planner-li"})
+    response = client.post(BASE, json=plan_data())
     assert response.status_code == 201, response.text
     assert response.headers["ETag"] == '"1"'
     assert response.headers["Location"] == f"{BASE}/chlorine-leak"
 
 
-def test_create_list_get_and_version(client: TestClient) -> None:
+def test_create_list_get_and_version(anonymous_client: TestClient, db: Database) -> None:
+    client = anonymous_client
+    with db.write() as session:  # a real user and a real login; the plan records who it was
+        create_user(session, "planner-li", "planner-li-password", [Role.PLANNER])
+    login = client.post(
+        "/api/auth/login", json={"username": "planner-li", "password": "planner-li-password"}
+    )
+    assert login.status_code == 200, login.text
+    client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
     create(client)
     listed = client.get(BASE).json()["plans"]
     assert [(p["id"], p["version"], p["scenario"]) for p in listed] == [

@@ -28,6 +28,14 @@ def test_serve_the_demo_site(tmp_path: Path) -> None:
     subprocess.run(
         [*cli, "site", "load", str(DEMO_SITE)], env=env, check=True, cwd=ROOT, capture_output=True
     )
+    subprocess.run(
+        [*cli, "user", "add", "watcher", "--role", "viewer", "--password-stdin"],
+        input=b"watcher-password\n",
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     port = free_port()
     server = subprocess.Popen(
         [*cli, "serve", "--port", str(port)],
@@ -48,9 +56,13 @@ def test_serve_the_demo_site(tmp_path: Path) -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.2)
-        sites = httpx.get(f"{base}/api/sites").json()["sites"]
+        assert httpx.get(f"{base}/api/sites").status_code == 401
+        login = {"username": "watcher", "password": "watcher-password"}
+        token = httpx.post(f"{base}/api/auth/login", json=login).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        sites = httpx.get(f"{base}/api/sites", headers=auth).json()["sites"]
         assert [s["id"] for s in sites] == ["demo-works"]
-        zones = httpx.get(f"{base}/api/sites/demo-works/layers/zones").json()
+        zones = httpx.get(f"{base}/api/sites/demo-works/layers/zones", headers=auth).json()
         assert len(zones["features"]) == 48
     finally:
         server.terminate()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from shapely.geometry import shape
 
-from command.deps import ActorDep, DatabaseDep, IfMatchDep
+from command.deps import DatabaseDep, IfMatchDep, PlannerDep, ReaderDep
 from gis import layers
 from gis.errors import FieldError, InvalidInput
 from gis.layer_io import (
@@ -48,7 +48,7 @@ def _geojson(body: dict[str, Any], *, version: int | None = None, status: int = 
 
 
 @router.get("", summary="The site's layers, their geometry types, attributes and counts")
-def describe_layers(db: DatabaseDep, site_id: str) -> dict[str, Any]:
+def describe_layers(reader: ReaderDep, db: DatabaseDep, site_id: str) -> dict[str, Any]:
     with db.read() as session:
         load_site(session, site_id)
         counts = layers.feature_counts(session, site_id)
@@ -75,6 +75,7 @@ def describe_layers(db: DatabaseDep, site_id: str) -> dict[str, Any]:
     responses={200: {"content": {GEOJSON: {}}}},
 )
 def list_layer(
+    reader: ReaderDep,
     db: DatabaseDep,
     request: Request,
     site_id: str,
@@ -106,13 +107,13 @@ def _bbox(collection: dict[str, Any]) -> list[float]:
     responses={201: {"content": {GEOJSON: {}}}},
 )
 def create_feature(
+    planner: PlannerDep,
     db: DatabaseDep,
-    actor: ActorDep,
     site_id: str,
     layer: str,
     body: Annotated[dict[str, Any], Body(openapi_examples={"hydrant": {"value": FEATURE_EXAMPLE}})],
 ) -> Response:
-    feature = layers.create_feature(db, site_id, layer, body, actor=actor)
+    feature = layers.create_feature(db, site_id, layer, body, actor=planner.username)
     response = _geojson(feature.to_geojson(), version=feature.version, status=201)
     response.headers["Location"] = f"/api/sites/{site_id}/layers/{layer}/features/{feature.id}"
     return response
@@ -124,6 +125,7 @@ def create_feature(
     response_class=Response,
 )
 def export(
+    reader: ReaderDep,
     db: DatabaseDep,
     site_id: str,
     layer: str,
@@ -148,8 +150,8 @@ def export(
     "refuses the import; the problem lists every bad row with its field and reason.",
 )
 async def import_layer(
+    planner: PlannerDep,
     db: DatabaseDep,
-    actor: ActorDep,
     request: Request,
     site_id: str,
     layer: str,
@@ -161,7 +163,7 @@ async def import_layer(
     if not data:
         raise InvalidInput("the request body is empty", errors=[FieldError("body", "empty")])
     report = await run_in_threadpool(
-        import_file, db, site_id, layer, data, fmt, actor=actor, mode=mode
+        import_file, db, site_id, layer, data, fmt, actor=planner.username, mode=mode
     )
     return report.to_json()
 
@@ -182,7 +184,9 @@ def _format_from_content_type(request: Request) -> FileFormat:
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}}},
 )
-def get_feature(db: DatabaseDep, site_id: str, layer: str, feature_id: str) -> Response:
+def get_feature(
+    reader: ReaderDep, db: DatabaseDep, site_id: str, layer: str, feature_id: str
+) -> Response:
     feature = layers.get_feature(db, site_id, layer, feature_id)
     return _geojson(feature.to_geojson(), version=feature.version)
 
@@ -203,8 +207,8 @@ def get_feature(db: DatabaseDep, site_id: str, layer: str, feature_id: str) -> R
     responses={200: {"content": {GEOJSON: {}}}},
 )
 def change_feature(
+    planner: PlannerDep,
     db: DatabaseDep,
-    actor: ActorDep,
     if_match: IfMatchDep,
     request: Request,
     site_id: str,
@@ -214,7 +218,14 @@ def change_feature(
 ) -> Response:
     partial = request.method == "PATCH"
     feature = layers.replace_feature(
-        db, site_id, layer, feature_id, body, actor=actor, if_match=if_match, partial=partial
+        db,
+        site_id,
+        layer,
+        feature_id,
+        body,
+        actor=planner.username,
+        if_match=if_match,
+        partial=partial,
     )
     return _geojson(feature.to_geojson(), version=feature.version)
 
@@ -225,8 +236,8 @@ def change_feature(
     summary="Delete a feature (needs If-Match or ?version=)",
 )
 def delete_feature(
+    planner: PlannerDep,
     db: DatabaseDep,
-    actor: ActorDep,
     if_match: IfMatchDep,
     site_id: str,
     layer: str,
@@ -238,7 +249,7 @@ def delete_feature(
         site_id,
         layer,
         feature_id,
-        actor=actor,
+        actor=planner.username,
         version=if_match if if_match is not None else version,
         source="header" if if_match is not None else "body",
     )

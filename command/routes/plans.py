@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from command.deps import ActorDep, DatabaseDep, IfMatchDep
+from command.deps import DatabaseDep, IfMatchDep, PlannerDep, ReaderDep
 from gis.errors import FieldError, InvalidInput, UnsupportedFormat
 from plans import store
 from plans.document import plan_html, plan_markdown
@@ -71,7 +71,7 @@ def _json(body: Any, *, version: int | None = None, status: int = 200) -> Respon
 
 
 @router.get("", summary="The site's plans, latest versions")
-def list_plans(db: DatabaseDep, site_id: str) -> dict[str, Any]:
+def list_plans(reader: ReaderDep, db: DatabaseDep, site_id: str) -> dict[str, Any]:
     with db.read() as session:
         return {"plans": [p.summary() for p in store.list_plans(session, site_id)]}
 
@@ -81,7 +81,9 @@ def list_plans(db: DatabaseDep, site_id: str) -> dict[str, Any]:
     summary="Validate a plan against the site without saving it",
     openapi_extra=_BODY_DOC,
 )
-def validate_plan(db: DatabaseDep, site_id: str, body: PlanBody) -> dict[str, Any]:
+def validate_plan(
+    planner: PlannerDep, db: DatabaseDep, site_id: str, body: PlanBody
+) -> dict[str, Any]:
     with db.read() as session:
         problems = store.validate_plan(session, site_id, body)
     return {"valid": not problems, "errors": [p.as_dict() for p in problems]}
@@ -94,9 +96,9 @@ def validate_plan(db: DatabaseDep, site_id: str, body: PlanBody) -> dict[str, An
     response_class=Response,
     openapi_extra=_BODY_DOC,
 )
-def create_plan(db: DatabaseDep, actor: ActorDep, site_id: str, body: PlanBody) -> Response:
+def create_plan(planner: PlannerDep, db: DatabaseDep, site_id: str, body: PlanBody) -> Response:
     with db.write() as session:
-        plan = store.create_plan(session, site_id, body, actor=actor)
+        plan = store.create_plan(session, site_id, body, actor=planner.username)
     response = _json(plan.to_json(), version=plan.version, status=201)
     response.headers["Location"] = f"/api/sites/{site_id}/plans/{plan.template.id}"
     return response
@@ -104,6 +106,7 @@ def create_plan(db: DatabaseDep, actor: ActorDep, site_id: str, body: PlanBody) 
 
 @router.get("/{plan_id}", summary="A plan, latest or ?version=N", response_class=Response)
 def get_plan(
+    reader: ReaderDep,
     db: DatabaseDep,
     site_id: str,
     plan_id: str,
@@ -121,8 +124,8 @@ def get_plan(
     openapi_extra=_BODY_DOC,
 )
 def update_plan(
+    planner: PlannerDep,
     db: DatabaseDep,
-    actor: ActorDep,
     if_match: IfMatchDep,
     site_id: str,
     plan_id: str,
@@ -134,7 +137,7 @@ def update_plan(
             site_id,
             plan_id,
             body,
-            actor=actor,
+            actor=planner.username,
             expected_version=if_match,
             version_source="header" if if_match is not None else None,
         )
@@ -142,7 +145,7 @@ def update_plan(
 
 
 @router.get("/{plan_id}/versions", summary="Every version of a plan: when and by whom")
-def plan_versions(db: DatabaseDep, site_id: str, plan_id: str) -> dict[str, Any]:
+def plan_versions(reader: ReaderDep, db: DatabaseDep, site_id: str, plan_id: str) -> dict[str, Any]:
     with db.read() as session:
         return {"versions": store.plan_versions(session, site_id, plan_id)}
 
@@ -154,6 +157,7 @@ def plan_versions(db: DatabaseDep, site_id: str, plan_id: str) -> dict[str, Any]
     responses={200: {"content": {"text/html": {}, "text/markdown": {}}}},
 )
 def plan_document(
+    reader: ReaderDep,
     db: DatabaseDep,
     site_id: str,
     plan_id: str,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
-from command.deps import ActorDep, DatabaseDep
+from command.deps import DatabaseDep, PlannerDep, ReaderDep
 from gis import sites
 from gis.layers import feature_counts
 from gis.model import LAYERS
@@ -26,25 +26,25 @@ SITE_EXAMPLE = {
 
 
 @router.get("", summary="List sites with the feature count of each layer")
-def list_sites(db: DatabaseDep) -> dict[str, Any]:
+def list_sites(reader: ReaderDep, db: DatabaseDep) -> dict[str, Any]:
     return {"sites": [site.to_json(counts=counts) for site, counts in sites.list_sites(db)]}
 
 
 @router.post("", status_code=201, summary="Create a site")
 def create_site(
+    planner: PlannerDep,
     db: DatabaseDep,
-    actor: ActorDep,
     response: Response,
     body: Annotated[dict[str, Any], Body(openapi_examples={"site": {"value": SITE_EXAMPLE}})],
 ) -> dict[str, Any]:
     with db.write() as session:
-        site = sites.create_site(session, body, actor=actor)
+        site = sites.create_site(session, body, actor=planner.username)
     response.headers["Location"] = f"/api/sites/{site.id}"
     return site.to_json(counts=dict.fromkeys(LAYERS, 0))
 
 
 @router.get("/{site_id}", summary="A site, with the feature count of each layer")
-def get_site(db: DatabaseDep, site_id: str) -> dict[str, Any]:
+def get_site(reader: ReaderDep, db: DatabaseDep, site_id: str) -> dict[str, Any]:
     with db.read() as session:
         site = sites.load_site(session, site_id)
         return site.to_json(counts=feature_counts(session, site_id))

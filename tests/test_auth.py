@@ -1,0 +1,337 @@
+"""Users, tokens and roles: login, expiry, logout, and the roles every route needs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from command.app import create_app
+from command.auth import (
+    HUMAN_ROLES,
+    WRONG_LOGIN,
+    Principal,
+    Role,
+    create_device_token,
+    create_user,
+    find_user,
+    issue_token,
+    resolve_token,
+    revoke,
+)
+from command.deps import RoleCheck
+from command.settings import Settings
+from gis.errors import AlreadyExists, InvalidInput, NotFound, Unauthorized
+from gis.storage.db import Database
+from gis.storage.tables import TokenRow, UserRow
+from tests.conftest import DEMO_ID, FAST_HASHER, TEST_PASSWORD, sign_in
+from tests.problems import assert_problem
+
+# Open to anyone: a monitor asks /healthz without signing in, and the login hands out tokens.
+PUBLIC = {("GET", "/healthz"), ("POST", "/api/auth/login")}
+SITE_MODEL_AND_PLANS = re.compile(r"/api/sites(/\{site_id\}(/(layers|plans)(/.*)?)?)?")
+PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
+PATH_VALUES = {"site_id": DEMO_ID, "layer": "zones", "feature_id": "Z-001", "plan_id": "no-plan"}
+
+
+def login(client: TestClient, username: str, password: str) -> Any:
+    return client.post("/api/auth/login", json={"username": username, "password": password})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- login, tokens, logout ---------------------------------------------------------------------
+
+
+def test_login_me_and_the_argon2_hash(anonymous_client: TestClient, db: Database) -> None:
+    with db.write() as session:
+        create_user(session, "Chen.Wei", "a long enough password", ["commander"], "Chen Wei")
+        stored = session.scalar(select(UserRow.password_hash).where(UserRow.username == "chen.wei"))
+    assert stored is not None and stored.startswith("$argon2id$")
+    assert "a long enough password" not in stored
+
+    before = datetime.now(UTC)
+    response = login(anonymous_client, "chen.wei", "a long enough password")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["user"] == {
+        "username": "chen.wei",
+        "display_name": "Chen Wei",
+        "roles": ["commander"],
+    }
+    expires = datetime.fromisoformat(body["expires_at"])
+    assert timedelta(hours=11.9) < expires - before < timedelta(hours=12.1)  # the default TTL
+
+    me = anonymous_client.get("/api/auth/me", headers=bearer(body["access_token"]))
+    assert me.status_code == 200 and me.json()["username"] == "chen.wei"
+    with db.read() as session:
+        hashes = set(session.scalars(select(TokenRow.token_hash)))
+    assert body["access_token"] not in hashes  # stored as its SHA-256 only
+
+
+def test_a_wrong_login_says_the_same_for_unknown_users(
+    anonymous_client: TestClient, db: Database
+) -> None:
+    with db.write() as session:
+        create_user(session, "sun-li", TEST_PASSWORD, ["viewer"], hasher=FAST_HASHER)
+        create_user(session, "gone-user", TEST_PASSWORD, ["viewer"], hasher=FAST_HASHER)
+        session.execute(
+            update(UserRow).where(UserRow.username == "gone-user").values(disabled=True)
+        )
+    details = set()
+    for username, password in [
+        ("sun-li", "not the password"),
+        ("nobody-here", TEST_PASSWORD),
+        ("gone-user", TEST_PASSWORD),
+        ("sun-li", "x" * 2000),
+    ]:
+        response = login(anonymous_client, username, password)
+        body = assert_problem(response, 401 if len(password) < 2000 else 422)
+        if response.status_code == 401:
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert body["type"] == "/problems/unauthorized"
+            details.add(body["detail"])
+    assert details == {WRONG_LOGIN}
+    assert_problem(
+        anonymous_client.post("/api/auth/login", json={"username": "sun-li"}),
+        422,
+        field="body.password",
+    )
+
+
+def test_a_login_upgrades_a_weak_hash(anonymous_client: TestClient, db: Database) -> None:
+    with db.write() as session:
+        create_user(session, "old-hash", TEST_PASSWORD, ["viewer"], hasher=FAST_HASHER)
+    assert login(anonymous_client, "old-hash", TEST_PASSWORD).status_code == 200
+    with db.read() as session:
+        stored = session.scalar(select(UserRow.password_hash).where(UserRow.username == "old-hash"))
+    assert stored is not None and stored.startswith("$argon2id$v=19$m=65536,")
+
+
+def test_tokens_expire_and_are_revoked(anonymous_client: TestClient, db: Database) -> None:
+    with db.write() as session:
+        user = create_user(session, "wang-fang", TEST_PASSWORD, ["planner"], hasher=FAST_HASHER)
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        stale = issue_token(session, user, ttl_s=3600, now=yesterday).token
+        fresh = issue_token(session, user, ttl_s=3600).token
+        principal = resolve_token(session, fresh)
+        assert principal == Principal(user.id, "wang-fang", frozenset({Role.PLANNER}), "session")
+        later = datetime.now(UTC) + timedelta(seconds=3601)
+        with pytest.raises(Unauthorized, match="expired"):
+            resolve_token(session, fresh, later)
+
+    body = assert_problem(anonymous_client.get("/api/auth/me", headers=bearer(stale)), 401)
+    assert "expired" in body["detail"]
+    assert anonymous_client.get("/api/auth/me", headers=bearer(fresh)).status_code == 200
+    assert anonymous_client.post("/api/auth/logout", headers=bearer(fresh)).status_code == 204
+    body = assert_problem(anonymous_client.get("/api/auth/me", headers=bearer(fresh)), 401)
+    assert "revoked" in body["detail"]
+    with db.write() as session:
+        revoke(session, fresh)  # twice is harmless
+        revoke(session, "never-issued")
+
+
+def test_a_disabled_user_loses_their_sessions(anonymous_client: TestClient, db: Database) -> None:
+    headers = sign_in(db, "zhao-min", [Role.RESPONDER])
+    assert anonymous_client.get("/api/sites", headers=headers).status_code == 200
+    with db.write() as session:
+        session.execute(update(UserRow).where(UserRow.username == "zhao-min").values(disabled=True))
+    assert_problem(anonymous_client.get("/api/sites", headers=headers), 401)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not-a-token",
+        "Bearer " + "x" * 300,
+    ],
+)
+def test_missing_or_bad_credentials_are_401(
+    anonymous_client: TestClient, header: str | None
+) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    response = anonymous_client.get("/api/sites", headers=headers)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_docs_and_health_need_no_token(anonymous_client: TestClient) -> None:
+    assert anonymous_client.get("/healthz").json() == {"status": "ok"}
+    assert anonymous_client.get("/docs").status_code == 200
+    schema = anonymous_client.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["HTTPBearer"]["description"],
+    }
+    assert schema["paths"]["/api/sites"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+# --- users and devices (the domain, without HTTP) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "roles", "field"),
+    [
+        ("ab", TEST_PASSWORD, ["viewer"], "username"),
+        ("has space", TEST_PASSWORD, ["viewer"], "username"),
+        ("-dash-first", TEST_PASSWORD, ["viewer"], "username"),
+        ("x" * 65, TEST_PASSWORD, ["viewer"], "username"),
+        ("li-na", "short", ["viewer"], "password"),
+        ("li-na", " " * 12, ["viewer"], "password"),
+        ("li-na", TEST_PASSWORD, [], "roles"),
+        ("li-na", TEST_PASSWORD, ["admin"], "roles"),
+        ("li-na", TEST_PASSWORD, ["device"], "roles"),
+    ],
+)
+def test_user_rules(
+    db: Database, username: str, password: str, roles: list[str], field: str
+) -> None:
+    with db.write() as session, pytest.raises(InvalidInput) as raised:
+        create_user(session, username, password, roles, hasher=FAST_HASHER)
+    assert [e.field for e in raised.value.errors] == [field]
+
+
+def test_a_username_is_taken_whatever_its_case(db: Database) -> None:
+    with db.write() as session:
+        create_user(session, "liu-yang", TEST_PASSWORD, ["viewer"], hasher=FAST_HASHER)
+        with pytest.raises(AlreadyExists):
+            create_user(session, "Liu-Yang", TEST_PASSWORD, ["planner"], hasher=FAST_HASHER)
+        assert find_user(session, "LIU-YANG").roles == {Role.VIEWER}
+
+
+def test_device_tokens(anonymous_client: TestClient, db: Database) -> None:
+    with db.write() as session:
+        issued = create_device_token(session, DEMO_ID, "gateway-north", timedelta(days=30))
+        principal = resolve_token(session, issued.token)
+        with pytest.raises(NotFound):
+            create_device_token(session, "no-such-site", "gw", timedelta(days=1))
+        with pytest.raises(InvalidInput):
+            create_device_token(session, DEMO_ID, " ", timedelta(days=1))
+    assert principal.kind == "device" and principal.site_id == DEMO_ID
+    assert principal.roles == {Role.DEVICE} and principal.username == "device:gateway-north"
+    body = assert_problem(anonymous_client.get("/api/sites", headers=bearer(issued.token)), 403)
+    assert "viewer" in body["detail"]
+
+
+# --- the role matrix: every route of the app -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    dependant: Dependant
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def endpoints() -> list[Endpoint]:
+    """Every HTTP route of a fresh app, one per method (included routers flattened)."""
+    found = []
+    for context in iter_route_contexts(create_app(Settings()).routes):
+        if isinstance(context.original_route, APIRoute):
+            for method in context.methods or ():
+                found.append(Endpoint(method, context.path or "", context.dependant))
+    return sorted(found, key=lambda e: (e.path, e.method))
+
+
+def required_roles(endpoint: Endpoint) -> frozenset[Role] | None:
+    """The roles the route's :class:`RoleCheck` lets in; None when it has none."""
+    found: frozenset[Role] | None = None
+    pending = list(endpoint.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        if isinstance(dependency.call, RoleCheck):
+            found = (found or frozenset()) | dependency.call.roles
+        pending.extend(dependency.dependencies)
+    return found
+
+
+ROUTES = endpoints()
+PRINCIPALS: list[Role | None] = [None, Role.DEVICE, *sorted(HUMAN_ROLES)]
+
+
+def test_every_route_names_the_roles_it_needs() -> None:
+    unchecked = [
+        str(e) for e in ROUTES if (e.method, e.path) not in PUBLIC and not required_roles(e)
+    ]
+    assert not unchecked, f"routes without a role check (Depends(requires(...))): {unchecked}"
+
+
+def test_the_site_model_and_plans_policy() -> None:
+    """Reading needs any human role; changing sites, layers and plans needs a planner."""
+    site_routes = [e for e in ROUTES if SITE_MODEL_AND_PLANS.fullmatch(e.path)]
+    for e in site_routes:
+        expected = HUMAN_ROLES if e.method == "GET" else {Role.PLANNER}
+        assert required_roles(e) == expected, str(e)
+    assert len(site_routes) >= 19
+    for e in ROUTES:
+        if e.path in ("/api/auth/me", "/api/auth/logout"):
+            assert required_roles(e) == HUMAN_ROLES, str(e)
+
+
+def _request(client: TestClient, endpoint: Endpoint, headers: dict[str, str]) -> httpx.Response:
+    url = PATH_PARAM.sub(lambda m: PATH_VALUES.get(m[1], "x"), endpoint.path)
+    body: dict[str, Any] | None = {} if endpoint.method in ("POST", "PUT", "PATCH") else None
+    response: httpx.Response = client.request(endpoint.method, url, json=body, headers=headers)
+    return response
+
+
+@pytest.mark.parametrize("endpoint", ROUTES, ids=str)
+def test_role_matrix(anonymous_client: TestClient, db: Database, endpoint: Endpoint) -> None:
+    """Anonymous: 401. A principal without a needed role: 403 naming them. Anyone else gets
+    through the check (whatever the route then says of the empty request: 200, 404, 422...)."""
+    needed = required_roles(endpoint) or frozenset()
+    public = (endpoint.method, endpoint.path) in PUBLIC
+    for role in PRINCIPALS:
+        if role is None:
+            headers = {}
+        elif role is Role.DEVICE:
+            with db.write() as session:
+                token = create_device_token(session, DEMO_ID, "matrix", timedelta(hours=1)).token
+            headers = bearer(token)
+        else:
+            headers = sign_in(db, f"matrix-{role.value.replace('_', '-')}", [role])
+        response = _request(anonymous_client, endpoint, headers)
+        who = f"{role or 'anonymous'}: {endpoint}"
+        assert response.status_code < 500, (who, response.text)
+        if public or (role is not None and role in needed):
+            assert response.status_code not in (401, 403), (who, response.text)
+        elif role is None:
+            assert_problem(response, 401)
+            assert response.headers["www-authenticate"] == "Bearer"
+        else:
+            body = assert_problem(response, 403, field="role")
+            assert body["type"] == "/problems/not-permitted", who
+            assert all(r in body["detail"] for r in needed), who
+
+
+def test_a_viewer_reads_but_does_not_write(client: TestClient, db: Database) -> None:
+    viewer = sign_in(db, "only-viewer", [Role.VIEWER])
+    zones = client.get(f"/api/sites/{DEMO_ID}/layers/zones", headers=viewer)
+    assert zones.status_code == 200 and len(zones.json()["features"]) == 48
+    feature = zones.json()["features"][0]
+    url = f"/api/sites/{DEMO_ID}/layers/zones/features/{feature['id']}"
+    body = assert_problem(client.put(url, json=feature, headers=viewer), 403)
+    assert "planner" in body["detail"] and "only-viewer" in body["detail"]
+    assert client.get(url, headers=viewer).json() == client.get(url).json()
