@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
+from command.hub import Hub
 from command.middleware import BodyLimit, RequestLog
+from command.post import CommandPost
 from command.problems import add_problem_handlers
-from command.routes import layers, plans, sites
+from command.routes import auth, incidents, layers, plans, sites, ws
 from command.settings import Settings
+from command.site_model import SiteModels
 from gis.errors import RallypointError
 from gis.storage.db import Database, make_engine, schema_is_current
+from plans.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +30,16 @@ class SchemaOutOfDate(RallypointError):
     status_code = 503
     slug = "schema-out-of-date"
     title = "Database schema out of date"
+
+
+async def _tick(post: CommandPost) -> None:
+    """Fire passed plan deadlines once a second (the overdue events are logged and sent)."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await run_in_threadpool(post.tick)
+        except Exception:
+            log.exception("deadline tick failed; next tick retries")
 
 
 def open_database(settings: Settings) -> Database:
@@ -38,18 +55,35 @@ def open_database(settings: Settings) -> Database:
     return db
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
-    """A new Rallypoint app. Tests pass ``database`` (a rolled-back connection) to share rows."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+    ticking: bool = True,
+) -> FastAPI:
+    """A new Rallypoint app. Tests pass ``database`` (a rolled-back connection) to share rows,
+    and ``clock`` (a manual one) with ``ticking=False`` to fire deadlines themselves."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = database or open_database(settings)
         app.state.db = db
-        log.info("serving %s database", db.dialect)
+        hub = Hub(queue_size=settings.ws_queue_size)
+        hub.bind(asyncio.get_running_loop())
+        post = CommandPost(db, hub, clock or SystemClock(), SiteModels(db))
+        app.state.hub, app.state.post = hub, post
+        recovered = await run_in_threadpool(post.recover)
+        log.info("serving %s database; %d incidents recovered", db.dialect, len(recovered))
+        ticker = asyncio.create_task(_tick(post)) if ticking else None
         try:
             yield
         finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
             if database is None:
                 db.dispose()
 
@@ -61,11 +95,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.state.settings = settings
     add_problem_handlers(app)
+    app.include_router(auth.router)
     app.include_router(sites.router)
     app.include_router(layers.router)
     app.include_router(plans.router)
+    app.include_router(incidents.router)
+    app.include_router(ws.router)
 
-    @app.get("/healthz", tags=["meta"], summary="Liveness")
+    # Open to all, as a load balancer or monitor asks it without signing in.
+    @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")
     def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 

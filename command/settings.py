@@ -25,6 +25,24 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted (layer imports included), in bytes.",
     )
+    token_ttl_s: int = Field(
+        default=12 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="Lifetime of a session token after login, in seconds (60 s to 30 days).",
+    )
+    ws_heartbeat_s: float = Field(
+        default=15.0,
+        ge=0.05,
+        le=300,
+        description="Seconds between websocket heartbeats; a client silent for two is closed.",
+    )
+    ws_queue_size: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="Messages a websocket subscriber may have waiting before it must resync.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging level."
     )

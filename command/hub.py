@@ -1,0 +1,99 @@
+"""Fan-out of logged events to websocket subscribers: one bounded queue each.
+
+Events reach the hub only after their transaction committed, in sequence order. Each subscriber
+has its own queue, and publishing never waits. A subscriber whose queue is full has fallen
+behind: it is marked for resync and its queue is cleared, so it cannot stall the others or hold
+memory. Its connection then tells the client to resync; the client reconnects with the last
+sequence number it saw and catches up from the event log.
+
+Publishing may come from worker threads (the REST routes run there), so it hops onto the event
+loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Messages a subscriber may have waiting before it is told to resync.
+DEFAULT_QUEUE = 1000
+
+
+@dataclass(eq=False)
+class Subscriber:
+    site_id: str
+    incident_id: str | None
+    queue: asyncio.Queue[dict[str, Any]]
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.overflowed.is_set():
+            return
+        incident = message.get("incident_id")
+        if self.incident_id is not None and incident not in (None, self.incident_id):
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            # Behind by a whole queue: drop what is waiting and have the client resync.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.overflowed.set()
+            log.warning("subscriber of %s fell behind: told to resync", self.site_id)
+
+
+class Hub:
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE) -> None:
+        self.queue_size = queue_size
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop the subscribers' queues live on (set by the app's lifespan)."""
+        self._loop = loop
+
+    @contextmanager
+    def subscribe(self, site_id: str, incident_id: str | None = None) -> Iterator[Subscriber]:
+        subscriber = Subscriber(site_id, incident_id, asyncio.Queue(maxsize=self.queue_size))
+        with self._lock:
+            self._subscribers.setdefault(site_id, set()).add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            with self._lock:
+                self._subscribers.get(site_id, set()).discard(subscriber)
+
+    def subscriber_count(self, site_id: str | None = None) -> int:
+        with self._lock:
+            if site_id is not None:
+                return len(self._subscribers.get(site_id, ()))
+            return sum(len(s) for s in self._subscribers.values())
+
+    def publish(self, site_id: str, messages: Sequence[dict[str, Any]]) -> None:
+        """Offer messages to every subscriber of the site (from any thread)."""
+        if not messages:
+            return
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self._deliver(site_id, messages)
+        else:
+            loop.call_soon_threadsafe(self._deliver, site_id, list(messages))
+
+    def _deliver(self, site_id: str, messages: Sequence[dict[str, Any]]) -> None:
+        with self._lock:
+            targets = list(self._subscribers.get(site_id, ()))
+        for subscriber in targets:
+            for message in messages:
+                subscriber.offer(message)

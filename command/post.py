@@ -1,0 +1,232 @@
+"""The command post: active incidents, their plan runs, the log and the hub, kept in step.
+
+Every change goes the same way:
+1. it is computed in memory;
+2. it is written to the event log in one transaction;
+3. only once that commits is it published to subscribers.
+
+If the write fails, the in-memory run is rebuilt from the events that did commit, so memory never
+runs ahead of the log.
+
+On start, :meth:`CommandPost.recover` rebuilds every incident that has not stood down. Its plan
+run is replayed from the logged plan events, so the remaining deadlines are the logged ones. Its
+zones, exposure and routes are recomputed from the logged request and the current site model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from command import events as event_log
+from command.hub import Hub
+from command.incidents import (
+    ActivationRequest,
+    Incident,
+    activate,
+    plan_drafts,
+    snapshot,
+)
+from command.site_model import SiteModels
+from gis.errors import FieldError, NotFound
+from gis.storage.db import Database
+from gis.storage.tables import EventRow
+from plans.clock import Clock
+from plans.engine import Actor, PlanEvent, PlanRun, Scheduler
+
+log = logging.getLogger(__name__)
+
+
+def event_message(event: event_log.LoggedEvent) -> dict[str, Any]:
+    return {
+        "type": "event",
+        "seq": event.seq,
+        "incident_id": event.incident_id,
+        "event": event.as_dict(),
+    }
+
+
+class CommandPost:
+    def __init__(self, db: Database, hub: Hub, clock: Clock, models: SiteModels) -> None:
+        self.db = db
+        self.hub = hub
+        self.clock = clock
+        self.models = models
+        self.scheduler = Scheduler(clock)
+        self.incidents: dict[str, Incident] = {}
+        self._lock = threading.RLock()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def incident(self, site_id: str, incident_id: str) -> Incident:
+        found = self.incidents.get(incident_id)
+        if found is None or found.site_id != site_id:
+            raise NotFound(
+                f"no incident '{incident_id}' at site '{site_id}'",
+                errors=[FieldError("incident", "unknown")],
+            )
+        return found
+
+    def site_snapshot(self, site_id: str, incident_id: str | None = None) -> dict[str, Any]:
+        """The picture of a site: every active incident (or one), as of the log's last event."""
+        with self._lock:
+            with self.db.read() as session:
+                seq = event_log.last_seq(session, site_id)
+            model = self.models.get(site_id)
+            chosen = [
+                i
+                for i in self.incidents.values()
+                if i.site_id == site_id and (incident_id is None or i.id == incident_id)
+            ]
+            return {
+                "type": "snapshot",
+                "seq": seq,
+                "site_id": site_id,
+                "incidents": [snapshot(model, i, seq=seq) for i in chosen],
+            }
+
+    # -- changing -------------------------------------------------------------------------------
+
+    def activate(self, site_id: str, request: ActivationRequest, *, actor: str) -> dict[str, Any]:
+        """One action: the plan runs, the picture is computed, logged and broadcast."""
+        model = self.models.get(site_id)
+        with self._lock:
+            with self.db.write() as session:
+                incident, logged = activate(session, model, request, actor=actor, clock=self.clock)
+            self.incidents[incident.id] = incident
+            self.scheduler.add(incident.run)
+            picture = snapshot(model, incident, seq=logged[-1].seq)
+            self.hub.publish(
+                site_id,
+                [
+                    *map(event_message, logged),
+                    {
+                        "type": "incident",
+                        "seq": logged[-1].seq,
+                        "incident_id": incident.id,
+                        "snapshot": picture,
+                    },
+                ],
+            )
+            return picture
+
+    def command(
+        self,
+        site_id: str,
+        incident_id: str,
+        act: Callable[[PlanRun], Any],
+    ) -> list[event_log.LoggedEvent]:
+        """Apply a command to an incident's plan run, log its events, then publish them."""
+        with self._lock:
+            incident = self.incident(site_id, incident_id)
+            run = incident.run
+            before = len(run.events)
+            act(run)
+            new = run.events[before:]
+            try:
+                with self.db.write() as session:
+                    logged = event_log.append_many(session, site_id, plan_drafts(incident, new))
+            except Exception:
+                # The log is the truth: memory goes back to what it holds.
+                incident.run = PlanRun.replay(run.events[:before], self.clock)
+                self.scheduler.add(incident.run)
+                raise
+            self.scheduler.watch(run)
+            incident.seq = logged[-1].seq if logged else incident.seq
+            if not run.active:
+                self.scheduler.runs.pop(run.run_id, None)
+            self.hub.publish(site_id, [event_message(e) for e in logged])
+            return logged
+
+    def tick(self) -> list[event_log.LoggedEvent]:
+        """Fire passed due times (call every second): log and publish the overdue events."""
+        with self._lock:
+            fired = self.scheduler.tick()
+            by_incident: dict[str, list[PlanEvent]] = {}
+            for event in fired:
+                by_incident.setdefault(event.run_id, []).append(event)
+            out: list[event_log.LoggedEvent] = []
+            for incident_id, plan_events in by_incident.items():
+                incident = self.incidents[incident_id]
+                with self.db.write() as session:
+                    logged = event_log.append_many(
+                        session, incident.site_id, plan_drafts(incident, plan_events)
+                    )
+                self.hub.publish(incident.site_id, [event_message(e) for e in logged])
+                out += logged
+            return out
+
+    # -- restart --------------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Rebuild the incidents that have not stood down from the event log."""
+        with self._lock, self.db.read() as session:
+            rows = session.scalars(
+                select(EventRow)
+                .where(EventRow.incident_id.is_not(None))
+                .order_by(EventRow.site_id, EventRow.seq)
+            ).all()
+            grouped: dict[str, list[EventRow]] = {}
+            for row in rows:
+                grouped.setdefault(str(row.incident_id), []).append(row)
+        recovered = []
+        for incident_id, rows in grouped.items():
+            if any(r.type == "plan.run.stood_down" for r in rows):
+                continue
+            first = rows[0]
+            if first.type != "incident.activated":
+                continue
+            try:
+                self._rebuild(incident_id, first, rows)
+                recovered.append(incident_id)
+            except Exception:
+                log.exception("could not recover incident %s", incident_id)
+        return recovered
+
+    def _rebuild(self, incident_id: str, first: EventRow, rows: list[EventRow]) -> None:
+        site_id = first.site_id
+        model = self.models.get(site_id)
+        request = ActivationRequest.model_validate(first.data["request"])
+        plan_events = [
+            PlanEvent(
+                run_id=incident_id,
+                seq=int(r.data["seq"]),
+                type=r.type.removeprefix("plan."),
+                at=datetime.fromisoformat(r.data["at"]),
+                actor=r.data["actor"],
+                step_id=r.data["step_id"],
+                data=r.data["data"],
+            )
+            for r in rows
+            if r.type.startswith("plan.")
+        ]
+        run = PlanRun.replay(plan_events, self.clock)
+        # Zones, exposure and routes follow from the request; the run comes from its events.
+        with self.db.read() as session:
+            incident, _ = activate(
+                session,
+                model,
+                request,
+                actor=first.actor,
+                clock=self.clock,
+                incident_id=incident_id,
+                dry_run=True,
+            )
+        incident.run = run
+        incident.activated_at = first.at
+        incident.seq = rows[-1].seq
+        self.incidents[incident_id] = incident
+        self.scheduler.add(run)
+
+
+def actor_for(username: str, roles: frozenset[str], command_role: str) -> Actor:
+    """A user as the plan engine sees them: a commander holds the plan's command role."""
+    plan_roles = {r.removeprefix("plan:") for r in roles if r.startswith("plan:")}
+    if "commander" in roles:
+        plan_roles.add(command_role)
+    return Actor(username, frozenset(plan_roles))
