@@ -469,3 +469,24 @@ def osm_import(path: Path, site_id: str, site_name: str | None, timezone: str, m
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def audit() -> None:
+    """The event log: check that nothing in it was changed, removed or inserted."""
+
+
+@audit.command("verify")
+@click.option("--site", "site_id", default=None, help="One site only (default: every site).")
+@_report_errors
+def audit_verify(site_id: str | None) -> None:
+    """Recompute the hash chain of the event log; exit status 1 at the first break."""
+    from command.events import verify
+
+    with _database() as database, database.read() as session:
+        count, breaks = verify(session, site_id)
+    for found in breaks:
+        click.echo(f"BROKEN {found.site_id} event {found.seq}: {found.reason}", err=True)
+    if breaks:
+        sys.exit(1)
+    click.echo(f"event log intact: {count} events")

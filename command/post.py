@@ -38,6 +38,7 @@ from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import Clock
 from plans.engine import Actor, PlanEvent, PlanRun, Scheduler
+from plans.model import PlanTemplate
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +225,11 @@ class CommandPost:
         self.scheduler.add(run)
 
 
-def actor_for(username: str, roles: frozenset[str], command_role: str) -> Actor:
-    """A user as the plan engine sees them: a commander holds the plan's command role."""
-    plan_roles = {r.removeprefix("plan:") for r in roles if r.startswith("plan:")}
-    if "commander" in roles:
-        plan_roles.add(command_role)
+def actor_for(username: str, roles: frozenset[str], template: PlanTemplate | None) -> Actor:
+    """A user as the plan engine sees them. A commander holds every role of the plan: in
+    command, they may record any step for whoever did it (the log says who recorded it).
+    Duty assignments, which give responders their plan roles, are still to come."""
+    plan_roles: set[str] = set()
+    if "commander" in roles and template is not None:
+        plan_roles = {template.command_role, *(r.id for r in template.roles)}
     return Actor(username, frozenset(plan_roles))

@@ -107,9 +107,7 @@ def step_action(
 ) -> dict[str, Any]:
     body = body or StepAction()
     incident = post.incident(site_id, incident_id)
-    actor = actor_for(
-        principal.username, frozenset(principal.roles), incident.run.state.template.command_role
-    )
+    actor = actor_for(principal.username, frozenset(principal.roles), incident.run.state.template)
 
     def act(run: Any) -> None:
         if action == "complete":
@@ -137,7 +135,7 @@ def add_note(
     incident_id: str,
     body: Note,
 ) -> dict[str, Any]:
-    actor = actor_for(principal.username, frozenset(principal.roles), "")
+    actor = actor_for(principal.username, frozenset(principal.roles), None)
     return _events(
         post.command(
             site_id, incident_id, lambda run: run.note(actor, body.text, step_id=body.step_id)
@@ -158,9 +156,7 @@ def incident_command(
     command: Literal["escalate", "deescalate", "stand-down"],
 ) -> dict[str, Any]:
     incident = post.incident(site_id, incident_id)
-    actor = actor_for(
-        principal.username, frozenset(principal.roles), incident.run.state.template.command_role
-    )
+    actor = actor_for(principal.username, frozenset(principal.roles), incident.run.state.template)
     method = {"escalate": "escalate", "deescalate": "deescalate", "stand-down": "stand_down"}
     return _events(
         post.command(site_id, incident_id, lambda run: getattr(run, method[command])(actor))

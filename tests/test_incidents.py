@@ -1,0 +1,251 @@
+"""Incident command in process: activation, step commands, deadlines, the log, recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, select, update
+
+from command.app import create_app
+from command.auth import Role
+from command.events import verify
+from command.hub import Hub
+from command.post import CommandPost
+from command.settings import Settings
+from command.site_model import SiteModels
+from gis.storage.db import Database
+from gis.storage.tables import EventRow
+from plans.clock import ManualClock
+from plans.store import load_plan_files
+from tests.conftest import DEMO_ID, sign_in
+from tests.problems import assert_problem
+
+PLANS = Path(__file__).resolve().parent.parent / "fixtures" / "plans"
+BASE = f"/api/sites/{DEMO_ID}/incidents"
+CHLORINE_STORE = [121.34781602525658, 30.719476044665612]
+
+
+def chlorine(level: str = "L2", **hazard: Any) -> dict[str, Any]:
+    return {
+        "plan_id": "chlorine-leak",
+        "level": level,
+        "location": {"type": "Point", "coordinates": CHLORINE_STORE},
+        "hazard": {
+            "model": "toxic_release",
+            "substance": "chlorine",
+            "rate_g_s": 2000,
+            "wind_speed_m_s": 3,
+            "wind_from_deg": 45,
+            **hazard,
+        },
+    }
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def command(db: Database, clock: ManualClock) -> Iterator[TestClient]:
+    """A commander's client on an app with a manual clock; the demo plans loaded."""
+    with db.write() as session:
+        load_plan_files(session, DEMO_ID, sorted(PLANS.glob("*.yaml")), actor="test")
+    app = create_app(
+        Settings(database_url=str(db.engine.url)), database=db, clock=clock, ticking=False
+    )
+    with TestClient(app) as client:
+        client.headers.update(sign_in(db, "cmd-zhou", [Role.COMMANDER]))
+        yield client
+
+
+def post_of(client: TestClient) -> CommandPost:
+    post: CommandPost = client.app.state.post  # type: ignore[attr-defined]
+    return post
+
+
+def activate(client: TestClient, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = client.post(BASE, json=body or chlorine())
+    assert response.status_code == 201, response.text
+    picture: dict[str, Any] = response.json()
+    return picture
+
+
+def test_one_action_gives_the_whole_picture(command: TestClient, db: Database) -> None:
+    picture = activate(command)
+    incident = picture["incident"]
+    assert incident["plan_id"] == "chlorine-leak" and incident["level"] == "L2"
+    assert incident["activated_by"] == "cmd-zhou"
+    assert [f["properties"]["level"] for f in picture["threat"]["features"][:3]] == [3, 2, 1]
+    counts = picture["exposure"]["counts"]
+    assert counts["1"]["people"] >= counts["3"]["people"] > 0
+    # Below L3 only the people inside a zone must move, and each has a route or is trapped.
+    moving = {p["id"] for p in picture["evacuation"]["people"]}
+    inside = set(picture["exposure"]["inside"]["1"]["people"])
+    assert moving == inside
+    trapped = {t["id"] for t in picture["evacuation"]["trapped"]}
+    routed = {p["id"] for p in picture["evacuation"]["people"] if p["muster"] is not None}
+    assert routed | (trapped & moving) == moving
+    forest = picture["evacuation"]["routes"]
+    assert set(forest["start"]) <= routed
+    assert any(picture["resources"]["scba"])
+    assert picture["resources"]["fire_truck"][0]["mode"] == "vehicle"
+    steps = {s["id"]: s for s in picture["plan"]["steps"]}
+    assert all(s["level"] in ("L1", "L2") for s in steps.values())
+    assert set(picture["timings_ms"]) >= {"threat", "exposure", "evacuation", "resources", "plan"}
+
+    events = command.get(f"/api/sites/{DEMO_ID}/events").json()["events"]
+    assert events[0]["type"] == "incident.activated"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert picture["seq"] == events[-1]["seq"]
+    assert {"plan.run.activated", "plan.calltree.activated", "notification.requested"} <= {
+        e["type"] for e in events
+    }
+    with db.read() as session:
+        count, breaks = verify(session, DEMO_ID)
+    assert count == len(events) and breaks == []
+    assert command.get(f"{BASE}/{incident['id']}").json()["incident"]["id"] == incident["id"]
+
+
+def test_a_route_forest_leads_every_mover_to_a_root(command: TestClient) -> None:
+    picture = activate(command, chlorine("L3"))  # L3: everyone on site moves
+    forest = picture["evacuation"]["routes"]
+    assert len(picture["evacuation"]["people"]) == 430
+    for person, start in list(forest["start"].items())[:50]:
+        node, steps, chain = start, 0, "escape_next"
+        while node != -1 and steps < 10_000:
+            following = forest[chain][node]
+            if following == -1 and chain == "escape_next":
+                chain = "next"  # left the zone: the safe part of the route goes on
+                following = forest["next"][node]
+            node = following
+            steps += 1
+        assert steps < 10_000, person
+
+
+def test_steps_escalation_and_stand_down_through_the_api(command: TestClient) -> None:
+    incident = activate(command)["incident"]["id"]
+    step = f"{BASE}/{incident}/steps"
+    first = command.post(f"{step}/l1-detect-report/acknowledge")
+    if first.status_code == 404:  # the step ids come from the fixture plan
+        pytest.fail(first.text)
+    assert first.status_code == 200, first.text
+    assert first.json()["events"][0]["type"] == "plan.step.acknowledged"
+    assert command.post(f"{step}/l1-detect-report/start").status_code == 200
+    done = command.post(f"{step}/l1-detect-report/complete", json={"reference": "radio 08:12"})
+    assert done.status_code == 200, done.text
+    assert_problem(command.post(f"{step}/l1-detect-report/start"), 409, field="step")
+    assert_problem(command.post(f"{step}/nothing/start"), 422, field="step")
+    escalated = command.post(f"{BASE}/{incident}/escalate").json()["events"]
+    assert escalated[0]["type"] == "plan.run.escalated"
+    assert "notification.requested" in {e["type"] for e in escalated}
+    note = command.post(f"{BASE}/{incident}/notes", json={"text": "wind backing north"})
+    assert note.json()["events"][-1]["type"] == "plan.note"
+    assert command.post(f"{BASE}/{incident}/stand-down").status_code == 200
+    assert_problem(command.post(f"{BASE}/{incident}/escalate"), 409)
+
+
+def test_deadlines_fire_on_the_clock(command: TestClient, clock: ManualClock) -> None:
+    activate(command)
+    post = post_of(command)
+    assert post.tick() == []
+    clock.advance(3600)
+    fired = post.tick()
+    assert fired and all(e.type == "plan.step.overdue" for e in fired)
+    assert [e.seq for e in fired] == sorted(e.seq for e in fired)
+    assert post.tick() == []
+
+
+def test_roles_and_bad_input(command: TestClient, db: Database) -> None:
+    viewer = sign_in(db, "viewer-wu", [Role.VIEWER])
+    assert_problem(command.post(BASE, json=chlorine(), headers=viewer), 403, field="role")
+    assert_problem(command.post(BASE, json={**chlorine(), "plan_id": "nope"}), 404)
+    far = chlorine()
+    far["location"] = {"type": "Point", "coordinates": [0.0, 0.0]}
+    assert_problem(command.post(BASE, json=far), 422, field="location")
+    assert_problem(command.post(BASE, json=chlorine(rate_g_s=-5)), 422, field="hazard.rate_g_s")
+    assert_problem(
+        command.post(BASE, json=chlorine(wind_from_deg=400)), 422, field="hazard.wind_from_deg"
+    )
+    bad_model = chlorine()
+    bad_model["hazard"] = {"model": "meteor"}
+    assert_problem(command.post(BASE, json=bad_model), 422)
+    assert_problem(command.post(BASE, json={**chlorine(), "level": "L9"}), 422, field="body.level")
+    # Nothing refused left an event.
+    assert command.get(f"/api/sites/{DEMO_ID}/events").json()["events"] == []
+
+
+def test_a_restarted_command_post_recovers_the_incident(
+    command: TestClient, db: Database, clock: ManualClock
+) -> None:
+    picture = activate(command)
+    incident = picture["incident"]["id"]
+    command.post(f"{BASE}/{incident}/steps/l1-detect-report/acknowledge")
+    live = post_of(command).incidents[incident]
+    fresh = CommandPost(db, Hub(), clock, SiteModels(db))
+    assert fresh.recover() == [incident]
+    again = fresh.incidents[incident]
+    assert again.run.state == live.run.state
+    assert {s.id: s.due_at for s in again.run.state.steps.values()} == {
+        s.id: s.due_at for s in live.run.state.steps.values()
+    }
+    assert again.exposure.counts() == live.exposure.counts()
+    command.post(f"{BASE}/{incident}/stand-down")
+    assert CommandPost(db, Hub(), clock, SiteModels(db)).recover() == []
+
+
+def test_tampering_with_the_log_is_detected(command: TestClient, db: Database) -> None:
+    activate(command)
+    with db.write() as session:
+        session.execute(
+            update(EventRow)
+            .where(EventRow.site_id == DEMO_ID, EventRow.seq == 3)
+            .values(actor="someone-else")
+        )
+    with db.read() as session:
+        _, breaks = verify(session, DEMO_ID)
+        assert [(b.seq, b.reason) for b in breaks] == [(3, "its content does not match its hash")]
+        last = session.scalar(select(EventRow.seq).order_by(EventRow.seq.desc()).limit(1))
+    with db.write() as session:
+        session.execute(delete(EventRow).where(EventRow.site_id == DEMO_ID, EventRow.seq == 5))
+    with db.read() as session:
+        _, breaks = verify(session, DEMO_ID)
+    assert {b.seq for b in breaks} >= {3, 6}
+    assert last is not None
+
+
+def test_audit_verify_command(tmp_path: Path) -> None:
+    from command.cli import main
+    from gis.site_bundle import IfExists, load_bundle
+    from gis.storage.db import make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    db = Database(engine)
+    load_bundle(
+        db,
+        Path(__file__).resolve().parent.parent / "fixtures" / "demo-site",
+        actor="t",
+        if_exists=IfExists.FAIL,
+    )
+    from command import events
+
+    with db.write() as session:
+        for i in range(5):
+            events.append(session, DEMO_ID, "command.given", actor="t", data={"n": i})
+    runner = CliRunner()
+    env = {"RALLYPOINT_DATABASE_URL": url}
+    ok = runner.invoke(main, ["audit", "verify"], env=env)
+    assert ok.exit_code == 0 and "intact: 5 events" in ok.output
+    with db.write() as session:
+        session.execute(update(EventRow).where(EventRow.seq == 2).values(data={"n": 99}))
+    broken = runner.invoke(main, ["audit", "verify"], env=env)
+    assert broken.exit_code == 1
+    assert "event 2" in broken.output
+    db.dispose()
