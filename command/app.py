@@ -16,7 +16,7 @@ from command.hub import Hub
 from command.middleware import BodyLimit, RequestLog
 from command.post import CommandPost
 from command.problems import add_problem_handlers
-from command.routes import auth, incidents, layers, plans, sites, ws
+from command.routes import auth, incidents, layers, live, plans, sites, ws
 from command.settings import Settings
 from command.site_model import SiteModels
 from gis.errors import RallypointError
@@ -100,6 +100,7 @@ def create_app(
     app.include_router(layers.router)
     app.include_router(plans.router)
     app.include_router(incidents.router)
+    app.include_router(live.router)
     app.include_router(ws.router)
 
     # Open to all, as a load balancer or monitor asks it without signing in.

@@ -32,6 +32,8 @@ class Subscriber:
     incident_id: str | None
     queue: asyncio.Queue[dict[str, Any]]
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The positions message waiting in the queue, which newer positions merge into.
+    pending_positions: dict[str, Any] | None = None
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.overflowed.is_set():
@@ -39,6 +41,16 @@ class Subscriber:
         incident = message.get("incident_id")
         if self.incident_id is not None and incident not in (None, self.incident_id):
             return
+        if message["type"] == "positions":
+            pending = self.pending_positions
+            if pending is not None and not pending.get("taken"):
+                # Coalesced: the client gets each person's latest position, not every one.
+                pending["positions"].update(message["positions"])
+                pending["headcount"] = message["headcount"]
+                pending["seq"] = max(pending["seq"], message["seq"])
+                return
+            message = {**message, "positions": dict(message["positions"])}
+            self.pending_positions = message
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:

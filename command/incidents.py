@@ -32,11 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from command import events as event_log
-from command.site_model import SiteModel
+from command.site_model import SiteModel, headcount
 from gis.errors import FieldError, InvalidInput
 from gis.geometry import validate_geometry
 from gis.hazards import threat as threats
-from gis.hazards.exposure import Exposure, exposure
+from gis.hazards.exposure import Exposure, ExposureChange, exposure, exposure_change
 from gis.hazards.zones import ThreatAssessment
 from plans.clock import Clock
 from plans.engine import Actor, PlanEvent, PlanRun
@@ -304,6 +304,31 @@ def activate(
     return incident, logged
 
 
+def reassess(model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec) -> ExposureChange:
+    """The incident under a new wind: zones, exposure and routes again; what changed."""
+    source = incident.assessment.source_lonlat
+    assessment = check_spec(lambda: assess(model, source, hazard))
+    found = exposure(assessment, model.index)
+    change = exposure_change(incident.exposure, found)
+    routes = evacuation_routes(
+        model.foot,
+        model.person_ids,
+        model.person_lonlat,
+        model.musters,
+        zones=assessment.zones,
+        wind=Wind(hazard.wind_from_deg, source),
+        snapped_people=model.people_snapped,
+    )
+    incident.request = incident.request.model_copy(update={"hazard": hazard})
+    incident.assessment, incident.exposure, incident.routes = assessment, found, routes
+    if incident.run.state.level.rank < Level.L3.rank:
+        inside = set(found.highest.get("people", {}))
+        incident.moving = np.array(
+            [i for i, pid in enumerate(model.person_ids) if pid in inside], dtype=np.int64
+        )
+    return change
+
+
 def plan_drafts(incident: Incident, plan_events: list[PlanEvent]) -> list[event_log.Draft]:
     """The plan run's events for the site log; each call tree also asks for notifications."""
     out = []
@@ -456,6 +481,7 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
                 for s in state.steps.values()
             ],
         },
+        "headcount": headcount(model),
         "timings_ms": incident.timings_ms,
     }
 

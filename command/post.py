@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,19 +28,28 @@ from command.hub import Hub
 from command.incidents import (
     ActivationRequest,
     Incident,
+    ToxicReleaseSpec,
     activate,
     plan_drafts,
+    reassess,
     snapshot,
 )
-from command.site_model import SiteModels
-from gis.errors import FieldError, NotFound
+from command.sensors import TIERS, Reading, proposed_plans, tier_after
+from command.site_model import SiteModel, SiteModels, headcount, move_people
+from gis.errors import FieldError, InvalidInput, NotFound
+from gis.hazards.exposure import ExposureChange
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import Clock
 from plans.engine import Actor, PlanEvent, PlanRun, Scheduler
 from plans.model import PlanTemplate
+from plans.store import list_plans
 
 log = logging.getLogger(__name__)
+
+#: A wind station's reading re-evaluates active gas releases when the direction turns by this
+#: much (degrees) or the speed changes by 1 m/s or more.
+WIND_CHANGE_DEG = 10.0
 
 
 def event_message(event: event_log.LoggedEvent) -> dict[str, Any]:
@@ -60,6 +69,7 @@ class CommandPost:
         self.models = models
         self.scheduler = Scheduler(clock)
         self.incidents: dict[str, Incident] = {}
+        self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
         self._lock = threading.RLock()
 
     # -- reading --------------------------------------------------------------------------------
@@ -162,6 +172,135 @@ class CommandPost:
                 out += logged
             return out
 
+    def readings(
+        self, site_id: str, readings: Sequence[Reading], *, actor: str
+    ) -> list[event_log.LoggedEvent]:
+        """Take sensor readings: tier changes, proposed plans and wind changes are logged and
+        sent; readings that change nothing are not events."""
+        model = self.models.get(site_id)
+        unknown = sorted({r.sensor_id for r in readings} - set(model.sensors))
+        if unknown:
+            raise InvalidInput(
+                f"unknown sensors {unknown[:10]}; none of the readings was taken",
+                errors=[FieldError("readings.sensor_id", f"unknown: {', '.join(unknown[:10])}")],
+            )
+        with self._lock:
+            tiers = self.sensor_tiers.setdefault(site_id, {})
+            drafts: list[event_log.Draft] = []
+            pictures: list[tuple[Incident, ExposureChange]] = []
+            with self.db.read() as session:
+                plans = [p.template for p in list_plans(session, site_id)]
+            for reading in readings:
+                sensor = model.sensors[reading.sensor_id]
+                if sensor.kind == "wind":
+                    pictures += self._wind(model, reading)
+                    continue
+                before = tiers.get(sensor.id)
+                after = tier_after(sensor, reading.value, before)
+                if after == before:
+                    continue
+                tiers[sensor.id] = after
+                drafts.append(
+                    event_log.Draft(
+                        "sensor.state",
+                        actor,
+                        {
+                            "sensor_id": sensor.id,
+                            "substance": sensor.substance,
+                            "from": before,
+                            "to": after,
+                            "value": reading.value,
+                        },
+                    )
+                )
+                rising = after is not None and (
+                    before is None or TIERS.index(after) > TIERS.index(before)
+                )
+                proposed = proposed_plans(sensor, after, plans) if rising and after else []
+                if proposed:
+                    drafts.append(
+                        event_log.Draft(
+                            "plan.proposed",
+                            "system",
+                            {"sensor_id": sensor.id, "tier": after, "plans": proposed},
+                        )
+                    )
+            for incident, change in pictures:
+                hazard = incident.request.hazard
+                drafts.append(
+                    event_log.Draft(
+                        "incident.wind_changed",
+                        actor,
+                        {
+                            "hazard": hazard.model_dump(mode="json"),
+                            "entered": {k: dict(v) for k, v in change.entered.items() if v},
+                            "left": {k: dict(v) for k, v in change.left.items() if v},
+                        },
+                        incident.id,
+                    )
+                )
+            if not drafts:
+                return []
+            with self.db.write() as session:
+                logged = event_log.append_many(session, site_id, drafts)
+            messages = [event_message(e) for e in logged]
+            for incident, _ in pictures:
+                incident.seq = logged[-1].seq
+                messages.append(
+                    {
+                        "type": "incident",
+                        "seq": logged[-1].seq,
+                        "incident_id": incident.id,
+                        "snapshot": snapshot(model, incident, seq=logged[-1].seq),
+                    }
+                )
+            self.hub.publish(site_id, messages)
+            return logged
+
+    def _wind(self, model: SiteModel, reading: Reading) -> list[tuple[Incident, ExposureChange]]:
+        """Re-evaluate the site's active gas releases under a wind station's new reading."""
+        if reading.direction_deg is None:
+            return []
+        out = []
+        for incident in self.incidents.values():
+            hazard = incident.request.hazard
+            if incident.site_id != model.site.id or not incident.run.active:
+                continue
+            if not isinstance(hazard, ToxicReleaseSpec):
+                continue
+            turned = abs((reading.direction_deg - hazard.wind_from_deg + 180) % 360 - 180)
+            if turned < WIND_CHANGE_DEG and abs(reading.value - hazard.wind_speed_m_s) < 1.0:
+                continue
+            new = hazard.model_copy(
+                update={"wind_from_deg": reading.direction_deg, "wind_speed_m_s": reading.value}
+            )
+            change = reassess(model, incident, new)
+            out.append((incident, change))
+        return out
+
+    def positions(self, site_id: str, moves: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+        """Live positions: the site model moves the people; subscribers get the latest position
+        of each (coalesced per client) and the headcount at the muster points."""
+        model = self.models.get(site_id)
+        unknown = move_people(model, moves)
+        if unknown:
+            log.info("positions of %d unknown people ignored at %s", len(unknown), site_id)
+        count = headcount(model)
+        with self.db.read() as session:
+            seq = event_log.last_seq(session, site_id)
+        self.hub.publish(
+            site_id,
+            [
+                {
+                    "type": "positions",
+                    "seq": seq,
+                    "positions": {p: list(xy) for p, xy in moves.items() if p not in unknown},
+                    "headcount": count,
+                }
+            ],
+        )
+        return {"accepted": len(moves) - len(unknown), "unknown": unknown, "headcount": count}
+
     # -- restart --------------------------------------------------------------------------------
 
     def recover(self) -> list[str]:
@@ -175,6 +314,13 @@ class CommandPost:
             grouped: dict[str, list[EventRow]] = {}
             for row in rows:
                 grouped.setdefault(str(row.incident_id), []).append(row)
+        with self.db.read() as session:
+            for row in session.scalars(
+                select(EventRow).where(EventRow.type == "sensor.state").order_by(EventRow.seq)
+            ):
+                self.sensor_tiers.setdefault(row.site_id, {})[row.data["sensor_id"]] = row.data[
+                    "to"
+                ]
         recovered = []
         for incident_id, rows in grouped.items():
             if any(r.type == "plan.run.stood_down" for r in rows):
@@ -193,6 +339,11 @@ class CommandPost:
         site_id = first.site_id
         model = self.models.get(site_id)
         request = ActivationRequest.model_validate(first.data["request"])
+        winds = [r for r in rows if r.type == "incident.wind_changed"]
+        if winds:  # the picture follows the last wind the log knows
+            request = request.model_copy(
+                update={"hazard": ToxicReleaseSpec.model_validate(winds[-1].data["hazard"])}
+            )
         plan_events = [
             PlanEvent(
                 run_id=incident_id,

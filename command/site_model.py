@@ -12,12 +12,16 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import shapely
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
+from command.sensors import Sensor
 from gis.errors import FieldError, InvalidInput
 from gis.hazards.exposure import SiteIndex
 from gis.layers import list_features
@@ -45,6 +49,8 @@ class SiteModel:
     person_ids: list[str]
     person_lonlat: np.ndarray
     people_snapped: Snapped | None
+    sensors: dict[str, Sensor]
+    muster_areas: dict[str, BaseGeometry]
     build_ms: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -106,12 +112,51 @@ def build_site_model(db: Database, site_id: str) -> SiteModel:
         person_ids=[f["id"] for f in placed],
         person_lonlat=person_lonlat,
         people_snapped=snap(foot, person_lonlat) if foot is not None else None,
+        sensors={str(f["id"]): Sensor.from_feature(f) for f in layers["sensors"]},
+        muster_areas={f["id"]: shape(f["geometry"]) for f in muster_features},
     )
     model.build_ms = (time.perf_counter() - start) * 1000
     # Long-lived: keep the collector from walking these objects on every full pass.
     gc.freeze()
     log.info("site model %s built in %.0f ms", site_id, model.build_ms)
     return model
+
+
+def move_people(model: SiteModel, moves: Mapping[str, tuple[float, float]]) -> list[str]:
+    """Apply live positions (person id -> lon/lat); returns the ids not known on the site."""
+    index = {pid: i for i, pid in enumerate(model.person_ids)}
+    unknown = [pid for pid in moves if pid not in index]
+    rows = np.array([index[pid] for pid in moves if pid in index], dtype=np.int64)
+    if not len(rows):
+        return unknown
+    xy = np.array([moves[pid] for pid in moves if pid in index], dtype=np.float64)
+    with model.lock:
+        lonlat = model.person_lonlat.copy()
+        lonlat[rows] = xy
+        model.person_lonlat = lonlat
+        if model.people_snapped is not None and "foot" in model.graphs:
+            moved = snap(model.graphs["foot"], xy)
+            old = model.people_snapped
+            feature, t, distance = old.feature.copy(), old.t.copy(), old.distance_m.copy()
+            feature[rows], t[rows], distance[rows] = moved.feature, moved.t, moved.distance_m
+            model.people_snapped = Snapped(feature, t, distance)
+    return unknown
+
+
+def headcount(model: SiteModel) -> dict[str, Any]:
+    """Who is at which muster point now, from the people's last known positions."""
+    xy = model.person_lonlat
+    at: dict[str, list[str]] = {}
+    accounted = np.zeros(len(model.person_ids), dtype=bool)
+    for muster, area in model.muster_areas.items():
+        inside = np.asarray(shapely.intersects_xy(area, xy[:, 0], xy[:, 1]), dtype=bool)
+        at[muster] = [model.person_ids[i] for i in np.flatnonzero(inside & ~accounted)]
+        accounted |= inside
+    return {
+        "at": {m: len(ids) for m, ids in at.items()},
+        "accounted": int(accounted.sum()),
+        "on_site": len(model.person_ids),
+    }
 
 
 class SiteModels:

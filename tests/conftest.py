@@ -22,9 +22,12 @@ from command.settings import Settings
 from gis.errors import NotFound
 from gis.site_bundle import load_bundle
 from gis.storage.db import Database, downgrade, make_engine, schema_is_current, upgrade
+from plans.clock import ManualClock
+from plans.store import load_plan_files
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "fixtures" / "demo-site"
+DEMO_PLANS = ROOT / "fixtures" / "plans"
 DEMO_ID = "demo-works"
 OSM_EXTRACT = ROOT.parent / "shared" / "data" / "osm" / "West-Oakland.osm.bz2"
 POSTGIS_URL_ENV = "RALLYPOINT_TEST_POSTGIS_URL"
@@ -126,3 +129,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("-", "storage backends")
     for line in lines:
         terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def command(db: Database, clock: ManualClock) -> Iterator[TestClient]:
+    """A commander's client on an app with a manual clock (no ticker); the demo plans
+    loaded."""
+    with db.write() as session:
+        load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test")
+    app = create_app(
+        Settings(database_url=str(db.engine.url)), database=db, clock=clock, ticking=False
+    )
+    with TestClient(app) as client:
+        client.headers.update(sign_in(db, "cmd-zhou", [Role.COMMANDER]))
+        yield client

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +10,14 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 
-from command.app import create_app
 from command.auth import Role
 from command.events import verify
 from command.hub import Hub
 from command.post import CommandPost
-from command.settings import Settings
 from command.site_model import SiteModels
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import ManualClock
-from plans.store import load_plan_files
 from tests.conftest import DEMO_ID, sign_in
 from tests.problems import assert_problem
 
@@ -44,24 +40,6 @@ def chlorine(level: str = "L2", **hazard: Any) -> dict[str, Any]:
             **hazard,
         },
     }
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def command(db: Database, clock: ManualClock) -> Iterator[TestClient]:
-    """A commander's client on an app with a manual clock; the demo plans loaded."""
-    with db.write() as session:
-        load_plan_files(session, DEMO_ID, sorted(PLANS.glob("*.yaml")), actor="test")
-    app = create_app(
-        Settings(database_url=str(db.engine.url)), database=db, clock=clock, ticking=False
-    )
-    with TestClient(app) as client:
-        client.headers.update(sign_in(db, "cmd-zhou", [Role.COMMANDER]))
-        yield client
 
 
 def post_of(client: TestClient) -> CommandPost:

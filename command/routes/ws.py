@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 SUBSCRIBE_TIMEOUT_S = 10.0
+#: Position updates go to a client at most this often (seconds); in between they coalesce.
+POSITIONS_EVERY_S = 0.25
 
 
 def _catch_up(
@@ -92,6 +94,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await websocket.send_json(message)
             sent = max(sent, int(message.get("seq", 0)))
         answered = time.monotonic()
+        positions_sent = 0.0
 
         async def receive() -> None:
             nonlocal answered
@@ -125,6 +128,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                     continue
                 message = getter.result()
                 getter = None
+                if message["type"] == "positions":
+                    # At most a few position messages a second; later ones merge meanwhile.
+                    wait = POSITIONS_EVERY_S - (time.monotonic() - positions_sent)
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    message["taken"] = True
+                    message = {k: v for k, v in message.items() if k != "taken"}
+                    positions_sent = time.monotonic()
                 seq = int(message.get("seq", 0))
                 if message["type"] == "event" and seq <= sent:
                     continue  # already sent from the log

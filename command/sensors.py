@@ -1,0 +1,121 @@
+"""Sensor readings against tiered thresholds, with hysteresis, and the plans an alarm proposes.
+
+A gas detector has up to three thresholds, warning < alarm < high alarm.
+- **Rising.** A reading at or above a threshold raises the sensor to that tier at once.
+- **Falling.** It falls back only when the reading drops below the tier's threshold minus a
+  margin: ``HYSTERESIS`` (10 %) of that threshold. A reading hovering at a threshold thus
+  changes the state once, not with every wobble.
+
+Only changes of state are events (``sensor.state``). When a sensor reaches the tier a plan's
+trigger names, for the same kind of sensor and substance, the plan is proposed
+(``plan.proposed``); the commander decides whether to activate it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gis.errors import FieldError, InvalidInput
+from plans.model import PlanTemplate
+
+TIERS = ("warning", "alarm", "high_alarm")
+HYSTERESIS = 0.10
+
+
+@dataclass(frozen=True)
+class Sensor:
+    id: str
+    kind: str
+    substance: str | None
+    thresholds: tuple[float | None, float | None, float | None]  # warning, alarm, high alarm
+
+    @classmethod
+    def from_feature(cls, feature: Mapping[str, Any]) -> Sensor:
+        p = feature["properties"]
+        return cls(
+            str(feature["id"]),
+            str(p["kind"]),
+            p.get("substance"),
+            (p.get("warning"), p.get("alarm"), p.get("high_alarm")),
+        )
+
+
+def tier_after(sensor: Sensor, value: float, current: str | None) -> str | None:
+    """The sensor's tier after ``value``, given the tier it is in."""
+    rank = -1
+    for i, threshold in enumerate(sensor.thresholds):
+        if threshold is not None and value >= threshold:
+            rank = i
+    if current is not None:
+        # Stay in a tier (or the highest below it) until the value clearly leaves it.
+        held = TIERS.index(current)
+        for i in range(held, -1, -1):
+            threshold = sensor.thresholds[i]
+            if threshold is not None and value >= threshold * (1 - HYSTERESIS):
+                rank = max(rank, i)
+                break
+    return TIERS[rank] if rank >= 0 else None
+
+
+@dataclass(frozen=True)
+class Reading:
+    sensor_id: str
+    value: float
+    direction_deg: float | None = None  # wind stations: where the wind comes from
+
+
+def parse_readings(body: Any, *, limit: int = 10_000) -> list[Reading]:
+    """``{"readings": [{"sensor_id", "value", "direction_deg"?}, ...]}``, every row checked."""
+    rows = body.get("readings") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not 1 <= len(rows) <= limit:
+        raise InvalidInput(
+            "send readings as a list", errors=[FieldError("readings", f"1 to {limit} readings")]
+        )
+    out: list[Reading] = []
+    errors: list[FieldError] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append(FieldError(f"readings[{i}]", "an object"))
+            continue
+        sensor = row.get("sensor_id")
+        value: Any = row.get("value")
+        direction = row.get("direction_deg")
+        bad: list[FieldError] = []
+        if not isinstance(sensor, str) or not sensor:
+            bad.append(FieldError(f"readings[{i}].sensor_id", "a sensor id"))
+        if not _number(value):
+            bad.append(FieldError(f"readings[{i}].value", "a finite number"))
+        if direction is not None and not (_number(direction) and 0 <= direction <= 360):
+            bad.append(FieldError(f"readings[{i}].direction_deg", "degrees from 0 to 360"))
+        errors += bad
+        if not bad:
+            out.append(Reading(str(sensor), float(value), direction))
+    if errors:
+        raise InvalidInput(f"{len(errors)} bad reading(s); none was taken", errors=errors)
+    return out
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def proposed_plans(sensor: Sensor, tier: str, plans: Sequence[PlanTemplate]) -> list[str]:
+    """Plans whose trigger this sensor's tier meets."""
+    out = []
+    for plan in plans:
+        for trigger in plan.scenario.triggers:
+            if (
+                trigger.sensor_kind == sensor.kind
+                and (trigger.substance is None or _same(trigger.substance, sensor.substance))
+                and TIERS.index(tier) >= TIERS.index(trigger.tier)
+            ):
+                out.append(plan.id)
+                break
+    return out
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.strip().lower() == b.strip().lower()

@@ -1,0 +1,170 @@
+"""Live inputs: readings against tiered thresholds with hysteresis, proposals, wind changes,
+positions and headcount, device tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+
+from command.auth import Role, create_device_token
+from command.hub import Subscriber
+from command.sensors import Sensor, tier_after
+from gis.storage.db import Database
+from tests.conftest import DEMO_ID, sign_in
+from tests.problems import assert_problem
+from tests.test_incidents import activate, chlorine
+
+SITE = f"/api/sites/{DEMO_ID}"
+CL2 = "S-057"  # a chlorine detector: warning 0.5, alarm 1, high alarm 3 ppm
+WIND = "S-005"
+MUSTER = ("Z-033", (121.34490975, 30.7184466))
+
+
+def test_hysteresis_keeps_a_hovering_reading_from_flapping() -> None:
+    sensor = Sensor("s", "gas", "Cl2", (0.5, 1.0, 3.0))
+    tier = None
+    changes: list[tuple[float, str | None]] = []
+    for value in (0.2, 0.99, 1.0, 0.97, 1.01, 0.95, 1.02, 0.92, 0.85, 3.5, 2.9, 2.6, 0.1):
+        after = tier_after(sensor, value, tier)
+        if after != tier:
+            changes.append((value, after))
+        tier = after
+    # Up to alarm at 1.0; the wobble down to 0.92 stays within 10 % of 1.0; 0.85 leaves it.
+    assert changes == [
+        (0.99, "warning"),
+        (1.0, "alarm"),
+        (0.85, "warning"),
+        (3.5, "high_alarm"),
+        (2.6, "alarm"),
+        (0.1, None),
+    ]
+
+
+def test_readings_raise_tiers_and_propose_the_matching_plan(command: TestClient) -> None:
+    answer = command.post(f"{SITE}/readings", json={"readings": [{"sensor_id": CL2, "value": 0.6}]})
+    assert answer.status_code == 200, answer.text
+    [warning] = answer.json()["events"]
+    assert warning["type"] == "sensor.state" and warning["data"]["to"] == "warning"
+    # The same tier again is no event.
+    quiet = command.post(f"{SITE}/readings", json={"readings": [{"sensor_id": CL2, "value": 0.7}]})
+    assert quiet.json()["events"] == []
+    alarm = command.post(f"{SITE}/readings", json={"readings": [{"sensor_id": CL2, "value": 1.4}]})
+    kinds = [e["type"] for e in alarm.json()["events"]]
+    assert kinds == ["sensor.state", "plan.proposed"]
+    assert "chlorine-leak" in alarm.json()["events"][1]["data"]["plans"]
+
+
+def test_bad_readings_change_nothing(command: TestClient) -> None:
+    for body, field in (
+        ({"readings": [{"sensor_id": CL2, "value": "high"}]}, "readings[0].value"),
+        ({"readings": [{"sensor_id": "S-999", "value": 1.0}]}, "readings.sensor_id"),
+        ({"readings": []}, "readings"),
+        (
+            {"readings": [{"sensor_id": WIND, "value": 3, "direction_deg": 400}]},
+            "readings[0].direction_deg",
+        ),
+    ):
+        response = command.post(f"{SITE}/readings", json=body)
+        assert_problem(response, 422, field=field)
+    nan = command.post(
+        f"{SITE}/readings",
+        content='{"readings": [{"sensor_id": "S-057", "value": NaN}]}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert nan.status_code == 422
+    assert command.get(f"{SITE}/events").json()["events"] == []
+
+
+def test_a_wind_change_reevaluates_the_plume_and_says_who_moved(command: TestClient) -> None:
+    picture = activate(command, chlorine(wind_from_deg=0))
+    incident = picture["incident"]["id"]
+    before = set(picture["exposure"]["inside"]["1"]["people"])
+    small = command.post(
+        f"{SITE}/readings",
+        json={"readings": [{"sensor_id": WIND, "value": 3, "direction_deg": 5}]},
+    )
+    assert small.json()["events"] == []  # 5 degrees: within the noise
+    turned = command.post(
+        f"{SITE}/readings",
+        json={"readings": [{"sensor_id": WIND, "value": 3, "direction_deg": 180}]},
+    )
+    [event] = turned.json()["events"]
+    assert event["type"] == "incident.wind_changed" and event["incident_id"] == incident
+    after = command.get(f"{SITE}/incidents/{incident}").json()
+    assert after["incident"]["hazard"]["wind_from_deg"] == 180
+    now = set(after["exposure"]["inside"]["1"]["people"])
+    assert set(event["data"]["entered"].get("people", {})) == now - before
+    assert set(event["data"]["left"].get("people", {})) == before - now
+
+
+def test_positions_move_people_and_count_them_at_muster_points(command: TestClient) -> None:
+    activate(command)
+    start = command.get(f"{SITE}/incidents").json()["incidents"][0]["id"]
+    before = command.get(f"{SITE}/incidents/{start}").json()["headcount"]
+    muster, (lon, lat) = MUSTER
+    answer = command.post(
+        f"{SITE}/positions",
+        json={
+            "positions": [
+                {"person_id": "P-0001", "lon": lon, "lat": lat},
+                {"person_id": "P-0002", "lon": lon, "lat": lat},
+                {"person_id": "nobody", "lon": lon, "lat": lat},
+            ]
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["accepted"] == 2 and body["unknown"] == ["nobody"]
+    assert body["headcount"]["at"][muster] >= before["at"][muster] + 1
+    bad = command.post(
+        f"{SITE}/positions", json={"positions": [{"person_id": "P-0003", "lon": 500, "lat": 0}]}
+    )
+    assert_problem(bad, 422, field="positions[0]")
+
+
+def test_devices_feed_their_own_site_and_read_nothing(command: TestClient, db: Database) -> None:
+    with db.write() as session:
+        token = create_device_token(session, DEMO_ID, "gateway-1", timedelta(days=1)).token
+    device = {"Authorization": f"Bearer {token}"}
+    ok = command.post(
+        f"{SITE}/readings", json={"readings": [{"sensor_id": CL2, "value": 0.1}]}, headers=device
+    )
+    assert ok.status_code == 200, ok.text
+    assert_problem(
+        command.post("/api/sites/other/readings", json={"readings": []}, headers=device),
+        403,
+        field="site",
+    )
+    assert_problem(command.get(f"{SITE}/events", headers=device), 403, field="role")
+    viewer = sign_in(db, "viewer-qi", [Role.VIEWER])
+    assert_problem(
+        command.post(f"{SITE}/readings", json={"readings": []}, headers=viewer), 403, field="role"
+    )
+
+
+def test_a_subscriber_gets_each_persons_latest_position_once() -> None:
+    async def run() -> list[dict[str, object]]:
+        subscriber = Subscriber(DEMO_ID, None, asyncio.Queue(maxsize=10))
+        for i in range(5):
+            subscriber.offer(
+                {
+                    "type": "positions",
+                    "seq": i,
+                    "positions": {"P-1": [i, 0], f"P-{i + 10}": [i, i]},
+                    "headcount": {"accounted": i},
+                }
+            )
+        return [subscriber.queue.get_nowait() for _ in range(subscriber.queue.qsize())]
+
+    [message] = asyncio.run(run())
+    assert message["positions"] == {
+        "P-1": [4, 0],
+        "P-10": [0, 0],
+        "P-11": [1, 1],
+        "P-12": [2, 2],
+        "P-13": [3, 3],
+        "P-14": [4, 4],
+    }
+    assert message["seq"] == 4 and message["headcount"] == {"accounted": 4}
