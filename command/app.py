@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from command.hub import Hub
 from command.middleware import BodyLimit, RequestLog
+from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
 from command.routes import auth, incidents, layers, live, plans, sites, ws
@@ -40,6 +42,34 @@ async def _tick(post: CommandPost) -> None:
             await run_in_threadpool(post.tick)
         except Exception:
             log.exception("deadline tick failed; next tick retries")
+
+
+def _webhook_sender(post: CommandPost, url: str) -> asyncio.Task[None]:
+    """Post new call-tree notices to the outbound gateway, each in its own task, with retries;
+    the outcome of each is logged."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Notice] = asyncio.Queue()
+
+    def outbox(notices: list[Notice]) -> None:
+        for notice in notices:
+            loop.call_soon_threadsafe(queue.put_nowait, notice)
+
+    post.outbox = outbox
+
+    async def send() -> None:
+        async with httpx.AsyncClient() as client:
+            pending: set[asyncio.Task[None]] = set()
+
+            async def one(notice: Notice) -> None:
+                ok, attempts, detail = await deliver(client, url, notice)
+                await run_in_threadpool(post.delivered, notice, ok, attempts, detail)
+
+            while True:
+                task = asyncio.create_task(one(await queue.get()))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+    return asyncio.create_task(send())
 
 
 def open_database(settings: Settings) -> Database:
@@ -74,16 +104,18 @@ def create_app(
         hub.bind(asyncio.get_running_loop())
         post = CommandPost(db, hub, clock or SystemClock(), SiteModels(db))
         app.state.hub, app.state.post = hub, post
+        sender = _webhook_sender(post, settings.webhook_url) if settings.webhook_url else None
         recovered = await run_in_threadpool(post.recover)
         log.info("serving %s database; %d incidents recovered", db.dialect, len(recovered))
         ticker = asyncio.create_task(_tick(post)) if ticking else None
         try:
             yield
         finally:
-            if ticker is not None:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+            for task in (ticker, sender):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if database is None:
                 db.dispose()
 

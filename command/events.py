@@ -171,7 +171,7 @@ def append_many(session: Session, site_id: str, drafts: Sequence[Draft]) -> list
     return out
 
 
-def _event(row: EventRow) -> LoggedEvent:
+def logged_event(row: EventRow) -> LoggedEvent:
     return LoggedEvent(
         row.site_id,
         row.seq,
@@ -198,7 +198,7 @@ def since(
     if incident_id is not None:
         query = query.where(EventRow.incident_id == incident_id)
     rows = session.scalars(query.order_by(EventRow.seq).limit(limit))
-    return [_event(row) for row in rows]
+    return [logged_event(row) for row in rows]
 
 
 def last_seq(session: Session, site_id: str) -> int:

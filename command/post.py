@@ -34,6 +34,7 @@ from command.incidents import (
     reassess,
     snapshot,
 )
+from command.notifications import CallTree, Notice
 from command.sensors import TIERS, Reading, proposed_plans, tier_after
 from command.site_model import SiteModel, SiteModels, headcount, move_people
 from gis.errors import FieldError, InvalidInput, NotFound
@@ -70,6 +71,9 @@ class CommandPost:
         self.scheduler = Scheduler(clock)
         self.incidents: dict[str, Incident] = {}
         self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
+        self.calltree = CallTree()
+        #: Where new notices go for outbound delivery (the app's webhook sender), if anywhere.
+        self.outbox: Callable[[list[Notice]], None] | None = None
         self._lock = threading.RLock()
 
     # -- reading --------------------------------------------------------------------------------
@@ -111,6 +115,7 @@ class CommandPost:
                 incident, logged = activate(session, model, request, actor=actor, clock=self.clock)
             self.incidents[incident.id] = incident
             self.scheduler.add(incident.run)
+            self._track(logged)
             picture = snapshot(model, incident, seq=logged[-1].seq)
             self.hub.publish(
                 site_id,
@@ -148,6 +153,7 @@ class CommandPost:
                 self.scheduler.add(incident.run)
                 raise
             self.scheduler.watch(run)
+            self._track(logged)
             incident.seq = logged[-1].seq if logged else incident.seq
             if not run.active:
                 self.scheduler.runs.pop(run.run_id, None)
@@ -170,7 +176,62 @@ class CommandPost:
                     )
                 self.hub.publish(incident.site_id, [event_message(e) for e in logged])
                 out += logged
+            # Call-tree contacts who did not answer in time: the next one is called.
+            by_site: dict[str, list[event_log.Draft]] = {}
+            for site_id, draft in self.calltree.overdue(self.clock.now()):
+                by_site.setdefault(site_id, []).append(draft)
+            for site_id, drafts in by_site.items():
+                with self.db.write() as session:
+                    logged = event_log.append_many(session, site_id, drafts)
+                self._track(logged)
+                self.hub.publish(site_id, [event_message(e) for e in logged])
+                out += logged
             return out
+
+    def acknowledge(self, site_id: str, seq: int, *, actor: str) -> event_log.LoggedEvent:
+        """The person called answers: no fallback will be called."""
+        with self._lock:
+            notice = self.calltree.open.get((site_id, seq))
+            if notice is None:
+                raise NotFound(
+                    f"no notification {seq} waiting for an answer at site {site_id}",
+                    errors=[FieldError("notification", "unknown, answered or passed on")],
+                )
+            with self.db.write() as session:
+                event = event_log.append(
+                    session,
+                    site_id,
+                    "notification.acknowledged",
+                    actor=actor,
+                    incident_id=notice.incident_id,
+                    data={"notification": seq, "contact": notice.contact},
+                )
+            self.calltree.acknowledge(site_id, seq)
+            self.hub.publish(site_id, [event_message(event)])
+            return event
+
+    def delivered(self, notice: Notice, ok: bool, attempts: int, detail: str) -> None:
+        """Log the outcome of a webhook delivery (called by the sender)."""
+        with self._lock, self.db.write() as session:
+            event = event_log.append(
+                session,
+                notice.site_id,
+                "notification.delivered" if ok else "notification.failed",
+                actor="system",
+                incident_id=notice.incident_id,
+                data={
+                    "notification": notice.seq,
+                    "contact": notice.contact,
+                    "attempts": attempts,
+                    "detail": detail,
+                },
+            )
+        self.hub.publish(notice.site_id, [event_message(event)])
+
+    def _track(self, logged: Sequence[event_log.LoggedEvent]) -> None:
+        notices = self.calltree.track(logged)
+        if notices and self.outbox is not None:
+            self.outbox(notices)
 
     def readings(
         self, site_id: str, readings: Sequence[Reading], *, actor: str
@@ -321,6 +382,20 @@ class CommandPost:
                 self.sensor_tiers.setdefault(row.site_id, {})[row.data["sensor_id"]] = row.data[
                     "to"
                 ]
+        with self.db.read() as session:
+            for row in session.scalars(
+                select(EventRow)
+                .where(EventRow.type.startswith("notification."))
+                .order_by(EventRow.site_id, EventRow.seq)
+            ):
+                event = event_log.logged_event(row)
+                if row.type == "notification.requested":
+                    self.calltree.track([event])
+                    if "after" in row.data:
+                        self.calltree.open.pop((row.site_id, int(row.data["after"])), None)
+                elif row.type in ("notification.acknowledged", "notification.unanswered"):
+                    key = int(row.data.get("notification", row.data.get("after", -1)))
+                    self.calltree.open.pop((row.site_id, key), None)
         recovered = []
         for incident_id, rows in grouped.items():
             if any(r.type == "plan.run.stood_down" for r in rows):

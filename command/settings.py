@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Messages a websocket subscriber may have waiting before it must resync.",
     )
+    webhook_url: str | None = Field(
+        default=None,
+        description="Outbound gateway (SMS/phone) that call-tree notifications are posted to.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging level."
     )

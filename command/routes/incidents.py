@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from command import events as event_log
@@ -161,6 +161,18 @@ def incident_command(
     return _events(
         post.command(site_id, incident_id, lambda run: getattr(run, method[command])(actor))
     )
+
+
+@router.post(
+    "/notifications/{seq}/ack", summary="Answer a call-tree notification (no fallback is called)"
+)
+def acknowledge_notification(
+    post: PostDep,
+    principal: Annotated[Principal, Depends(requires(*HUMAN_ROLES))],
+    site_id: str,
+    seq: Annotated[int, Path(ge=1, le=2**31 - 1)],
+) -> dict[str, Any]:
+    return post.acknowledge(site_id, seq, actor=principal.username).as_dict()
 
 
 @router.get("/events", summary="The site's event log after a sequence number")

@@ -1,0 +1,143 @@
+"""Call-tree notifications: delivered in the app and to an outbound webhook, acknowledged by the
+people called, passed on to the fallback contact when nobody answers in time.
+
+A call-tree entry of an activated level becomes a ``notification.requested`` event naming its
+first contact. From there:
+- **In the app.** Every subscriber of the site receives the event itself.
+- **Webhook.** With ``RALLYPOINT_WEBHOOK_URL`` set, the notification is also posted to that
+  gateway (SMS or phone), with up to three attempts, backing off from half a second. Each outcome
+  is logged: ``notification.delivered`` or ``notification.failed``, naming the recipient.
+- **Acknowledgement.** ``POST .../notifications/{seq}/ack`` logs
+  ``notification.acknowledged``.
+- **Fallback.** If nobody acknowledges within the entry's ``acknowledge_within_s``, the next
+  contact is requested (a new ``notification.requested`` with ``fallback: true``). When no contact
+  is left, ``notification.unanswered`` is logged.
+
+Notifications are identified by the sequence number of the event that requested them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from command import events as event_log
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+FIRST_BACKOFF_S = 0.5
+
+
+@dataclass
+class Notice:
+    site_id: str
+    seq: int  # of the notification.requested event: the notice's id
+    incident_id: str | None
+    role: str
+    contacts: list[dict[str, Any]]  # the first, then the fallbacks
+    index: int
+    acknowledge_within_s: float
+    due_at: datetime
+    acknowledged: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def contact(self) -> dict[str, Any]:
+        return self.contacts[self.index]
+
+
+class CallTree:
+    """The notifications of every site still waiting for an answer."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, int], Notice] = {}
+
+    def track(self, logged: Sequence[event_log.LoggedEvent]) -> list[Notice]:
+        """Notices for the ``notification.requested`` events among ``logged``."""
+        out = []
+        for event in logged:
+            if event.type != "notification.requested":
+                continue
+            data = dict(event.data)
+            contacts = [data["contact"], *data.get("fallbacks", [])]
+            notice = Notice(
+                site_id=event.site_id,
+                seq=event.seq,
+                incident_id=event.incident_id,
+                role=str(data["role"]),
+                contacts=contacts,
+                index=int(data.get("index", 0)),
+                acknowledge_within_s=float(data["acknowledge_within_s"]),
+                due_at=event.at + timedelta(seconds=float(data["acknowledge_within_s"])),
+                data=data,
+            )
+            self.open[(event.site_id, event.seq)] = notice
+            out.append(notice)
+        return out
+
+    def acknowledge(self, site_id: str, seq: int) -> Notice | None:
+        notice = self.open.pop((site_id, seq), None)
+        if notice is not None:
+            notice.acknowledged = True
+        return notice
+
+    def overdue(self, now: datetime) -> list[tuple[str, event_log.Draft]]:
+        """Drafts for every notice unanswered past its time: the next contact, or unanswered."""
+        out: list[tuple[str, event_log.Draft]] = []
+        for key, notice in sorted(self.open.items(), key=lambda kv: kv[1].due_at):
+            if notice.due_at > now:
+                continue
+            del self.open[key]
+            nxt = notice.index + 1
+            if nxt < len(notice.contacts):
+                data = {
+                    **notice.data,
+                    "contact": notice.contacts[nxt],
+                    "fallbacks": notice.contacts[nxt + 1 :],
+                    "index": nxt,
+                    "fallback": True,
+                    "after": notice.seq,
+                }
+                kind = "notification.requested"
+            else:
+                data = {"role": notice.role, "after": notice.seq, "contacts": notice.contacts}
+                kind = "notification.unanswered"
+            out.append(
+                (
+                    notice.site_id,
+                    event_log.Draft(kind, "system", data, notice.incident_id, notice.due_at),
+                )
+            )
+        return out
+
+
+async def deliver(client: httpx.AsyncClient, url: str, notice: Notice) -> tuple[bool, int, str]:
+    """Post one notice to the webhook gateway, retrying: (delivered, attempts, detail)."""
+    payload: Mapping[str, Any] = {
+        "notification": notice.seq,
+        "site_id": notice.site_id,
+        "incident_id": notice.incident_id,
+        "role": notice.role,
+        "contact": notice.contact,
+        "acknowledge_within_s": notice.acknowledge_within_s,
+    }
+    detail = ""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            response = await client.post(url, json=payload, timeout=5.0)
+            if response.status_code < 300:
+                return True, attempt, f"HTTP {response.status_code}"
+            detail = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            detail = type(exc).__name__
+        if attempt < ATTEMPTS:
+            await asyncio.sleep(FIRST_BACKOFF_S * 2 ** (attempt - 1))
+    log.warning("notification %s to %s not delivered: %s", notice.seq, notice.contact, detail)
+    return False, ATTEMPTS, detail
