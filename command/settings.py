@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     )
     ws_queue_size: int = Field(
         default=1000,
-        ge=10,
+        ge=100,  # one activation alone sends a few dozen messages at once
         le=1_000_000,
         description="Messages a websocket subscriber may have waiting before it must resync.",
     )

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 SUBSCRIBE_TIMEOUT_S = 10.0
+#: A send that takes longer than this (or four heartbeats) means the client has stopped reading.
+SEND_TIMEOUT_S = 10.0
 #: Position updates go to a client at most this often (seconds); in between they coalesce.
 POSITIONS_EVERY_S = 0.25
 
@@ -45,12 +47,16 @@ def _catch_up(
     """What a subscriber needs before live events: a snapshot, or the events it missed."""
     if last_seq is not None:
         with post.db.read() as session:
+            # The log's end first: anything committed after it is in what follows, or live.
+            current = event_log.last_seq(session, site_id)
             missed = event_log.since(
                 session, site_id, last_seq, incident_id=incident, limit=event_log.MAX_BATCH + 1
             )
-            current = event_log.last_seq(session, site_id)
         if len(missed) <= event_log.MAX_BATCH and last_seq <= current:
-            return [*map(event_message, missed), {"type": "caught_up", "seq": current}]
+            # Caught up to what was read, not to a later count: an event committed in between
+            # is then still sent live instead of being taken as already sent.
+            upto = max([last_seq, *(e.seq for e in missed)])
+            return [*map(event_message, missed), {"type": "caught_up", "seq": upto}]
     return [post.site_snapshot(site_id, incident)]
 
 
@@ -63,11 +69,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         principal = await run_in_threadpool(
             websocket_principal, websocket, app.state.db, *HUMAN_ROLES
         )
-    except Unauthorized as exc:
-        await websocket.close(code=4401, reason=exc.detail[:120])
-        return
-    except NotPermitted as exc:
-        await websocket.close(code=4403, reason=exc.detail[:120])
+    except (Unauthorized, NotPermitted) as exc:
+        # Accepted first: a close before the handshake reaches the client as a bare HTTP 403,
+        # and it would never see 4401 or 4403.
+        await websocket.accept()
+        code = 4401 if isinstance(exc, Unauthorized) else 4403
+        await websocket.close(code=code, reason=exc.detail[:120])
         return
     await websocket.accept()
     try:
@@ -87,21 +94,27 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         incident,
         last_seq,
     )
+    send_timeout = max(SEND_TIMEOUT_S, 4 * heartbeat_s)
+
+    async def send(message: dict[str, Any]) -> None:
+        # A client that takes no data at all would block a send for ever: it is let go.
+        await asyncio.wait_for(websocket.send_json(message), send_timeout)
+
     with post.hub.subscribe(site_id, incident) as subscriber:
         first = await run_in_threadpool(_catch_up, post, site_id, incident, last_seq)
         sent = 0
         for message in first:
-            await websocket.send_json(message)
+            await send(message)
             sent = max(sent, int(message.get("seq", 0)))
-        answered = time.monotonic()
+        pinged: float | None = None  # when the oldest ping not yet answered went out
         positions_sent = 0.0
 
         async def receive() -> None:
-            nonlocal answered
+            nonlocal pinged
             while True:
                 message = await websocket.receive_json()
                 if isinstance(message, dict) and message.get("type") == "pong":
-                    answered = time.monotonic()
+                    pinged = None
 
         receiver = asyncio.create_task(receive())
         overflow = asyncio.create_task(subscriber.overflowed.wait())
@@ -117,14 +130,18 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 if receiver in done:
                     return  # the client went away (or broke the protocol)
                 if overflow in done:
-                    await websocket.send_json({"type": "resync", "seq": sent})
+                    await send({"type": "resync", "seq": sent})
                     await websocket.close(code=4008, reason="too slow: resync")
                     return
                 if getter not in done:
-                    if time.monotonic() - answered > 2 * heartbeat_s:
+                    # Counted from an unanswered ping, not from the last pong: a client that was
+                    # busy receiving events was never asked, and must not be closed for it.
+                    now = time.monotonic()
+                    if pinged is not None and now - pinged > 1.5 * heartbeat_s:
                         await websocket.close(code=4408, reason="no pong")
                         return
-                    await websocket.send_json({"type": "ping", "seq": sent})
+                    pinged = pinged or now
+                    await send({"type": "ping", "seq": sent})
                     continue
                 message = getter.result()
                 getter = None
@@ -139,9 +156,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 seq = int(message.get("seq", 0))
                 if message["type"] == "event" and seq <= sent:
                     continue  # already sent from the log
-                await websocket.send_json(message)
+                await send(message)
                 sent = max(sent, seq)
-        except (WebSocketDisconnect, RuntimeError):
+        except (WebSocketDisconnect, RuntimeError, TimeoutError):
             pass
         finally:
             for task in (receiver, overflow, getter):
