@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck demo-fixture clean
+.PHONY: run test lint typecheck frontend chromium demo-fixture clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 
 ## run: set up, migrate, load the demo site and plans (once) into var/rallypoint.db, seed one
 ##      demo user per role (credentials printed, kept in var/demo-users.txt), and serve it
-run: $(VENV)/.installed-run
+run: $(VENV)/.installed-run frontend
 	$(BIN)/rallypoint db upgrade
 	$(BIN)/rallypoint site load fixtures/demo-site --if-exists skip
 	$(BIN)/rallypoint plan load fixtures/plans --site demo-works --if-exists skip
@@ -30,7 +30,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/rallypoint serve
 
 ## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS
-test: lint typecheck
+test: lint typecheck frontend chromium
 	scripts/with-postgis.sh $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -40,9 +40,24 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+## frontend: the map wall's npm packages (Leaflet, pinned in frontend/package-lock.json), again
+##           whenever the lock file is newer than the install
+frontend: frontend/node_modules/.package-lock.json
+
+frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
+	@command -v npm >/dev/null \
+		|| { echo "the map wall needs Node.js and npm (for 'npm ci --prefix frontend')"; exit 1; }
+	npm ci --prefix frontend --no-audit --no-fund
+	@touch $@
+
+## chromium: Debian's Chromium for the browser tests (scripts/chromium.sh installs it if missing);
+##           without it they are skipped, except with CI=true, where that is an error
+chromium:
+	@scripts/chromium.sh || [ "$${CI:-}" != true ]
+
 ## demo-fixture: regenerate fixtures/demo-site from gis/sitegen.py
 demo-fixture: $(VENV)/.installed-run
 	$(BIN)/rallypoint fixtures generate fixtures/demo-site
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis frontend/node_modules

@@ -19,6 +19,7 @@ from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
 from command.routes import auth, incidents, layers, live, plans, sites, ws
+from command.routes.wall import mount as mount_map_wall
 from command.settings import Settings
 from command.site_model import SiteModels
 from gis.errors import RallypointError
@@ -139,6 +140,9 @@ def create_app(
     @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")
     def healthz() -> dict[str, Any]:
         return {"status": "ok"}
+
+    # The map wall (frontend/): its page, its files and Leaflet, all served from here.
+    mount_map_wall(app)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestLog)

@@ -13,6 +13,7 @@ loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,16 @@ log = logging.getLogger(__name__)
 
 #: Messages a subscriber may have waiting before it is told to resync.
 DEFAULT_QUEUE = 1000
+#: Where a message keeps its JSON text once encoded (never part of the JSON itself).
+ENCODED = "__json"
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(
+        {k: v for k, v in message.items() if k != ENCODED},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 @dataclass(eq=False)
@@ -93,6 +104,10 @@ class Hub:
         """Offer messages to every subscriber of the site (from any thread)."""
         if not messages:
             return
+        for message in messages:
+            if message["type"] != "positions":  # positions merge per subscriber
+                # Encoded once for every subscriber, and here, off the event loop.
+                message.setdefault(ENCODED, encode(message))
         loop = self._loop
         try:
             running = asyncio.get_running_loop()

@@ -37,7 +37,7 @@ from command.incidents import (
 from command.notifications import CallTree, Notice
 from command.sensors import TIERS, Reading, proposed_plans, tier_after
 from command.site_model import SiteModel, SiteModels, headcount, move_people
-from gis.errors import FieldError, InvalidInput, NotFound
+from gis.errors import FieldError, IllegalTransition, InvalidInput, NotFound
 from gis.hazards.exposure import ExposureChange
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
@@ -72,6 +72,7 @@ class CommandPost:
         self.incidents: dict[str, Incident] = {}
         self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
         self.calltree = CallTree()
+        self.stood_down: dict[str, str] = {}  # incident -> site, for a clear answer later
         #: Where new notices go for outbound delivery (the app's webhook sender), if anywhere.
         self.outbox: Callable[[list[Notice]], None] | None = None
         self._lock = threading.RLock()
@@ -80,6 +81,11 @@ class CommandPost:
 
     def incident(self, site_id: str, incident_id: str) -> Incident:
         found = self.incidents.get(incident_id)
+        if found is None and self.stood_down.get(incident_id) == site_id:
+            raise IllegalTransition(
+                f"incident '{incident_id}' has stood down; its record is in the event log",
+                errors=[FieldError("incident", "stood down")],
+            )
         if found is None or found.site_id != site_id:
             raise NotFound(
                 f"no incident '{incident_id}' at site '{site_id}'",
@@ -156,7 +162,10 @@ class CommandPost:
             self._track(logged)
             incident.seq = logged[-1].seq if logged else incident.seq
             if not run.active:
+                # Stood down: the log keeps the record; memory and new snapshots let it go.
                 self.scheduler.runs.pop(run.run_id, None)
+                self.incidents.pop(incident_id, None)
+                self.stood_down[incident_id] = site_id
             self.hub.publish(site_id, [event_message(e) for e in logged])
             return logged
 
@@ -176,16 +185,18 @@ class CommandPost:
                     )
                 self.hub.publish(incident.site_id, [event_message(e) for e in logged])
                 out += logged
-            # Call-tree contacts who did not answer in time: the next one is called.
-            by_site: dict[str, list[event_log.Draft]] = {}
-            for site_id, draft in self.calltree.overdue(self.clock.now()):
-                by_site.setdefault(site_id, []).append(draft)
-            for site_id, drafts in by_site.items():
-                with self.db.write() as session:
-                    logged = event_log.append_many(session, site_id, drafts)
-                self._track(logged)
-                self.hub.publish(site_id, [event_message(e) for e in logged])
-                out += logged
+            # Call-tree contacts who did not answer in time: the next one is called. After a
+            # long gap a fallback may be overdue already: go on until no call is.
+            while overdue := self.calltree.overdue(self.clock.now()):
+                by_site: dict[str, list[event_log.Draft]] = {}
+                for site_id, draft in overdue:
+                    by_site.setdefault(site_id, []).append(draft)
+                for site_id, drafts in by_site.items():
+                    with self.db.write() as session:
+                        logged = event_log.append_many(session, site_id, drafts)
+                    self._track(logged)
+                    self.hub.publish(site_id, [event_message(e) for e in logged])
+                    out += logged
             return out
 
     def acknowledge(self, site_id: str, seq: int, *, actor: str) -> event_log.LoggedEvent:

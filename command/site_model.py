@@ -165,11 +165,14 @@ class SiteModels:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._models: dict[str, SiteModel] = {}
+        self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, site_id: str) -> SiteModel:
         tokens = _tokens(self.db, site_id)
-        with self._lock:
+        with self._lock:  # only to find the site's own lock: one site's build blocks no other
+            lock = self._locks.setdefault(site_id, threading.Lock())
+        with lock:
             model = self._models.get(site_id)
             if model is None or model.tokens != tokens:
                 model = build_site_model(self.db, site_id)

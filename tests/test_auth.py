@@ -35,8 +35,9 @@ from gis.storage.tables import TokenRow, UserRow
 from tests.conftest import DEMO_ID, FAST_HASHER, TEST_PASSWORD, sign_in
 from tests.problems import assert_problem
 
-# Open to anyone: a monitor asks /healthz without signing in, and the login hands out tokens.
-PUBLIC = {("GET", "/healthz"), ("POST", "/api/auth/login")}
+# Open to anyone: a monitor asks /healthz without signing in, the login hands out tokens, and
+# the map wall's page (no data: it signs in through the login) is where a browser starts.
+PUBLIC = {("GET", "/healthz"), ("POST", "/api/auth/login"), ("GET", "/")}
 SITE_MODEL_AND_PLANS = re.compile(r"/api/sites(/\{site_id\}(/(layers|plans)(/.*)?)?)?")
 PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 PATH_VALUES = {"site_id": DEMO_ID, "layer": "zones", "feature_id": "Z-001", "plan_id": "no-plan"}

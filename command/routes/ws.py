@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from command import events as event_log
 from command.auth import HUMAN_ROLES
 from command.deps import websocket_principal
+from command.hub import ENCODED, encode
 from command.post import CommandPost, event_message
 from gis.errors import NotFound, NotPermitted, RallypointError, Unauthorized
 
@@ -98,7 +99,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
     async def send(message: dict[str, Any]) -> None:
         # A client that takes no data at all would block a send for ever: it is let go.
-        await asyncio.wait_for(websocket.send_json(message), send_timeout)
+        text = message.get(ENCODED) or encode(message)
+        await asyncio.wait_for(websocket.send_text(text), send_timeout)
 
     with post.hub.subscribe(site_id, incident) as subscriber:
         first = await run_in_threadpool(_catch_up, post, site_id, incident, last_seq)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Chromium for the browser tests (tests/test_browser.py): Debian's package, at /usr/bin/chromium.
+#
+#   scripts/chromium.sh    install it if it is missing; print its version
+#
+# Where it is missing and we may use the system package manager (root, or password-less sudo),
+# it is installed with apt-get from Debian's packages. Playwright's own browser download
+# ('playwright install') is never used: it needs the internet. Diagnostics go to stderr; the exit
+# status is non-zero when no Chromium can be had.
+set -euo pipefail
+
+CHROMIUM=/usr/bin/chromium
+
+log() { printf 'chromium: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
+  else return 1
+  fi
+}
+
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  log "installing $* with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 \
+    || { as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2; }
+}
+
+if [ ! -x "$CHROMIUM" ]; then
+  apt_install chromium \
+    || { log "$CHROMIUM is missing and cannot be installed (needs apt-get as root or with sudo): the browser tests will be skipped, or fail with CI=true"; exit 1; }
+  [ -x "$CHROMIUM" ] || { log "the chromium package did not provide $CHROMIUM"; exit 1; }
+fi
+# Debian's wrapper script complains on stderr about its own memory check; the version is what counts.
+log "$("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM (version unknown)")"
