@@ -481,7 +481,7 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
                 for s in state.steps.values()
             ],
         },
-        "headcount": headcount(model),
+        "headcount": headcount(model, incident.moving),
         "timings_ms": incident.timings_ms,
     }
 

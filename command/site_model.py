@@ -143,20 +143,29 @@ def move_people(model: SiteModel, moves: Mapping[str, tuple[float, float]]) -> l
     return unknown
 
 
-def headcount(model: SiteModel) -> dict[str, Any]:
-    """Who is at which muster point now, from the people's last known positions."""
+def headcount(model: SiteModel, moving: np.ndarray | None = None) -> dict[str, Any]:
+    """Who is at which muster point now, from the people's last known positions; with
+    ``moving`` (indices of the people who must move), who of them is still missing, and
+    where they were last seen."""
     xy = model.person_lonlat
-    at: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
     accounted = np.zeros(len(model.person_ids), dtype=bool)
     for muster, area in model.muster_areas.items():
         inside = np.asarray(shapely.intersects_xy(area, xy[:, 0], xy[:, 1]), dtype=bool)
-        at[muster] = [model.person_ids[i] for i in np.flatnonzero(inside & ~accounted)]
+        counts[muster] = int((inside & ~accounted).sum())
         accounted |= inside
-    return {
-        "at": {m: len(ids) for m, ids in at.items()},
+    out: dict[str, Any] = {
+        "at": counts,
         "accounted": int(accounted.sum()),
         "on_site": len(model.person_ids),
     }
+    if moving is not None:
+        out["missing"] = [
+            {"id": model.person_ids[int(i)], "last_seen": [float(xy[i, 0]), float(xy[i, 1])]}
+            for i in moving
+            if not accounted[i]
+        ]
+    return out
 
 
 class SiteModels:

@@ -118,6 +118,12 @@ def test_positions_move_people_and_count_them_at_muster_points(command: TestClie
     body = answer.json()
     assert body["accepted"] == 2 and body["unknown"] == ["nobody"]
     assert body["headcount"]["at"][muster] >= before["at"][muster] + 1
+    # Everyone who must move and is not at a muster point is missing, with where last seen.
+    picture = command.get(f"{SITE}/incidents/{start}").json()
+    missing = {m["id"]: m["last_seen"] for m in picture["headcount"]["missing"]}
+    moving = {p["id"] for p in picture["evacuation"]["people"]}
+    assert set(missing) <= moving and "P-0001" not in missing
+    assert all(len(xy) == 2 for xy in missing.values())
     bad = command.post(
         f"{SITE}/positions", json={"positions": [{"person_id": "P-0003", "lon": 500, "lat": 0}]}
     )
