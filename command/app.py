@@ -63,7 +63,10 @@ def _webhook_sender(post: CommandPost, url: str) -> asyncio.Task[None]:
 
             async def one(notice: Notice) -> None:
                 ok, attempts, detail = await deliver(client, url, notice)
-                await run_in_threadpool(post.delivered, notice, ok, attempts, detail)
+                try:
+                    await run_in_threadpool(post.delivered, notice, ok, attempts, detail)
+                except Exception:
+                    log.exception("could not log the delivery of notification %s", notice.seq)
 
             while True:
                 task = asyncio.create_task(one(await queue.get()))

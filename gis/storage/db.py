@@ -70,6 +70,9 @@ class Database:
         self.connection = connection
         self.dialect = engine.dialect.name
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        # One connection (a test's rolled-back transaction) is not for two threads at once:
+        # the server's worker threads take turns on it.
+        self._connection_lock = threading.RLock() if connection is not None else None
         # Imported here: the spatial index is a cache that belongs to this database.
         from gis.spatial_index import SpatialIndexCache
 
@@ -90,13 +93,13 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._session() as session:
+        with self._connection_lock or nullcontext(), self._session() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose changes are committed together, or not at all."""
-        with self._write_lock or nullcontext():
+        with self._write_lock or nullcontext(), self._connection_lock or nullcontext():
             if self.connection is not None:
                 with self._session() as session, session.begin():
                     yield session
