@@ -711,7 +711,10 @@ async def bench(app: FastAPI, setup: Setup, base: str, args: argparse.Namespace)
         await activation_runs(http, sub, DEMO_ID, demo_bodies(), 2, clock)  # warm up
         runs = await activation_runs(http, sub, DEMO_ID, demo_bodies(), args.repeat, clock)
         out.add(*report_activations("[1] demo site", runs, 100.0))
-        out.add(breakdown(post, DEMO_ID, runs[-1].incident_id))
+        # Stood-down incidents leave memory: one more, kept, for the in-process breakdown.
+        kept = await activate_once(http, sub, DEMO_ID, demo_bodies()[-1], clock)
+        out.add(breakdown(post, DEMO_ID, kept.incident_id))
+        await stand_down(http, sub, DEMO_ID, kept.incident_id)
         await sub.close()
         late, took, last = await Subscriber.open(
             base, setup.token, DEMO_ID, compression=compression
@@ -753,7 +756,9 @@ async def bench(app: FastAPI, setup: Setup, base: str, args: argparse.Namespace)
             http, sub, setup.synthetic_id, bodies, max(4, args.repeat // 2), clock
         )
         out.add(*report_activations("[2] synthetic site", runs, 500.0))
-        out.add(breakdown(post, setup.synthetic_id, runs[-1].incident_id))
+        kept = await activate_once(http, sub, setup.synthetic_id, bodies[-1], clock)
+        out.add(breakdown(post, setup.synthetic_id, kept.incident_id))
+        await stand_down(http, sub, setup.synthetic_id, kept.incident_id)
         await sub.close()
 
 

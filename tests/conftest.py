@@ -6,14 +6,17 @@ transaction that is rolled back at the end (GeoAlchemy2's own test suite does th
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from shapely.geometry import shape
 from sqlalchemy import Engine
 
 from command.app import create_app
@@ -148,3 +151,28 @@ def command(db: Database, clock: ManualClock) -> Iterator[TestClient]:
     with TestClient(app) as client:
         client.headers.update(sign_in(db, "cmd-zhou", [Role.COMMANDER]))
         yield client
+
+
+def zone_centroid(zone_id: str) -> list[float]:
+    """The centroid of a demo-site zone, lon/lat rounded to 7 decimals (about 1 cm)."""
+    zones = json.loads((DEMO_SITE / "zones.geojson").read_text(encoding="utf-8"))
+    for feature in zones["features"]:
+        if feature.get("id") == zone_id:
+            point = shape(feature["geometry"]).centroid
+            return [round(point.x, 7), round(point.y, 7)]
+    raise LookupError(zone_id)
+
+
+#: A chlorine release at the middle of the chlorine store (zone Z-027), plan level L2.
+CHLORINE_ACTIVATION: dict[str, Any] = {
+    "plan_id": "chlorine-leak",
+    "level": "L2",
+    "location": {"type": "Point", "coordinates": zone_centroid("Z-027")},
+    "hazard": {
+        "model": "toxic_release",
+        "substance": "chlorine",
+        "rate_g_s": 2000,
+        "wind_speed_m_s": 3,
+        "wind_from_deg": 45,
+    },
+}

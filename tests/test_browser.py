@@ -34,7 +34,14 @@ from command.settings import Settings
 from gis.site_bundle import load_bundle
 from gis.storage.db import Database, make_engine, upgrade
 from plans.store import load_plan_files
-from tests.conftest import DEMO_ID, DEMO_PLANS, DEMO_SITE, FAST_HASHER, TEST_PASSWORD
+from tests.conftest import (
+    CHLORINE_ACTIVATION,
+    DEMO_ID,
+    DEMO_PLANS,
+    DEMO_SITE,
+    FAST_HASHER,
+    TEST_PASSWORD,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 LEAFLET = wall.leaflet_dir(wall.FRONTEND) / "leaflet.js"
@@ -54,28 +61,7 @@ def require(ready: bool, missing: str, remedy: str) -> None:
     pytest.skip(f"{missing} ({remedy})")
 
 
-def zone_centroid(zone_id: str) -> list[float]:
-    zones = json.loads((DEMO_SITE / "zones.geojson").read_text(encoding="utf-8"))
-    for feature in zones["features"]:
-        if feature.get("id") == zone_id:
-            point = shape(feature["geometry"]).centroid
-            return [round(point.x, 7), round(point.y, 7)]
-    raise LookupError(zone_id)
-
-
-# A chlorine release at the middle of the chlorine store (zone Z-027), plan level L2.
-CHLORINE = {
-    "plan_id": "chlorine-leak",
-    "level": "L2",
-    "location": {"type": "Point", "coordinates": zone_centroid("Z-027")},
-    "hazard": {
-        "model": "toxic_release",
-        "substance": "chlorine",
-        "rate_g_s": 2000,
-        "wind_speed_m_s": 3,
-        "wind_from_deg": 45,
-    },
-}
+CHLORINE = CHLORINE_ACTIVATION
 
 
 class LiveServer:

@@ -18,12 +18,12 @@ from command.site_model import SiteModels
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import ManualClock
-from tests.conftest import DEMO_ID, sign_in
+from tests.conftest import DEMO_ID, sign_in, zone_centroid
 from tests.problems import assert_problem
 
 PLANS = Path(__file__).resolve().parent.parent / "fixtures" / "plans"
 BASE = f"/api/sites/{DEMO_ID}/incidents"
-CHLORINE_STORE = [121.34781602525658, 30.719476044665612]
+CHLORINE_STORE = zone_centroid("Z-027")
 
 
 def chlorine(level: str = "L2", **hazard: Any) -> dict[str, Any]:

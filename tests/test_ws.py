@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from shapely.geometry import shape
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -39,34 +38,13 @@ from gis.site_bundle import load_bundle
 from gis.storage.db import Database, make_engine, upgrade
 from plans.engine import Actor
 from plans.store import load_plan_files
-from tests.conftest import DEMO_ID, DEMO_SITE, FAST_HASHER, ROOT, TEST_PASSWORD
+from tests.conftest import CHLORINE_ACTIVATION, DEMO_ID, DEMO_SITE, FAST_HASHER, ROOT, TEST_PASSWORD
 
 PLANS = sorted((ROOT / "fixtures" / "plans").glob("*.yaml"))
 WAIT_S = 10.0  # the longest any single await may take before the test fails
 
 
-def zone_centroid(zone_id: str) -> list[float]:
-    zones = json.loads((DEMO_SITE / "zones.geojson").read_text(encoding="utf-8"))
-    for feature in zones["features"]:
-        if zone_id in (feature.get("id"), feature["properties"].get("id")):
-            point = shape(feature["geometry"]).centroid
-            return [round(point.x, 7), round(point.y, 7)]
-    raise LookupError(zone_id)
-
-
-# A chlorine release at the middle of the chlorine store (zone Z-027), plan level L2.
-CHLORINE = {
-    "plan_id": "chlorine-leak",
-    "level": "L2",
-    "location": {"type": "Point", "coordinates": zone_centroid("Z-027")},
-    "hazard": {
-        "model": "toxic_release",
-        "substance": "chlorine",
-        "rate_g_s": 2000,
-        "wind_speed_m_s": 3,
-        "wind_from_deg": 45,
-    },
-}
+CHLORINE = CHLORINE_ACTIVATION
 
 
 @dataclass(frozen=True)
