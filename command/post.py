@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import shapely
 from sqlalchemy import select
 
 from command import events as event_log
@@ -38,7 +40,7 @@ from command.notifications import CallTree, Notice
 from command.sensors import TIERS, Reading, proposed_plans, tier_after
 from command.site_model import SiteModel, SiteModels, headcount, move_people
 from gis.errors import FieldError, IllegalTransition, InvalidInput, NotFound
-from gis.hazards.exposure import ExposureChange
+from gis.hazards.exposure import Exposure, ExposureChange
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import Clock
@@ -357,21 +359,37 @@ class CommandPost:
         unknown = move_people(model, moves)
         if unknown:
             log.info("positions of %d unknown people ignored at %s", len(unknown), site_id)
+        strangers = set(unknown)
+        known = {p: xy for p, xy in moves.items() if p not in strangers}
         count = headcount(model)
-        with self.db.read() as session:
-            seq = event_log.last_seq(session, site_id)
+        with self._lock:
+            # Who walked into or out of a threat zone: logged, as the commander must know.
+            drafts = [
+                event_log.Draft("incident.people_moved", "system", change, incident.id)
+                for incident in self.incidents.values()
+                if incident.site_id == site_id and (change := zone_moves(incident, known))
+            ]
+            with self.db.write() if drafts else self.db.read() as session:
+                logged = event_log.append_many(session, site_id, drafts) if drafts else []
+                seq = event_log.last_seq(session, site_id)
         self.hub.publish(
             site_id,
             [
+                *map(event_message, logged),
                 {
                     "type": "positions",
                     "seq": seq,
-                    "positions": {p: list(xy) for p, xy in moves.items() if p not in unknown},
+                    "positions": {p: list(xy) for p, xy in known.items()},
                     "headcount": count,
-                }
+                },
             ],
         )
-        return {"accepted": len(moves) - len(unknown), "unknown": unknown, "headcount": count}
+        return {
+            "accepted": len(known),
+            "unknown": unknown,
+            "headcount": count,
+            "events": [e.as_dict() for e in logged],
+        }
 
     # -- restart --------------------------------------------------------------------------------
 
@@ -460,6 +478,39 @@ class CommandPost:
         incident.seq = rows[-1].seq
         self.incidents[incident_id] = incident
         self.scheduler.add(run)
+
+
+def zone_moves(incident: Incident, moves: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+    """The threat-zone level of each moved person now, against before: who entered, who left
+    and who changed level (empty when nobody did). The incident's exposure follows."""
+    if not moves:
+        return {}
+    ids = list(moves)
+    xy = np.array([moves[p] for p in ids], dtype=np.float64)
+    level = np.zeros(len(ids), dtype=np.int64)
+    for zone in incident.assessment.zones:
+        hit = np.asarray(shapely.intersects_xy(zone.geometry, xy[:, 0], xy[:, 1]), dtype=bool)
+        level = np.where(hit, np.maximum(level, zone.level), level)
+    people: dict[str, int] = dict(incident.exposure.highest.get("people", {}))
+    entered, left, changed = {}, [], {}
+    for pid, now in zip(ids, level.tolist(), strict=True):
+        before = people.get(pid)
+        if now and before is None:
+            entered[pid] = now
+        elif not now and before is not None:
+            left.append(pid)
+        elif now and before is not None and now != before:
+            changed[pid] = [before, now]
+        if now:
+            people[pid] = now
+        else:
+            people.pop(pid, None)
+    if not (entered or left or changed):
+        return {}
+    highest = dict(incident.exposure.highest)
+    highest["people"] = people
+    incident.exposure = Exposure(incident.exposure.inside, highest)
+    return {"entered": entered, "left": left, "changed": changed}
 
 
 def actor_for(username: str, roles: frozenset[str], template: PlanTemplate | None) -> Actor:

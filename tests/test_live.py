@@ -14,7 +14,7 @@ from command.sensors import Sensor, tier_after
 from gis.storage.db import Database
 from tests.conftest import DEMO_ID, sign_in
 from tests.problems import assert_problem
-from tests.test_incidents import activate, chlorine
+from tests.test_incidents import CHLORINE_STORE, activate, chlorine
 
 SITE = f"/api/sites/{DEMO_ID}"
 CL2 = "S-057"  # a chlorine detector: warning 0.5, alarm 1, high alarm 3 ppm
@@ -174,3 +174,19 @@ def test_a_subscriber_gets_each_persons_latest_position_once() -> None:
         "P-14": [4, 4],
     }
     assert message["seq"] == 4 and message["headcount"] == {"accounted": 4}
+
+
+def test_walking_into_and_out_of_a_threat_zone_is_logged(command: TestClient) -> None:
+    activate(command)
+    leak = {"person_id": "P-0400", "lon": CHLORINE_STORE[0], "lat": CHLORINE_STORE[1]}
+    _, (lon, lat) = MUSTER
+    inside = command.post(f"{SITE}/positions", json={"positions": [leak]}).json()
+    [event] = inside["events"]
+    assert event["type"] == "incident.people_moved"
+    assert event["data"]["entered"] == {"P-0400": 3} or event["data"]["changed"]["P-0400"][1] == 3
+    again = command.post(f"{SITE}/positions", json={"positions": [leak]}).json()
+    assert again["events"] == []  # still inside: nothing new to say
+    out = command.post(
+        f"{SITE}/positions", json={"positions": [{"person_id": "P-0400", "lon": lon, "lat": lat}]}
+    ).json()
+    assert out["events"][0]["data"]["left"] == ["P-0400"]
