@@ -26,7 +26,7 @@ import shapely
 from sqlalchemy import select
 
 from command import events as event_log
-from command.hub import Hub
+from command.hub import ENCODED, Hub, encode
 from command.incidents import (
     ActivationRequest,
     Incident,
@@ -75,6 +75,7 @@ class CommandPost:
         self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
         self.calltree = CallTree()
         self.stood_down: dict[str, str] = {}  # incident -> site, for a clear answer later
+        self._snapshots: dict[tuple[str, str | None], tuple[Any, dict[str, Any]]] = {}
         #: Where new notices go for outbound delivery (the app's webhook sender), if anywhere.
         self.outbox: Callable[[list[Notice]], None] | None = None
         self._lock = threading.RLock()
@@ -101,17 +102,26 @@ class CommandPost:
             with self.db.read() as session:
                 seq = event_log.last_seq(session, site_id)
             model = self.models.get(site_id)
+            # Nothing changes the picture without a new event or a moved person: a crowd of
+            # clients subscribing at once shares one snapshot, encoded once.
+            key = (seq, model.positions_version, id(model))
+            cached = self._snapshots.get((site_id, incident_id))
+            if cached is not None and cached[0] == key:
+                return cached[1]
             chosen = [
                 i
                 for i in self.incidents.values()
                 if i.site_id == site_id and (incident_id is None or i.id == incident_id)
             ]
-            return {
+            message: dict[str, Any] = {
                 "type": "snapshot",
                 "seq": seq,
                 "site_id": site_id,
                 "incidents": [snapshot(model, i, seq=seq) for i in chosen],
             }
+            message[ENCODED] = encode(message)
+            self._snapshots[(site_id, incident_id)] = (key, message)
+            return message
 
     # -- changing -------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ class SiteModel:
     sensors: dict[str, Sensor]
     muster_areas: dict[str, BaseGeometry]
     build_ms: float = 0.0
+    positions_version: int = 0  # counts live position updates (snapshots depend on them)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -134,6 +135,7 @@ def move_people(model: SiteModel, moves: Mapping[str, tuple[float, float]]) -> l
         lonlat = model.person_lonlat.copy()
         lonlat[rows] = xy
         model.person_lonlat = lonlat
+        model.positions_version += 1
         if model.people_snapped is not None and "foot" in model.graphs:
             moved = snap(model.graphs["foot"], xy)
             old = model.people_snapped
