@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,17 +18,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, WebSocket, sync_playwright
 from shapely.geometry import shape
 
-from command.app import create_app
 from command.auth import Role, create_user
 from command.hub import Hub
 from command.routes import wall
-from command.settings import Settings
 from gis.site_bundle import load_bundle
 from gis.storage.db import Database, make_engine, upgrade
 from plans.store import load_plan_files
@@ -42,6 +37,7 @@ from tests.conftest import (
     FAST_HASHER,
     TEST_PASSWORD,
 )
+from tests.live_server import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 LEAFLET = wall.leaflet_dir(wall.FRONTEND) / "leaflet.js"
@@ -64,36 +60,6 @@ def require(ready: bool, missing: str, remedy: str) -> None:
 CHLORINE = CHLORINE_ACTIVATION
 
 
-class LiveServer:
-    """The real app under uvicorn on a free loopback port, in a thread of this process."""
-
-    def __init__(self, url: str) -> None:
-        self.app = create_app(Settings(database_url=url, ws_heartbeat_s=1.0))
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        port: int = self.socket.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + WAIT_MS / 1000
-        while not self.server.started:
-            assert self.thread.is_alive(), "the server did not start"
-            assert time.monotonic() < deadline, "the server took too long to start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(WAIT_MS / 1000)
-        assert not self.thread.is_alive(), "the server did not stop"
-        self.socket.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server on a SQLite file holding the demo site, its plans and a commander."""
@@ -108,7 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
             create_user(session, COMMANDER, TEST_PASSWORD, [Role.COMMANDER], hasher=FAST_HASHER)
     finally:
         engine.dispose()
-    with LiveServer(f"sqlite:///{path}") as live:
+    with LiveServer(f"sqlite:///{path}", heartbeat_s=1.0) as live:
         yield live
 
 

@@ -15,7 +15,6 @@ import json
 import secrets
 import shutil
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -25,20 +24,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from command import events as event_log
-from command.app import create_app
 from command.auth import Role, create_device_token, create_user, issue_token
-from command.post import CommandPost
-from command.settings import Settings
 from gis.site_bundle import load_bundle
 from gis.storage.db import Database, make_engine, upgrade
 from plans.engine import Actor
 from plans.store import load_plan_files
 from tests.conftest import CHLORINE_ACTIVATION, DEMO_ID, DEMO_SITE, FAST_HASHER, ROOT, TEST_PASSWORD
+from tests.live_server import LiveServer
 
 PLANS = sorted((ROOT / "fixtures" / "plans").glob("*.yaml"))
 WAIT_S = 10.0  # the longest any single await may take before the test fails
@@ -96,57 +92,6 @@ def verify_chain(url: str) -> int:
         engine.dispose()
     assert breaks == []
     return count
-
-
-class LiveServer:
-    """The real app under uvicorn, on a loopback port of its own, in a thread.
-
-    ``send_buffer`` shrinks the kernel's send buffer of its connections (a stalled client then
-    blocks the server's sends to it after a few kilobytes rather than megabytes).
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        heartbeat_s: float = 5.0,
-        queue_size: int = 1000,
-        send_buffer: int | None = None,
-    ) -> None:
-        settings = Settings(database_url=url, ws_heartbeat_s=heartbeat_s, ws_queue_size=queue_size)
-        self.app = create_app(settings)
-        self.socket = socket.socket()
-        if send_buffer is not None:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port: int = self.socket.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def post(self) -> CommandPost:
-        post: CommandPost = self.app.state.post
-        return post
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + WAIT_S
-        while not self.server.started:
-            assert self.thread.is_alive(), "the server did not start"
-            assert time.monotonic() < deadline, "the server took too long to start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(WAIT_S)
-        assert not self.thread.is_alive(), "the server did not stop"
-        self.socket.close()
 
 
 @pytest.fixture(scope="module")
