@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,6 +128,18 @@ class Incident:
     capacity: dict[str, Any] | None
     timings_ms: dict[str, float] = field(default_factory=dict)
     seq: int = 0  # the last event of the site log this incident's picture includes
+    #: Duty assignments: plan role -> the usernames who hold it in this incident.
+    duties: dict[str, set[str]] = field(default_factory=dict)
+
+    def apply_duty(self, event_type: str, data: Mapping[str, Any]) -> None:
+        """Follow a ``duty.assigned`` or ``duty.released`` event."""
+        holders = self.duties.setdefault(str(data["role"]), set())
+        if event_type == "duty.assigned":
+            holders.add(str(data["username"]))
+        else:
+            holders.discard(str(data["username"]))
+            if not holders:
+                del self.duties[str(data["role"])]
 
 
 @contextmanager
@@ -468,6 +480,9 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
         },
         "plan": {
             "level": state.level.value,
+            "command_role": state.template.command_role,
+            "roles": [{"id": r.id, "name": r.name} for r in state.template.roles],
+            "duties": {role: sorted(users) for role, users in sorted(incident.duties.items())},
             "steps": [
                 {
                     "id": s.id,

@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 import shapely
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from command import events as event_log
+from command.auth import find_user
 from command.hub import ENCODED, Hub, encode
 from command.incidents import (
     ActivationRequest,
@@ -232,6 +234,49 @@ class CommandPost:
             self.calltree.acknowledge(site_id, seq)
             self.hub.publish(site_id, [event_message(event)])
             return event
+
+    def duty(
+        self,
+        site_id: str,
+        incident_id: str,
+        role: str,
+        username: str,
+        *,
+        actor: str,
+        assign: bool = True,
+    ) -> list[event_log.LoggedEvent]:
+        """Give ``username`` the plan role ``role`` in this incident (``assign=False``: take it
+        back). Assigning a duty already held changes nothing and logs nothing."""
+        with self._lock:
+            incident = self.incident(site_id, incident_id)
+            template = incident.run.state.template
+            known = {template.command_role, *(r.id for r in template.roles)}
+            if role not in known:
+                raise InvalidInput(
+                    f"plan '{template.id}' has no role '{role}'",
+                    errors=[FieldError("role", f"not a role of the plan; known: {sorted(known)}")],
+                )
+            held = username in incident.duties.get(role, set())
+            if not assign and not held:
+                raise NotFound(
+                    f"'{username}' does not hold the duty '{role}' in incident '{incident_id}'",
+                    errors=[FieldError("username", "does not hold this duty")],
+                )
+            if assign and held:
+                return []
+            if assign:
+                with self.db.read() as session:
+                    check_duty_holder(session, username)
+            data = {"role": role, "username": username}
+            kind = "duty.assigned" if assign else "duty.released"
+            with self.db.write() as session:
+                event = event_log.append(
+                    session, site_id, kind, actor=actor, incident_id=incident_id, data=data
+                )
+            incident.apply_duty(kind, data)
+            incident.seq = event.seq
+            self.hub.publish(site_id, [event_message(event)])
+            return [event]
 
     def delivered(self, notice: Notice, ok: bool, attempts: int, detail: str) -> None:
         """Log the outcome of a webhook delivery (called by the sender)."""
@@ -485,6 +530,9 @@ class CommandPost:
             )
         incident.run = run
         incident.activated_at = first.at
+        for r in rows:
+            if r.type in ("duty.assigned", "duty.released"):
+                incident.apply_duty(r.type, r.data)
         incident.seq = rows[-1].seq
         self.incidents[incident_id] = incident
         self.scheduler.add(run)
@@ -523,11 +571,39 @@ def zone_moves(incident: Incident, moves: Mapping[str, tuple[float, float]]) -> 
     return {"entered": entered, "left": left, "changed": changed}
 
 
-def actor_for(username: str, roles: frozenset[str], template: PlanTemplate | None) -> Actor:
-    """A user as the plan engine sees them. A commander holds every role of the plan: in
-    command, they may record any step for whoever did it (the log says who recorded it).
-    Duty assignments, which give responders their plan roles, are still to come."""
-    plan_roles: set[str] = set()
+def actor_for(
+    username: str,
+    roles: frozenset[str],
+    template: PlanTemplate | None,
+    duties: Mapping[str, set[str]] | None = None,
+) -> Actor:
+    """A user as the plan engine sees them: the plan roles their duties in the incident give
+    them. A commander holds every role of the plan: in command, they may record any step for
+    whoever did it (the log says who recorded it)."""
+    plan_roles = {role for role, holders in (duties or {}).items() if username in holders}
     if "commander" in roles and template is not None:
-        plan_roles = {template.command_role, *(r.id for r in template.roles)}
+        plan_roles |= {template.command_role, *(r.id for r in template.roles)}
     return Actor(username, frozenset(plan_roles))
+
+
+#: Only these users can act on plan steps, so only they may be given a duty.
+DUTY_HOLDERS = frozenset({"commander", "responder"})
+
+
+def check_duty_holder(session: Session, username: str) -> None:
+    """Refuse a duty for an unknown or disabled user, or one who cannot act on steps."""
+    try:
+        user = find_user(session, username)
+    except NotFound:
+        raise InvalidInput(
+            f"no user '{username}'", errors=[FieldError("username", "unknown user")]
+        ) from None
+    if user.disabled:
+        raise InvalidInput(
+            f"user '{username}' is disabled", errors=[FieldError("username", "disabled")]
+        )
+    if not DUTY_HOLDERS & {str(r) for r in user.roles}:
+        raise InvalidInput(
+            f"user '{username}' can not act on plan steps",
+            errors=[FieldError("username", "needs the role responder or commander")],
+        )

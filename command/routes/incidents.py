@@ -12,10 +12,13 @@ from command.auth import HUMAN_ROLES, Principal, Role
 from command.deps import DatabaseDep, ReaderDep, requires
 from command.incidents import ActivationRequest
 from command.post import CommandPost, actor_for
+from plans.engine import FINISHED
 
 router = APIRouter(prefix="/api/sites/{site_id}", tags=["incidents"])
 
 CommanderDep = Annotated[Principal, Depends(requires(Role.COMMANDER))]
+#: Steps are moved by a commander, or by a responder whose duty in the incident is the step's role.
+StepActorDep = Annotated[Principal, Depends(requires(Role.COMMANDER, Role.RESPONDER))]
 
 ACTIVATION_EXAMPLE = {
     "plan_id": "chlorine-leak",
@@ -98,7 +101,7 @@ def _events(logged: list[event_log.LoggedEvent]) -> dict[str, Any]:
 )
 def step_action(
     post: PostDep,
-    principal: CommanderDep,
+    principal: StepActorDep,
     site_id: str,
     incident_id: str,
     step_id: str,
@@ -107,7 +110,12 @@ def step_action(
 ) -> dict[str, Any]:
     body = body or StepAction()
     incident = post.incident(site_id, incident_id)
-    actor = actor_for(principal.username, frozenset(principal.roles), incident.run.state.template)
+    actor = actor_for(
+        principal.username,
+        frozenset(principal.roles),
+        incident.run.state.template,
+        incident.duties,
+    )
 
     def act(run: Any) -> None:
         if action == "complete":
@@ -118,6 +126,80 @@ def step_action(
             getattr(run, action)(step_id, actor)
 
     return _events(post.command(site_id, incident_id, act))
+
+
+class Duty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(min_length=1, max_length=100, description="a role id of the plan")
+    username: str = Field(min_length=1, max_length=100)
+
+
+@router.post(
+    "/incidents/{incident_id}/duties",
+    summary="Give a user a plan role in this incident (a duty): they may then act on its steps",
+)
+def assign_duty(
+    post: PostDep, principal: CommanderDep, site_id: str, incident_id: str, body: Duty
+) -> dict[str, Any]:
+    return _events(
+        post.duty(
+            site_id,
+            incident_id,
+            body.role,
+            body.username.strip().lower(),
+            actor=principal.username,
+        )
+    )
+
+
+@router.delete(
+    "/incidents/{incident_id}/duties/{role}/{username}", summary="Take a duty back from a user"
+)
+def release_duty(
+    post: PostDep, principal: CommanderDep, site_id: str, incident_id: str, role: str, username: str
+) -> dict[str, Any]:
+    return _events(
+        post.duty(
+            site_id,
+            incident_id,
+            role,
+            username.strip().lower(),
+            actor=principal.username,
+            assign=False,
+        )
+    )
+
+
+@router.get("/tasks", summary="The caller's open plan steps in the site's active incidents")
+def my_tasks(
+    post: PostDep, principal: Annotated[Principal, Depends(requires(*HUMAN_ROLES))], site_id: str
+) -> dict[str, Any]:
+    """The steps of the plan roles the caller holds by duty (a commander: also the plan's
+    command role), not yet finished, soonest due first."""
+    post.models.get(site_id)  # 404 for an unknown site
+    tasks = []
+    for incident in list(post.incidents.values()):
+        if incident.site_id != site_id:
+            continue
+        state = incident.run.state
+        mine = {r for r, users in incident.duties.items() if principal.username in users}
+        if Role.COMMANDER in principal.roles:
+            mine.add(state.template.command_role)
+        for step in state.steps.values():
+            if step.role in mine and not step.withdrawn and step.status not in FINISHED:
+                tasks.append(
+                    {
+                        "incident_id": incident.id,
+                        "step_id": step.id,
+                        "role": step.role,
+                        "status": step.status.value,
+                        "due_at": step.due_at.isoformat() if step.due_at else None,
+                        "overdue": step.overdue,
+                    }
+                )
+    tasks.sort(key=lambda t: (t["due_at"] is None, t["due_at"] or "", t["step_id"]))
+    return {"username": principal.username, "tasks": tasks}
 
 
 class Note(BaseModel):
