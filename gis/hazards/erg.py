@@ -7,11 +7,14 @@ gives them for small (≤ 208 L) and large spills, by day and by night. For six 
 Table 1 sends large spills to Table 3, which sets them by transport container and wind speed
 (low < 10 km/h, moderate 10 to 20 km/h, high > 20 km/h).
 
-The figures live in ``data/erg2024.json``; each record names its edition, table and source,
-and says how well it is verified. The ERG 2024 document itself could not be consulted when the
-file was compiled: its figures come from public transcriptions that claim ERG 2024, compared
-with each other. Figures that could not be sourced are ``null`` and this module refuses to
-make them up: asking for one raises :class:`gis.errors.NotFound`.
+The figures live in ``data/erg2024.json``; each record names its edition, table, page and
+source, and says how well it is verified. They were transcribed from two independent
+extractions of the official ERG 2024 PDF that agree on every Table 1 figure, and Table 3 was
+compared with a third, separate transcription; the printed guidebook itself could not be
+consulted. Some Table 3 distances are printed with a "+" (they can be larger in certain
+atmospheric conditions): :attr:`ErgDistances.at_least` says so. A figure the file does not
+hold is ``null``, and this module refuses to make it up: asking for one raises
+:class:`gis.errors.NotFound`.
 
 This module returns distances only; the caller draws the isolation circle and the downwind
 protective-action square.
@@ -50,6 +53,8 @@ class ContainerDistances:
     isolate_m: float | None
     day_km: dict[str, float | None]
     night_km: dict[str, float | None]
+    #: The cells ("night.low"...) the ERG prints with "+": they can be larger in some weather.
+    at_least: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,8 @@ class ErgDistances:
     edition: str
     table: str
     verification: str
+    #: The ERG prints the protective distance with "+": it can be larger in some weather.
+    at_least: bool = False
 
 
 def _spill(raw: Any) -> SpillDistances | None:
@@ -103,7 +110,12 @@ def _spill(raw: Any) -> SpillDistances | None:
 def _container(raw: Any) -> ContainerDistances | None:
     if raw is None:
         return None
-    return ContainerDistances(raw["isolate_m"], dict(raw["day"]), dict(raw["night"]))
+    return ContainerDistances(
+        raw["isolate_m"],
+        dict(raw["day"]),
+        dict(raw["night"]),
+        frozenset(raw.get("at_least", ())),
+    )
 
 
 @functools.cache
@@ -250,5 +262,10 @@ def protective_distances(
     if row3 is None or row3.isolate_m is None or protect is None:
         raise _missing(entry, f"large spill, {key}, {period}, {wind} wind")
     return ErgDistances(
-        float(row3.isolate_m), _metres(protect), entry.edition, "Table 3", table3.verification
+        float(row3.isolate_m),
+        _metres(protect),
+        entry.edition,
+        "Table 3",
+        table3.verification,
+        at_least=f"{period}.{wind}" in row3.at_least,
     )

@@ -427,7 +427,17 @@ def erg_zones(
             ),
             ThreatZone(2, protect, d, "m", f"{label}: protect", d),
         ),
-        notes=(f"ERG figures: {distances.verification}",) if distances.verification else (),
+        notes=tuple(
+            note
+            for note in (
+                f"ERG figures: {distances.verification}" if distances.verification else "",
+                f"{label} prints this protective distance with '+': it can be larger in certain "
+                "atmospheric conditions"
+                if distances.at_least
+                else "",
+            )
+            if note
+        ),
         parameters={
             "un": entry.un,
             "guide": entry.guide,
