@@ -316,8 +316,11 @@ def activate(
     return incident, logged
 
 
-def reassess(model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec) -> ExposureChange:
-    """The incident under a new wind: zones, exposure and routes again; what changed."""
+def reassess(
+    model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec
+) -> tuple[ExposureChange, list[str]]:
+    """The incident under a new wind: zones, exposure and routes again. What changed: who
+    entered or left the zones, and the people who must move whose route changed."""
     source = incident.assessment.source_lonlat
     assessment = check_spec(lambda: assess(model, source, hazard))
     found = exposure(assessment, model.index)
@@ -331,6 +334,7 @@ def reassess(model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec) -> 
         wind=Wind(hazard.wind_from_deg, source),
         snapped_people=model.people_snapped,
     )
+    before = incident.routes
     incident.request = incident.request.model_copy(update={"hazard": hazard})
     incident.assessment, incident.exposure, incident.routes = assessment, found, routes
     if incident.run.state.level.rank < Level.L3.rank:
@@ -338,7 +342,26 @@ def reassess(model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec) -> 
         incident.moving = np.array(
             [i for i, pid in enumerate(model.person_ids) if pid in inside], dtype=np.int64
         )
-    return change
+    return change, rerouted(before, routes, incident.moving)
+
+
+#: A walk this much longer or shorter (seconds) is a new route, worth telling the person.
+REROUTE_S = 1.0
+
+
+def rerouted(before: EvacuationRoutes, after: EvacuationRoutes, people: np.ndarray) -> list[str]:
+    """The ids of ``people`` whose route changed: another muster point, a walk time that differs
+    by more than :data:`REROUTE_S`, or a route found or lost."""
+    if len(before.person_ids) != len(after.person_ids) or not len(people):
+        return [after.person_ids[int(i)] for i in people]
+    old_t, new_t = before.walk_time_s[people], after.walk_time_s[people]
+    finite = np.isfinite(old_t) & np.isfinite(new_t)
+    changed = (
+        (before.muster[people] != after.muster[people])
+        | (np.isfinite(old_t) != np.isfinite(new_t))
+        | (finite & (np.abs(np.where(finite, old_t - new_t, 0.0)) > REROUTE_S))
+    )
+    return [after.person_ids[int(i)] for i in people[changed]]
 
 
 def plan_drafts(incident: Incident, plan_events: list[PlanEvent]) -> list[event_log.Draft]:

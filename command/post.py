@@ -316,7 +316,7 @@ class CommandPost:
         with self._lock:
             tiers = self.sensor_tiers.setdefault(site_id, {})
             drafts: list[event_log.Draft] = []
-            pictures: list[tuple[Incident, ExposureChange]] = []
+            pictures: list[tuple[Incident, tuple[ExposureChange, list[str]]]] = []
             with self.db.read() as session:
                 plans = [p.template for p in list_plans(session, site_id)]
             for reading in readings:
@@ -354,7 +354,7 @@ class CommandPost:
                             {"sensor_id": sensor.id, "tier": after, "plans": proposed},
                         )
                     )
-            for incident, change in pictures:
+            for incident, (change, moved) in pictures:
                 hazard = incident.request.hazard
                 drafts.append(
                     event_log.Draft(
@@ -364,6 +364,7 @@ class CommandPost:
                             "hazard": hazard.model_dump(mode="json"),
                             "entered": {k: dict(v) for k, v in change.entered.items() if v},
                             "left": {k: dict(v) for k, v in change.left.items() if v},
+                            "rerouted": moved,
                         },
                         incident.id,
                     )
@@ -386,7 +387,9 @@ class CommandPost:
             self.hub.publish(site_id, messages)
             return logged
 
-    def _wind(self, model: SiteModel, reading: Reading) -> list[tuple[Incident, ExposureChange]]:
+    def _wind(
+        self, model: SiteModel, reading: Reading
+    ) -> list[tuple[Incident, tuple[ExposureChange, list[str]]]]:
         """Re-evaluate the site's active gas releases under a wind station's new reading."""
         if reading.direction_deg is None:
             return []
@@ -403,8 +406,7 @@ class CommandPost:
             new = hazard.model_copy(
                 update={"wind_from_deg": reading.direction_deg, "wind_speed_m_s": reading.value}
             )
-            change = reassess(model, incident, new)
-            out.append((incident, change))
+            out.append((incident, reassess(model, incident, new)))
         return out
 
     def positions(self, site_id: str, moves: Mapping[str, tuple[float, float]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pytest
 
 from gis.errors import InvalidInput, NotFound
 from gis.hazards.erg import (
+    WINDS,
     ErgDistances,
     SpillDistances,
     all_entries,
@@ -195,7 +196,7 @@ def test_table_3_rows(
 ) -> None:
     entry = erg_entry(un)
     for daytime, expected in ((True, day), (False, night)):
-        for wind, km in zip(("low", "moderate", "high"), expected, strict=True):
+        for wind, km in zip(WINDS, expected, strict=True):
             got = protective_distances(
                 entry, spill="large", daytime=daytime, container=container, wind=wind
             )

@@ -78,7 +78,8 @@ def test_bad_readings_change_nothing(command: TestClient) -> None:
 
 
 def test_a_wind_change_reevaluates_the_plume_and_says_who_moved(command: TestClient) -> None:
-    picture = activate(command, chlorine(wind_from_deg=0))
+    # At L3 everyone on site moves, so every route is compared.
+    picture = activate(command, chlorine("L3", wind_from_deg=0))
     incident = picture["incident"]["id"]
     before = set(picture["exposure"]["inside"]["1"]["people"])
     small = command.post(
@@ -97,6 +98,31 @@ def test_a_wind_change_reevaluates_the_plume_and_says_who_moved(command: TestCli
     now = set(after["exposure"]["inside"]["1"]["people"])
     assert set(event["data"]["entered"].get("people", {})) == now - before
     assert set(event["data"]["left"].get("people", {})) == before - now
+    # The people who must move and whose route changed (another muster point, or a walk that
+    # differs by more than a second) are named, so they can be told. (Who must move only now is
+    # among those who entered.)
+    old = {p["id"]: p for p in picture["evacuation"]["people"]}
+    new = {p["id"]: p for p in after["evacuation"]["people"]}
+    expected = {
+        pid
+        for pid, p in new.items()
+        if pid in old
+        and (
+            p["muster"] != old[pid]["muster"]
+            or (p["walk_time_s"] is None) != (old[pid]["walk_time_s"] is None)
+            or abs((p["walk_time_s"] or 0) - (old[pid]["walk_time_s"] or 0)) > 1.05
+        )
+    }
+    unsure = {  # within the snapshot's rounding (0.1 s) of the one-second line
+        pid
+        for pid, p in new.items()
+        if pid in old
+        and p["walk_time_s"] is not None
+        and old[pid]["walk_time_s"] is not None
+        and 0.85 < abs(p["walk_time_s"] - old[pid]["walk_time_s"]) < 1.15
+    }
+    got = set(event["data"]["rerouted"]) & set(old)
+    assert expected and expected - unsure <= got <= expected | unsure
 
 
 def test_positions_move_people_and_count_them_at_muster_points(command: TestClient) -> None:
