@@ -13,13 +13,14 @@ loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,14 @@ DEFAULT_QUEUE = 1000
 ENCODED = "__json"
 
 
+def encode_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON. orjson: an L3 picture of 5,000 routes (MBs) encodes ~10x faster
+    than with the json module, and that encoding sits between activation and every screen."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
 def encode(message: dict[str, Any]) -> str:
-    return json.dumps(
-        {k: v for k, v in message.items() if k != ENCODED},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return encode_bytes({k: v for k, v in message.items() if k != ENCODED}).decode()
 
 
 @dataclass(eq=False)

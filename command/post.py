@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from command import events as event_log
 from command.auth import find_user
-from command.hub import ENCODED, Hub, encode
+from command.hub import ENCODED, Hub, encode, encode_bytes
 from command.incidents import (
     ActivationRequest,
     Incident,
@@ -127,8 +127,12 @@ class CommandPost:
 
     # -- changing -------------------------------------------------------------------------------
 
-    def activate(self, site_id: str, request: ActivationRequest, *, actor: str) -> dict[str, Any]:
-        """One action: the plan runs, the picture is computed, logged and broadcast."""
+    def activate(
+        self, site_id: str, request: ActivationRequest, *, actor: str
+    ) -> tuple[str, bytes]:
+        """One action: the plan runs, the picture is computed, logged and broadcast. Returns the
+        incident's id and its picture as JSON, encoded once for the answer and every
+        subscriber."""
         model = self.models.get(site_id)
         with self._lock:
             with self.db.write() as session:
@@ -136,20 +140,15 @@ class CommandPost:
             self.incidents[incident.id] = incident
             self.scheduler.add(incident.run)
             self._track(logged)
-            picture = snapshot(model, incident, seq=logged[-1].seq)
-            self.hub.publish(
-                site_id,
-                [
-                    *map(event_message, logged),
-                    {
-                        "type": "incident",
-                        "seq": logged[-1].seq,
-                        "incident_id": incident.id,
-                        "snapshot": picture,
-                    },
-                ],
-            )
-            return picture
+            seq = logged[-1].seq
+            picture = snapshot(model, incident, seq=seq)
+            body = encode_bytes(picture)
+            message = {"type": "incident", "seq": seq, "incident_id": incident.id}
+            head = encode(message)[:-1]  # the same object, still open for its snapshot
+            message["snapshot"] = picture
+            message[ENCODED] = f'{head},"snapshot":{body.decode()}}}'
+            self.hub.publish(site_id, [*map(event_message, logged), message])
+            return incident.id, body
 
     def command(
         self,
