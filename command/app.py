@@ -18,7 +18,7 @@ from command.middleware import BodyLimit, RequestLog
 from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
-from command.routes import auth, incidents, layers, live, plans, sites, ws
+from command.routes import auth, feed, incidents, layers, live, plans, sites, ws
 from command.routes.wall import mount as mount_map_wall
 from command.settings import Settings
 from command.site_model import SiteModels
@@ -138,6 +138,7 @@ def create_app(
     app.include_router(incidents.router)
     app.include_router(live.router)
     app.include_router(ws.router)
+    app.include_router(feed.router)
 
     # Open to all, as a load balancer or monitor asks it without signing in.
     @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")

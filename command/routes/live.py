@@ -19,7 +19,7 @@ FeederDep = Annotated[Principal, Depends(requires(Role.DEVICE, Role.COMMANDER))]
 MAX_POSITIONS = 20_000
 
 
-def _own_site(principal: Principal, site_id: str) -> None:
+def own_site(principal: Principal, site_id: str) -> None:
     """A device token belongs to one site and feeds only that one."""
     if principal.kind == "device" and principal.site_id != site_id:
         raise NotPermitted(
@@ -35,7 +35,7 @@ def post_readings(
     site_id: str,
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
-    _own_site(principal, site_id)
+    own_site(principal, site_id)
     readings = parse_readings(body)
     logged = post.readings(site_id, readings, actor=principal.username)
     return {"accepted": len(readings), "events": [e.as_dict() for e in logged]}
@@ -48,8 +48,14 @@ def post_positions(
     site_id: str,
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
-    _own_site(principal, site_id)
-    rows = body.get("positions")
+    own_site(principal, site_id)
+    return post.positions(site_id, parse_positions(body))
+
+
+def parse_positions(body: Any) -> dict[str, tuple[float, float]]:
+    """``{"positions": [{"person_id", "lon", "lat"}, ...]}``, every row checked: person id ->
+    lon/lat, or :class:`InvalidInput` naming each bad row (and nothing taken)."""
+    rows = body.get("positions") if isinstance(body, dict) else None
     if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_POSITIONS:
         raise InvalidInput(
             "send positions as a list",
@@ -69,7 +75,7 @@ def post_positions(
             moves[person] = (float(lon), float(lat))  # type: ignore[arg-type]
     if errors:
         raise InvalidInput(f"{len(errors)} bad position(s); none was taken", errors=errors)
-    return post.positions(site_id, moves)
+    return moves
 
 
 def _coordinate(value: object, bound: float) -> bool:

@@ -1,0 +1,139 @@
+"""The device feed: sensor gateways and positioning systems push readings and positions over one
+websocket instead of a request each (see docs/protocol.md, "Device feed").
+
+``/ws/sites/{site_id}/feed``, signed in like ``/ws`` (bearer header or ``?access_token=``) with a
+device token of that site, or a commander's. Each message is a batch, taken exactly as the REST
+endpoints take it, and answered in order:
+
+- ``{"type": "readings", "id": "r-1", "readings": [...]}`` or
+  ``{"type": "positions", "id": "p-1", "positions": [...]}`` →
+  ``{"type": "ack", "id": "r-1", "accepted": 3, "events": [41, 42]}`` (the sequence numbers of
+  the events the batch caused);
+- a batch that cannot be taken → ``{"type": "error", "id": "r-1", "problem": {...}}``, the same
+  problem+json body the REST endpoint would answer, and nothing of the batch is taken. The
+  connection stays open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from command.auth import Principal, Role
+from command.deps import websocket_principal
+from command.post import CommandPost
+from command.problems import PROBLEM_BASE
+from command.routes.live import own_site, parse_positions
+from command.sensors import parse_readings
+from gis.errors import FieldError, InvalidInput, NotPermitted, RallypointError, Unauthorized
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+#: The largest message a device may send (characters of JSON): 20,000 positions fit.
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
+class PayloadTooLarge(RallypointError):
+    status_code = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+def refusal(exc: RallypointError, ident: str | int | None = None) -> dict[str, Any]:
+    return {"type": "error", "id": ident, "problem": problem_body(exc)}
+
+
+def take(post: CommandPost, principal: Principal, site_id: str, message: Any) -> dict[str, Any]:
+    """One batch from a device: the answer to send back (never raises a domain error)."""
+    ident = message.get("id") if isinstance(message, dict) else None
+    if not isinstance(ident, str | int) or isinstance(ident, bool):
+        ident = None
+    try:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "readings":
+            readings = parse_readings(message)
+            logged = post.readings(site_id, readings, actor=principal.username)
+            return {
+                "type": "ack",
+                "id": ident,
+                "accepted": len(readings),
+                "events": [e.seq for e in logged],
+            }
+        if kind == "positions":
+            answer = post.positions(site_id, parse_positions(message))
+            return {
+                "type": "ack",
+                "id": ident,
+                "accepted": answer["accepted"],
+                "unknown": answer["unknown"],
+                "events": [e["seq"] for e in answer["events"]],
+            }
+        raise InvalidInput(
+            "a device sends readings or positions",
+            errors=[FieldError("type", "'readings' or 'positions'")],
+        )
+    except RallypointError as exc:
+        return refusal(exc, ident)
+
+
+def problem_body(exc: RallypointError) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + exc.slug,
+        "title": exc.title,
+        "status": exc.status_code,
+        "detail": exc.detail,
+    }
+    if exc.errors:
+        body["errors"] = [e.as_dict() for e in exc.errors]
+    return body
+
+
+@router.websocket("/ws/sites/{site_id}/feed")
+async def device_feed(websocket: WebSocket, site_id: str) -> None:
+    app = websocket.app
+    post: CommandPost = app.state.post
+    try:
+        principal = await run_in_threadpool(
+            websocket_principal, websocket, app.state.db, Role.DEVICE, Role.COMMANDER
+        )
+        own_site(principal, site_id)
+        await run_in_threadpool(post.models.get, site_id)  # NotFound for an unknown site
+    except RallypointError as exc:
+        # Accepted first, so that the client sees the close code (not a bare HTTP 403).
+        await websocket.accept()
+        code = {Unauthorized: 4401, NotPermitted: 4403}.get(type(exc), 4404)
+        await websocket.close(code=code, reason=exc.detail[:120])
+        return
+    await websocket.accept()
+    log.info("%s feeds %s", principal.username, site_id)
+    try:
+        while True:
+            text = await websocket.receive_text()
+            if len(text) > MAX_MESSAGE:
+                too_big = PayloadTooLarge(
+                    f"a message may hold at most {MAX_MESSAGE} characters: split the batch",
+                    errors=[FieldError("message", f"larger than {MAX_MESSAGE} characters")],
+                )
+                await websocket.send_json(refusal(too_big))
+                continue
+            try:
+                message = json.loads(text)
+            except ValueError:
+                not_json = InvalidInput(
+                    "a message is one JSON object", errors=[FieldError("message", "not JSON")]
+                )
+                await websocket.send_json(refusal(not_json))
+                continue
+            answer = await run_in_threadpool(take, post, principal, site_id, message)
+            await websocket.send_json(answer)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await websocket.close()
