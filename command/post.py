@@ -568,7 +568,15 @@ def zone_moves(incident: Incident, moves: Mapping[str, tuple[float, float]]) -> 
         return {}
     highest = dict(incident.exposure.highest)
     highest["people"] = people
-    incident.exposure = Exposure(incident.exposure.inside, highest)
+    # The zones nest: a person at level 3 is inside levels 2 and 1 as well.
+    inside = {
+        level: {
+            **layers,
+            "people": tuple(sorted(p for p, at in people.items() if at >= level)),
+        }
+        for level, layers in incident.exposure.inside.items()
+    }
+    incident.exposure = Exposure(inside, highest)
     return {"entered": entered, "left": left, "changed": changed}
 
 

@@ -203,7 +203,7 @@ def test_a_subscriber_gets_each_persons_latest_position_once() -> None:
 
 
 def test_walking_into_and_out_of_a_threat_zone_is_logged(command: TestClient) -> None:
-    activate(command)
+    incident = activate(command)["incident"]["id"]
     leak = {"person_id": "P-0400", "lon": CHLORINE_STORE[0], "lat": CHLORINE_STORE[1]}
     _, (lon, lat) = MUSTER
     inside = command.post(f"{SITE}/positions", json={"positions": [leak]}).json()
@@ -212,7 +212,13 @@ def test_walking_into_and_out_of_a_threat_zone_is_logged(command: TestClient) ->
     assert event["data"]["entered"] == {"P-0400": 3} or event["data"]["changed"]["P-0400"][1] == 3
     again = command.post(f"{SITE}/positions", json={"positions": [leak]}).json()
     assert again["events"] == []  # still inside: nothing new to say
+    # The picture's lists follow: inside every level, as the zones nest.
+    exposure = command.get(f"{SITE}/incidents/{incident}").json()["exposure"]
+    assert all("P-0400" in exposure["inside"][level]["people"] for level in ("1", "2", "3"))
+    assert exposure["counts"]["3"]["people"] == len(exposure["inside"]["3"]["people"])
     out = command.post(
         f"{SITE}/positions", json={"positions": [{"person_id": "P-0400", "lon": lon, "lat": lat}]}
     ).json()
     assert out["events"][0]["data"]["left"] == ["P-0400"]
+    exposure = command.get(f"{SITE}/incidents/{incident}").json()["exposure"]
+    assert not any("P-0400" in exposure["inside"][level]["people"] for level in ("1", "2", "3"))
