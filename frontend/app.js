@@ -85,6 +85,22 @@ function duration(seconds) {
   return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
 }
 
+// The evacuation routes as nodes ([lon, lat]) with `next` and `escape_next` pointers (-1: none).
+// The server sends either that, or the compact form: nodes as integer steps of `unit_deg` from
+// `origin` in `xy`, and the escape pointers as `[node, next]` pairs (docs/protocol.md).
+function routeForest(routes) {
+  if (!routes.xy) return routes;
+  const [lon0, lat0] = routes.origin;
+  const unit = routes.unit_deg;
+  const nodes = [];
+  for (let i = 0; i + 1 < routes.xy.length; i += 2) {
+    nodes.push([lon0 + unit * routes.xy[i], lat0 + unit * routes.xy[i + 1]]);
+  }
+  const escapeNext = new Array(nodes.length).fill(-1);
+  for (const [node, next] of routes.escape || []) escapeNext[node] = next;
+  return { nodes, next: routes.next, escape_next: escapeNext, start: routes.start };
+}
+
 // -- signing in, choosing a site ---------------------------------------------------------------
 
 async function login(event) {
@@ -348,6 +364,7 @@ class Wall {
         this.live();
         break;
       case "event":
+        if (this.lastSeq !== null && message.seq <= this.lastSeq) break; // seen already: never twice
         this.seen(message.seq);
         this.apply(message.event);
         break;
@@ -452,7 +469,7 @@ class Wall {
   // The routes come as one forest: `next` leads each node towards its muster point, and
   // `escape_next` leads out of the innermost zone to where the safe part of a route begins.
   drawRoutes(evacuation, group) {
-    const forest = evacuation.routes;
+    const forest = routeForest(evacuation.routes);
     const at = (i) => [forest.nodes[i][1], forest.nodes[i][0]];
     const edges = (pointers) =>
       pointers.flatMap((j, i) => (j >= 0 && j < forest.nodes.length ? [[at(i), at(j)]] : []));
