@@ -15,6 +15,20 @@ const STEP_EVENTS = {
   "plan.step.skipped": "skipped",
   "plan.step.failed": "failed",
 };
+// The moves a step allows from each status (plans/engine.py); the server has the last word.
+const STEP_MOVES = {
+  waiting: ["skip"],
+  ready: ["acknowledge", "skip"],
+  acknowledged: ["start", "skip", "fail"],
+  in_progress: ["complete", "skip", "fail"],
+};
+const STEP_ACTIONS = {
+  acknowledge: { label: "Acknowledge" },
+  start: { label: "Start" },
+  complete: { label: "Complete", confirm: "Complete" },
+  skip: { label: "Skip", confirm: "Skip step" },
+  fail: { label: "Fail", confirm: "Fail step" },
+};
 // Events after which the picture itself changed: an `incident` message normally follows; if it
 // does not (escalation, or events caught up after a reconnect), the picture is fetched.
 const PICTURE_EVENTS = new Set([
@@ -56,10 +70,16 @@ function setStatus(state, text = state) {
   badge.textContent = text;
 }
 
+// A refused request: its status, and the server's problem+json (`detail`, `errors`) when it sent one.
 class HttpError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, problem = null) {
     super(detail);
     this.status = status;
+    this.problem = problem;
+  }
+
+  get fieldErrors() {
+    return Array.isArray(this.problem?.errors) ? this.problem.errors : [];
   }
 }
 
@@ -75,8 +95,29 @@ async function api(path, options = {}) {
   const body = response.headers.get("content-type")?.includes("json")
     ? await response.json()
     : await response.text();
-  if (!response.ok) throw new HttpError(response.status, body?.detail || body?.title || String(body));
+  if (!response.ok) {
+    const problem = body && typeof body === "object" ? body : null;
+    throw new HttpError(response.status, problem?.detail || problem?.title || String(body), problem);
+  }
   return body;
+}
+
+function send(method, path, body) {
+  const options = { method };
+  if (body !== undefined) {
+    options.headers = { "Content-Type": "application/json" };
+    options.body = JSON.stringify(body);
+  }
+  return api(path, options);
+}
+
+// What went wrong, in the server's own words: its `detail`, and each field it names with why.
+function problemText(error) {
+  if (!(error instanceof HttpError)) return `The server could not be reached: ${error.message}`;
+  const named = error.fieldErrors
+    .map((e) => `${e.field}: ${e.reason}`)
+    .filter((text) => !error.message.includes(text));
+  return named.length ? `${error.message} (${named.join("; ")})` : error.message;
 }
 
 function duration(seconds) {
@@ -197,6 +238,9 @@ class Wall {
     this.people = new Map(); // person id -> [lon, lat]
     this.resourcesById = new Map(); // resource id -> feature
     this.musters = new Map(); // muster zone id -> name
+    this.me = null; // the signed-in user: {username, display_name, roles}
+    this.templates = new Map(); // "plan@version" -> promise of the plan's template (or null)
+    this.templateSteps = new Map(); // "plan@version" -> Map(step id -> the template's step)
     this.time = this.timeFormat(site.timezone);
 
     const container = $("map");
@@ -216,6 +260,10 @@ class Wall {
     $("no-incident").hidden = false;
   }
 
+  isCommander() {
+    return Boolean(this.me?.roles?.includes("commander"));
+  }
+
   timeFormat(timezone) {
     const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
     try {
@@ -230,9 +278,11 @@ class Wall {
   }
 
   async loadLayers() {
-    const [zones, network, people, resources] = await Promise.all(
-      ["zones", "network", "people", "resources"].map((name) => this.layer(name)),
-    );
+    const [me, zones, network, people, resources] = await Promise.all([
+      api("/api/auth/me"),
+      ...["zones", "network", "people", "resources"].map((name) => this.layer(name)),
+    ]);
+    this.me = me;
     const isMuster = (f) => f.properties.kind === "muster_point";
     L.geoJSON(zones, {
       pane: "zones",
@@ -417,12 +467,46 @@ class Wall {
       old.layers.remove();
       old.element.remove();
     }
-    const shown = { picture, layers: this.draw(picture), element: this.card(picture), events };
+    const key = `${picture.incident.plan_id}@${picture.incident.plan_version}`;
+    const shown = { picture, layers: this.draw(picture), element: null, events, key };
+    shown.element = this.card(shown);
     this.incidents.set(id, shown);
     $("incidents").append(shown.element);
     $("no-incident").hidden = true;
-    for (const event of events) this.applyToStep(shown, event); // events newer than a fetched picture
+    for (const event of events) this.applyToPicture(shown, event); // events newer than a fetched picture
     this.showHeadcount(picture.headcount);
+    if (!this.templateSteps.has(key)) {
+      // The plan's own text: step titles, what counts as done, which steps are optional.
+      this.template(picture.incident.plan_id, picture.incident.plan_version).then(() => {
+        if (this.incidents.get(id) === shown) this.paintSteps(shown);
+      });
+    }
+  }
+
+  // A plan's template (one version), fetched once; null if it cannot be read.
+  template(planId, version) {
+    const key = `${planId}@${version}`;
+    if (!this.templates.has(key)) {
+      const query = version ? `?version=${encodeURIComponent(version)}` : "";
+      const path = `/api/sites/${encodeURIComponent(this.site.id)}/plans/${encodeURIComponent(planId)}${query}`;
+      const loaded = api(path).then(
+        (plan) => {
+          const steps = new Map();
+          for (const pack of Object.values(plan.template.levels || {})) {
+            for (const step of pack.steps || []) steps.set(step.id, step);
+          }
+          if (version) this.templateSteps.set(key, steps);
+          return plan.template;
+        },
+        (error) => {
+          this.templates.delete(key); // try again next time
+          console.warn(`plan ${key} not readable`, error);
+          return null;
+        },
+      );
+      this.templates.set(key, loaded);
+    }
+    return this.templates.get(key);
   }
 
   draw(picture) {
@@ -551,16 +635,16 @@ class Wall {
     }
   }
 
-  card(picture) {
-    const { incident, plan, exposure, evacuation } = picture;
+  card(shown) {
+    const { incident, plan, exposure, evacuation } = shown.picture;
     const counts = exposure?.counts || {};
     const inside = [3, 2, 1].map((level) => `L${level}: ${counts[level]?.people ?? 0}`).join(", ");
     const moving = evacuation.people.length;
     const trapped = evacuation.trapped.length;
     const steps = el("ol", { class: "steps" });
-    for (const step of plan.steps) steps.append(this.stepItem(step));
+    for (const step of plan.steps) steps.append(this.stepItem(step, shown));
     const nearest = el("ul", { class: "nearest" });
-    for (const [kind, found] of Object.entries(picture.resources)) {
+    for (const [kind, found] of Object.entries(shown.picture.resources)) {
       if (found[0]) nearest.append(el("li", {}, `${kind}: ${found[0].id}, ${duration(found[0].travel_time_s)}`));
     }
     return el(
@@ -570,6 +654,7 @@ class Wall {
       el("p", { class: "facts" }, `Activated ${this.at(incident.activated_at)} by ${incident.activated_by}`),
       el("p", { class: "facts" }, `People inside threat zones: ${inside}`),
       el("p", { class: "facts" }, `To move: ${moving}${trapped ? `, ${trapped} without a safe route` : ""}`),
+      this.dutiesSection(shown),
       el("h3", {}, "Plan steps"),
       steps,
       el("h3", {}, "Nearest resources"),
@@ -577,26 +662,269 @@ class Wall {
     );
   }
 
-  stepItem(step) {
+  stepItem(step, shown) {
     const item = el(
       "li",
       { class: "step", "data-step": step.id, "data-status": step.status },
       el("span", { class: "step-id" }, step.id),
       el("span", { class: "step-status" }, step.status.replace("_", " ")),
+      el("span", { class: "step-title" }, ""),
       el("span", { class: "step-meta" }, ""),
+      el("div", { class: "step-actions" }),
+      el("form", { class: "step-form", hidden: true }),
+      el("p", { class: "step-error error", role: "alert" }),
     );
-    this.paintStep(item, step);
+    this.paintStep(item, step, shown);
     return item;
   }
 
-  paintStep(item, step) {
+  paintStep(item, step, shown) {
     item.dataset.status = step.status;
     item.classList.toggle("overdue", Boolean(step.overdue) && !["done", "skipped"].includes(step.status));
     item.classList.toggle("withdrawn", Boolean(step.withdrawn));
     item.querySelector(".step-status").textContent = step.status.replace("_", " ");
     const due = step.due_at ? `due ${this.at(step.due_at)}` : "no deadline";
     const overdue = item.classList.contains("overdue") ? " — OVERDUE" : "";
-    item.querySelector(".step-meta").textContent = `${step.role} · ${step.level} · ${due}${overdue}`;
+    item.querySelector(".step-meta").textContent = `${this.roleName(shown, step.role)} · ${step.level} · ${due}${overdue}`;
+    const about = this.templateSteps.get(shown.key)?.get(step.id);
+    item.querySelector(".step-title").textContent = about?.title || "";
+    this.paintActions(item, step, shown, about);
+  }
+
+  paintSteps(shown) {
+    for (const step of shown.picture.plan.steps) {
+      const item = shown.element.querySelector(`li[data-step="${CSS.escape(step.id)}"]`);
+      if (item) this.paintStep(item, step, shown);
+    }
+  }
+
+  roleName(shown, role) {
+    return shown.picture.plan.roles?.find((r) => r.id === role)?.name || role;
+  }
+
+  // -- acting on steps ---------------------------------------------------------------------------
+
+  // A commander may act on every step; a responder on the steps whose plan role their duty in
+  // this incident gives them. The server decides in the end: what it refuses is shown.
+  mayAct(step, shown) {
+    if (!this.me || step.withdrawn) return false;
+    if (this.isCommander()) return true;
+    if (!this.me.roles?.includes("responder")) return false;
+    return (shown.picture.plan.duties?.[step.role] || []).includes(this.me.username);
+  }
+
+  // The moves that make sense from a step's status (the plan engine's rules).
+  actionsFor(step, shown, about) {
+    if (!this.mayAct(step, shown)) return [];
+    const moves = STEP_MOVES[step.status] || [];
+    // Only the commander skips a step that is not optional.
+    const skips = this.isCommander() || Boolean(about?.optional);
+    return moves.filter((move) => move !== "skip" || skips);
+  }
+
+  paintActions(item, step, shown, about) {
+    const actions = this.actionsFor(step, shown, about);
+    const doneWhen = about?.done_when?.kind || "";
+    const key = `${step.status}|${actions.join(",")}|${doneWhen}`;
+    if (item.dataset.actions === key) return; // unchanged: keep a half-typed reason
+    item.dataset.actions = key;
+    const box = item.querySelector(".step-actions");
+    const form = item.querySelector(".step-form");
+    form.hidden = true;
+    form.replaceChildren();
+    box.replaceChildren();
+    for (const action of actions) {
+      const { label } = STEP_ACTIONS[action];
+      const button = el(
+        "button",
+        { type: "button", "data-action": action, title: `${label} step ${step.id}` },
+        this.actionField(action, about) ? `${label}…` : label,
+      );
+      button.addEventListener("click", () => this.chooseAction(item, step, shown, action));
+      box.append(button);
+    }
+  }
+
+  // Skip and fail ask for a reason; completing a step done by a value or an action asks for it.
+  chooseAction(item, step, shown, action) {
+    const about = this.templateSteps.get(shown.key)?.get(step.id);
+    const field = this.actionField(action, about);
+    if (!field) return this.act(item, step, shown, action, {});
+    const form = item.querySelector(".step-form");
+    const input = el("input", {
+      name: field.name,
+      type: field.type,
+      autocomplete: "off",
+      placeholder: field.placeholder || "",
+    });
+    if (field.type === "number") input.step = "any";
+    const submit = el("button", { type: "submit", "data-confirm": action }, STEP_ACTIONS[action].confirm);
+    const cancel = el("button", { type: "button", class: "quiet-button" }, "Cancel");
+    form.replaceChildren(el("label", {}, `${field.label} `, input), submit, cancel);
+    form.dataset.action = action;
+    form.hidden = false;
+    cancel.addEventListener("click", () => {
+      form.hidden = true;
+      form.replaceChildren();
+      item.querySelector(".step-error").textContent = "";
+    });
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      const value = input.value;
+      let body = {};
+      if (field.name === "value") body = value === "" ? {} : { value: Number(value) };
+      else if (value.trim()) body = { [field.name]: value.trim() };
+      // An empty reason is sent as such: the server says what it needs, and that is shown.
+      else if (field.name === "reason") body = { reason: "" };
+      this.act(item, step, shown, action, body);
+    };
+    input.focus();
+  }
+
+  actionField(action, about) {
+    if (action === "skip" || action === "fail") {
+      return { name: "reason", type: "text", label: `Why ${action === "skip" ? "skip" : "did it fail"}?` };
+    }
+    if (action !== "complete") return null;
+    const done = about?.done_when;
+    const name = done?.name ? done.name.replaceAll("_", " ") : "";
+    if (done?.kind === "value") {
+      return { name: "value", type: "number", label: `${name || "value"}${done.unit ? ` (${done.unit})` : ""}` };
+    }
+    if (done?.kind === "action") {
+      return { name: "reference", type: "text", label: `Reference${name ? ` (${name})` : ""}`, placeholder: "e.g. call log no." };
+    }
+    return null;
+  }
+
+  async act(item, step, shown, action, body) {
+    const error = item.querySelector(".step-error");
+    const controls = item.querySelectorAll(".step-actions button, .step-form button");
+    error.textContent = "";
+    for (const control of controls) control.disabled = true;
+    const site = encodeURIComponent(this.site.id);
+    const incident = encodeURIComponent(shown.picture.incident.id);
+    try {
+      await send("POST", `/api/sites/${site}/incidents/${incident}/steps/${encodeURIComponent(step.id)}/${action}`, body);
+      // Done: the step's event comes over the websocket and repaints the step (once).
+      const form = item.querySelector(".step-form");
+      if (form.dataset.action === action) form.hidden = true;
+    } catch (failure) {
+      if (failure.status === 401) return;
+      error.textContent = `${STEP_ACTIONS[action].label} refused: ${problemText(failure)}`;
+      for (const control of controls) control.disabled = false;
+    }
+  }
+
+  // -- duties --------------------------------------------------------------------------------------
+
+  // Who holds which plan role in this incident; a commander assigns and releases them.
+  dutiesSection(shown) {
+    const section = el("section", { class: "duties" });
+    if (!("duties" in shown.picture.plan)) {
+      section.hidden = true; // a server without duty assignments
+      return section;
+    }
+    section.append(el("h3", {}, "Duties"), el("ul", { class: "duty-list" }));
+    if (this.isCommander()) {
+      const roles = el("select", { name: "role", required: true });
+      for (const role of this.planRoles(shown)) roles.append(el("option", { value: role.id }, role.name));
+      const username = el("input", { name: "username", required: true, autocomplete: "off" });
+      const form = el(
+        "form",
+        { class: "duty-form" },
+        el("label", {}, "Role ", roles),
+        el("label", {}, "Username ", username),
+        el("button", { type: "submit" }, "Assign"),
+      );
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        this.assignDuty(shown, form, { role: roles.value, username: username.value.trim() });
+      });
+      section.append(form);
+    }
+    section.append(el("p", { class: "duty-error error", role: "alert" }));
+    this.paintDuties(shown, section);
+    return section;
+  }
+
+  planRoles(shown) {
+    const { roles = [], command_role: command } = shown.picture.plan;
+    const all = [...roles];
+    if (command && !all.some((r) => r.id === command)) all.unshift({ id: command, name: command });
+    return all;
+  }
+
+  paintDuties(shown, section = shown.element.querySelector(".duties")) {
+    const list = section?.querySelector(".duty-list");
+    if (!list) return;
+    list.replaceChildren();
+    const duties = shown.picture.plan.duties || {};
+    for (const role of this.planRoles(shown)) {
+      const holders = duties[role.id] || [];
+      if (!holders.length) continue;
+      const row = el("li", { "data-role": role.id }, `${role.name}: `);
+      for (const username of holders) {
+        const mine = username === this.me?.username;
+        const holder = el("span", { class: mine ? "holder mine" : "holder", "data-username": username }, username);
+        if (this.isCommander()) {
+          const release = el(
+            "button",
+            { type: "button", class: "release", title: `Release ${username} from ${role.name}` },
+            "Release",
+          );
+          release.addEventListener("click", () => this.releaseDuty(shown, role.id, username, release));
+          holder.append(" ", release);
+        }
+        row.append(holder, " ");
+      }
+      list.append(row);
+    }
+    if (!list.children.length) list.append(el("li", { class: "quiet" }, "No duties assigned yet."));
+  }
+
+  dutyPath(shown) {
+    return `/api/sites/${encodeURIComponent(this.site.id)}/incidents/${encodeURIComponent(shown.picture.incident.id)}/duties`;
+  }
+
+  async assignDuty(shown, form, body) {
+    const error = shown.element.querySelector(".duty-error");
+    const button = form.querySelector("button[type=submit]");
+    error.textContent = "";
+    button.disabled = true;
+    try {
+      await send("POST", this.dutyPath(shown), body); // the duty.assigned event shows it
+      form.username.value = "";
+    } catch (failure) {
+      if (failure.status !== 401) error.textContent = `Not assigned: ${problemText(failure)}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async releaseDuty(shown, role, username, button) {
+    const error = shown.element.querySelector(".duty-error");
+    error.textContent = "";
+    button.disabled = true;
+    try {
+      await send("DELETE", `${this.dutyPath(shown)}/${encodeURIComponent(role)}/${encodeURIComponent(username)}`);
+    } catch (failure) {
+      if (failure.status !== 401) error.textContent = `Not released: ${problemText(failure)}`;
+      button.disabled = false;
+    }
+  }
+
+  applyDuty(shown, event) {
+    const { role, username } = event.data || {};
+    if (!role || !username) return;
+    const duties = (shown.picture.plan.duties ||= {});
+    const holders = new Set(duties[role] || []);
+    if (event.type === "duty.assigned") holders.add(username);
+    else holders.delete(username);
+    if (holders.size) duties[role] = [...holders].sort();
+    else delete duties[role];
+    this.paintDuties(shown);
+    this.paintSteps(shown); // a responder's duties say which steps they may act on
   }
 
   at(iso) {
@@ -612,10 +940,12 @@ class Wall {
     if (!shown) return;
     shown.events.push(event);
     if (shown.events.length > 500) shown.events.splice(0, shown.events.length - 500);
-    this.applyToStep(shown, event);
+    this.applyToPicture(shown, event);
   }
 
-  applyToStep(shown, event) {
+  // Every event is applied by setting a state, never by counting: applying one twice is harmless.
+  applyToPicture(shown, event) {
+    if (event.type === "duty.assigned" || event.type === "duty.released") return this.applyDuty(shown, event);
     const stepId = event.data?.step_id;
     if (!stepId || !event.type.startsWith("plan.step.")) return;
     const step = shown.picture.plan.steps.find((s) => s.id === stepId);
@@ -624,7 +954,7 @@ class Wall {
     else if (STEP_EVENTS[event.type]) step.status = STEP_EVENTS[event.type];
     else return;
     const item = shown.element.querySelector(`li[data-step="${CSS.escape(stepId)}"]`);
-    if (item) this.paintStep(item, step);
+    if (item) this.paintStep(item, step, shown);
   }
 
   // The picture changed: wait briefly for the `incident` message, then fetch it.

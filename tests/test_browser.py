@@ -44,6 +44,9 @@ LEAFLET = wall.leaflet_dir(wall.FRONTEND) / "leaflet.js"
 WAIT_MS = 10_000  # the longest the page may take to show anything asked of it
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 COMMANDER = "wall-commander"
+VIEWER = "wall-viewer"
+PLANNER = "wall-planner"
+RESPONDER = "wall-responder"
 NO_LEAFLET = "'make test' installs it, or 'npm ci --prefix frontend'"
 NO_CHROMIUM = "'make test' installs it with scripts/chromium.sh"
 
@@ -71,7 +74,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         load_bundle(db, DEMO_SITE, actor="test-setup")
         with db.write() as session:
             load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test")
-            create_user(session, COMMANDER, TEST_PASSWORD, [Role.COMMANDER], hasher=FAST_HASHER)
+            for username, role in (
+                (COMMANDER, Role.COMMANDER),
+                (VIEWER, Role.VIEWER),
+                (PLANNER, Role.PLANNER),
+                (RESPONDER, Role.RESPONDER),
+            ):
+                create_user(session, username, TEST_PASSWORD, [role], hasher=FAST_HASHER)
     finally:
         engine.dispose()
     with LiveServer(f"sqlite:///{path}", heartbeat_s=1.0) as live:
@@ -141,6 +150,15 @@ class Watched:
         if message.type == "error":
             self.errors.append(f"console: {message.text} ({message.location})")
 
+    def unexpected_errors(self, *statuses: int) -> list[str]:
+        """Console errors, less Chromium's note of each refused request the test caused."""
+        refused = tuple(f"status of {status}" for status in statuses)
+        return [
+            e
+            for e in self.errors
+            if not ("Failed to load resource" in e and any(r in e for r in refused))
+        ]
+
     def outside(self) -> list[str]:
         """Requests to anywhere but this machine (data: URLs stay in the page)."""
         return [
@@ -161,8 +179,8 @@ def watched(browser: Browser) -> Iterator[Watched]:
         context.close()
 
 
-def sign_in(server: LiveServer) -> dict[str, str]:
-    login = {"username": COMMANDER, "password": TEST_PASSWORD}
+def sign_in(server: LiveServer, username: str = COMMANDER) -> dict[str, str]:
+    login = {"username": username, "password": TEST_PASSWORD}
     answer = httpx.post(f"{server.base}/api/auth/login", json=login)
     assert answer.status_code == 200, answer.text
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
@@ -327,3 +345,205 @@ def test_the_wall_is_served_from_here() -> None:
         assert client.get("/vendor/leaflet/leaflet-src.esm.js").status_code == 200
         assert client.get("/static/node_modules/leaflet/package.json").status_code == 404
         assert client.get("/static/package.json").status_code == 404
+
+
+# -- acting from the wall ----------------------------------------------------------------------
+
+
+def open_wall(page: Page, server: LiveServer, username: str = COMMANDER) -> None:
+    """Sign in through the form as ``username``, choose the demo site, wait until live."""
+    page.goto(f"{server.base}/")
+    page.fill("#username", username)
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-submit")
+    page.click(f"#site-list button[data-site='{DEMO_ID}']")
+    page.wait_for_selector("#status[data-state='live']")
+
+
+def activate(server: LiveServer, auth: dict[str, str]) -> dict[str, Any]:
+    answer = httpx.post(f"{server.base}/api/sites/{DEMO_ID}/incidents", json=CHLORINE, headers=auth)
+    assert answer.status_code == 201, answer.text
+    picture: dict[str, Any] = answer.json()
+    return picture
+
+
+def template_steps(server: LiveServer, auth: dict[str, str], plan: str) -> dict[str, Any]:
+    answer = httpx.get(f"{server.base}/api/sites/{DEMO_ID}/plans/{plan}", headers=auth)
+    assert answer.status_code == 200, answer.text
+    levels = answer.json()["template"]["levels"].values()
+    return {step["id"]: step for level in levels for step in level["steps"]}
+
+
+def step_events(
+    server: LiveServer, auth: dict[str, str], incident: str, step: str
+) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{server.base}/api/sites/{DEMO_ID}/events", headers=auth)
+    assert answer.status_code == 200, answer.text
+    return [
+        e
+        for e in answer.json()["events"]
+        if e["incident_id"] == incident
+        and e["type"].startswith("plan.step.")
+        and e["data"]["step_id"] == step
+    ]
+
+
+def test_a_commander_completes_a_step_by_clicking(server: LiveServer, watched: Watched) -> None:
+    auth = sign_in(server)
+    picture = activate(server, auth)
+    incident = picture["incident"]["id"]
+    about = template_steps(server, auth, "chlorine-leak")
+    # A step that is ready and done by a plain confirmation.
+    step = next(
+        s["id"]
+        for s in picture["plan"]["steps"]
+        if s["status"] == "ready" and about[s["id"]]["done_when"]["kind"] == "confirmation"
+    )
+    page = watched.page
+    open_wall(page, server)
+    item = f".incident[data-incident='{incident}'] li.step[data-step='{step}']"
+    page.wait_for_selector(f"{item}[data-status='ready'] button[data-action='acknowledge']")
+
+    for action, status in (
+        ("acknowledge", "acknowledged"),
+        ("start", "in_progress"),
+        ("complete", "done"),
+    ):
+        page.click(f"{item} button[data-action='{action}']")
+        page.wait_for_selector(f"{item}[data-status='{status}']")
+    assert page.inner_text(f"{item} .step-status").lower() == "done"
+    page.wait_for_selector(f"{item} .step-actions button", state="detached")  # nothing left to do
+    assert page.inner_text(f"{item} .step-error") == ""
+
+    # The log holds each move once, by the commander: the page sent each action once, and
+    # the websocket event alone moved the step.
+    moves = [
+        e
+        for e in step_events(server, auth, incident, step)
+        if e["type"] not in ("plan.step.ready", "plan.step.overdue")
+    ]
+    assert [e["type"] for e in moves] == [
+        "plan.step.acknowledged",
+        "plan.step.started",
+        "plan.step.done",
+    ]
+    assert {e["actor"] for e in moves} == {COMMANDER}
+    assert watched.outside() == []
+    assert watched.errors == []
+
+
+@pytest.mark.parametrize("username", [VIEWER, PLANNER])
+def test_viewers_and_planners_see_no_step_buttons(
+    server: LiveServer, watched: Watched, username: str
+) -> None:
+    picture = activate(server, sign_in(server))
+    incident = picture["incident"]["id"]
+    page = watched.page
+    open_wall(page, server, username)
+    card = f".incident[data-incident='{incident}']"
+    page.wait_for_selector(f"{card} li.step")
+    page.wait_for_selector(f"{card} .step-title:not(:empty)")  # the plan's text has loaded
+    assert count(page, ".incident .step-actions button") == 0
+    assert count(page, ".duty-form") == 0 and count(page, ".duties button") == 0
+    assert watched.outside() == []
+    assert watched.errors == []
+
+
+def test_a_refused_step_action_shows_the_servers_reason(
+    server: LiveServer, watched: Watched
+) -> None:
+    auth = sign_in(server)
+    picture = activate(server, auth)
+    incident = picture["incident"]["id"]
+    step = next(s["id"] for s in picture["plan"]["steps"] if s["status"] == "ready")
+    page = watched.page
+    open_wall(page, server)
+    item = f".incident[data-incident='{incident}'] li.step[data-step='{step}']"
+
+    # Skipping asks why; with no reason, the server refuses and the page says so by the step.
+    page.click(f"{item} button[data-action='skip']")
+    page.click(f"{item} .step-form button[data-confirm='skip']")
+    error = page.locator(f"{item} .step-error")
+    error.wait_for(state="visible")
+    assert "a reason is required" in error.inner_text()  # the server's own words
+    assert "reason: 1 to 2000 characters" in error.inner_text()
+    assert page.get_attribute(item, "data-status") == "ready"
+    assert [e["type"] for e in step_events(server, auth, incident, step)] == ["plan.step.ready"]
+
+    # With a reason, it goes through; the error is gone.
+    page.fill(f"{item} .step-form input[name='reason']", "Already isolated by the previous shift")
+    page.click(f"{item} .step-form button[data-confirm='skip']")
+    page.wait_for_selector(f"{item}[data-status='skipped']")
+    assert error.inner_text() == ""
+    moves = step_events(server, auth, incident, step)
+    reasons = [e["data"]["data"]["reason"] for e in moves if e["type"] == "plan.step.skipped"]
+    assert reasons == ["Already isolated by the previous shift"]
+    assert watched.outside() == []
+    assert watched.unexpected_errors(422) == []
+
+
+def test_a_responder_acts_on_the_steps_of_their_duty(
+    server: LiveServer, browser: Browser, watched: Watched
+) -> None:
+    auth = sign_in(server)
+    picture = activate(server, auth)
+    incident = picture["incident"]["id"]
+    card = f".incident[data-incident='{incident}']"
+    role = "control_room_operator"
+    about = template_steps(server, auth, "chlorine-leak")
+
+    # The responder's wall: before any duty, no step of this incident has a button.
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        responder = Watched(context.new_page())
+        responder.page.set_default_timeout(WAIT_MS)
+        theirs = responder.page
+        open_wall(theirs, server, RESPONDER)
+        theirs.wait_for_selector(f"{card} .step-title:not(:empty)")
+        assert count(theirs, f"{card} .step-actions button") == 0
+        assert count(theirs, ".duty-form") == 0
+
+        # The commander gives them the role from the wall.
+        page = watched.page
+        open_wall(page, server)
+        page.wait_for_selector(f"{card} .duty-form")
+        page.select_option(f"{card} .duty-form select[name='role']", role)
+        page.fill(f"{card} .duty-form input[name='username']", RESPONDER)
+        page.click(f"{card} .duty-form button[type='submit']")
+        holder = f"{card} .duty-list li[data-role='{role}'] .holder[data-username='{RESPONDER}']"
+        page.wait_for_selector(holder)
+        theirs.wait_for_selector(f"{holder}.mine")  # their own wall shows it, as theirs
+
+        # Now they may act on that role's steps, and only on those.
+        step = next(
+            s["id"]
+            for s in picture["plan"]["steps"]
+            if s["role"] == role and s["status"] == "ready"
+        )
+        item = f"{card} li.step[data-step='{step}']"
+        theirs.wait_for_selector(f"{item} button[data-action='acknowledge']")
+        with_buttons = theirs.eval_on_selector_all(
+            f"{card} li.step:has(.step-actions button)", "items => items.map(i => i.dataset.step)"
+        )
+        assert with_buttons and {about[s]["role"] for s in with_buttons} == {role}
+        assert count(theirs, f"{item} button[data-action='skip']") == (
+            1 if about[step]["optional"] else 0
+        )  # only the commander skips a step that is not optional
+        theirs.click(f"{item} button[data-action='acknowledge']")
+        theirs.wait_for_selector(f"{item}[data-status='acknowledged']")
+        page.wait_for_selector(f"{item}[data-status='acknowledged']")
+        moves = [
+            e
+            for e in step_events(server, auth, incident, step)
+            if e["type"] == "plan.step.acknowledged"
+        ]
+        assert [e["actor"] for e in moves] == [RESPONDER]
+
+        # The commander releases the duty: the responder's buttons go.
+        page.click(f"{holder} button.release")
+        page.wait_for_selector(holder, state="detached")
+        theirs.wait_for_selector(f"{card} .step-actions button", state="detached")
+        assert watched.outside() == [] and responder.outside() == []
+        assert watched.errors == [] and responder.errors == []
+    finally:
+        context.close()
