@@ -238,9 +238,12 @@ class Wall {
     this.people = new Map(); // person id -> [lon, lat]
     this.resourcesById = new Map(); // resource id -> feature
     this.musters = new Map(); // muster zone id -> name
+    this.sensors = new Map(); // sensor id -> feature
     this.me = null; // the signed-in user: {username, display_name, roles}
     this.templates = new Map(); // "plan@version" -> promise of the plan's template (or null)
     this.templateSteps = new Map(); // "plan@version" -> Map(step id -> the template's step)
+    this.activation = null; // the activation panel, for commanders
+    this.wind = null; // the last wind an incident reported: prefills a new gas release
     this.time = this.timeFormat(site.timezone);
 
     const container = $("map");
@@ -258,6 +261,10 @@ class Wall {
     $("headcount-total").textContent = "–";
     for (const card of document.querySelectorAll("#incidents .incident")) card.remove();
     $("no-incident").hidden = false;
+    $("activate").hidden = true;
+    $("activate-result").replaceChildren();
+    $("proposals").replaceChildren();
+    $("proposals").hidden = true;
   }
 
   isCommander() {
@@ -278,16 +285,16 @@ class Wall {
   }
 
   async loadLayers() {
-    const [me, zones, network, people, resources] = await Promise.all([
+    const [me, zones, network, people, resources, sensors] = await Promise.all([
       api("/api/auth/me"),
-      ...["zones", "network", "people", "resources"].map((name) => this.layer(name)),
+      ...["zones", "network", "people", "resources", "sensors"].map((name) => this.layer(name)),
     ]);
     this.me = me;
     const isMuster = (f) => f.properties.kind === "muster_point";
     L.geoJSON(zones, {
       pane: "zones",
       style: (f) => ({
-        className: isMuster(f) ? "rp-zone rp-muster" : "rp-zone",
+        className: `rp-zone rp-z-${String(f.id).replace(/\s/g, "_")}${isMuster(f) ? " rp-muster" : ""}`,
         color: isMuster(f) ? "#1a9850" : "#52606d",
         weight: isMuster(f) ? 2.5 : 1,
         dashArray: isMuster(f) ? "6 4" : null,
@@ -314,6 +321,8 @@ class Wall {
       if (f.geometry) this.people.set(String(f.id), f.geometry.coordinates);
     }
     for (const f of resources.features) this.resourcesById.set(String(f.id), f);
+    for (const f of sensors.features) this.sensors.set(String(f.id), f);
+    if (this.isCommander() && !this.closed) this.activation = new Activation(this);
   }
 
   // -- the socket --------------------------------------------------------------------------------
@@ -380,6 +389,7 @@ class Wall {
     clearTimeout(this.retryTimer);
     clearTimeout(this.silenceTimer);
     for (const timer of this.pending.values()) clearTimeout(timer);
+    this.activation?.close();
     const socket = this.socket;
     this.socket = null;
     socket?.close(1000, "closed");
@@ -519,7 +529,7 @@ class Wall {
       L.geoJSON(zone, {
         pane: "threat",
         style: {
-          className: `rp-threat rp-threat-${level}`,
+          className: `rp-threat rp-threat-${level} rp-inc-${picture.incident.id}`,
           color: THREAT_COLOURS[level] || "#d7191c",
           fillColor: THREAT_COLOURS[level] || "#d7191c",
           weight: 2,
@@ -934,6 +944,8 @@ class Wall {
 
   apply(event) {
     const id = event.incident_id;
+    if (event.type === "plan.proposed") return this.activation?.propose(event);
+    if (event.type === "incident.wind_changed") this.wind = event.data?.hazard || this.wind;
     if (event.type === "plan.run.stood_down") return this.remove(id);
     if (PICTURE_EVENTS.has(event.type)) this.expectPicture(id);
     const shown = this.incidents.get(id);
@@ -1004,6 +1016,373 @@ class Wall {
       const due = expected.get(muster);
       list.append(el("li", { "data-muster": muster }, `${name}: ${count}${due ? ` (expecting ${due})` : ""}`));
     }
+  }
+}
+
+// -- activation ---------------------------------------------------------------------------------
+
+// The hazard models an activation takes (command/incidents.py), each with its inputs. `value` is
+// the prefill; `wind` fields take the last wind an incident reported, when there was one.
+const HAZARD_MODELS = {
+  toxic_release: {
+    label: "Toxic gas release (plume)",
+    fields: [
+      { name: "substance", label: "Substance", type: "text" },
+      { name: "rate_g_s", label: "Release rate (g/s)", type: "number", value: 1000 },
+      { name: "wind_speed_m_s", label: "Wind speed (m/s)", type: "number", value: 3, wind: "wind_speed_m_s" },
+      { name: "wind_from_deg", label: "Wind from (degrees)", type: "number", value: 0, wind: "wind_from_deg" },
+      { name: "release_height_m", label: "Release height (m)", type: "number", value: 0 },
+      { name: "daytime", label: "Daytime", type: "checkbox", value: "daytime" },
+      { name: "insolation", label: "Sunshine (by day)", type: "select", options: ["strong", "moderate", "slight"], value: "moderate" },
+      // A clear night is the most stable air and the longest plume: the cautious prefill.
+      { name: "cloud_cover_octas", label: "Cloud cover (octas, 8 = overcast)", type: "number", value: 0 },
+    ],
+  },
+  pool_fire: {
+    label: "Pool fire (thermal radiation)",
+    fields: [
+      { name: "fuel", label: "Fuel", type: "text" },
+      { name: "diameter_m", label: "Pool diameter (m)", type: "number", value: 20 },
+    ],
+  },
+  explosion: {
+    label: "Explosion (overpressure)",
+    fields: [
+      { name: "substance", label: "Substance", type: "text" },
+      { name: "mass_kg", label: "Mass in the cloud (kg)", type: "number", value: 1000 },
+      { name: "tnt_kg", label: "Or TNT equivalent (kg)", type: "number" },
+    ],
+  },
+  radius: {
+    label: "Fixed radii",
+    fields: [{ name: "radii_m", label: "Radii, innermost first (m)", type: "list", value: "100, 300, 800" }],
+  },
+  erg: {
+    label: "ERG protective action distances",
+    fields: [
+      { name: "substance", label: "Substance", type: "text" },
+      { name: "spill", label: "Spill", type: "select", options: ["small", "large"], value: "large" },
+      { name: "daytime", label: "Daytime", type: "checkbox", value: "daytime" },
+      { name: "wind_from_deg", label: "Wind from (degrees)", type: "number", value: 0, wind: "wind_from_deg" },
+    ],
+  },
+};
+// A plan's scenario hazard -> the model that draws its threat zones (the rest: fixed radii).
+const SCENARIO_MODELS = { toxic_release: "toxic_release", fire: "pool_fire", explosion: "explosion" };
+const SCENARIO_SUBSTANCE_FIELD = { toxic_release: "substance", pool_fire: "fuel", explosion: "substance", erg: "substance" };
+const TIER_LABELS = { warning: "Warning", alarm: "ALARM", high_alarm: "HIGH ALARM" };
+// The panel's own inputs (the hazard model's come and go with the model).
+const ACTIVATION_FIELDS = ["plan_id", "level", "location", "model", "capacity_aware"];
+
+// The commander's panel: a plan, a level, a place clicked on the map and the hazard, then one
+// "Activate". Proposed plans (a sensor's alarm) show as a banner that fills it in.
+class Activation {
+  constructor(wall) {
+    this.wall = wall;
+    this.abort = new AbortController();
+    this.plans = new Map(); // plan id -> summary
+    this.location = null; // [lon, lat]
+    this.marker = null;
+    this.dirty = false; // the commander changed something: a proposal does not overwrite it
+    this.busy = false;
+    this.choosing = 0; // the latest plan choice (a slower earlier one must not win)
+    this.chosen = Promise.resolve(); // the hazard inputs of the chosen plan, once filled in
+    this.errors = new Map(); // field name -> its error element
+
+    const signal = this.abort.signal;
+    const form = $("activate-form");
+    $("activate").hidden = false;
+    $("activate-plan").replaceChildren();
+    $("activate-location").textContent = "Click the map where it happens.";
+    $("activate-result").replaceChildren();
+    for (const name of ACTIVATION_FIELDS) this.errors.set(name, $(`activate-error-${name}`));
+    this.clearErrors();
+    this.fields("toxic_release", {});
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    }, { signal });
+    form.addEventListener("input", () => (this.dirty = true), { signal });
+    $("activate-plan").addEventListener("change", () => this.choosePlan($("activate-plan").value), { signal });
+    $("activate-model").addEventListener("change", () => this.fields($("activate-model").value, this.values()), { signal });
+    wall.map.on("click", (event) => {
+      if (!$("activate").hidden && $("activate").open) this.pick([event.latlng.lng, event.latlng.lat], true);
+    });
+    this.loaded = this.loadPlans();
+  }
+
+  close() {
+    this.abort.abort();
+    this.marker?.remove();
+  }
+
+  site() {
+    return encodeURIComponent(this.wall.site.id);
+  }
+
+  async loadPlans() {
+    let plans;
+    try {
+      ({ plans } = await api(`/api/sites/${this.site()}/plans`));
+    } catch (error) {
+      if (error.status !== 401) $("activate-error").textContent = `Cannot list the plans: ${problemText(error)}`;
+      return;
+    }
+    const select = $("activate-plan");
+    for (const plan of plans) {
+      this.plans.set(plan.id, plan);
+      select.append(el("option", { value: plan.id }, `${plan.title} (${plan.id})`));
+    }
+    if (!plans.length) $("activate-error").textContent = "The site has no plan yet.";
+    else await this.choosePlan(select.value);
+  }
+
+  // Prefill the hazard from the plan's scenario: its hazard kind and first substance.
+  choosePlan(planId) {
+    this.chosen = this.fillFromPlan(planId); // an activation waits for it
+    return this.chosen;
+  }
+
+  async fillFromPlan(planId) {
+    const choice = ++this.choosing;
+    this.clearError("plan_id");
+    const summary = this.plans.get(planId);
+    if (!summary) return;
+    const template = await this.wall.template(planId, summary.version);
+    if (choice !== this.choosing || this.abort.signal.aborted) return;
+    const scenario = template?.scenario || { hazard: summary.hazard };
+    const model = SCENARIO_MODELS[scenario.hazard] || "radius";
+    const prefill = {};
+    const substance = scenario.substances?.[0];
+    if (substance && SCENARIO_SUBSTANCE_FIELD[model]) prefill[SCENARIO_SUBSTANCE_FIELD[model]] = substance;
+    this.fields(model, prefill);
+  }
+
+  // The hazard model's inputs, prefilled: from `values` first, then the model's defaults.
+  fields(model, values) {
+    $("activate-model").value = model;
+    const box = $("activate-hazard-fields");
+    box.replaceChildren();
+    for (const name of [...this.errors.keys()]) {
+      if (!ACTIVATION_FIELDS.includes(name)) this.errors.delete(name);
+    }
+    for (const field of HAZARD_MODELS[model].fields) {
+      const id = `activate-${field.name}`;
+      const error = el("span", { class: "field-error", id: `activate-error-${field.name}` });
+      let input;
+      if (field.type === "select") {
+        input = el("select", { id, name: field.name });
+        for (const option of field.options) input.append(el("option", { value: option }, option));
+      } else {
+        input = el("input", { id, name: field.name, type: field.type === "list" ? "text" : field.type });
+        if (field.type === "number") input.step = "any";
+      }
+      input.setAttribute("aria-describedby", error.id);
+      input.dataset.kind = field.type;
+      const given = values[field.name];
+      const wind = field.wind && this.wall.wind ? this.wall.wind[field.wind] : undefined;
+      const value = given ?? wind ?? (field.value === "daytime" ? this.daytime() : field.value);
+      if (field.type === "checkbox") input.checked = Boolean(value);
+      else if (value !== undefined && value !== null) input.value = String(value);
+      const label = field.type === "checkbox"
+        ? el("label", { class: "check" }, input, ` ${field.label}`)
+        : el("label", {}, `${field.label} `, input);
+      const note = field.wind ? el("span", { class: "quiet hint" }, this.wall.wind ? " (as last reported)" : " (default: check the wind)") : null;
+      box.append(el("div", { class: "field" }, label, note, error));
+      this.errors.set(field.name, error);
+    }
+  }
+
+  // Day at the site: 06:00 to 18:00 local time.
+  daytime() {
+    const hour = Number(new Intl.DateTimeFormat("en-GB", { hour: "2-digit", hourCycle: "h23", timeZone: this.wall.time.resolvedOptions().timeZone }).format(new Date()));
+    return hour >= 6 && hour < 18;
+  }
+
+  values() {
+    const out = {};
+    for (const input of $("activate-hazard-fields").querySelectorAll("input, select")) {
+      out[input.name] = input.type === "checkbox" ? input.checked : input.value;
+    }
+    return out;
+  }
+
+  pick(lonlat, byUser = false) {
+    const [lon, lat] = lonlat.map((v) => Math.round(v * 1e7) / 1e7);
+    this.location = [lon, lat];
+    if (byUser) this.dirty = true;
+    this.clearError("location");
+    $("activate-location").textContent = `lat ${lat.toFixed(6)}, lon ${lon.toFixed(6)}`;
+    this.marker?.remove();
+    this.marker = L.circleMarker([lat, lon], {
+      pane: "dots", className: "rp-pick", radius: 9, color: "#000", weight: 3, dashArray: "3 3", fillColor: "#fff", fillOpacity: 0.6,
+    })
+      .bindTooltip("Where the plan is activated")
+      .addTo(this.wall.map);
+  }
+
+  request() {
+    const hazard = { model: $("activate-model").value };
+    for (const input of $("activate-hazard-fields").querySelectorAll("input, select")) {
+      const kind = input.dataset.kind;
+      if (kind === "checkbox") hazard[input.name] = input.checked;
+      else if (input.value.trim() === "") continue; // left out: the server's default, or its complaint
+      else if (kind === "number") hazard[input.name] = Number(input.value);
+      else if (kind === "list") {
+        hazard[input.name] = input.value.split(/[\s,;]+/).filter(Boolean).map((v) => (Number.isFinite(Number(v)) ? Number(v) : v));
+      } else hazard[input.name] = input.value.trim();
+    }
+    return {
+      plan_id: $("activate-plan").value,
+      level: $("activate-level").value,
+      location: { type: "Point", coordinates: this.location },
+      hazard,
+      capacity_aware: $("activate-capacity").checked,
+    };
+  }
+
+  async submit() {
+    if (this.busy) return false;
+    this.busy = true;
+    try {
+      await this.chosen;
+      return await this.send();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async send() {
+    this.clearErrors();
+    $("activate-result").replaceChildren();
+    if (!this.location) {
+      this.showError("location", "Click the map where it happens.");
+      return false;
+    }
+    const request = this.request();
+    const button = $("activate-submit");
+    button.disabled = true;
+    try {
+      const picture = await send("POST", `/api/sites/${this.site()}/incidents`, request);
+      // The picture arrives over the websocket like every other screen's.
+      const id = picture.incident.id;
+      $("activate-result").replaceChildren(
+        el("span", { "data-incident": id }, `Activated ${request.plan_id} at ${request.level}: ${id}`),
+      );
+      this.location = null;
+      this.marker?.remove();
+      this.marker = null;
+      $("activate-location").textContent = "Click the map where it happens.";
+      this.dirty = false;
+      this.dismissPlan(request.plan_id);
+      $("activate").open = false; // make room for the incident; the result stays in the summary
+      return true;
+    } catch (failure) {
+      if (failure.status !== 401) this.showProblem(failure);
+      return false;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // A refusal: its detail above the button, and each field it names next to that field.
+  showProblem(failure) {
+    $("activate-error").textContent = `Not activated: ${problemText(failure)}`;
+    for (const { field, reason } of failure.fieldErrors || []) {
+      const name = String(field).split(".").reverse().find((part) => this.errors.has(part)) ||
+        (String(field).includes("hazard") ? "model" : null);
+      if (name) this.showError(name, reason);
+    }
+  }
+
+  showError(name, text) {
+    const error = this.errors.get(name);
+    if (!error) return;
+    error.textContent = error.textContent ? `${error.textContent}; ${text}` : text;
+    document.querySelector(`[aria-describedby="${error.id}"]`)?.setAttribute("aria-invalid", "true");
+  }
+
+  clearError(name) {
+    const error = this.errors.get(name);
+    if (!error) return;
+    error.textContent = "";
+    document.querySelector(`[aria-describedby="${error.id}"]`)?.removeAttribute("aria-invalid");
+  }
+
+  clearErrors() {
+    $("activate-error").textContent = "";
+    for (const name of this.errors.keys()) this.clearError(name);
+  }
+
+  // Fill the panel with a plan and a place (a proposal's sensor).
+  async prefill(planId, lonlat) {
+    await this.loaded;
+    if (!this.plans.has(planId)) {
+      $("activate-error").textContent = `Plan ${planId} is not among the site's plans.`;
+      return false;
+    }
+    $("activate").open = true;
+    if ($("activate-plan").value !== planId || !this.dirty) {
+      $("activate-plan").value = planId;
+      await this.choosePlan(planId);
+    }
+    if (lonlat) this.pick(lonlat);
+    return true;
+  }
+
+  // -- proposals ---------------------------------------------------------------------------------
+
+  propose(event) {
+    const { sensor_id: sensorId, tier, plans = [] } = event.data || {};
+    if (!plans.length) return;
+    const sensor = this.wall.sensors.get(String(sensorId));
+    const where = sensor?.geometry?.type === "Point" ? sensor.geometry.coordinates : null;
+    const name = sensor?.properties?.name || sensorId;
+    const box = $("proposals");
+    box.querySelector(`.proposal[data-sensor="${CSS.escape(String(sensorId))}"]`)?.remove();
+    const error = el("p", { class: "error", role: "alert" });
+    const banner = el(
+      "section",
+      { class: "proposal", "data-sensor": String(sensorId), "data-seq": String(event.seq), "aria-label": "Proposed plan" },
+      el("h2", {}, `${TIER_LABELS[tier] || tier}: ${name}`),
+      el("p", {}, `${this.wall.at(event.at)} · sensor ${sensorId}${where ? "" : " (position unknown: click the map)"} proposes:`),
+    );
+    for (const planId of plans) {
+      const title = this.plans.get(planId)?.title || planId;
+      const activate = el("button", { type: "button", class: "activate-now", "data-plan": planId }, `Activate ${title}`);
+      const review = el("button", { type: "button", class: "quiet-button", "data-review": planId }, "Review first");
+      activate.addEventListener("click", async () => {
+        error.textContent = "";
+        activate.disabled = true;
+        const ready = await this.prefill(planId, where);
+        const done = ready && (await this.submit());
+        activate.disabled = false;
+        if (!done) error.textContent = `Not activated: ${$("activate-error").textContent || "see the activation panel"}`;
+      });
+      review.addEventListener("click", () => {
+        this.prefill(planId, where).then(() => $("activate").scrollIntoView({ block: "start" }));
+      });
+      banner.append(el("p", { class: "proposal-plan", "data-plan": planId }, activate, " ", review));
+    }
+    const dismiss = el("button", { type: "button", class: "quiet-button dismiss" }, "Dismiss");
+    dismiss.addEventListener("click", () => {
+      banner.remove();
+      box.hidden = !box.children.length;
+    });
+    banner.append(dismiss, error);
+    box.prepend(banner);
+    box.hidden = false;
+    if (!this.dirty && where) this.prefill(plans[0], where); // ready for one click
+  }
+
+  dismissPlan(planId) {
+    const box = $("proposals");
+    for (const row of box.querySelectorAll(`.proposal-plan[data-plan="${CSS.escape(planId)}"]`)) {
+      const banner = row.closest(".proposal");
+      row.remove();
+      if (!banner.querySelector(".proposal-plan")) banner.remove();
+    }
+    box.hidden = !box.children.length;
   }
 }
 

@@ -388,6 +388,20 @@ def step_events(
     ]
 
 
+def incident_picture(server: LiveServer, auth: dict[str, str], incident: str) -> dict[str, Any]:
+    answer = httpx.get(f"{server.base}/api/sites/{DEMO_ID}/incidents/{incident}", headers=auth)
+    assert answer.status_code == 200, answer.text
+    picture: dict[str, Any] = answer.json()
+    return picture
+
+
+def click_zone(page: Page, zone: str) -> None:
+    """Click the map, as a person would, in the middle of a zone's outline on the screen."""
+    box = page.locator(f"#map path.rp-z-{zone}").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
 def test_a_commander_completes_a_step_by_clicking(server: LiveServer, watched: Watched) -> None:
     auth = sign_in(server)
     picture = activate(server, auth)
@@ -445,6 +459,8 @@ def test_viewers_and_planners_see_no_step_buttons(
     page.wait_for_selector(f"{card} .step-title:not(:empty)")  # the plan's text has loaded
     assert count(page, ".incident .step-actions button") == 0
     assert count(page, ".duty-form") == 0 and count(page, ".duties button") == 0
+    assert not page.locator("#activate").is_visible()
+    assert not page.locator("#proposals").is_visible()
     assert watched.outside() == []
     assert watched.errors == []
 
@@ -482,6 +498,96 @@ def test_a_refused_step_action_shows_the_servers_reason(
     assert watched.unexpected_errors(422) == []
 
 
+def test_a_commander_activates_a_plan_from_the_panel(server: LiveServer, watched: Watched) -> None:
+    page = watched.page
+    open_wall(page, server)
+    page.wait_for_selector("#activate-plan option[value='tank-fire']", state="attached")
+
+    # Choosing the plan fills in its hazard: a pool fire of its first fuel.
+    page.select_option("#activate-plan", "tank-fire")
+    page.wait_for_function("() => document.querySelector('#activate-model').value === 'pool_fire'")
+    assert page.input_value("#activate-fuel") == "methanol"
+    page.select_option("#activate-level", "L2")
+
+    # Without a place, nothing is sent; the panel asks for a click on the map.
+    page.click("#activate-submit")
+    assert "Click the map" in page.inner_text("#activate-error-location")
+    click_zone(page, "Z-009")  # tank farm T1
+    page.wait_for_selector("#map path.rp-pick", state="attached")
+    assert page.inner_text("#activate-error-location") == ""
+
+    # The server's validation errors show next to the field they name.
+    page.fill("#activate-diameter_m", "")
+    page.click("#activate-submit")
+    page.wait_for_function(
+        "() => document.querySelector('#activate-error-diameter_m').textContent !== ''"
+    )
+    assert "required" in page.inner_text("#activate-error-diameter_m").lower()
+    assert "Not activated" in page.inner_text("#activate-error")
+
+    page.fill("#activate-diameter_m", "25")
+    page.click("#activate-submit")
+    result = page.wait_for_selector("#activate-result [data-incident]")
+    assert result is not None
+    incident = result.get_attribute("data-incident")
+    assert incident and page.inner_text("#activate-error") == ""
+
+    # The picture comes over the websocket: the card and the threat zones.
+    page.wait_for_selector(f".incident[data-incident='{incident}'] li.step")
+    for level in (3, 2, 1):
+        page.wait_for_selector(f"#map path.rp-inc-{incident}.rp-threat-{level}", state="attached")
+    picture = incident_picture(server, sign_in(server), incident)
+    assert picture["incident"]["plan_id"] == "tank-fire"
+    assert picture["incident"]["level"] == "L2"
+    assert picture["incident"]["activated_by"] == COMMANDER
+    hazard = picture["incident"]["hazard"]
+    assert (hazard["model"], hazard["fuel"], hazard["diameter_m"]) == ("pool_fire", "methanol", 25)
+    zones = layer(server, "zones", sign_in(server))["features"]
+    tank_farm = next(shape(f["geometry"]) for f in zones if f["id"] == "Z-009")
+    assert tank_farm.contains(shape(picture["incident"]["location"]))
+    assert watched.outside() == []
+    assert watched.unexpected_errors(422) == []
+
+
+def test_a_proposed_plan_is_activated_with_one_click(server: LiveServer, watched: Watched) -> None:
+    page = watched.page
+    open_wall(page, server)
+    page.wait_for_selector("#activate-plan option[value='chlorine-leak']", state="attached")
+
+    # A chlorine detector crosses its alarm tier (1 ppm): the server proposes the plan.
+    auth = sign_in(server)
+    sensor = "S-062"
+    answer = httpx.post(
+        f"{server.base}/api/sites/{DEMO_ID}/readings",
+        json={"readings": [{"sensor_id": sensor, "value": 2.0}]},
+        headers=auth,
+    )
+    assert answer.status_code == 200, answer.text
+    proposed = [e for e in answer.json()["events"] if e["type"] == "plan.proposed"]
+    assert [e["data"]["plans"] for e in proposed] == [["chlorine-leak"]]
+
+    banner = f"#proposals .proposal[data-sensor='{sensor}']"
+    page.wait_for_selector(banner)
+    assert "ALARM" in page.inner_text(banner)
+    page.click(f"{banner} button.activate-now[data-plan='chlorine-leak']")  # the one click
+
+    result = page.wait_for_selector("#activate-result [data-incident]")
+    assert result is not None
+    incident = result.get_attribute("data-incident")
+    page.wait_for_selector(f".incident[data-incident='{incident}'] li.step")
+    for level in (3, 2, 1):
+        page.wait_for_selector(f"#map path.rp-inc-{incident}.rp-threat-{level}", state="attached")
+    page.wait_for_selector(banner, state="detached")
+    picture = incident_picture(server, auth, str(incident))
+    sensors = layer(server, "sensors", auth)["features"]
+    where = next(f["geometry"]["coordinates"] for f in sensors if f["id"] == sensor)
+    assert picture["incident"]["location"]["coordinates"] == pytest.approx(where, abs=1e-7)
+    assert picture["incident"]["plan_id"] == "chlorine-leak"
+    assert picture["incident"]["hazard"]["substance"] == "chlorine"
+    assert watched.outside() == []
+    assert watched.errors == []
+
+
 def test_a_responder_acts_on_the_steps_of_their_duty(
     server: LiveServer, browser: Browser, watched: Watched
 ) -> None:
@@ -501,7 +607,7 @@ def test_a_responder_acts_on_the_steps_of_their_duty(
         open_wall(theirs, server, RESPONDER)
         theirs.wait_for_selector(f"{card} .step-title:not(:empty)")
         assert count(theirs, f"{card} .step-actions button") == 0
-        assert count(theirs, ".duty-form") == 0
+        assert count(theirs, ".duty-form") == 0 and not theirs.locator("#activate").is_visible()
 
         # The commander gives them the role from the wall.
         page = watched.page
