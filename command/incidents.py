@@ -393,12 +393,18 @@ def plan_drafts(incident: Incident, plan_events: list[PlanEvent]) -> list[event_
     return out
 
 
-def route_forest(routes: EvacuationRoutes, people: np.ndarray) -> dict[str, Any]:
-    """The routes of ``people`` as one compact forest: the nodes they pass (lon/lat), each
-    node's next node towards its muster point, and where each person starts.
+#: Forest node coordinates travel as integer steps of this many degrees from an origin
+#: (about 0.1 m): half the size of decimal lon/lat, for pictures that hold every route.
+FOREST_UNIT_DEG = 1e-6
 
-    A person inside the innermost zone starts in the escape forest (``escape_next``), which
-    leads to the node where the safe part of the route begins; from there ``next`` leads on.
+
+def route_forest(routes: EvacuationRoutes, people: np.ndarray) -> dict[str, Any]:
+    """The routes of ``people`` as one compact forest: the nodes they pass, each node's next
+    node towards its muster point, and where each person starts.
+
+    Node ``i`` lies at ``origin + unit_deg * (xy[2i], xy[2i+1])`` (lon, lat). A person inside
+    the innermost zone starts in the escape forest: ``escape`` lists ``[node, next]`` pairs that
+    lead out to the node where the safe part of the route begins; from there ``next`` leads on.
     -1 ends a chain. A client draws any person's route by following the pointers.
     """
     graph = routes._graph
@@ -437,10 +443,18 @@ def route_forest(routes: EvacuationRoutes, people: np.ndarray) -> dict[str, Any]
         return result
 
     first = np.where(routes._escaping, routes._first_node, routes._join_node)
+    lonlat = graph.node_lonlat[used]
+    corner = lonlat.min(axis=0) if len(used) else np.zeros(2)
+    origin = np.round(np.floor(corner / FOREST_UNIT_DEG) * FOREST_UNIT_DEG, 6)
+    steps = np.rint((lonlat - origin) / FOREST_UNIT_DEG).astype(np.int64)
+    escape = np.array(pointers(escape_pred, escape_marked), dtype=np.int64)
+    leads = np.flatnonzero(escape >= 0)
     return {
-        "nodes": np.round(graph.node_lonlat[used], 7).tolist(),
+        "origin": origin.tolist(),
+        "unit_deg": FOREST_UNIT_DEG,
+        "xy": steps.ravel().tolist(),
         "next": pointers(outer_pred, marked),
-        "escape_next": pointers(escape_pred, escape_marked),
+        "escape": np.column_stack([leads, escape[leads]]).tolist(),
         "start": {
             routes.person_ids[int(i)]: int(local[first[i]]) for i in walking if local[first[i]] >= 0
         },

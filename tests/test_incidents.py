@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from shapely.geometry import Point
 from sqlalchemy import delete, select, update
 
 from command.auth import Role
@@ -93,17 +95,37 @@ def test_one_action_gives_the_whole_picture(command: TestClient, db: Database) -
 def test_a_route_forest_leads_every_mover_to_a_root(command: TestClient) -> None:
     picture = activate(command, chlorine("L3"))  # L3: everyone on site moves
     forest = picture["evacuation"]["routes"]
-    assert len(picture["evacuation"]["people"]) == 430
-    for person, start in list(forest["start"].items())[:50]:
-        node, steps, chain = start, 0, "escape_next"
-        while node != -1 and steps < 10_000:
-            following = forest[chain][node]
-            if following == -1 and chain == "escape_next":
-                chain = "next"  # left the zone: the safe part of the route goes on
-                following = forest["next"][node]
-            node = following
-            steps += 1
+    people = {p["id"]: p for p in picture["evacuation"]["people"]}
+    assert len(people) == 430
+    unit, (lon0, lat0), xy = forest["unit_deg"], forest["origin"], forest["xy"]
+    assert len(xy) == 2 * len(forest["next"]) and all(isinstance(v, int) for v in xy)
+
+    def node(i: int) -> tuple[float, float]:
+        return (lon0 + unit * xy[2 * i], lat0 + unit * xy[2 * i + 1])
+
+    # Every node decodes to a node of the walking network, to within half a step.
+    model = post_of(command).models.get(DEMO_ID)
+    graph_nodes = model.foot.node_lonlat
+    for i in range(0, len(forest["next"]), 7):
+        lon, lat = node(i)
+        nearest = np.abs(graph_nodes - (lon, lat)).max(axis=1).min()
+        assert nearest <= unit / 2 + 1e-9, i
+    escape = dict(map(tuple, forest["escape"]))
+    musters = model.muster_areas
+    for person, start in forest["start"].items():
+        at, steps, escaping = start, 0, start in escape
+        while steps < 10_000:
+            following = escape.get(at, -1) if escaping else forest["next"][at]
+            if following == -1 and escaping:
+                escaping = False  # left the zone: the safe part of the route goes on
+                following = forest["next"][at]
+            if following == -1:
+                break
+            at, steps = following, steps + 1
         assert steps < 10_000, person
+        # The root is where the person's muster point is reached.
+        muster = musters[people[person]["muster"]]
+        assert muster.distance(Point(node(at))) < 0.002, person  # degrees: ~200 m
 
 
 def test_steps_escalation_and_stand_down_through_the_api(command: TestClient) -> None:
