@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +41,7 @@ from gis.hazards.exposure import Exposure, ExposureChange, exposure, exposure_ch
 from gis.hazards.zones import ThreatAssessment
 from plans.clock import Clock
 from plans.engine import Actor, PlanEvent, PlanRun
-from plans.model import Level
+from plans.model import Level, PlanTemplate
 from plans.store import get_plan
 from routing.capacity import site_capacity_plan
 from routing.evacuation import EvacuationRoutes, Wind, evacuation_routes
@@ -97,10 +98,108 @@ class ErgSpec(_Spec):
     wind: Literal["low", "moderate", "high"] | None = None
 
 
+class PlanDesignSpec(_Spec):
+    """The plan's design release (the credible worst case it was written for), under the wind
+    given here or, when left out, the last reading of a wind station of the site. The logged
+    request holds the figures it resolved to, and where each came from."""
+
+    model: Literal["plan"]
+    wind_speed_m_s: float | None = None
+    wind_from_deg: float | None = None
+    daytime: bool | None = None  # by default, 06:00 to 18:00 at the site
+    cloud_cover_octas: float | None = None  # at night, by default a clear sky
+
+
 HazardSpec = Annotated[
-    ToxicReleaseSpec | PoolFireSpec | ExplosionSpec | RadiusSpec | ErgSpec,
+    ToxicReleaseSpec | PoolFireSpec | ExplosionSpec | RadiusSpec | ErgSpec | PlanDesignSpec,
     Field(discriminator="model"),
 ]
+
+
+@dataclass(frozen=True)
+class WindReading:
+    """A wind station's last reading: what a plan's design release is evaluated under."""
+
+    sensor_id: str
+    speed_m_s: float
+    from_deg: float
+    at: str
+
+
+def resolve_design(
+    request: ActivationRequest,
+    template: PlanTemplate,
+    *,
+    wind: WindReading | None,
+    local_hour: int,
+) -> tuple[ActivationRequest, dict[str, Any]]:
+    """The request with its ``plan`` hazard replaced by the figures it stands for, and a record
+    of where they came from. Refusals name the ``hazard.`` field to give instead."""
+    spec = request.hazard
+    assert isinstance(spec, PlanDesignSpec)
+    scenario = template.scenario
+    design = scenario.design_release
+    if design is None:
+        raise InvalidInput(
+            f"plan '{template.id}' has no design release to start from",
+            errors=[
+                FieldError("hazard.model", "this plan gives no design release: send the figures")
+            ],
+        )
+    source: dict[str, Any] = {"design_release": design.basis, "plan_id": template.id}
+    kind = scenario.hazard.value
+    hazard: Any
+    if kind == "toxic_release":
+        if not scenario.substances:
+            raise InvalidInput(
+                f"plan '{template.id}' names no substance",
+                errors=[
+                    FieldError("hazard.model", "the plan names no substance: send the figures")
+                ],
+            )
+        speed, from_deg = spec.wind_speed_m_s, spec.wind_from_deg
+        if speed is None or from_deg is None:
+            if wind is None:
+                raise InvalidInput(
+                    "no wind station of the site has reported a wind yet",
+                    errors=[
+                        FieldError(
+                            "hazard.wind_from_deg",
+                            "no wind station reading: give wind_speed_m_s and wind_from_deg",
+                        )
+                    ],
+                )
+            speed = wind.speed_m_s if speed is None else speed
+            from_deg = wind.from_deg if from_deg is None else from_deg
+            source["wind"] = {"sensor_id": wind.sensor_id, "at": wind.at}
+        daytime = spec.daytime if spec.daytime is not None else 6 <= local_hour < 18
+        cloud = spec.cloud_cover_octas
+        if not daytime and cloud is None:
+            cloud = 0.0
+            source["cloud_cover"] = "not given: a clear night assumed (the longest footprint)"
+        hazard = ToxicReleaseSpec(
+            model="toxic_release",
+            substance=scenario.substances[0],
+            rate_g_s=design.rate_g_s or 0.0,
+            release_height_m=design.release_height_m or 0.0,
+            wind_speed_m_s=speed,
+            wind_from_deg=from_deg,
+            daytime=daytime,
+            cloud_cover_octas=cloud,
+        )
+    elif kind == "fire":
+        hazard = PoolFireSpec(
+            model="pool_fire", fuel=design.fuel or "", diameter_m=design.diameter_m or 0.0
+        )
+    elif kind == "explosion":
+        hazard = ExplosionSpec(
+            model="explosion",
+            mass_kg=design.mass_kg,
+            substance=scenario.substances[0] if scenario.substances else None,
+        )
+    else:
+        hazard = RadiusSpec(model="radius", radii_m=design.radii_m or ())
+    return request.model_copy(update={"hazard": hazard}), source
 
 
 class ActivationRequest(_Spec):
@@ -209,14 +308,22 @@ def activate(
     clock: Clock,
     incident_id: str | None = None,
     dry_run: bool = False,
+    wind: WindReading | None = None,
 ) -> tuple[Incident, list[event_log.LoggedEvent]]:
     """Run the pipeline and log its events in ``session``'s transaction (``dry_run``: log
-    nothing; restart recovery recomputes the picture of an incident already logged)."""
+    nothing; restart recovery recomputes the picture of an incident already logged). A
+    ``plan`` hazard is resolved first, under ``wind`` when it gives none."""
     timings: dict[str, float] = {}
     site_id = model.site.id
     incident_id = incident_id or f"inc-{uuid.uuid4().hex[:12]}"
+    hazard_source: dict[str, Any] | None = None
     with _stage(timings, "load"):
         stored = get_plan(session, site_id, request.plan_id)
+        if isinstance(request.hazard, PlanDesignSpec):
+            local = clock.now().astimezone(ZoneInfo(model.site.timezone))
+            request, hazard_source = resolve_design(
+                request, stored.template, wind=wind, local_hour=local.hour
+            )
         kind = request.location.get("type")
         place = validate_geometry(
             request.location,
@@ -232,16 +339,16 @@ def activate(
     with _stage(timings, "exposure"):
         found = exposure(assessment, model.index)
     with _stage(timings, "evacuation"):
-        wind = None
+        upwind = None
         if isinstance(request.hazard, ToxicReleaseSpec | ErgSpec):
-            wind = Wind(request.hazard.wind_from_deg, source)
+            upwind = Wind(request.hazard.wind_from_deg, source)
         routes = evacuation_routes(
             model.foot,
             model.person_ids,
             model.person_lonlat,
             model.musters,
             zones=assessment.zones,
-            wind=wind,
+            wind=upwind,
             snapped_people=model.people_snapped,
         )
         if request.level.rank >= Level.L3.rank:
@@ -301,6 +408,7 @@ def activate(
                 actor,
                 {
                     "request": request.model_dump(mode="json"),
+                    **({"hazard_source": hazard_source} if hazard_source else {}),
                     "plan_version": stored.version,
                     "counts": {str(k): v for k, v in found.counts().items()},
                     "notes": list(assessment.notes),

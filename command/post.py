@@ -33,6 +33,7 @@ from command.incidents import (
     ActivationRequest,
     Incident,
     ToxicReleaseSpec,
+    WindReading,
     activate,
     plan_drafts,
     reassess,
@@ -75,6 +76,9 @@ class CommandPost:
         self.scheduler = Scheduler(clock)
         self.incidents: dict[str, Incident] = {}
         self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
+        #: site -> sensor -> its last reading, since this server started (readings that change
+        #: nothing are not logged, so they are not recovered on restart).
+        self.last_readings: dict[str, dict[str, dict[str, Any]]] = {}
         self.calltree = CallTree()
         self.stood_down: dict[str, str] = {}  # incident -> site, for a clear answer later
         self._snapshots: dict[tuple[str, str | None], tuple[Any, dict[str, Any]]] = {}
@@ -134,9 +138,17 @@ class CommandPost:
         incident's id and its picture as JSON, encoded once for the answer and every
         subscriber."""
         model = self.models.get(site_id)
+        wind = self.last_wind(site_id)
         with self._lock:
             with self.db.write() as session:
-                incident, logged = activate(session, model, request, actor=actor, clock=self.clock)
+                incident, logged = activate(
+                    session,
+                    model,
+                    request,
+                    actor=actor,
+                    clock=self.clock,
+                    wind=wind,
+                )
             self.incidents[incident.id] = incident
             self.scheduler.add(incident.run)
             self._track(logged)
@@ -314,6 +326,15 @@ class CommandPost:
             )
         with self._lock:
             tiers = self.sensor_tiers.setdefault(site_id, {})
+            latest = self.last_readings.setdefault(site_id, {})
+            now = self.clock.now().isoformat()
+            for reading in readings:
+                latest[reading.sensor_id] = {
+                    "value": reading.value,
+                    "direction_deg": reading.direction_deg,
+                    "at": now,
+                    "by": actor,
+                }
             drafts: list[event_log.Draft] = []
             pictures: list[tuple[Incident, tuple[ExposureChange, list[str]]]] = []
             with self.db.read() as session:
@@ -385,6 +406,38 @@ class CommandPost:
                 )
             self.hub.publish(site_id, messages)
             return logged
+
+    def last_wind(self, site_id: str) -> WindReading | None:
+        """The latest reading of any wind station of the site, if one has reported."""
+        model = self.models.get(site_id)
+        with self._lock:
+            latest = self.last_readings.get(site_id, {})
+            winds = [
+                WindReading(sensor_id, r["value"], r["direction_deg"], r["at"])
+                for sensor_id, r in latest.items()
+                if r["direction_deg"] is not None
+                and sensor_id in model.sensors
+                and model.sensors[sensor_id].kind == "wind"
+            ]
+        return max(winds, key=lambda w: w.at, default=None)
+
+    def sensor_state(self, site_id: str) -> list[dict[str, Any]]:
+        """Each sensor of the site that has a tier or a reading: its tier and last reading."""
+        model = self.models.get(site_id)
+        with self._lock:
+            tiers = dict(self.sensor_tiers.get(site_id, {}))
+            latest = dict(self.last_readings.get(site_id, {}))
+        return [
+            {
+                "id": sensor.id,
+                "kind": sensor.kind,
+                "substance": sensor.substance,
+                "tier": tiers.get(sensor.id),
+                "last_reading": latest.get(sensor.id),
+            }
+            for sensor in model.sensors.values()
+            if sensor.id in tiers or sensor.id in latest
+        ]
 
     def _wind(
         self, model: SiteModel, reading: Reading

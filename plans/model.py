@@ -77,6 +77,33 @@ class Trigger(_Strict):
     tier: Literal["warning", "alarm", "high_alarm"] = "alarm"
 
 
+class DesignRelease(_Strict):
+    """The credible worst case the plan was written for. An activation starts from it, so a
+    commander acting on an alarm need not guess; they correct it with what is known. ``basis``
+    says where the figures come from (a risk assessment, a container's valve size...)."""
+
+    basis: Text
+    rate_g_s: Annotated[float, Field(gt=0, le=1e7)] | None = None  # toxic release
+    release_height_m: Annotated[float, Field(ge=0, le=300)] | None = None
+    fuel: Slug | None = None  # pool fire
+    diameter_m: Annotated[float, Field(gt=0, le=500)] | None = None
+    mass_kg: Annotated[float, Field(gt=0, le=1e8)] | None = None  # explosion
+    radii_m: (
+        Annotated[tuple[Annotated[float, Field(gt=0, le=1e5)], ...], Field(min_length=1)] | None
+    ) = None
+
+
+#: What a design release must give for each kind of hazard.
+DESIGN_NEEDS: dict[Hazard, tuple[str, ...]] = {
+    Hazard.TOXIC_RELEASE: ("rate_g_s",),
+    Hazard.FIRE: ("fuel", "diameter_m"),
+    Hazard.EXPLOSION: ("mass_kg",),
+    Hazard.FLOOD: ("radii_m",),
+    Hazard.EVACUATION: ("radii_m",),
+    Hazard.OTHER: ("radii_m",),
+}
+
+
 class Scenario(_Strict):
     """What the plan covers. ``key`` names the scenario for the one-owner rule."""
 
@@ -85,6 +112,7 @@ class Scenario(_Strict):
     substances: tuple[str, ...] = ()
     triggers: tuple[Trigger, ...] = ()
     description: Text | None = None
+    design_release: DesignRelease | None = None
 
 
 class Role(_Strict):

@@ -28,8 +28,9 @@ import networkx as nx
 from pydantic import ValidationError
 
 from gis.errors import FieldError, InvalidInput
+from gis.hazards.fire import FUELS
 from gis.model import ResourceKind
-from plans.model import SCRIPT_VARIABLES, Level, PlanTemplate, template_from_data
+from plans.model import DESIGN_NEEDS, SCRIPT_VARIABLES, Level, PlanTemplate, template_from_data
 
 
 def field_path(loc: Sequence[str | int]) -> str:
@@ -138,6 +139,7 @@ def plan_problems(
         problems.extend(_deadline_problems(template, where))
 
     problems.extend(_pack_problems(template, known_roles, site_inventory))
+    problems.extend(_design_problems(template))
 
     for other in others:
         if other.id != template.id and other.scenario.key == template.scenario.key:
@@ -193,6 +195,27 @@ def _deadline_problems(
                         )
                     )
     return problems
+
+
+def _design_problems(template: PlanTemplate) -> list[FieldError]:
+    """A design release gives what its hazard's model needs, and names a known fuel."""
+    design = template.scenario.design_release
+    if design is None:
+        return []
+    hazard = template.scenario.hazard
+    out = [
+        FieldError(f"scenario.design_release.{name}", f"a {hazard.value} design release needs it")
+        for name in DESIGN_NEEDS[hazard]
+        if getattr(design, name) is None
+    ]
+    if design.fuel is not None and design.fuel not in FUELS:
+        out.append(
+            FieldError(
+                "scenario.design_release.fuel",
+                f"unknown fuel '{design.fuel}'; known: {', '.join(sorted(FUELS))}",
+            )
+        )
+    return out
 
 
 def _pack_problems(

@@ -222,3 +222,30 @@ def test_walking_into_and_out_of_a_threat_zone_is_logged(command: TestClient) ->
     assert out["events"][0]["data"]["left"] == ["P-0400"]
     exposure = command.get(f"{SITE}/incidents/{incident}").json()["exposure"]
     assert not any("P-0400" in exposure["inside"][level]["people"] for level in ("1", "2", "3"))
+
+
+def test_sensor_state_gives_tiers_and_last_readings(command: TestClient, db: Database) -> None:
+    assert command.get(f"{SITE}/sensors/state").json() == {"sensors": []}
+    command.post(
+        f"{SITE}/readings",
+        json={
+            "readings": [
+                {"sensor_id": WIND, "value": 4.5, "direction_deg": 270},
+                {"sensor_id": CL2, "value": 1.4},
+            ]
+        },
+    )
+    command.post(
+        f"{SITE}/readings",
+        json={"readings": [{"sensor_id": WIND, "value": 5.0, "direction_deg": 280}]},
+    )
+    viewer = sign_in(db, "viewer-state", [Role.VIEWER])
+    state = {
+        s["id"]: s for s in command.get(f"{SITE}/sensors/state", headers=viewer).json()["sensors"]
+    }
+    assert set(state) == {WIND, CL2}
+    wind = state[WIND]
+    assert wind["kind"] == "wind" and wind["tier"] is None
+    assert (wind["last_reading"]["value"], wind["last_reading"]["direction_deg"]) == (5.0, 280)
+    assert state[CL2]["tier"] == "alarm" and state[CL2]["last_reading"]["value"] == 1.4
+    assert_problem(command.get("/api/sites/nowhere/sensors/state"), 404)

@@ -251,6 +251,28 @@ def test_a_dependency_cycle_is_named_with_its_path() -> None:
             "levels.L1.steps[0].target.within_s",
             "greater than or equal to 0",
         ),
+        (
+            lambda d: d["scenario"].update(design_release={"basis": "risk study", "mass_kg": 9}),
+            "scenario.design_release.rate_g_s",
+            "a toxic_release design release needs it",
+        ),
+        (
+            lambda d: d["scenario"].update(
+                hazard="fire", design_release={"basis": "bund", "fuel": "lava", "diameter_m": 9}
+            ),
+            "scenario.design_release.fuel",
+            "unknown fuel 'lava'",
+        ),
+        (
+            lambda d: d["scenario"].update(design_release={"rate_g_s": 500}),
+            "scenario.design_release.basis",
+            "Field required",
+        ),
+        (
+            lambda d: d["scenario"].update(design_release={"basis": "x", "rate_g_s": -1}),
+            "scenario.design_release.rate_g_s",
+            "greater than 0",
+        ),
     ],
 )
 def test_every_rule_has_a_failing_example(change: Any, field: str, words: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 
 from command.auth import Principal, Role
-from command.deps import requires
+from command.deps import ReaderDep, requires
 from command.routes.incidents import PostDep
 from command.sensors import parse_readings
 from gis.errors import FieldError, InvalidInput, NotPermitted
@@ -26,6 +26,14 @@ def own_site(principal: Principal, site_id: str) -> None:
             f"this device feeds site {principal.site_id}, not {site_id}",
             errors=[FieldError("site", f"must be {principal.site_id}")],
         )
+
+
+@router.get(
+    "/sensors/state",
+    summary="Each sensor's alarm tier and last reading (wind stations: speed and direction)",
+)
+def sensor_state(post: PostDep, _: ReaderDep, site_id: str) -> dict[str, Any]:
+    return {"sensors": post.sensor_state(site_id)}
 
 
 @router.post("/readings", summary="Sensor readings (devices of the site, or a commander)")
