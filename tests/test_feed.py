@@ -185,6 +185,19 @@ def test_a_bad_batch_is_refused_whole_and_the_feed_goes_on(
     assert [(e["type"], e["data"]["to"]) for e in new] == [("sensor.state", "warning")]
 
 
+def test_a_binary_frame_is_read_as_json(server: LiveServer, tokens: Tokens) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with connect(
+            feed_url(server), additional_headers=auth(tokens.device), open_timeout=WAIT_S
+        ) as ws:
+            body = {"type": "readings", "id": "b", "readings": [{"sensor_id": CL2, "value": 0.2}]}
+            await ws.send(json.dumps(body).encode())
+            answer: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+            return answer
+
+    assert asyncio.run(scenario()) == {"type": "ack", "id": "b", "accepted": 1, "events": []}
+
+
 def test_who_may_feed(server: LiveServer, tokens: Tokens) -> None:
     async def close_code(url: str, headers: dict[str, str] | None) -> int | None:
         try:

@@ -114,7 +114,12 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
     log.info("%s feeds %s", principal.username, site_id)
     try:
         while True:
-            text = await websocket.receive_text()
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            # A binary frame is taken as UTF-8 JSON too: some gateways send nothing else.
+            data = frame.get("bytes")
+            text = frame.get("text") or (data.decode("utf-8", "replace") if data else "")
             if len(text) > MAX_MESSAGE:
                 too_big = PayloadTooLarge(
                     f"a message may hold at most {MAX_MESSAGE} characters: split the batch",
