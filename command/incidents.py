@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import shapely.geometry
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -470,6 +471,36 @@ def rerouted(before: EvacuationRoutes, after: EvacuationRoutes, people: np.ndarr
         | (finite & (np.abs(np.where(finite, old_t - new_t, 0.0)) > REROUTE_S))
     )
     return [after.person_ids[int(i)] for i in people[changed]]
+
+
+def route_from(model: SiteModel, incident: Incident, lonlat: tuple[float, float]) -> dict[str, Any]:
+    """One evacuation route from a point (where a person is now) under the incident's zones
+    and wind: what a responder's phone shows after its holder has moved. The picture's routes
+    start where people were at activation or at the last wind change."""
+    hazard = incident.request.hazard
+    upwind = None
+    if isinstance(hazard, ToxicReleaseSpec | ErgSpec):
+        upwind = Wind(hazard.wind_from_deg, incident.assessment.source_lonlat)
+    routes = evacuation_routes(
+        model.foot,
+        ["here"],
+        np.array([lonlat], dtype=np.float64),
+        model.musters,
+        zones=incident.assessment.zones,
+        wind=upwind,
+    )
+    line = routes.route_line(0)
+    found = routes.muster[0] >= 0
+    return {
+        "from": [round(lonlat[0], 7), round(lonlat[1], 7)],
+        "muster": routes.muster_ids[routes.muster[0]] if found else None,
+        "walk_time_s": round(float(routes.walk_time_s[0]), 1) if found else None,
+        "length_m": round(float(routes.length_m[0]), 1) if found else None,
+        "inside_innermost_zone": bool(routes.inside_inner_zone[0]),
+        "route": shapely.geometry.mapping(line) if line is not None else None,
+        "trapped": routes.trapped[0].reason if routes.trapped else None,
+        "seq": incident.seq,
+    }
 
 
 def plan_drafts(incident: Incident, plan_events: list[PlanEvent]) -> list[event_log.Draft]:

@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from shapely.geometry import LineString, shape
 
 from command.auth import Role, create_device_token
 from command.hub import Subscriber
@@ -249,3 +250,35 @@ def test_sensor_state_gives_tiers_and_last_readings(command: TestClient, db: Dat
     assert (wind["last_reading"]["value"], wind["last_reading"]["direction_deg"]) == (5.0, 280)
     assert state[CL2]["tier"] == "alarm" and state[CL2]["last_reading"]["value"] == 1.4
     assert_problem(command.get("/api/sites/nowhere/sensors/state"), 404)
+
+
+def test_a_route_from_where_a_person_is_now(command: TestClient, db: Database) -> None:
+    picture = activate(command)
+    incident = picture["incident"]["id"]
+    route = f"{SITE}/incidents/{incident}/route"
+    viewer = sign_in(db, "viewer-route", [Role.VIEWER])
+    first = command.get(route, params={"person": "P-0001"}, headers=viewer).json()
+    assert first["person"] == "P-0001" and first["muster"] is not None
+    assert first["route"]["type"] == "LineString" and first["walk_time_s"] > 0
+    # The person walks somewhere else: the route is computed from there, now.
+    command.post(
+        f"{SITE}/positions",
+        json={"positions": [{"person_id": "P-0001", "lon": MUSTER[1][0], "lat": MUSTER[1][1]}]},
+    )
+    there = command.get(route, params={"person": "P-0001"}).json()
+    assert there["from"] == [round(MUSTER[1][0], 7), round(MUSTER[1][1], 7)]
+    assert there["walk_time_s"] < first["walk_time_s"] or there["route"] is None
+    # Never through the innermost zone, from anywhere outside it.
+    inner = shape(
+        next(f for f in picture["threat"]["features"] if f["properties"]["level"] == 3)["geometry"]
+    )
+    lon, lat = CHLORINE_STORE
+    near = command.get(route, params={"lon": lon + 0.004, "lat": lat + 0.002}).json()
+    assert near["route"] is not None
+    assert not LineString(near["route"]["coordinates"]).intersects(inner.buffer(-1e-5))
+    assert_problem(command.get(route, params={"person": "nobody"}), 404, field="person")
+    assert_problem(command.get(route), 422, field="person")
+    assert_problem(command.get(route, params={"lon": 0.0, "lat": 0.0}), 422, field="lon")
+    assert_problem(
+        command.get(f"{SITE}/incidents/inc-none/route", params={"person": "P-0001"}), 404
+    )

@@ -11,8 +11,10 @@ from command import events as event_log
 from command.auth import HUMAN_ROLES, Principal, Role
 from command.deps import DatabaseDep, ReaderDep, requires
 from command.hub import encode_bytes
-from command.incidents import ActivationRequest
+from command.incidents import ActivationRequest, route_from
 from command.post import CommandPost, actor_for
+from gis.errors import FieldError, InvalidInput, NotFound
+from gis.geometry import validate_geometry
 from plans.engine import FINISHED
 
 router = APIRouter(prefix="/api/sites/{site_id}", tags=["incidents"])
@@ -86,6 +88,49 @@ def get_incident(post: PostDep, _: ReaderDep, site_id: str, incident_id: str) ->
     post.incident(site_id, incident_id)
     picture = post.site_snapshot(site_id, incident_id)
     return Response(encode_bytes(picture["incidents"][0]), media_type="application/json")
+
+
+@router.get(
+    "/incidents/{incident_id}/route",
+    summary="An evacuation route from where a person is now, or from a point",
+)
+def route_now(
+    post: PostDep,
+    _: ReaderDep,
+    site_id: str,
+    incident_id: str,
+    person: Annotated[str | None, Query(max_length=100)] = None,
+    lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+) -> dict[str, Any]:
+    """``?person=P-0001`` (their last known position) or ``?lon=..&lat=..``; the route is
+    computed now, under the incident's zones and wind, and never crosses the innermost zone."""
+    incident = post.incident(site_id, incident_id)
+    model = post.models.get(site_id)
+    if person is not None:
+        try:
+            at = model.person_ids.index(person)
+        except ValueError:
+            raise NotFound(
+                f"no person '{person}' with a known position at {site_id}",
+                errors=[FieldError("person", "unknown")],
+            ) from None
+        x, y = (float(v) for v in model.person_lonlat[at])
+    elif lon is not None and lat is not None:
+        validate_geometry(
+            {"type": "Point", "coordinates": [lon, lat]},
+            expected_type="Point",
+            extent=model.site.extent,
+            field_name="lon",
+        )
+        x, y = lon, lat
+    else:
+        raise InvalidInput(
+            "say where from: a person, or lon and lat",
+            errors=[FieldError("person", "give person, or lon and lat")],
+        )
+    answer = route_from(model, incident, (x, y))
+    return {"person": person, **answer}
 
 
 class StepAction(BaseModel):
