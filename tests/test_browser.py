@@ -49,6 +49,8 @@ PLANNER = "wall-planner"
 RESPONDER = "wall-responder"
 NO_LEAFLET = "'make test' installs it, or 'npm ci --prefix frontend'"
 NO_CHROMIUM = "'make test' installs it with scripts/chromium.sh"
+WIND_STATION = "S-005"  # a wind station of the demo site
+CL2_DETECTOR = "S-062"  # a chlorine detector of the demo site (alarm at 1 ppm)
 
 
 def require(ready: bool, missing: str, remedy: str) -> None:
@@ -63,10 +65,8 @@ def require(ready: bool, missing: str, remedy: str) -> None:
 CHLORINE = CHLORINE_ACTIVATION
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server on a SQLite file holding the demo site, its plans and a commander."""
-    path = tmp_path_factory.mktemp("wall") / "wall.db"
+def demo_database(path: Path) -> str:
+    """A SQLite file holding the demo site, its plans and a user of each role; its URL."""
     engine = make_engine(f"sqlite:///{path}")
     try:
         upgrade(engine)
@@ -83,7 +83,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
                 create_user(session, username, TEST_PASSWORD, [role], hasher=FAST_HASHER)
     finally:
         engine.dispose()
-    with LiveServer(f"sqlite:///{path}", heartbeat_s=1.0) as live:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server on a SQLite file holding the demo site, its plans and a commander."""
+    url = demo_database(tmp_path_factory.mktemp("wall") / "wall.db")
+    with LiveServer(url, heartbeat_s=1.0) as live:
+        yield live
+
+
+@pytest.fixture
+def windless(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server just started: no wind station has reported to it yet."""
+    with LiveServer(demo_database(tmp_path / "windless.db"), heartbeat_s=1.0) as live:
         yield live
 
 
@@ -106,6 +120,7 @@ class Watched:
         self.urls: list[str] = []
         self.errors: list[str] = []
         self.sent: list[dict[str, Any]] = []  # what the page sent over its websockets
+        self.activations: list[dict[str, Any]] = []  # the bodies it posted to .../incidents
         page.on("request", self._request)
         page.on("websocket", self._websocket)
         page.on("console", self._console)
@@ -113,6 +128,8 @@ class Watched:
 
     def _request(self, request: Request) -> None:
         self.urls.append(request.url)
+        if request.method == "POST" and urlsplit(request.url).path.endswith("/incidents"):
+            self.activations.append(json.loads(request.post_data or "null"))
 
     def _websocket(self, socket: WebSocket) -> None:
         self.urls.append(socket.url)
@@ -498,15 +515,57 @@ def test_a_refused_step_action_shows_the_servers_reason(
     assert watched.unexpected_errors(422) == []
 
 
+def report_wind(server: LiveServer, auth: dict[str, str], speed: float, from_deg: float) -> None:
+    """The wind station reports (as its gateway would)."""
+    reading = {"sensor_id": WIND_STATION, "value": speed, "direction_deg": from_deg}
+    answer = httpx.post(
+        f"{server.base}/api/sites/{DEMO_ID}/readings", json={"readings": [reading]}, headers=auth
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def raise_chlorine_alarm(server: LiveServer, auth: dict[str, str]) -> None:
+    """The chlorine detector crosses its alarm tier (1 ppm): the server proposes the plan."""
+    answer = httpx.post(
+        f"{server.base}/api/sites/{DEMO_ID}/readings",
+        json={"readings": [{"sensor_id": CL2_DETECTOR, "value": 2.0}]},
+        headers=auth,
+    )
+    assert answer.status_code == 200, answer.text
+    proposed = [e for e in answer.json()["events"] if e["type"] == "plan.proposed"]
+    assert [e["data"]["plans"] for e in proposed] == [["chlorine-leak"]]
+
+
+def sensor_position(server: LiveServer, auth: dict[str, str], sensor: str) -> list[float]:
+    sensors = layer(server, "sensors", auth)["features"]
+    where: list[float] = next(f["geometry"]["coordinates"] for f in sensors if f["id"] == sensor)
+    return where
+
+
+def choose_plan(page: Page, plan: str) -> None:
+    """Choose a plan in the activation panel; wait until its hazard inputs are filled in."""
+    page.select_option("#activate-plan", plan)
+    page.wait_for_selector(f"#activate-hazard[data-plan='{plan}']", state="attached")
+
+
 def test_a_commander_activates_a_plan_from_the_panel(server: LiveServer, watched: Watched) -> None:
     page = watched.page
     open_wall(page, server)
     page.wait_for_selector("#activate-plan option[value='tank-fire']", state="attached")
 
-    # Choosing the plan fills in its hazard: a pool fire of its first fuel.
-    page.select_option("#activate-plan", "tank-fire")
-    page.wait_for_function("() => document.querySelector('#activate-model').value === 'pool_fire'")
+    # Choosing the plan offers its design release, and says what it is and where it comes from.
+    choose_plan(page, "tank-fire")
+    assert page.input_value("#activate-model") == "plan"
+    design = page.inner_text("#activate-design")
+    assert "a pool fire of methanol, 20 m across" in design
+    assert "Basis: Demo figure" in design
+    assert count(page, "#activate-wind_from_deg") == 0  # a fire needs no wind
+
+    # The pool fire model, to check the figures: prefilled from the design release.
+    page.select_option("#activate-model", "pool_fire")
     assert page.input_value("#activate-fuel") == "methanol"
+    assert page.input_value("#activate-diameter_m") == "20"
+    assert "Prefilled from the plan's design release" in page.inner_text("#activate-design")
     page.select_option("#activate-level", "L2")
 
     # Without a place, nothing is sent; the panel asks for a click on the map.
@@ -516,13 +575,20 @@ def test_a_commander_activates_a_plan_from_the_panel(server: LiveServer, watched
     page.wait_for_selector("#map path.rp-pick", state="attached")
     assert page.inner_text("#activate-error-location") == ""
 
-    # The server's validation errors show next to the field they name.
+    # A figure left empty is asked for by the field; nothing is sent.
     page.fill("#activate-diameter_m", "")
+    page.click("#activate-submit")
+    assert "required" in page.inner_text("#activate-error-diameter_m")
+    assert "Not activated" in page.inner_text("#activate-error")
+    assert watched.activations == []
+
+    # The server's validation errors show next to the field they name.
+    page.fill("#activate-diameter_m", "-5")
     page.click("#activate-submit")
     page.wait_for_function(
         "() => document.querySelector('#activate-error-diameter_m').textContent !== ''"
     )
-    assert "required" in page.inner_text("#activate-error-diameter_m").lower()
+    assert "> 0" in page.inner_text("#activate-error-diameter_m")  # the server's own words
     assert "Not activated" in page.inner_text("#activate-error")
 
     page.fill("#activate-diameter_m", "25")
@@ -545,8 +611,91 @@ def test_a_commander_activates_a_plan_from_the_panel(server: LiveServer, watched
     zones = layer(server, "zones", sign_in(server))["features"]
     tank_farm = next(shape(f["geometry"]) for f in zones if f["id"] == "Z-009")
     assert tank_farm.contains(shape(picture["incident"]["location"]))
+    assert [a["hazard"]["diameter_m"] for a in watched.activations] == [-5, 25]
     assert watched.outside() == []
     assert watched.unexpected_errors(422) == []
+
+
+def test_a_plan_without_a_design_release_leaves_the_figures_to_the_commander(
+    server: LiveServer, watched: Watched
+) -> None:
+    page = watched.page
+    open_wall(page, server)
+    page.wait_for_selector("#activate-plan option[value='general-evacuation']", state="attached")
+    choose_plan(page, "general-evacuation")
+    assert page.input_value("#activate-model") == "radius"
+
+    # Nothing is known of the radii: the field is empty and required, nothing is guessed.
+    assert page.input_value("#activate-radii_m") == ""
+    assert page.eval_on_selector("#activate-radii_m", "input => input.required")
+    assert page.eval_on_selector(
+        "#activate-model option[value='plan']", "option => option.disabled"
+    )
+    assert "no design release" in page.inner_text("#activate-design")
+    assert page.input_value("#activate-level") == "L1"  # a manual activation starts at L1
+
+    click_zone(page, "Z-009")
+    page.click("#activate-submit")
+    assert "required" in page.inner_text("#activate-error-radii_m")
+    assert page.get_attribute("#activate-radii_m", "aria-invalid") == "true"
+    assert "Not activated" in page.inner_text("#activate-error")
+    assert watched.activations == []
+
+    page.fill("#activate-radii_m", "150, 400")
+    page.click("#activate-submit")
+    result = page.wait_for_selector("#activate-result [data-incident]")
+    assert result is not None
+    picture = incident_picture(server, sign_in(server), str(result.get_attribute("data-incident")))
+    assert picture["incident"]["plan_id"] == "general-evacuation"
+    assert picture["incident"]["hazard"] == {"model": "radius", "radii_m": [150, 400]}
+    assert watched.outside() == []
+    assert watched.errors == []
+
+
+def test_a_gas_release_is_prefilled_from_the_design_release_and_the_wind_station(
+    server: LiveServer, watched: Watched
+) -> None:
+    page = watched.page
+    auth = sign_in(server)
+    report_wind(server, auth, 3.5, 120)
+    open_wall(page, server)
+    page.wait_for_selector("#activate-plan option[value='ammonia-leak']", state="attached")
+    choose_plan(page, "ammonia-leak")
+    assert page.input_value("#activate-model") == "plan"
+
+    # The plume model: the design release's figures, the station's wind, each saying whence.
+    page.select_option("#activate-model", "toxic_release")
+    assert page.input_value("#activate-substance") == "ammonia"
+    assert page.input_value("#activate-rate_g_s") == "1500"
+    assert page.input_value("#activate-release_height_m") == "2"
+    assert page.input_value("#activate-wind_speed_m_s") == "3.5"
+    assert page.input_value("#activate-wind_from_deg") == "120"
+    assert f"from {WIND_STATION} at " in page.inner_text("#activate-wind-note")
+
+    # The station reports again: the wind follows it, until the commander types over it.
+    report_wind(server, auth, 4, 130)
+    page.click("#activate summary")  # closed and opened again: the wind is asked again
+    page.click("#activate summary")
+    page.wait_for_function(
+        "() => document.querySelector('#activate-wind_from_deg').value === '130'"
+    )
+    page.fill("#activate-wind_from_deg", "200")
+    assert "Typed" in page.inner_text("#activate-wind-note")
+
+    # Back to the design release: only the typed wind is sent, the server takes the rest.
+    page.select_option("#activate-model", "plan")
+    assert page.input_value("#activate-wind_from_deg") == "200"
+    click_zone(page, "Z-027")
+    page.click("#activate-submit")
+    result = page.wait_for_selector("#activate-result [data-incident]")
+    assert result is not None
+    assert watched.activations[-1]["hazard"] == {"model": "plan", "wind_from_deg": 200}
+    picture = incident_picture(server, auth, str(result.get_attribute("data-incident")))
+    hazard = picture["incident"]["hazard"]
+    assert (hazard["substance"], hazard["rate_g_s"]) == ("ammonia", 1500)
+    assert (hazard["wind_speed_m_s"], hazard["wind_from_deg"]) == (4, 200)
+    assert watched.outside() == []
+    assert watched.errors == []
 
 
 def test_a_proposed_plan_is_activated_with_one_click(server: LiveServer, watched: Watched) -> None:
@@ -554,38 +703,110 @@ def test_a_proposed_plan_is_activated_with_one_click(server: LiveServer, watched
     open_wall(page, server)
     page.wait_for_selector("#activate-plan option[value='chlorine-leak']", state="attached")
 
-    # A chlorine detector crosses its alarm tier (1 ppm): the server proposes the plan.
+    # The wind station reports, then a chlorine detector alarms: the server proposes the plan.
     auth = sign_in(server)
-    sensor = "S-062"
-    answer = httpx.post(
-        f"{server.base}/api/sites/{DEMO_ID}/readings",
-        json={"readings": [{"sensor_id": sensor, "value": 2.0}]},
-        headers=auth,
-    )
-    assert answer.status_code == 200, answer.text
-    proposed = [e for e in answer.json()["events"] if e["type"] == "plan.proposed"]
-    assert [e["data"]["plans"] for e in proposed] == [["chlorine-leak"]]
+    report_wind(server, auth, 4.5, 270)
+    raise_chlorine_alarm(server, auth)
 
-    banner = f"#proposals .proposal[data-sensor='{sensor}']"
+    banner = f"#proposals .proposal[data-sensor='{CL2_DETECTOR}']"
     page.wait_for_selector(banner)
     assert "ALARM" in page.inner_text(banner)
-    page.click(f"{banner} button.activate-now[data-plan='chlorine-leak']")  # the one click
+    button = f"{banner} button.activate-now[data-plan='chlorine-leak']"
+    assert page.inner_text(button).endswith("at L1")  # the level it activates at, said
+    # The panel is ready for it: the plan's design release under the station's wind.
+    page.wait_for_selector("#activate-hazard[data-plan='chlorine-leak']", state="attached")
+    page.wait_for_function(
+        "station => (document.querySelector('#activate-wind-note')?.textContent || '')"
+        ".includes(station)",
+        arg=f"from {WIND_STATION} at ",
+    )
+    assert page.input_value("#activate-model") == "plan"
+    assert "1250 g/s of chlorine" in page.inner_text("#activate-design")
+    assert page.input_value("#activate-wind_from_deg") == "270"
+    page.click(button)  # the one click
 
     result = page.wait_for_selector("#activate-result [data-incident]")
     assert result is not None
     incident = result.get_attribute("data-incident")
+    assert "1250 g/s of chlorine, wind 4.5 m/s from 270°" in page.inner_text("#activate-result")
     page.wait_for_selector(f".incident[data-incident='{incident}'] li.step")
     for level in (3, 2, 1):
         page.wait_for_selector(f"#map path.rp-inc-{incident}.rp-threat-{level}", state="attached")
     page.wait_for_selector(banner, state="detached")
+    assert watched.activations[-1]["hazard"] == {"model": "plan"}
     picture = incident_picture(server, auth, str(incident))
-    sensors = layer(server, "sensors", auth)["features"]
-    where = next(f["geometry"]["coordinates"] for f in sensors if f["id"] == sensor)
+    where = sensor_position(server, auth, CL2_DETECTOR)
     assert picture["incident"]["location"]["coordinates"] == pytest.approx(where, abs=1e-7)
     assert picture["incident"]["plan_id"] == "chlorine-leak"
-    assert picture["incident"]["hazard"]["substance"] == "chlorine"
+    hazard = picture["incident"]["hazard"]
+    assert (hazard["model"], hazard["substance"]) == ("toxic_release", "chlorine")
+    assert (hazard["rate_g_s"], hazard["release_height_m"]) == (1250, 1)  # the design release
+    assert (hazard["wind_speed_m_s"], hazard["wind_from_deg"]) == (4.5, 270)  # the station's
     assert watched.outside() == []
     assert watched.errors == []
+
+
+def test_without_a_wind_reading_the_one_click_asks_for_the_wind(
+    windless: LiveServer, watched: Watched
+) -> None:
+    page = watched.page
+    open_wall(page, windless)
+    page.wait_for_selector("#activate-plan option[value='chlorine-leak']", state="attached")
+    auth = sign_in(windless)
+    raise_chlorine_alarm(windless, auth)
+    banner = f"#proposals .proposal[data-sensor='{CL2_DETECTOR}']"
+    button = f"{banner} button.activate-now[data-plan='chlorine-leak']"
+    page.wait_for_selector(banner)
+    page.wait_for_selector("#activate-hazard[data-plan='chlorine-leak']", state="attached")
+    assert page.input_value("#activate-model") == "plan"
+    assert "No wind station has reported yet" in page.inner_text("#activate-wind-note")
+    assert page.input_value("#activate-wind_from_deg") == ""  # no guessed wind
+
+    # The one click: the server refuses without a wind, and the banner and the panel say so.
+    page.click(button)
+    refusal = page.locator(f"{banner} .error")
+    page.wait_for_function(
+        "selector => document.querySelector(selector).textContent !== ''",
+        arg=f"{banner} .error",
+    )
+    said = refusal.inner_text()
+    assert "no wind station of the site has reported a wind yet" in said  # the server's words
+    assert "wind_from_deg). Type the wind" in said
+    assert "no wind station reading" in page.inner_text("#activate-error-wind_from_deg")
+    for field in ("wind_speed_m_s", "wind_from_deg"):
+        assert page.get_attribute(f"#activate-{field}", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "activate-wind_speed_m_s"
+    assert page.inner_text("#activate-result") == ""
+    assert watched.activations == [
+        {
+            "plan_id": "chlorine-leak",
+            "level": "L1",
+            "location": {
+                "type": "Point",
+                "coordinates": sensor_position(windless, auth, CL2_DETECTOR),
+            },
+            "hazard": {"model": "plan"},
+            "capacity_aware": False,
+        }
+    ]
+
+    # The commander types the wind and clicks again: activated, under that wind.
+    page.fill("#activate-wind_speed_m_s", "2")
+    page.fill("#activate-wind_from_deg", "90")
+    page.click(button)
+    result = page.wait_for_selector("#activate-result [data-incident]")
+    assert result is not None
+    assert refusal.count() == 0 or refusal.inner_text() == ""
+    assert watched.activations[-1]["hazard"] == {
+        "model": "plan",
+        "wind_speed_m_s": 2,
+        "wind_from_deg": 90,
+    }
+    picture = incident_picture(windless, auth, str(result.get_attribute("data-incident")))
+    hazard = picture["incident"]["hazard"]
+    assert (hazard["rate_g_s"], hazard["wind_speed_m_s"], hazard["wind_from_deg"]) == (1250, 2, 90)
+    assert watched.outside() == []
+    assert watched.unexpected_errors(422) == []
 
 
 def test_a_responder_acts_on_the_steps_of_their_duty(
