@@ -47,6 +47,7 @@ from plans.store import get_plan
 from routing.capacity import site_capacity_plan
 from routing.evacuation import EvacuationRoutes, Wind, evacuation_routes
 from routing.resources import ResourceRoute
+from routing.snapping import Snapped
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,17 @@ class WindReading:
     at: str
 
 
+#: A wind reading older than this (seconds) is not used for a design release: the station may
+#: have failed, and a plume drawn on an old wind points the wrong way.
+MAX_WIND_AGE_S = 600
+
+
 def resolve_design(
     request: ActivationRequest,
     template: PlanTemplate,
     *,
     wind: WindReading | None,
+    now: datetime,
     local_hour: int,
 ) -> tuple[ActivationRequest, dict[str, Any]]:
     """The request with its ``plan`` hazard replaced by the figures it stands for, and a record
@@ -170,10 +177,26 @@ def resolve_design(
                         )
                     ],
                 )
+            age_s = (now - datetime.fromisoformat(wind.at)).total_seconds()
+            if age_s > MAX_WIND_AGE_S:
+                raise InvalidInput(
+                    f"the last wind reading ({wind.sensor_id}) is {age_s / 60:.0f} minutes old",
+                    errors=[
+                        FieldError(
+                            "hazard.wind_from_deg",
+                            f"the last wind station reading is older than "
+                            f"{MAX_WIND_AGE_S // 60} minutes: give wind_speed_m_s and "
+                            "wind_from_deg",
+                        )
+                    ],
+                )
             speed = wind.speed_m_s if speed is None else speed
             from_deg = wind.from_deg if from_deg is None else from_deg
             source["wind"] = {"sensor_id": wind.sensor_id, "at": wind.at}
-        daytime = spec.daytime if spec.daytime is not None else 6 <= local_hour < 18
+        daytime = spec.daytime
+        if daytime is None:
+            daytime = 6 <= local_hour < 18
+            source["daytime"] = f"not given: {'day' if daytime else 'night'} by the site's clock"
         cloud = spec.cloud_cover_octas
         if not daytime and cloud is None:
             cloud = 0.0
@@ -230,6 +253,8 @@ class Incident:
     seq: int = 0  # the last event of the site log this incident's picture includes
     #: Duty assignments: plan role -> the usernames who hold it in this incident.
     duties: dict[str, set[str]] = field(default_factory=dict)
+    #: The site model's positions version the routes were computed from.
+    positions_version: int = 0
 
     def apply_duty(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Follow a ``duty.assigned`` or ``duty.released`` event."""
@@ -321,9 +346,10 @@ def activate(
     with _stage(timings, "load"):
         stored = get_plan(session, site_id, request.plan_id)
         if isinstance(request.hazard, PlanDesignSpec):
-            local = clock.now().astimezone(ZoneInfo(model.site.timezone))
+            now = clock.now()
+            local = now.astimezone(ZoneInfo(model.site.timezone))
             request, hazard_source = resolve_design(
-                request, stored.template, wind=wind, local_hour=local.hour
+                request, stored.template, wind=wind, now=now, local_hour=local.hour
             )
         kind = request.location.get("type")
         place = validate_geometry(
@@ -340,18 +366,10 @@ def activate(
     with _stage(timings, "exposure"):
         found = exposure(assessment, model.index)
     with _stage(timings, "evacuation"):
-        upwind = None
-        if isinstance(request.hazard, ToxicReleaseSpec | ErgSpec):
-            upwind = Wind(request.hazard.wind_from_deg, source)
-        routes = evacuation_routes(
-            model.foot,
-            model.person_ids,
-            model.person_lonlat,
-            model.musters,
-            zones=assessment.zones,
-            wind=upwind,
-            snapped_people=model.people_snapped,
-        )
+        with model.lock:  # positions and their snaps from the same moment
+            lonlat, snapped = model.person_lonlat, model.people_snapped
+            positions_version = model.positions_version
+        routes = _routes(model, assessment, request.hazard, lonlat, snapped)
         if request.level.rank >= Level.L3.rank:
             moving = np.arange(len(model.person_ids))
         else:
@@ -399,6 +417,7 @@ def activate(
         resources=nearest,
         capacity=capacity,
         timings_ms=timings,
+        positions_version=positions_version,
     )
     if dry_run:
         return incident, []
@@ -425,33 +444,78 @@ def activate(
     return incident, logged
 
 
-def reassess(
-    model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec
-) -> tuple[ExposureChange, list[str]]:
-    """The incident under a new wind: zones, exposure and routes again. What changed: who
-    entered or left the zones, and the people who must move whose route changed."""
+@dataclass
+class Reassessment:
+    """An incident under a new wind, computed but not yet applied: the caller applies it once
+    the change is logged, so memory never runs ahead of the log."""
+
+    request: ActivationRequest
+    assessment: ThreatAssessment
+    exposure: Exposure
+    routes: EvacuationRoutes
+    moving: np.ndarray
+    positions_version: int
+    change: ExposureChange  # who entered or left the zones
+    rerouted: list[str]  # the people who must move whose route changed
+
+    def apply(self, incident: Incident) -> None:
+        incident.request = self.request
+        incident.assessment, incident.exposure = self.assessment, self.exposure
+        incident.routes, incident.moving = self.routes, self.moving
+        incident.positions_version = self.positions_version
+
+
+def _routes(
+    model: SiteModel,
+    zones: ThreatAssessment,
+    hazard: Any,
+    lonlat: np.ndarray,
+    snapped: Snapped | None,
+) -> EvacuationRoutes:
+    upwind = None
+    if isinstance(hazard, ToxicReleaseSpec | ErgSpec):
+        upwind = Wind(hazard.wind_from_deg, zones.source_lonlat)
+    return evacuation_routes(
+        model.foot,
+        model.person_ids,
+        lonlat,
+        model.musters,
+        zones=zones.zones,
+        wind=upwind,
+        snapped_people=snapped,
+    )
+
+
+def reassess(model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec) -> Reassessment:
+    """The incident under a new wind: zones, exposure and routes again, and what changed."""
     source = incident.assessment.source_lonlat
     assessment = check_spec(lambda: assess(model, source, hazard))
     found = exposure(assessment, model.index)
-    change = exposure_change(incident.exposure, found)
-    routes = evacuation_routes(
-        model.foot,
-        model.person_ids,
-        model.person_lonlat,
-        model.musters,
-        zones=assessment.zones,
-        wind=Wind(hazard.wind_from_deg, source),
-        snapped_people=model.people_snapped,
-    )
+    with model.lock:  # one consistent set of positions for both route sets
+        lonlat, snapped = model.person_lonlat, model.people_snapped
+        version = model.positions_version
+    routes = _routes(model, assessment, hazard, lonlat, snapped)
+    # "Rerouted" compares routes from the same positions: people who only walked on (everyone,
+    # during an evacuation) are not news; a route that the new wind changed is.
     before = incident.routes
-    incident.request = incident.request.model_copy(update={"hazard": hazard})
-    incident.assessment, incident.exposure, incident.routes = assessment, found, routes
+    if incident.positions_version != version:
+        before = _routes(model, incident.assessment, incident.request.hazard, lonlat, snapped)
+    moving = incident.moving
     if incident.run.state.level.rank < Level.L3.rank:
         inside = set(found.highest.get("people", {}))
-        incident.moving = np.array(
+        moving = np.array(
             [i for i, pid in enumerate(model.person_ids) if pid in inside], dtype=np.int64
         )
-    return change, rerouted(before, routes, incident.moving)
+    return Reassessment(
+        request=incident.request.model_copy(update={"hazard": hazard}),
+        assessment=assessment,
+        exposure=found,
+        routes=routes,
+        moving=moving,
+        positions_version=version,
+        change=exposure_change(incident.exposure, found),
+        rerouted=rerouted(before, routes, moving),
+    )
 
 
 #: A walk this much longer or shorter (seconds) is a new route, worth telling the person.
@@ -473,20 +537,24 @@ def rerouted(before: EvacuationRoutes, after: EvacuationRoutes, people: np.ndarr
     return [after.person_ids[int(i)] for i in people[changed]]
 
 
-def route_from(model: SiteModel, incident: Incident, lonlat: tuple[float, float]) -> dict[str, Any]:
-    """One evacuation route from a point (where a person is now) under the incident's zones
+def route_from(
+    model: SiteModel,
+    hazard: Any,
+    assessment: ThreatAssessment,
+    lonlat: tuple[float, float],
+) -> dict[str, Any]:
+    """One evacuation route from a point (where a person is now) under an incident's zones
     and wind: what a responder's phone shows after its holder has moved. The picture's routes
     start where people were at activation or at the last wind change."""
-    hazard = incident.request.hazard
     upwind = None
     if isinstance(hazard, ToxicReleaseSpec | ErgSpec):
-        upwind = Wind(hazard.wind_from_deg, incident.assessment.source_lonlat)
+        upwind = Wind(hazard.wind_from_deg, assessment.source_lonlat)
     routes = evacuation_routes(
         model.foot,
         ["here"],
         np.array([lonlat], dtype=np.float64),
         model.musters,
-        zones=incident.assessment.zones,
+        zones=assessment.zones,
         wind=upwind,
     )
     line = routes.route_line(0)
@@ -499,7 +567,6 @@ def route_from(model: SiteModel, incident: Incident, lonlat: tuple[float, float]
         "inside_innermost_zone": bool(routes.inside_inner_zone[0]),
         "route": shapely.geometry.mapping(line) if line is not None else None,
         "trapped": routes.trapped[0].reason if routes.trapped else None,
-        "seq": incident.seq,
     }
 
 

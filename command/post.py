@@ -32,27 +32,31 @@ from command.hub import ENCODED, Hub, encode, encode_bytes
 from command.incidents import (
     ActivationRequest,
     Incident,
+    Reassessment,
     ToxicReleaseSpec,
     WindReading,
     activate,
     plan_drafts,
     reassess,
+    route_from,
     snapshot,
 )
 from command.notifications import CallTree, Notice
 from command.sensors import TIERS, Reading, proposed_plans, tier_after
 from command.site_model import SiteModel, SiteModels, headcount, move_people
 from gis.errors import FieldError, IllegalTransition, InvalidInput, NotFound
-from gis.hazards.exposure import Exposure, ExposureChange
+from gis.hazards.exposure import Exposure
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import Clock
-from plans.engine import Actor, PlanEvent, PlanRun, Scheduler
+from plans.engine import FINISHED, Actor, PlanEvent, PlanRun, Scheduler
 from plans.model import PlanTemplate
 from plans.store import list_plans
 
 log = logging.getLogger(__name__)
 
+#: The fastest wind a station may report (m/s): faster than any typhoon's gusts on record.
+MAX_WIND_M_S = 120.0
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
 #: much (degrees) or the speed changes by 1 m/s or more.
 WIND_CHANGE_DEG = 10.0
@@ -277,7 +281,7 @@ class CommandPost:
                 return []
             if assign:
                 with self.db.read() as session:
-                    check_duty_holder(session, username)
+                    check_duty_holder(session, username, commands=role == template.command_role)
             data = {"role": role, "username": username}
             kind = "duty.assigned" if assign else "duty.released"
             with self.db.write() as session:
@@ -316,7 +320,9 @@ class CommandPost:
         self, site_id: str, readings: Sequence[Reading], *, actor: str
     ) -> list[event_log.LoggedEvent]:
         """Take sensor readings: tier changes, proposed plans and wind changes are logged and
-        sent; readings that change nothing are not events."""
+        sent; readings that change nothing are not events. A batch is taken whole or not at
+        all: nothing is kept in memory (tiers, last readings, re-evaluated plumes) until the
+        batch's events are logged."""
         model = self.models.get(site_id)
         unknown = sorted({r.sensor_id for r in readings} - set(model.sensors))
         if unknown:
@@ -324,25 +330,37 @@ class CommandPost:
                 f"unknown sensors {unknown[:10]}; none of the readings was taken",
                 errors=[FieldError("readings.sensor_id", f"unknown: {', '.join(unknown[:10])}")],
             )
+        impossible = [
+            FieldError(f"readings[{i}].value", f"a wind speed from 0 to {MAX_WIND_M_S:g} m/s")
+            for i, r in enumerate(readings)
+            if model.sensors[r.sensor_id].kind == "wind" and not 0 <= r.value <= MAX_WIND_M_S
+        ]
+        if impossible:
+            raise InvalidInput(
+                f"{len(impossible)} impossible wind reading(s); none of the readings was taken",
+                errors=impossible,
+            )
         with self._lock:
-            tiers = self.sensor_tiers.setdefault(site_id, {})
-            latest = self.last_readings.setdefault(site_id, {})
+            tiers = dict(self.sensor_tiers.get(site_id, {}))
             now = self.clock.now().isoformat()
-            for reading in readings:
-                latest[reading.sensor_id] = {
-                    "value": reading.value,
-                    "direction_deg": reading.direction_deg,
+            latest = {
+                r.sensor_id: {
+                    "value": r.value,
+                    "direction_deg": r.direction_deg,
                     "at": now,
                     "by": actor,
                 }
+                for r in readings
+            }
             drafts: list[event_log.Draft] = []
-            pictures: list[tuple[Incident, tuple[ExposureChange, list[str]]]] = []
             with self.db.read() as session:
                 plans = [p.template for p in list_plans(session, site_id)]
+            winds = [r for r in readings if model.sensors[r.sensor_id].kind == "wind"]
+            # The plume follows the newest wind of the batch: one re-evaluation, not one each.
+            pictures = self._wind(model, winds[-1]) if winds else []
             for reading in readings:
                 sensor = model.sensors[reading.sensor_id]
                 if sensor.kind == "wind":
-                    pictures += self._wind(model, reading)
                     continue
                 before = tiers.get(sensor.id)
                 after = tier_after(sensor, reading.value, before)
@@ -374,27 +392,33 @@ class CommandPost:
                             {"sensor_id": sensor.id, "tier": after, "plans": proposed},
                         )
                     )
-            for incident, (change, moved) in pictures:
-                hazard = incident.request.hazard
+            for incident, again in pictures:
+                change = again.change
                 drafts.append(
                     event_log.Draft(
                         "incident.wind_changed",
                         actor,
                         {
-                            "hazard": hazard.model_dump(mode="json"),
+                            "hazard": again.request.hazard.model_dump(mode="json"),
                             "entered": {k: dict(v) for k, v in change.entered.items() if v},
                             "left": {k: dict(v) for k, v in change.left.items() if v},
-                            "rerouted": moved,
+                            "rerouted": again.rerouted,
                         },
                         incident.id,
                     )
                 )
-            if not drafts:
+            logged = []
+            if drafts:
+                with self.db.write() as session:
+                    logged = event_log.append_many(session, site_id, drafts)
+            # Logged (or nothing to log): now memory follows.
+            self.sensor_tiers[site_id] = tiers
+            self.last_readings.setdefault(site_id, {}).update(latest)
+            if not logged:
                 return []
-            with self.db.write() as session:
-                logged = event_log.append_many(session, site_id, drafts)
             messages = [event_message(e) for e in logged]
-            for incident, _ in pictures:
+            for incident, again in pictures:
+                again.apply(incident)
                 incident.seq = logged[-1].seq
                 messages.append(
                     {
@@ -406,6 +430,42 @@ class CommandPost:
                 )
             self.hub.publish(site_id, messages)
             return logged
+
+    def route(self, site_id: str, incident_id: str, lonlat: tuple[float, float]) -> dict[str, Any]:
+        """One route from ``lonlat`` under the incident's current zones and wind."""
+        model = self.models.get(site_id)
+        with self._lock:  # the zones and the wind they were drawn for, together
+            incident = self.incident(site_id, incident_id)
+            hazard, assessment, seq = incident.request.hazard, incident.assessment, incident.seq
+        return {**route_from(model, hazard, assessment, lonlat), "seq": seq}
+
+    def tasks(self, site_id: str, username: str, *, commander: bool) -> list[dict[str, Any]]:
+        """The open steps of the plan roles ``username`` holds by duty in the site's active
+        incidents (a commander: also each plan's command role), soonest due first."""
+        self.models.get(site_id)  # NotFound for an unknown site
+        out = []
+        with self._lock:
+            for incident in self.incidents.values():
+                if incident.site_id != site_id:
+                    continue
+                state = incident.run.state
+                mine = {r for r, users in incident.duties.items() if username in users}
+                if commander:
+                    mine.add(state.template.command_role)
+                for step in state.steps.values():
+                    if step.role in mine and not step.withdrawn and step.status not in FINISHED:
+                        out.append(
+                            {
+                                "incident_id": incident.id,
+                                "step_id": step.id,
+                                "role": step.role,
+                                "status": step.status.value,
+                                "due_at": step.due_at.isoformat() if step.due_at else None,
+                                "overdue": step.overdue,
+                            }
+                        )
+        out.sort(key=lambda t: (t["due_at"] is None, t["due_at"] or "", t["step_id"]))
+        return out
 
     def last_wind(self, site_id: str) -> WindReading | None:
         """The latest reading of any wind station of the site, if one has reported."""
@@ -439,9 +499,7 @@ class CommandPost:
             if sensor.id in tiers or sensor.id in latest
         ]
 
-    def _wind(
-        self, model: SiteModel, reading: Reading
-    ) -> list[tuple[Incident, tuple[ExposureChange, list[str]]]]:
+    def _wind(self, model: SiteModel, reading: Reading) -> list[tuple[Incident, Reassessment]]:
         """Re-evaluate the site's active gas releases under a wind station's new reading."""
         if reading.direction_deg is None:
             return []
@@ -652,8 +710,9 @@ def actor_for(
 DUTY_HOLDERS = frozenset({"commander", "responder"})
 
 
-def check_duty_holder(session: Session, username: str) -> None:
-    """Refuse a duty for an unknown or disabled user, or one who cannot act on steps."""
+def check_duty_holder(session: Session, username: str, *, commands: bool = False) -> None:
+    """Refuse a duty for an unknown or disabled user, or one who cannot act on steps. The plan's
+    command role (which skips any step, escalates, stands down) goes only to a commander."""
     try:
         user = find_user(session, username)
     except NotFound:
@@ -668,4 +727,9 @@ def check_duty_holder(session: Session, username: str) -> None:
         raise InvalidInput(
             f"user '{username}' can not act on plan steps",
             errors=[FieldError("username", "needs the role responder or commander")],
+        )
+    if commands and "commander" not in {str(r) for r in user.roles}:
+        raise InvalidInput(
+            f"the plan's command role goes to a commander; '{username}' is not one",
+            errors=[FieldError("role", "the command role needs a user with the role commander")],
         )

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from gis.errors import FieldError, InvalidInput
 from gis.hazards.fire import FUELS
+from gis.hazards.substances import get_substance
 from gis.model import ResourceKind
 from plans.model import DESIGN_NEEDS, SCRIPT_VARIABLES, Level, PlanTemplate, template_from_data
 
@@ -208,6 +209,18 @@ def _design_problems(template: PlanTemplate) -> list[FieldError]:
         for name in DESIGN_NEEDS[hazard]
         if getattr(design, name) is None
     ]
+    if hazard.value in ("toxic_release", "explosion"):
+        # The release is of the plan's first substance: it must be one the models know.
+        first = template.scenario.substances[0] if template.scenario.substances else None
+        if first is None:
+            out.append(
+                FieldError("scenario.substances", f"a {hazard.value} design release needs one")
+            )
+        else:
+            try:
+                get_substance(first)
+            except InvalidInput:
+                out.append(FieldError("scenario.substances[0]", f"unknown substance '{first}'"))
     if design.fuel is not None and design.fuel not in FUELS:
         out.append(
             FieldError(

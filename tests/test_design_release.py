@@ -111,3 +111,19 @@ def test_a_design_release_incident_is_recovered_as_logged(
     again = fresh.incidents[incident["id"]]
     assert again.request == live.request
     assert again.exposure.counts() == live.exposure.counts()
+
+
+def test_an_old_wind_reading_is_not_used(command: TestClient, clock: ManualClock) -> None:
+    command.post(
+        f"{SITE}/readings",
+        json={"readings": [{"sensor_id": WIND, "value": 4.0, "direction_deg": 270}]},
+    )
+    clock.advance(11 * 60)  # the station has gone quiet
+    refused = assert_problem(
+        command.post(BASE, json=by_plan("chlorine-leak")), 422, field="hazard.wind_from_deg"
+    )
+    assert "minutes old" in refused["detail"]
+    given = command.post(BASE, json=by_plan("chlorine-leak", wind_speed_m_s=2, wind_from_deg=10))
+    assert given.status_code == 201, given.text
+    # Day or night was not given: the site's clock decided, and the log says so.
+    assert "by the site's clock" in activated_event(command)["data"]["hazard_source"]["daytime"]

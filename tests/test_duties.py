@@ -105,6 +105,13 @@ def test_bad_duties_are_refused_and_change_nothing(command: TestClient, db: Data
         field="username",
     )
     assert_problem(command.delete(f"{duties}/shift_leader/{LEADER}"), 404, field="username")
+    assert_problem(command.delete(f"{duties}/astronaut/{LEADER}"), 422, field="role")
+    # The plan's command role skips any step and stands the incident down: commanders only.
+    assert_problem(
+        command.post(duties, json={"role": "incident_commander", "username": LEADER}),
+        422,
+        field="role",
+    )
     assert_problem(
         command.post(f"{BASE}/inc-none/duties", json={"role": "shift_leader", "username": LEADER}),
         404,

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import DEMO_ID
+from tests.conftest import DEMO_ID, TEST_PASSWORD
 from tests.live_server import LiveServer
 from tests.test_ws import (
     WAIT_S,
@@ -196,6 +196,30 @@ def test_a_binary_frame_is_read_as_json(server: LiveServer, tokens: Tokens) -> N
             return answer
 
     assert asyncio.run(scenario()) == {"type": "ack", "id": "b", "accepted": 1, "events": []}
+
+
+def test_a_revoked_token_feeds_nothing_more(server: LiveServer, tokens: Tokens) -> None:
+    async def scenario() -> tuple[dict[str, Any], int | None]:
+        async with httpx.AsyncClient(base_url=server.base, timeout=WAIT_S) as http:
+            signed = await http.post(
+                "/api/auth/login", json={"username": "commander", "password": TEST_PASSWORD}
+            )
+            token = signed.json()["access_token"]
+            async with connect(
+                f"{feed_url(server)}?access_token={token}", open_timeout=WAIT_S
+            ) as ws:
+                reading = {"type": "readings", "readings": [{"sensor_id": CL2, "value": 0.1}]}
+                first = await ask(ws, reading)
+                await http.post("/api/auth/logout", headers=auth(token))
+                try:
+                    await ask(ws, reading)
+                except ConnectionClosed as exc:
+                    return first, exc.rcvd.code if exc.rcvd else None
+        return first, None
+
+    first, code = asyncio.run(scenario())
+    assert first["type"] == "ack"
+    assert code == 4401
 
 
 def test_who_may_feed(server: LiveServer, tokens: Tokens) -> None:

@@ -11,11 +11,12 @@ from shapely.geometry import LineString, shape
 
 from command.auth import Role, create_device_token
 from command.hub import Subscriber
+from command.incidents import reassess
 from command.sensors import Sensor, tier_after
 from gis.storage.db import Database
 from tests.conftest import DEMO_ID, sign_in
 from tests.problems import assert_problem
-from tests.test_incidents import CHLORINE_STORE, activate, chlorine
+from tests.test_incidents import CHLORINE_STORE, activate, chlorine, post_of
 
 SITE = f"/api/sites/{DEMO_ID}"
 CL2 = "S-057"  # a chlorine detector: warning 0.5, alarm 1, high alarm 3 ppm
@@ -278,7 +279,42 @@ def test_a_route_from_where_a_person_is_now(command: TestClient, db: Database) -
     assert not LineString(near["route"]["coordinates"]).intersects(inner.buffer(-1e-5))
     assert_problem(command.get(route, params={"person": "nobody"}), 404, field="person")
     assert_problem(command.get(route), 422, field="person")
+    assert_problem(command.get(route, params={"lon": 121.3}), 422, field="lat")
     assert_problem(command.get(route, params={"lon": 0.0, "lat": 0.0}), 422, field="lon")
     assert_problem(
         command.get(f"{SITE}/incidents/inc-none/route", params={"person": "P-0001"}), 404
     )
+
+
+def test_a_bad_reading_in_a_batch_leaves_every_sensor_as_it_was(command: TestClient) -> None:
+    activate(command)
+    batch = {
+        "readings": [
+            {"sensor_id": CL2, "value": 5.0},  # a high alarm, in a batch that will be refused
+            {"sensor_id": WIND, "value": 200.0, "direction_deg": 90},  # km/h sent as m/s?
+        ]
+    }
+    assert_problem(command.post(f"{SITE}/readings", json=batch), 422, field="readings[1].value")
+    assert command.get(f"{SITE}/sensors/state").json() == {"sensors": []}
+    # The alarm is not lost: sent again on its own, it is logged and proposes the plan.
+    again = command.post(f"{SITE}/readings", json={"readings": [batch["readings"][0]]}).json()
+    assert [e["type"] for e in again["events"]] == ["sensor.state", "plan.proposed"]
+
+
+def test_walking_on_is_not_a_new_route(command: TestClient) -> None:
+    picture = activate(command, chlorine("L3"))
+    post = post_of(command)
+    incident = post.incidents[picture["incident"]["id"]]
+    model = post.models.get(DEMO_ID)
+    # Two hundred people walk three metres on.
+    moves = {
+        pid: (float(x) + 3e-5, float(y))
+        for pid, (x, y) in list(zip(model.person_ids, model.person_lonlat, strict=True))[:200]
+    }
+    command.post(
+        f"{SITE}/positions",
+        json={"positions": [{"person_id": p, "lon": x, "lat": y} for p, (x, y) in moves.items()]},
+    )
+    # The same wind again: nobody's route changed, whoever walked.
+    same = reassess(model, incident, incident.request.hazard)  # type: ignore[arg-type]
+    assert same.rerouted == [] and not any(same.change.entered.values())

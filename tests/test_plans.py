@@ -264,6 +264,20 @@ def test_a_dependency_cycle_is_named_with_its_path() -> None:
             "unknown fuel 'lava'",
         ),
         (
+            lambda d: d["scenario"].update(
+                substances=[], design_release={"basis": "risk study", "rate_g_s": 500}
+            ),
+            "scenario.substances",
+            "a toxic_release design release needs one",
+        ),
+        (
+            lambda d: d["scenario"].update(
+                substances=["unobtainium"], design_release={"basis": "x", "rate_g_s": 500}
+            ),
+            "scenario.substances[0]",
+            "unknown substance 'unobtainium'",
+        ),
+        (
             lambda d: d["scenario"].update(design_release={"rate_g_s": 500}),
             "scenario.design_release.basis",
             "Field required",

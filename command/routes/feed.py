@@ -135,6 +135,16 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
                 )
                 await websocket.send_json(refusal(not_json))
                 continue
+            try:
+                # Each batch is signed in again: a revoked or expired token, or a disabled
+                # user, feeds nothing more (one token lookup per batch).
+                await run_in_threadpool(
+                    websocket_principal, websocket, app.state.db, Role.DEVICE, Role.COMMANDER
+                )
+            except (Unauthorized, NotPermitted) as exc:
+                code = 4401 if isinstance(exc, Unauthorized) else 4403
+                await websocket.close(code=code, reason=exc.detail[:120])
+                return
             answer = await run_in_threadpool(take, post, principal, site_id, message)
             await websocket.send_json(answer)
     except WebSocketDisconnect:

@@ -11,11 +11,10 @@ from command import events as event_log
 from command.auth import HUMAN_ROLES, Principal, Role
 from command.deps import DatabaseDep, ReaderDep, requires
 from command.hub import encode_bytes
-from command.incidents import ActivationRequest, route_from
+from command.incidents import ActivationRequest
 from command.post import CommandPost, actor_for
 from gis.errors import FieldError, InvalidInput, NotFound
 from gis.geometry import validate_geometry
-from plans.engine import FINISHED
 
 router = APIRouter(prefix="/api/sites/{site_id}", tags=["incidents"])
 
@@ -105,7 +104,7 @@ def route_now(
 ) -> dict[str, Any]:
     """``?person=P-0001`` (their last known position) or ``?lon=..&lat=..``; the route is
     computed now, under the incident's zones and wind, and never crosses the innermost zone."""
-    incident = post.incident(site_id, incident_id)
+    post.incident(site_id, incident_id)  # 404 before any other answer
     model = post.models.get(site_id)
     if person is not None:
         try:
@@ -125,12 +124,12 @@ def route_now(
         )
         x, y = lon, lat
     else:
+        missing = "lat" if lon is not None else "lon" if lat is not None else "person"
         raise InvalidInput(
             "say where from: a person, or lon and lat",
-            errors=[FieldError("person", "give person, or lon and lat")],
+            errors=[FieldError(missing, "give person, or lon and lat")],
         )
-    answer = route_from(model, incident, (x, y))
-    return {"person": person, **answer}
+    return {"person": person, **post.route(site_id, incident_id, (x, y))}
 
 
 class StepAction(BaseModel):
@@ -160,14 +159,12 @@ def step_action(
 ) -> dict[str, Any]:
     body = body or StepAction()
     incident = post.incident(site_id, incident_id)
-    actor = actor_for(
-        principal.username,
-        frozenset(principal.roles),
-        incident.run.state.template,
-        incident.duties,
-    )
 
     def act(run: Any) -> None:
+        # Under the command post's lock: a duty taken back a moment ago is no longer held.
+        actor = actor_for(
+            principal.username, frozenset(principal.roles), run.state.template, incident.duties
+        )
         if action == "complete":
             run.complete(step_id, actor, value=body.value, reference=body.reference)
         elif action in ("skip", "fail"):
@@ -227,28 +224,8 @@ def my_tasks(
 ) -> dict[str, Any]:
     """The steps of the plan roles the caller holds by duty (a commander: also the plan's
     command role), not yet finished, soonest due first."""
-    post.models.get(site_id)  # 404 for an unknown site
-    tasks = []
-    for incident in list(post.incidents.values()):
-        if incident.site_id != site_id:
-            continue
-        state = incident.run.state
-        mine = {r for r, users in incident.duties.items() if principal.username in users}
-        if Role.COMMANDER in principal.roles:
-            mine.add(state.template.command_role)
-        for step in state.steps.values():
-            if step.role in mine and not step.withdrawn and step.status not in FINISHED:
-                tasks.append(
-                    {
-                        "incident_id": incident.id,
-                        "step_id": step.id,
-                        "role": step.role,
-                        "status": step.status.value,
-                        "due_at": step.due_at.isoformat() if step.due_at else None,
-                        "overdue": step.overdue,
-                    }
-                )
-    tasks.sort(key=lambda t: (t["due_at"] is None, t["due_at"] or "", t["step_id"]))
+    commander = Role.COMMANDER in principal.roles
+    tasks = post.tasks(site_id, principal.username, commander=commander)
     return {"username": principal.username, "tasks": tasks}
 
 
