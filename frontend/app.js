@@ -243,6 +243,8 @@ class Wall {
     this.templates = new Map(); // "plan@version" -> promise of the plan's template (or null)
     this.templateSteps = new Map(); // "plan@version" -> Map(step id -> the template's step)
     this.activation = null; // the activation panel, for commanders
+    this.routeAsked = 0; // counts route requests (routeNow): only the newest answer is drawn
+    this.routePopup = null; // {incidentId, popup} of the route shown now
     this.time = this.timeFormat(site.timezone);
 
     const container = $("map");
@@ -458,6 +460,7 @@ class Wall {
   remove(id) {
     const shown = this.incidents.get(id);
     if (!shown) return;
+    this.closeRoute(id);
     shown.layers.remove();
     shown.element.remove();
     this.incidents.delete(id);
@@ -473,6 +476,7 @@ class Wall {
     if (picture.incident.status !== "active") return this.remove(id);
     const events = old ? old.events.filter((e) => e.seq > picture.seq) : [];
     if (old) {
+      this.closeRoute(id); // drawn under the zones of the picture being replaced
       old.layers.remove();
       old.element.remove();
     }
@@ -490,6 +494,10 @@ class Wall {
         if (this.incidents.get(id) === shown) this.paintSteps(shown);
       });
     }
+  }
+
+  closeRoute(incidentId) {
+    if (this.routePopup?.incidentId === incidentId) this.map.closePopup(this.routePopup.popup);
   }
 
   // A plan's template (one version), fetched once; null if it cannot be read.
@@ -554,14 +562,16 @@ class Wall {
         .bindTooltip(`Source: ${picture.incident.plan_id}`)
         .addTo(group);
     }
-    this.drawRoutes(picture.evacuation, group);
+    this.drawRoutes(picture.incident.id, picture.evacuation, group);
     this.drawResources(picture.resources, group);
     return group;
   }
 
   // The routes come as one forest: `next` leads each node towards its muster point, and
   // `escape_next` leads out of the innermost zone to where the safe part of a route begins.
-  drawRoutes(evacuation, group) {
+  // Those routes start where people were at activation (or the last wind change); a clicked
+  // dot asks for its person's route from where they are now (routeNow).
+  drawRoutes(incidentId, evacuation, group) {
     const forest = routeForest(evacuation.routes);
     const at = (i) => [forest.nodes[i][1], forest.nodes[i][0]];
     const edges = (pointers) =>
@@ -576,6 +586,7 @@ class Wall {
     }
     const highlight = L.layerGroup().addTo(group);
     const dots = new Map();
+    const cssId = (id) => String(id).replace(/\s/g, "_");
     for (const person of evacuation.people) {
       const start = forest.start[person.id];
       const position = this.people.get(person.id) || (start !== undefined ? forest.nodes[start] : null);
@@ -583,7 +594,7 @@ class Wall {
       const trapped = person.muster === null;
       const dot = L.circleMarker([position[1], position[0]], {
         pane: "dots",
-        className: `rp-person rp-p-${person.id.replace(/\s/g, "_")}${trapped ? " rp-trapped" : ""}`,
+        className: `rp-person rp-p-${cssId(person.id)} rp-inc-${cssId(incidentId)}${trapped ? " rp-trapped" : ""}`,
         radius: 4,
         color: "#fff",
         weight: 1.5,
@@ -596,31 +607,72 @@ class Wall {
           ? `${person.id}: no safe route`
           : `${person.id} → ${muster}, ${duration(person.walk_time_s)} on foot`,
       );
-      dot.on("click", () => {
-        highlight.clearLayers();
-        if (start === undefined) return;
-        const line = [[position[1], position[0]], ...this.followRoute(forest, start).map(at)];
-        L.polyline(line, { pane: "routes", className: "rp-route-chosen", color: "#f0f", weight: 5 }).addTo(highlight);
+      dot.on("click", (event) => {
+        L.DomEvent.stopPropagation(event); // about this person: not a place picked on the map
+        this.routeNow(incidentId, person.id, dot, highlight);
       });
       dots.set(person.id, dot);
     }
     group.personDots = dots;
   }
 
-  // One person's nodes, following the pointers (escape first, then the walk to the muster point).
-  followRoute(forest, start) {
-    const nodes = [];
-    let escaping = forest.escape_next[start] >= 0;
-    for (let i = start, n = 0; i >= 0 && n <= forest.nodes.length; n += 1) {
-      nodes.push(i);
-      if (escaping && forest.escape_next[i] >= 0) {
-        i = forest.escape_next[i];
-      } else {
-        escaping = false;
-        i = forest.next[i];
-      }
+  // One person's route computed now, from their last known position, under the incident's zones
+  // and wind (GET .../route?person=): people walk on after the picture's routes were drawn. One
+  // request per click, none per position message. The answer is drawn as the highlighted route,
+  // with a popup naming the muster point and the walk, or why there is no safe route; a refusal
+  // (the incident stood down: 404) or an unreachable server is said in the popup as it is.
+  async routeNow(incidentId, personId, dot, highlight) {
+    this.routeAsked += 1;
+    const asked = this.routeAsked;
+    highlight.clearLayers();
+    const label = el("p", { class: "route-label quiet" }, "Computing the route from where they are now…");
+    const content = el(
+      "div",
+      { class: "rp-route-now", "data-person": personId, "data-incident": incidentId },
+      el("strong", {}, personId),
+      label,
+    );
+    const popup = L.popup({ className: "rp-route-popup", autoPan: false })
+      .setLatLng(dot.getLatLng())
+      .setContent(content);
+    popup.on("remove", () => {
+      if (this.routeAsked === asked) this.routeAsked += 1; // an answer still on its way is dropped
+      if (this.routePopup?.popup === popup) this.routePopup = null;
+      highlight.clearLayers();
+    });
+    this.routePopup = { incidentId, popup };
+    popup.openOn(this.map); // closes the popup of the route shown before, and so its highlight
+    const site = encodeURIComponent(this.site.id);
+    const path = `/api/sites/${site}/incidents/${encodeURIComponent(incidentId)}/route?person=${encodeURIComponent(personId)}`;
+    let answer;
+    try {
+      answer = await api(path);
+    } catch (error) {
+      if (asked !== this.routeAsked) return;
+      label.className = "route-label error";
+      const status = error instanceof HttpError ? ` (${error.status})` : "";
+      label.textContent = `No route from where ${personId} is now${status}: ${problemText(error)}`;
+      return;
     }
-    return nodes;
+    if (asked !== this.routeAsked) return; // another dot was clicked, or the popup closed
+    if (answer.muster === null) {
+      label.className = "route-label error";
+      label.textContent = `No safe route: ${answer.trapped || "no muster point can be reached"}`;
+      return;
+    }
+    const metres = answer.length_m === null ? "" : ` (${Math.round(answer.length_m)} m)`;
+    label.className = "route-label";
+    label.textContent = `to ${answer.muster}, ${duration(answer.walk_time_s)} on foot${metres}`;
+    const name = this.musters.get(answer.muster);
+    if (name && name !== answer.muster) content.append(el("p", { class: "route-muster quiet" }, name));
+    if (answer.inside_innermost_zone) {
+      content.append(el("p", { class: "route-note error" }, "Inside the innermost zone: the route leaves it first."));
+    }
+    const [lon, lat] = answer.from;
+    const line = [[lat, lon], ...(answer.route?.coordinates || []).map(([x, y]) => [y, x])];
+    if (line.length > 1) {
+      L.polyline(line, { pane: "routes", className: "rp-route-chosen", color: "#f0f", weight: 5 }).addTo(highlight);
+    }
   }
 
   drawResources(resources, group) {

@@ -8,6 +8,7 @@ With ``CI=true`` a missing Chromium or Leaflet install fails these tests instead
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -874,3 +875,141 @@ def test_a_responder_acts_on_the_steps_of_their_duty(
         assert watched.errors == [] and responder.errors == []
     finally:
         context.close()
+
+
+def metres_apart(a: list[float], b: list[float]) -> float:
+    """The distance between two lon/lat points, near enough for a site (equirectangular)."""
+    mid = math.radians((a[1] + b[1]) / 2)
+    dx = math.radians(b[0] - a[0]) * math.cos(mid)
+    dy = math.radians(b[1] - a[1])
+    return 6_371_000 * math.hypot(dx, dy)
+
+
+def dot_centre(page: Page, selector: str) -> tuple[float, float]:
+    """A circle marker's centre in the map's pixels: Leaflet draws it 'M x-r,y a r,r ...'."""
+    found = re.match(
+        r"M\s*(-?[\d.]+)[ ,](-?[\d.]+)\s*a\s*(-?[\d.]+)", page.get_attribute(selector, "d") or ""
+    )
+    assert found, selector
+    x, y, r = (float(v) for v in found.groups())
+    return x + r, y
+
+
+def line_start(page: Page, selector: str) -> tuple[float, float]:
+    found = re.match(r"M\s*(-?[\d.]+)[ ,](-?[\d.]+)", page.get_attribute(selector, "d") or "")
+    assert found, selector
+    return float(found[1]), float(found[2])
+
+
+def metres_per_pixel(page: Page) -> float:
+    """From the map's scale bar: its label (``200 m``, ``1 km``) over its width in pixels."""
+    bar = page.locator(".leaflet-control-scale-line").first
+    value, unit = bar.inner_text().split()
+    width: float = bar.evaluate("bar => parseFloat(bar.style.width)")
+    return float(value) * (1000 if unit == "km" else 1) / width
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server of its own: no other test's incident draws dots over this one's."""
+    with LiveServer(demo_database(tmp_path / "fresh.db"), heartbeat_s=1.0) as live:
+        yield live
+
+
+def test_a_clicked_person_gets_the_route_from_where_they_are_now(
+    fresh: LiveServer, watched: Watched
+) -> None:
+    server = fresh
+    auth = sign_in(server)
+    picture = activate(server, auth)
+    incident = picture["incident"]["id"]
+    where = {
+        str(f["id"]): f["geometry"]["coordinates"]
+        for f in layer(server, "people", auth)["features"]
+        if f["geometry"]
+    }
+    dotted = {p["id"] for p in picture["evacuation"]["people"]}
+    person = next(p["id"] for p in picture["evacuation"]["people"] if p["muster"] is not None)
+
+    def routed(lonlat: list[float]) -> bool:
+        answer = httpx.get(
+            f"{server.base}/api/sites/{DEMO_ID}/incidents/{incident}/route",
+            params={"lon": lonlat[0], "lat": lonlat[1]},
+            headers=auth,
+        )
+        assert answer.status_code == 200, answer.text
+        return bool(answer.json()["route"])
+
+    # They walk well away, to where someone without a dot stands and a route leads from;
+    # no other dot lies there to take the click.
+    there = next(
+        lonlat
+        for other, lonlat in where.items()
+        if other not in dotted
+        and metres_apart(where[person], lonlat) > 50
+        and all(metres_apart(where[p], lonlat) > 10 for p in dotted)
+        and routed(lonlat)
+    )
+    page = watched.page
+    open_wall(page, server)
+    dot = f"#map path.rp-person.rp-inc-{incident}.rp-p-{person}"
+    page.wait_for_selector(dot)
+    before = dot_centre(page, dot)
+
+    sent = httpx.post(
+        f"{server.base}/api/sites/{DEMO_ID}/positions",
+        json={"positions": [{"person_id": person, "lon": there[0], "lat": there[1]}]},
+        headers=auth,
+    )
+    assert sent.status_code == 200, sent.text
+    page.wait_for_function(
+        "([dot, before]) => document.querySelector(dot).getAttribute('d') !== before",
+        arg=[dot, page.get_attribute(dot, "d")],
+    )
+    asked = lambda: [u for u in watched.urls if "/route?" in u]  # noqa: E731
+    assert asked() == []  # a position message asks nothing
+
+    # The click asks once for the route from where they are now, and draws it.
+    with page.expect_response(lambda r: "/route?" in r.url) as answered:
+        page.click(dot)
+    answer = answered.value.json()
+    assert answer["person"] == person and answer["muster"] is not None and answer["route"]
+    assert metres_apart(answer["from"], there) < 1
+    assert asked() == [
+        f"{server.base}/api/sites/{DEMO_ID}/incidents/{incident}/route?person={person}"
+    ]
+    chosen = "#map path.rp-route-chosen"
+    page.wait_for_selector(chosen)
+    assert count(page, chosen) == 1
+    scale = metres_per_pixel(page)
+    start, now = line_start(page, chosen), dot_centre(page, dot)
+    assert math.dist(start, now) * scale < 5  # at their new position...
+    assert math.dist(start, before) * scale > 40  # ...not where the picture's route starts
+    label = page.inner_text(f".rp-route-now[data-person='{person}'] .route-label")
+    walk = round(answer["walk_time_s"])
+    walked = f"{walk // 60} min {walk % 60:02d} s" if walk >= 60 else f"{walk} s"
+    assert label.startswith("to ") and answer["muster"] in label
+    assert f"{walked} on foot" in label
+    assert "error" not in (page.get_attribute(".rp-route-now .route-label", "class") or "")
+
+    # Refused (the incident stood down meanwhile, say): the server's reason, in red; no route.
+    gone = f"no active incident '{incident}' at {DEMO_ID}"
+    page.route(
+        "**/route?*",
+        lambda route: route.fulfill(
+            status=404,
+            content_type="application/problem+json",
+            body=json.dumps({"title": "Not Found", "status": 404, "detail": gone}),
+        ),
+    )
+    page.click(".rp-route-popup .leaflet-popup-close-button")  # and the highlight goes
+    page.wait_for_selector(chosen, state="detached")
+    page.click(dot)
+    refused = page.locator(f".rp-route-now[data-person='{person}'] .route-label.error")
+    refused.wait_for()
+    assert "404" in refused.inner_text() and gone in refused.inner_text()
+    assert count(page, chosen) == 0
+    assert len(asked()) == 2
+
+    assert watched.outside() == []
+    assert watched.unexpected_errors(404) == []
