@@ -966,7 +966,10 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
         "([dot, before]) => document.querySelector(dot).getAttribute('d') !== before",
         arg=[dot, page.get_attribute(dot, "d")],
     )
-    asked = lambda: [u for u in watched.urls if "/route?" in u]  # noqa: E731
+
+    def asked() -> list[str]:
+        return [u for u in watched.urls if "/route?" in u]
+
     assert asked() == []  # a position message asks nothing
 
     # The click asks once for the route from where they are now, and draws it.
