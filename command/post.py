@@ -142,7 +142,7 @@ class CommandPost:
         incident's id and its picture as JSON, encoded once for the answer and every
         subscriber."""
         model = self.models.get(site_id)
-        wind = self.last_wind(site_id)
+        wind = self.last_wind(model)
         with self._lock:
             with self.db.write() as session:
                 incident, logged = activate(
@@ -467,11 +467,10 @@ class CommandPost:
         out.sort(key=lambda t: (t["due_at"] is None, t["due_at"] or "", t["step_id"]))
         return out
 
-    def last_wind(self, site_id: str) -> WindReading | None:
+    def last_wind(self, model: SiteModel) -> WindReading | None:
         """The latest reading of any wind station of the site, if one has reported."""
-        model = self.models.get(site_id)
         with self._lock:
-            latest = self.last_readings.get(site_id, {})
+            latest = self.last_readings.get(model.site.id, {})
             winds = [
                 WindReading(sensor_id, r["value"], r["direction_deg"], r["at"])
                 for sensor_id, r in latest.items()
