@@ -431,11 +431,12 @@ class CommandPost:
             self.hub.publish(site_id, messages)
             return logged
 
-    def route(self, site_id: str, incident_id: str, lonlat: tuple[float, float]) -> dict[str, Any]:
+    def route(
+        self, model: SiteModel, incident_id: str, lonlat: tuple[float, float]
+    ) -> dict[str, Any]:
         """One route from ``lonlat`` under the incident's current zones and wind."""
-        model = self.models.get(site_id)
         with self._lock:  # the zones and the wind they were drawn for, together
-            incident = self.incident(site_id, incident_id)
+            incident = self.incident(model.site.id, incident_id)
             hazard, assessment, seq = incident.request.hazard, incident.assessment, incident.seq
         return {**route_from(model, hazard, assessment, lonlat), "seq": seq}
 

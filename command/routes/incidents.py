@@ -129,7 +129,7 @@ def route_now(
             "say where from: a person, or lon and lat",
             errors=[FieldError(missing, "give person, or lon and lat")],
         )
-    return {"person": person, **post.route(site_id, incident_id, (x, y))}
+    return {"person": person, **post.route(model, incident_id, (x, y))}
 
 
 class StepAction(BaseModel):
