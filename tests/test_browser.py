@@ -955,6 +955,7 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
     dot = f"#map path.rp-person.rp-inc-{incident}.rp-p-{person}"
     page.wait_for_selector(dot)
     before = dot_centre(page, dot)
+    drawn = page.get_attribute(dot, "d")  # read before the move: its message may come first
 
     sent = httpx.post(
         f"{server.base}/api/sites/{DEMO_ID}/positions",
@@ -964,7 +965,7 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
     assert sent.status_code == 200, sent.text
     page.wait_for_function(
         "([dot, before]) => document.querySelector(dot).getAttribute('d') !== before",
-        arg=[dot, page.get_attribute(dot, "d")],
+        arg=[dot, drawn],
     )
 
     def asked() -> list[str]:
