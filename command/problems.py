@@ -22,6 +22,21 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
 
 
+def problem_body(exc: RallypointError, *, instance: str | None = None) -> dict[str, Any]:
+    """The problem+json body of a domain error (HTTP answers and the device feed's errors)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + exc.slug,
+        "title": exc.title,
+        "status": exc.status_code,
+        "detail": exc.detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if exc.errors:
+        body["errors"] = [e.as_dict() for e in exc.errors]
+    return body
+
+
 def problem(
     status: int,
     slug: str,
@@ -58,15 +73,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RallypointError)
     # RFC 9110 section 15.5.2: a 401 names the scheme that would be accepted.
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    return problem(
-        exc.status_code,
-        exc.slug,
-        exc.title,
-        exc.detail,
-        instance=request.url.path,
-        errors=[e.as_dict() for e in exc.errors],
-        headers=headers,
-    )
+    body = problem_body(exc, instance=request.url.path)
+    return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

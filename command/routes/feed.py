@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from command.auth import Principal, Role
 from command.deps import websocket_principal
 from command.post import CommandPost
-from command.problems import PROBLEM_BASE
+from command.problems import problem_body
 from command.routes.live import own_site, parse_positions
 from command.sensors import parse_readings
 from gis.errors import FieldError, InvalidInput, NotPermitted, RallypointError, Unauthorized
@@ -80,18 +80,6 @@ def take(post: CommandPost, principal: Principal, site_id: str, message: Any) ->
         )
     except RallypointError as exc:
         return refusal(exc, ident)
-
-
-def problem_body(exc: RallypointError) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + exc.slug,
-        "title": exc.title,
-        "status": exc.status_code,
-        "detail": exc.detail,
-    }
-    if exc.errors:
-        body["errors"] = [e.as_dict() for e in exc.errors]
-    return body
 
 
 @router.websocket("/ws/sites/{site_id}/feed")
