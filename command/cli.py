@@ -443,7 +443,8 @@ def osm() -> None:
 )
 @_report_errors
 def osm_import(path: Path, site_id: str, site_name: str | None, timezone: str, mode: str) -> None:
-    """Import the roads and footways of an OSM XML file (.osm or .osm.bz2) as the network."""
+    """Import the ways people or vehicles travel in an OSM XML file (.osm, .osm.bz2, .osm.gz)
+    as the network (highway=* only, filtered as docs/routing.md says)."""
     from gis.layer_io import ImportMode
     from gis.osm import import_osm
 
@@ -461,6 +462,8 @@ def osm_import(path: Path, site_id: str, site_name: str | None, timezone: str, m
         f"network of {site_id}: {result.report.created} created, {result.report.updated} "
         f"updated, {result.report.deleted} deleted; {result.components} connected part(s)"
     )
+    skipped = ", ".join(f"{count} {reason}" for reason, count in result.skipped.items() if count)
+    click.echo(f"ways: {result.ways} imported; skipped: {skipped or 'none'}")
     for part in result.detached[:10]:
         click.echo(f"  detached part: {part}")
     if len(result.detached) > 10:

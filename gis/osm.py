@@ -1,22 +1,60 @@
-"""OpenStreetMap road data into a site's network layer.
+"""OpenStreetMap ways into a site's network layer: only the ways that people or vehicles travel.
 
-OSM XML (plain, .bz2 or .gz) is read with OSMnx's ``graph_from_xml``. Each OSM way segment
-becomes one network edge; two-way segments are stored once (the graph has both directions).
-Modes follow the ``highway`` tag: footways, paths, steps and pedestrian ways are foot-only,
-motorways and trunk roads vehicle-only, everything else both. Parts of the network that are not
-connected to the rest are kept and reported, never dropped.
+OSM XML (plain, .bz2 or .gz) is read as a stream. The filter is modelled on OSMnx's ``walk`` and
+``drive`` network filters (``_get_network_filter`` in ``osmnx/_overpass.py``), read for an
+emergency on an industrial site. A way is imported when it passes every check below; the first
+check it fails is the reason it is skipped, and the import counts the skipped ways by reason.
+
+1. ``not a highway``: it has a ``highway`` tag. Buildings, landuse, natural, waterway, railway,
+   barrier and untagged multipolygon members never become network.
+2. ``not in use``: ``highway`` is not proposed, planned, construction, abandoned, disused, razed
+   or no.
+3. ``area``: it is not a polygon: no ``area=yes``, and ``highway`` is not platform, rest_area or
+   services.
+4. ``not for travel``: ``highway`` is not raceway, bus_guideway or elevator (lifts are not used
+   to evacuate).
+5. ``no access``: at least one mode may use it.
+
+   - foot: ``highway`` is not motorway or motorway_link, and the most specific of ``foot``,
+     ``access`` that is tagged is not ``no`` or ``private``;
+   - vehicle: ``highway`` is not footway, path, steps, pedestrian, corridor, bridleway, cycleway
+     or escalator, and the most specific of ``motor_vehicle``, ``vehicle``, ``access`` that is
+     tagged is not ``no`` or ``private``. So ``access=private`` with ``foot=yes`` is foot-only.
+6. ``outside the extract``: at least two consecutive nodes of the way are in the file.
+
+Vehicles follow ``oneway``: ``yes``, ``true`` or ``1`` (implied by ``junction=roundabout`` or
+``circular`` unless ``oneway=no``) allow only the way's own direction, ``-1`` only the reverse;
+the edge is then stored in the permitted direction with ``oneway`` set. Walking ignores
+``oneway``, as OSMnx's walk network does.
+
+On purpose, unlike OSMnx: service roads (driveways, alleys, parking aisles, emergency access)
+and tracks are drivable, because fire engines and ambulances use them and an industrial site's
+own roads are mostly service roads; cycleways are walkable (people on foot use them in an
+evacuation; ``foot=no`` still excludes them); streets with ``sidewalk=separate`` stay walkable;
+``access=no`` excludes like ``private``; ``motorcar`` is not read (fire engines are not cars).
+
+Each segment between two consecutive nodes becomes one network edge, ``osm-<way>-<from>-<to>``,
+in the way's direction (the permitted one where one-way). Segments with a node missing from the
+file (ways clipped at the extract's edge) are left out. Parts of the network that are not
+connected to the rest are kept and reported, never dropped; only nodes on imported edges count.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import logging
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import networkx as nx
-import osmnx as ox
 import shapely
-from shapely.geometry import LineString, MultiPoint, mapping
+from shapely.geometry import MultiPoint, box, mapping
 
 from gis.crs import SiteCRS
 from gis.errors import FieldError, InvalidInput
@@ -25,76 +63,260 @@ from gis.sites import create_site
 from gis.storage.db import Database
 from gis.storage.tables import SiteRow
 
-FOOT_ONLY = {"footway", "path", "steps", "pedestrian", "cycleway", "corridor", "bridleway"}
-VEHICLE_ONLY = {"motorway", "motorway_link", "trunk", "trunk_link"}
+log = logging.getLogger(__name__)
+
+SKIP_REASONS = (
+    "not a highway",
+    "not in use",
+    "area",
+    "not for travel",
+    "no access",
+    "outside the extract",
+)
+NOT_IN_USE = frozenset(
+    {"proposed", "planned", "construction", "abandoned", "disused", "razed", "no"}
+)
+AREAS = frozenset({"platform", "rest_area", "services"})
+NOT_FOR_TRAVEL = frozenset({"raceway", "bus_guideway", "elevator"})
+NO_FOOT = frozenset({"motorway", "motorway_link"})
+NO_VEHICLES = frozenset(
+    {"footway", "path", "steps", "pedestrian", "corridor", "bridleway", "cycleway", "escalator"}
+)
+#: Access keys from the most specific to the most general, per mode.
+FOOT_ACCESS = ("foot", "access")
+VEHICLE_ACCESS = ("motor_vehicle", "vehicle", "access")
+FORBIDDEN = frozenset({"no", "private"})
+ONE_WAY = frozenset({"yes", "true", "1"})
+ROUNDABOUTS = frozenset({"roundabout", "circular"})
 SITE_MARGIN_M = 50.0
 
 
 @dataclass
+class OsmNetwork:
+    """What an OSM file holds for the network: its features and their graph.
+
+    ``graph`` has the nodes of imported edges only (``x``/``y`` = lon/lat) and one edge per
+    feature, keyed by its id, from its start to its end, with ``way``, ``foot``, ``vehicle``
+    and ``oneway``. ``skipped`` counts the ways left out, per reason (every reason, in order).
+    """
+
+    features: list[dict[str, Any]]
+    graph: nx.MultiDiGraph
+    ways: int
+    skipped: dict[str, int]
+    bounds: shapely.Polygon | None = None
+
+
+@dataclass
 class OsmImport:
+    """The layer import's report, the ways imported and skipped (by reason), and the connected
+    parts of the imported network (``detached``: all but the largest)."""
+
     report: ImportReport
+    ways: int
+    skipped: dict[str, int]
     components: int
     detached: list[str] = field(default_factory=list)
 
 
-def read_osm_edges(path: Path) -> tuple[list[dict[str, Any]], nx.MultiDiGraph]:
-    """Network features (GeoJSON-like, WGS84) from an OSM XML file, and the OSMnx graph."""
-    try:
-        graph = ox.graph_from_xml(path, simplify=False, retain_all=True, bidirectional=False)
-    except Exception as exc:  # OSMnx raises several kinds for an unreadable or roadless file
+@dataclass(frozen=True)
+class _Way:
+    id: int
+    refs: list[int]
+    tags: dict[str, str]
+
+
+def read_osm_network(path: Path) -> OsmNetwork:
+    """The ways of ``path`` that people or vehicles travel, as network features (WGS84)."""
+    nodes, ways, bounds = _read_xml(path)
+    features: list[dict[str, Any]] = []
+    graph = nx.MultiDiGraph()
+    skipped: Counter[str] = Counter()
+    imported = 0
+    for way in ways:
+        reason = skip_reason(way.tags)
+        if reason is None and not _add_way(features, graph, way, nodes):
+            reason = "outside the extract"
+        if reason is None:
+            imported += 1
+        else:
+            skipped[reason] += 1
+    if not features:
         raise InvalidInput(
-            f"cannot read roads from {path.name}: {exc}",
-            errors=[FieldError("file", "not an OSM XML file with highways")],
-        ) from exc
-    features = []
-    seen: set[tuple[int, int, Any]] = set()
-    for u, v, data in graph.edges(data=True):
-        oneway = bool(data.get("oneway", False))
-        osmid = data.get("osmid")
-        key = (min(u, v), max(u, v), str(osmid)) if not oneway else (u, v, str(osmid))
-        if key in seen:
-            continue
-        seen.add(key)
-        geometry = data.get("geometry") or LineString(
-            [(graph.nodes[u]["x"], graph.nodes[u]["y"]), (graph.nodes[v]["x"], graph.nodes[v]["y"])]
+            f"{path.name} has no ways that people or vehicles travel",
+            errors=[FieldError("file", "no highway ways that people or vehicles may use")],
         )
-        highway = _first(data.get("highway")) or "road"
-        foot = highway not in VEHICLE_ONLY
-        vehicle = highway not in FOOT_ONLY
-        props: dict[str, Any] = {
-            "foot": foot,
-            "vehicle": vehicle,
-            "oneway": oneway and vehicle,
-            "stairs": highway == "steps",
-        }
-        name = _first(data.get("name"))
-        if name:
-            props["name"] = str(name)[:200]
-        width = _width(data.get("width"))
-        if width is not None:
-            props["width_m"] = width
+    counts = {reason: skipped[reason] for reason in SKIP_REASONS}
+    # The import reports these figures; the log has them for graph_from_osm too.
+    log.debug("%s: %d ways read as network, skipped %s", path.name, imported, dict(skipped))
+    return OsmNetwork(features, graph, imported, counts, bounds)
+
+
+def read_osm_edges(path: Path) -> tuple[list[dict[str, Any]], nx.MultiDiGraph]:
+    """Network features (GeoJSON-like, WGS84) from an OSM XML file, and their graph."""
+    network = read_osm_network(path)
+    return network.features, network.graph
+
+
+def skip_reason(tags: Mapping[str, str]) -> str | None:
+    """Why a way with these tags is not network (one of ``SKIP_REASONS``), or None."""
+    highway = tags.get("highway")
+    if highway is None:
+        return "not a highway"
+    if highway in NOT_IN_USE:
+        return "not in use"
+    if tags.get("area", "").strip().lower() == "yes" or highway in AREAS:
+        return "area"
+    if highway in NOT_FOR_TRAVEL:
+        return "not for travel"
+    if not any(way_modes(tags)):
+        return "no access"
+    return None
+
+
+def way_modes(tags: Mapping[str, str]) -> tuple[bool, bool]:
+    """Whether people on foot, and vehicles, may use a highway way with these tags."""
+    highway = tags.get("highway", "")
+    foot = highway not in NO_FOOT and _permitted(tags, FOOT_ACCESS)
+    vehicle = highway not in NO_VEHICLES and _permitted(tags, VEHICLE_ACCESS)
+    return foot, vehicle
+
+
+def _permitted(tags: Mapping[str, str], keys: tuple[str, ...]) -> bool:
+    for key in keys:  # the most specific tagged key decides
+        if key in tags:
+            return tags[key].strip().lower() not in FORBIDDEN
+    return True
+
+
+def _vehicle_direction(tags: Mapping[str, str]) -> int:
+    """1: vehicles only along the way's node order; -1: only against it; 0: both ways."""
+    oneway = tags.get("oneway", "").strip().lower()
+    if oneway in ONE_WAY:
+        return 1
+    if oneway == "-1":
+        return -1
+    if not oneway and tags.get("junction", "").strip().lower() in ROUNDABOUTS:
+        return 1
+    return 0
+
+
+def _add_way(
+    features: list[dict[str, Any]],
+    graph: nx.MultiDiGraph,
+    way: _Way,
+    nodes: Mapping[int, tuple[float, float]],
+) -> bool:
+    """Add the way's segments (those with both nodes in the file); False if it has none."""
+    foot, vehicle = way_modes(way.tags)
+    direction = _vehicle_direction(way.tags) if vehicle else 0
+    refs = way.refs[::-1] if direction == -1 else way.refs
+    highway = way.tags["highway"]
+    props: dict[str, Any] = {
+        "foot": foot,
+        "vehicle": vehicle,
+        "oneway": direction != 0,
+        "stairs": highway == "steps",
+    }
+    name = way.tags.get("name", "").strip()
+    if name:
+        props["name"] = name[:200]
+    width = _width(way.tags.get("width"))
+    if width is not None:
+        props["width_m"] = width
+    added = False
+    for start, end in pairwise(refs):
+        if start not in nodes or end not in nodes or nodes[start] == nodes[end]:
+            continue
+        feature_id = f"osm-{way.id}-{start}-{end}"
+        if graph.has_edge(start, end, key=feature_id):
+            continue  # a way that passes the same segment twice
+        for node in (start, end):
+            graph.add_node(node, x=nodes[node][0], y=nodes[node][1])
+        graph.add_edge(
+            start,
+            end,
+            key=feature_id,
+            way=way.id,
+            foot=foot,
+            vehicle=vehicle,
+            oneway=direction != 0,
+        )
         features.append(
             {
                 "type": "Feature",
-                "id": f"osm-{osmid}-{u}-{v}",
-                "geometry": mapping(shapely.set_precision(geometry, 1e-7)),
-                "properties": props,
+                "id": feature_id,
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [list(nodes[start]), list(nodes[end])],
+                },
+                "properties": dict(props),
             }
         )
-    return features, graph
+        added = True
+    return added
 
 
-def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and value else value
-
-
-def _width(value: Any) -> float | None:
-    text = str(_first(value) or "").strip().removesuffix("m").strip()
+def _width(value: str | None) -> float | None:
+    text = (value or "").strip().removesuffix("m").strip()
     try:
         width = float(text)
     except ValueError:
         return None
     return width if 0 < width <= 200 else None
+
+
+def _read_xml(
+    path: Path,
+) -> tuple[dict[int, tuple[float, float]], list[_Way], shapely.Polygon | None]:
+    """Nodes (id to lon/lat, to 1e-7 degrees), ways and the declared bounds of an OSM file."""
+    nodes: dict[int, tuple[float, float]] = {}
+    ways: list[_Way] = []
+    bounds = None
+    try:
+        with _open(path) as stream:
+            parser = ET.iterparse(stream, events=("start", "end"))
+            _, root = next(parser)
+            if root.tag != "osm":
+                raise ValueError(f"the root element is <{root.tag}>, not <osm>")
+            for event, element in parser:
+                if event == "start":
+                    continue
+                if element.tag == "node":
+                    lon, lat = element.get("lon"), element.get("lat")
+                    if lon is not None and lat is not None:
+                        nodes[int(element.attrib["id"])] = (
+                            round(float(lon), 7),
+                            round(float(lat), 7),
+                        )
+                elif element.tag == "way":
+                    refs = [int(nd.attrib["ref"]) for nd in element.iter("nd")]
+                    tags = {t.attrib["k"]: t.attrib["v"] for t in element.iter("tag")}
+                    ways.append(_Way(int(element.attrib["id"]), refs, tags))
+                elif element.tag == "bounds":
+                    west, south, east, north = (
+                        float(element.attrib[k]) for k in ("minlon", "minlat", "maxlon", "maxlat")
+                    )
+                    bounds = box(west, south, east, north)
+                elif element.tag != "relation":
+                    continue
+                root.clear()  # keeps memory flat on a large extract
+    except (ET.ParseError, OSError, EOFError, StopIteration, ValueError, KeyError) as exc:
+        raise InvalidInput(
+            f"cannot read {path.name} as OSM XML: {exc}",
+            errors=[FieldError("file", "not an OSM XML file (.osm, .osm.bz2 or .osm.gz)")],
+        ) from exc
+    return nodes, ways, bounds
+
+
+def _open(path: Path) -> BinaryIO | bz2.BZ2File | gzip.GzipFile:
+    with path.open("rb") as probe:
+        magic = probe.read(3)
+    if magic.startswith(b"BZh"):
+        return bz2.open(path, "rb")
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(path, "rb")
+    return path.open("rb")
 
 
 def import_osm(
@@ -107,12 +329,13 @@ def import_osm(
     timezone: str = "UTC",
     mode: ImportMode = ImportMode.REPLACE,
 ) -> OsmImport:
-    """Import the roads of ``path`` as the network of ``site_id`` (creating the site if asked)."""
-    features, graph = read_osm_edges(path)
-    rows = [RawRow(n, f) for n, f in enumerate(features, start=1)]
+    """Import the ways of ``path`` that people or vehicles travel as the network of ``site_id``
+    (creating the site if asked)."""
+    network = read_osm_network(path)
+    rows = [RawRow(n, f) for n, f in enumerate(network.features, start=1)]
     with db.write() as session:
         if create_site_name is not None and session.get(SiteRow, site_id) is None:
-            boundary = _extent_boundary(graph)
+            boundary = _extent_boundary(network)
             site = {
                 "id": site_id,
                 "name": create_site_name,
@@ -121,20 +344,23 @@ def import_osm(
             }
             create_site(session, site, actor=actor)
         report = import_rows(db.joined(session), site_id, "network", rows, actor=actor, mode=mode)
+    graph = network.graph
     parts = sorted(nx.weakly_connected_components(graph), key=len, reverse=True)
     detached = []
     for part in parts[1:]:
-        node = graph.nodes[next(iter(part))]
+        node = graph.nodes[min(part)]
         detached.append(f"{len(part)} node(s) near lon {node['x']:.6f}, lat {node['y']:.6f}")
-    return OsmImport(report, len(parts), detached)
+    return OsmImport(report, network.ways, network.skipped, len(parts), detached)
 
 
-def _extent_boundary(graph: nx.MultiDiGraph) -> shapely.Polygon:
-    """The extract's bounding rectangle, widened by SITE_MARGIN_M."""
-    points = MultiPoint([(d["x"], d["y"]) for _, d in graph.nodes(data=True)])
-    centre = points.centroid
+def _extent_boundary(network: OsmNetwork) -> shapely.Polygon:
+    """The extract's bounding rectangle (its declared bounds and the network), widened by
+    SITE_MARGIN_M."""
+    points = MultiPoint([(d["x"], d["y"]) for _, d in network.graph.nodes(data=True)])
+    extent = points if network.bounds is None else points.union(network.bounds)
+    centre = extent.envelope.centroid
     crs = SiteCRS.for_site(centre.x, centre.y)
-    rectangle = crs.to_metric(points).envelope.buffer(SITE_MARGIN_M, join_style="mitre")
+    rectangle = crs.to_metric(extent).envelope.buffer(SITE_MARGIN_M, join_style="mitre")
     boundary = shapely.set_precision(crs.to_wgs84(rectangle), 1e-7)
     assert isinstance(boundary, shapely.Polygon)
     return boundary
