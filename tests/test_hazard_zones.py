@@ -22,6 +22,13 @@ from gis.hazards import explosion as blast
 from gis.hazards import fire as fires
 from gis.hazards.erg import erg_entry, protective_distances
 from gis.hazards.exposure import SiteIndex, exposure, exposure_change
+from gis.hazards.substances import (
+    AIR_MOLECULAR_WEIGHT_G_MOL,
+    Substance,
+    all_substances,
+    default_levels_of_concern,
+    missing_levels,
+)
 from gis.hazards.threat import (
     ToxicRelease,
     Weather,
@@ -156,6 +163,64 @@ def test_user_levels_replace_the_table() -> None:
     result = toxic_release(crs, source, chlorine(levels_ppm=(50.0, 10.0)), Weather(4.0, 180))
     assert [(z.level, z.threshold) for z in result.zones] == [(3, 50.0), (2, 10.0)]
     assert result.parameters["levels_of_concern"] == "user"
+
+
+def test_a_chlorine_plume_says_the_model_assumes_a_neutrally_buoyant_gas() -> None:
+    crs, _, source = demo()
+    result = toxic_release(crs, source, chlorine(), Weather(4.0, 90))
+    # Chlorine, 70.9 g/mol, is over twice as heavy as air (28.96 g/mol).
+    (dense,) = [note for note in result.notes if "heavier than air" in note]
+    assert "Chlorine" in dense and "neutral buoyancy" in dense
+    assert "spread wider near the ground" in dense and "travel shorter" in dense
+    # Ammonia (17.0 g/mol) is lighter than air: no such note.
+    light = toxic_release(crs, source, ToxicRelease("ammonia", 2000.0), Weather(4.0, 90))
+    assert not any("heavier than air" in note for note in light.notes)
+
+
+def test_a_missing_level_of_concern_is_named_in_the_notes() -> None:
+    crs, _, source = demo()
+    # Sulfur dioxide has all three AEGLs now (NRC Vol. 8): three zones, no gap named.
+    result = toxic_release(crs, source, ToxicRelease("sulfur-dioxide", 500.0), Weather(4.0, 90))
+    assert [z.level for z in result.zones] == [3, 2, 1]
+    assert not any(note.startswith("no level-") for note in result.notes)
+    # Phosgene's AEGL-1 is "not recommended" by EPA.
+    result = toxic_release(crs, source, ToxicRelease("phosgene", 50.0), Weather(4.0, 90))
+    (note,) = [n for n in result.notes if n.startswith("no level-1 zone")]
+    assert "AEGL-1" in note and "not recommended" in note
+    # Toluene has no AEGLs here: its ERPGs are used, and the notes say so.
+    result = toxic_release(crs, source, ToxicRelease("toluene", 500.0), Weather(4.0, 90))
+    assert any("no AEGL" in note and "ERPG is used" in note for note in result.notes)
+    # Levels given by the user: those not given are named too.
+    result = toxic_release(crs, source, chlorine(levels_ppm=(50.0, 10.0)), Weather(4.0, 90))
+    assert any(note.startswith("no level-1 zone") for note in result.notes)
+
+
+@pytest.mark.parametrize("substance", all_substances(), ids=lambda s: s.id)
+def test_every_substance_names_its_missing_levels(substance: Substance) -> None:
+    crs, _, source = demo()
+    release = ToxicRelease(substance.id, 100.0)
+    try:
+        scheme = default_levels_of_concern(substance).scheme
+    except InvalidInput:
+        scheme = None
+    if scheme is None or substance.molecular_weight_g_mol is None:
+        # No toxic level at all (a fuel) or no molecular weight (a mixture): refused, not drawn.
+        with pytest.raises(InvalidInput):
+            toxic_release(crs, source, release, Weather(4.0, 90))
+        return
+    result = toxic_release(crs, source, release, Weather(4.0, 90))
+    for gap in missing_levels(substance, scheme):
+        assert any(
+            note.startswith(f"no level-{gap.level} zone") and gap.label in note
+            for note in result.notes
+        ), (gap, result.notes)
+    drawn_or_missing = {z.level for z in result.zones} | {
+        m.level for m in missing_levels(substance, scheme)
+    }
+    not_reached = [n for n in result.notes if "not reached" in n]
+    assert len(drawn_or_missing) + len(not_reached) == 3
+    dense = any("heavier than air" in note for note in result.notes)
+    assert dense == (substance.molecular_weight_g_mol > AIR_MOLECULAR_WEIGHT_G_MOL)
 
 
 def test_fire_and_explosion_zones_are_circles_of_the_model_distances() -> None:

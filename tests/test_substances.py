@@ -10,11 +10,15 @@ from gis.errors import InvalidInput
 from gis.hazards.substances import (
     SOURCE_GROUPS,
     LevelsOfConcern,
+    MissingLevel,
+    Scheme,
     Substance,
     all_substances,
     default_levels_of_concern,
     get_substance,
+    heavier_than_air,
     levels_of_concern,
+    missing_levels,
 )
 
 REQUIRED = [
@@ -76,9 +80,25 @@ def test_ammonia_and_hydrogen_sulfide_match_the_published_values() -> None:
     )
     assert ammonia.idlh_ppm == 300.0 and ammonia.lfl_vol_pct == 15.0
     h2s = get_substance("hydrogen-sulfide")
-    # EPA AEGL final values, hydrogen sulfide, 60 min: 0.51 / 27 / 50 ppm; NIOSH IDLH 50 ppm.
+    # EPA AEGL final values, hydrogen sulfide, 60 min: 0.51 / 27 / 50 ppm.
     assert (h2s.aegl1_60min_ppm, h2s.aegl2_60min_ppm, h2s.aegl3_60min_ppm) == (0.51, 27.0, 50.0)
-    assert h2s.idlh_ppm == 50.0
+    # NIOSH IDLH documentation (May 1994): revised IDLH 100 ppm (the original was 300 ppm).
+    # 50 ppm, which the table once held, is the AEGL-3 (60 min), not the IDLH.
+    assert h2s.idlh_ppm == 100.0
+    assert "NIOSH" in h2s.sources["idlh"] and "idlh_ppm" in h2s.cross_checked
+
+
+def test_sulfur_dioxide_matches_the_published_values_and_names_its_gap() -> None:
+    so2 = get_substance("sulfur-dioxide")
+    # NRC AEGL Vol. 8 (2010), ch. 9: AEGL-1 0.20 ppm and AEGL-2 0.75 ppm at every duration from
+    # 10 min to 8 h, so the 60-min figures hold for any exposure the table is used for.
+    assert (so2.aegl1_60min_ppm, so2.aegl2_60min_ppm) == (0.2, 0.75)
+    assert {"aegl1_60min_ppm", "aegl2_60min_ppm"} <= set(so2.cross_checked)
+    # NRC Vol. 8 (2010), ch. 9: AEGL-3 27 ppm at 60 min; every level is there.
+    assert so2.aegl3_60min_ppm == 27.0
+    assert missing_levels(so2, "AEGL") == ()
+    # NIOSH IDLH 100 ppm.
+    assert so2.idlh_ppm == 100.0
 
 
 def test_physical_data_match_the_nist_webbook() -> None:
@@ -186,3 +206,45 @@ def test_cross_checked_names_real_fields() -> None:
     names = {f.name for f in dataclasses.fields(Substance)}
     for substance in all_substances():
         assert set(substance.cross_checked) <= names, substance.id
+
+
+def test_missing_levels_say_why() -> None:
+    assert missing_levels(get_substance("chlorine"), "AEGL") == ()
+    # EPA did not recommend an AEGL-1 for phosgene; HCN has no ERPG-1.
+    assert missing_levels(get_substance("phosgene"), "AEGL") == (
+        MissingLevel(1, "AEGL-1 (60 min)", "is not recommended by EPA (insufficient data)"),
+    )
+    assert [m.label for m in missing_levels(get_substance("hydrogen-cyanide"), "ERPG")] == [
+        "ERPG-1"
+    ]
+    # The IDLH is one level, drawn as level 3.
+    assert [m.level for m in missing_levels(get_substance("propane"), "IDLH")] == [2, 1]
+    assert [m.level for m in missing_levels(get_substance("hydrogen"), "IDLH")] == [3, 2, 1]
+
+
+@pytest.mark.parametrize("substance", all_substances(), ids=lambda s: s.id)
+@pytest.mark.parametrize("scheme", ["AEGL", "ERPG", "IDLH"])
+def test_every_level_is_either_given_or_named_missing(substance: Substance, scheme: Scheme) -> None:
+    given = {
+        3 if label == "IDLH" else int(label.split("-")[1][0])
+        for label, _ in levels_of_concern(substance, scheme)
+    }
+    missing = [m.level for m in missing_levels(substance, scheme)]
+    assert len(missing) == len(set(missing))
+    assert given.isdisjoint(missing)
+    assert given | set(missing) == {1, 2, 3}
+    for gap in missing_levels(substance, scheme):
+        assert gap.reason.startswith("is ")
+        if gap.label.startswith("AEGL"):
+            not_recommended = gap.label.split()[0] in substance.aegl_not_recommended
+            assert ("not recommended" in gap.reason) == not_recommended
+
+
+def test_heavier_than_air_by_molecular_weight() -> None:
+    # Air 28.96 g/mol; chlorine 70.9, SO2 64.1, H2S 34.1 are heavier; ammonia 17.0, methane
+    # 16.0, HCN 27.0 and CO 28.0 lighter; LPG has no single molecular weight.
+    for heavy in ("chlorine", "sulfur-dioxide", "hydrogen-sulfide", "phosgene", "propane"):
+        assert heavier_than_air(get_substance(heavy)) is True, heavy
+    for light in ("ammonia", "methane", "hydrogen", "hydrogen-cyanide", "carbon-monoxide"):
+        assert heavier_than_air(get_substance(light)) is False, light
+    assert heavier_than_air(get_substance("lpg")) is None

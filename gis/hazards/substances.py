@@ -13,7 +13,9 @@ with a second public source when the table was compiled; the others are transcri
 standard references and should be checked against them before operational use.
 
 Levels of concern follow ALOHA (NOAA/EPA): AEGLs (60 min) by default, ERPGs when a substance
-has no AEGLs, and the IDLH as the only, most severe level when it has neither.
+has no AEGLs, and the IDLH as the only, most severe level when it has neither. A level the
+scheme lacks for a substance draws no zone; :func:`missing_levels` says which and why, so that
+a threat zone can say so in its notes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ Scheme = Literal["AEGL", "ERPG", "IDLH"]
 
 _DATA_FILE = "substances.csv"
 _NOT_RECOMMENDED = "NR"
+_UNSOURCED = "is not in the substance table (no sourced value)"
+
+#: Mean molar mass of dry air, g/mol (U.S. Standard Atmosphere 1976: 28.9644). A gas with a
+#: larger molecular weight makes a cloud denser than the air around it.
+AIR_MOLECULAR_WEIGHT_G_MOL = 28.96
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,16 @@ class LevelsOfConcern:
 
     scheme: Scheme
     levels: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MissingLevel:
+    """A level of concern (3, 2 or 1) that a scheme does not give for a substance, and why
+    (``reason`` reads on from ``label``: "AEGL-1 (60 min)" "is not recommended by EPA ...")."""
+
+    level: int
+    label: str
+    reason: str
 
 
 #: Which figures belong to which source column.
@@ -206,6 +223,40 @@ def levels_of_concern(
     else:
         candidates = [("IDLH", substance.idlh_ppm)]
     return tuple((label, ppm) for label, ppm in candidates if ppm is not None)
+
+
+def missing_levels(substance: Substance, scheme: Scheme) -> tuple[MissingLevel, ...]:
+    """The levels 3, 2 and 1 that ``scheme`` leaves without a value for ``substance``.
+
+    A level EPA marked "not recommended" says so; any other gap is a figure the table could
+    not source. The IDLH is a single value, drawn as level 3: levels 2 and 1 are always missing.
+    """
+    if scheme == "IDLH":
+        gaps = [MissingLevel(3, "IDLH", _UNSOURCED)] if substance.idlh_ppm is None else []
+        single = "is a single level, drawn as level 3"
+        return (*gaps, *(MissingLevel(lv, "the IDLH", single) for lv in (2, 1)))
+    present = {label for label, _ in levels_of_concern(substance, scheme)}
+    missing = []
+    for level in (3, 2, 1):
+        name = f"{scheme}-{level}"
+        label = f"{name} (60 min)" if scheme == "AEGL" else name
+        if label not in present:
+            not_recommended = name in substance.aegl_not_recommended
+            reason = (
+                "is not recommended by EPA (insufficient data)" if not_recommended else _UNSOURCED
+            )
+            missing.append(MissingLevel(level, label, reason))
+    return tuple(missing)
+
+
+def heavier_than_air(substance: Substance) -> bool | None:
+    """Whether the gas is denser than air by molecular weight; ``None`` if the weight is unknown.
+
+    Molecular weight alone: a cold or aerosol cloud (a flashing liquefied gas) can be denser
+    than air even for a lighter gas.
+    """
+    weight = substance.molecular_weight_g_mol
+    return None if weight is None else weight > AIR_MOLECULAR_WEIGHT_G_MOL
 
 
 def default_levels_of_concern(substance: Substance) -> LevelsOfConcern:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from shapely.geometry import Point, Polygon, box
@@ -31,7 +31,14 @@ from gis.hazards import fire as fires
 from gis.hazards import plume
 from gis.hazards.checks import within
 from gis.hazards.exposure import Exposure, ExposureChange, SiteIndex, exposure, exposure_change
-from gis.hazards.substances import Substance, get_substance, levels_of_concern
+from gis.hazards.substances import (
+    AIR_MOLECULAR_WEIGHT_G_MOL,
+    Substance,
+    get_substance,
+    heavier_than_air,
+    levels_of_concern,
+    missing_levels,
+)
 from gis.hazards.zones import (
     MAX_REACH_M,
     SourceFrame,
@@ -164,7 +171,7 @@ def toxic_release(
         thresholds_ppm=values,
     )
     zones: list[ThreatZone] = []
-    notes = list(result.notes)
+    notes = [*_substance_notes(substance, scheme, levels), *result.notes]
     outer = None
     for level, label, zone in zip(levels, labels, result.zones, strict=True):
         if zone.polygon is None or zone.polygon.is_empty:
@@ -211,6 +218,38 @@ def toxic_release(
             "truncated_at_m": result.truncated_at_m,
         },
     )
+
+
+def _substance_notes(substance: Substance, scheme: str, levels: Sequence[int]) -> list[str]:
+    """What the commander must know of the substance: a gas heavier than air, which the
+    Gaussian plume cannot represent, and every level of concern that draws no zone."""
+    notes = []
+    if heavier_than_air(substance):
+        notes.append(
+            f"{substance.name_en} is heavier than air ({substance.molecular_weight_g_mol:g} "
+            f"g/mol against {AIR_MOLECULAR_WEIGHT_G_MOL:g} g/mol): the Gaussian plume model "
+            "assumes neutral buoyancy, and a dense gas may spread wider near the ground and "
+            "travel shorter than these zones show"
+        )
+    if scheme == "user":
+        return notes + [
+            f"no level-{level} zone: no level-{level} threshold was given"
+            for level in (3, 2, 1)
+            if level not in levels
+        ]
+    used = cast(Scheme, scheme)  # _levels returns a Scheme whenever it is not "user"
+    preferred: tuple[Scheme, ...] = ("AEGL", "ERPG", "IDLH")
+    lacking = [s for s in preferred[: preferred.index(used)] if not levels_of_concern(substance, s)]
+    if lacking:
+        notes.append(
+            f"{substance.name_en} has no {' or '.join(lacking)} in the substance table: "
+            f"the {used} is used instead"
+        )
+    notes.extend(
+        f"no level-{gap.level} zone for {substance.name_en}: {gap.label} {gap.reason}"
+        for gap in missing_levels(substance, used)
+    )
+    return notes
 
 
 def _levels(

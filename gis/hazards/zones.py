@@ -63,7 +63,8 @@ class ThreatAssessment:
     ``uncertainty`` is the wind-direction confidence area of a plume (where the footprint may
     lie as the wind meanders), ``None`` for models without a direction. ``notes`` say in words
     whatever the model did that a commander should know (calm wind, range cut, a threshold not
-    reached); they are never empty when the model stepped outside its valid range.
+    reached, a level of concern with no value, a gas denser than the model assumes); they are
+    never empty when the model stepped outside its valid range.
     """
 
     model: str
