@@ -31,7 +31,7 @@ from routing.evacuation import MusterPoints, evacuation_routes
 from routing.forest import reverse_search
 from routing.graph import Mode, NetworkGraph, graph_from_features
 from routing.resources import ResourceIndex, Resources
-from routing.snapping import arrival_legs, snap
+from routing.snapping import Snapped, arrival_legs, snap
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -192,6 +192,7 @@ def run(name: str, site: dict[str, Any], layers: dict[str, Any], args: argparse.
         f"plain networkx search alone: {peer_ms:8.1f} ms   ratio {peer_ms / routes_ms:5.1f}x   "
         f"trapped {len(routes.trapped)}"
     )
+    print(person_updates(foot, s, routes, routes_ms))
 
     features = layers["resources"]["features"]
     resources = Resources(
@@ -220,6 +221,46 @@ def run(name: str, site: dict[str, Any], layers: dict[str, Any], args: argparse.
     )
     if args.postgis_url and name != "demo site":
         print(pgrouting_peer(foot, args.postgis_url, max(1, args.repeat // 3)))
+
+
+def person_updates(
+    graph: NetworkGraph, s: dict[str, Any], routes: Any, whole_ms: float, moves: int = 2000
+) -> str:
+    """Routes again for people who moved, one person per update, read from the incident's kept
+    search (``EvacuationRoutes.with_people``), against a whole ``evacuation_routes`` run."""
+    search = routes.search
+    start = time.perf_counter()
+    search.prepare_updates()  # once per incident: the whole-forest tables
+    prepare_ms = (time.perf_counter() - start) * 1000
+    rng = np.random.default_rng(42)
+    count = len(s["people_ids"])
+    who = rng.integers(count, size=moves)
+    # A walk of about 10 m from where each person stood (1e-4 degrees is about 10 m).
+    xy = s["people_xy"][who] + rng.normal(0.0, 1e-4, size=(moves, 2))
+    attached = snap(graph, xy)
+    samples: dict[str, list[float]] = {"attached": [], "snapped here": []}
+    for k in range(moves):
+        one = Snapped(
+            attached.feature[k : k + 1], attached.t[k : k + 1], attached.distance_m[k : k + 1]
+        )
+        for kind, given in (("attached", one), ("snapped here", None)):
+            begin = time.perf_counter()
+            routes.with_people([int(who[k])], xy[k : k + 1], given)
+            samples[kind].append((time.perf_counter() - begin) * 1000)
+    everyone = s["people_xy"] + rng.normal(0.0, 1e-4, size=(count, 2))
+    everyone_attached = snap(graph, everyone)
+    batch_ms, _ = timed(
+        lambda: routes.with_people(np.arange(count), everyone, everyone_attached), 5
+    )
+    median = statistics.median(samples["attached"])
+    p99 = float(np.percentile(samples["attached"], 99))
+    return (
+        f"one moved person routed again (position attached as it arrived): median "
+        f"{median:.3f} ms, p99 {p99:.3f} ms ({1000 / median:,.0f} a second one by one); "
+        f"attaching it too: median {statistics.median(samples['snapped here']):.3f} ms; "
+        f"a whole run {whole_ms:.1f} ms, ratio {whole_ms / median:.0f}x; all {count} moved "
+        f"at once: {batch_ms:.1f} ms; tables built once per incident: {prepare_ms:.1f} ms"
+    )
 
 
 def main() -> None:

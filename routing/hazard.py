@@ -1,9 +1,11 @@
-"""Hazard-aware edge costs.
+"""Hazard-aware edge costs, and where the zones cut the network and the muster areas.
 
 Threat zones come in three levels of concern, as ALOHA draws them: level 3 is the innermost
 (most severe, e.g. AEGL-3), level 1 the outermost. Edges inside the innermost zone are impassable
 (except to leave it: see :mod:`routing.evacuation`); edges in outer zones cost more by
-configurable factors; closed edges (a closed road or door) are impassable.
+configurable factors; closed edges (a closed road or door) are impassable. An edge that only
+reaches into the innermost zone stays usable up to the zone's boundary from either end
+(:func:`zone_cuts`): the search never uses it, but someone standing on its clear part walks it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import shapely
+from shapely.geometry.base import BaseGeometry
 
+from gis.crs import SiteCRS
 from gis.errors import FieldError, InvalidInput
 from gis.hazards.zones import ThreatZone
-from routing.graph import FloatArray, NetworkGraph
+from routing.graph import BoolArray, FloatArray, NetworkGraph
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,132 @@ def inside(zones: Sequence[ThreatZone], lonlat: FloatArray, level: int) -> npt.N
             hit = shapely.intersects_xy(zone.geometry, xy[:, 0], xy[:, 1])
             result = result | np.asarray(hit, dtype=np.bool_)
     return result
+
+
+@dataclass(frozen=True)
+class ZoneCuts:
+    """Where the impassable zone cuts the network's features: per feature, the fraction of its
+    line clear of the zone from its start (t = 0) and from its end (t = 1). Both are 1 for a
+    feature the zone does not touch; both 0 for one that lies wholly inside it. A point at
+    ``t <= clear_start`` walks to the start node without entering the zone, one at
+    ``t >= 1 - clear_end`` to the end node (where that fraction is not 0)."""
+
+    area: BaseGeometry | None  # the zone, in the metric CRS (None: no impassable zone)
+    touched: BoolArray
+    clear_start: FloatArray
+    clear_end: FloatArray
+
+    def to_start(self, feature: npt.NDArray[np.int64], t: FloatArray) -> BoolArray:
+        """Whether the way from points (feature, t) to their feature's start is clear (an end
+        in the zone, or on its boundary, never is)."""
+        return np.asarray((t <= self.clear_start[feature]) & (self.clear_start[feature] > 0))
+
+    def to_end(self, feature: npt.NDArray[np.int64], t: FloatArray) -> BoolArray:
+        """Whether the way from points (feature, t) to their feature's end is clear."""
+        return np.asarray((t >= 1 - self.clear_end[feature]) & (self.clear_end[feature] > 0))
+
+    def clear(self, feature: npt.NDArray[np.int64], t: FloatArray) -> BoolArray:
+        """Whether points lie on a part of their feature joined to a node by a clear way."""
+        return self.to_start(feature, t) | self.to_end(feature, t)
+
+
+def zone_cuts(
+    graph: NetworkGraph, zones: Sequence[ThreatZone], levels: npt.NDArray[np.int8], *, level: int
+) -> ZoneCuts:
+    """The cuts of the zones of at least ``level`` (``levels`` from :func:`edge_levels`)."""
+    count = len(graph.feature_lines)
+    clear_start, clear_end = np.ones(count), np.ones(count)
+    touched = levels[graph.feature_edges[:, 0]] >= level
+    inner = [graph.crs.to_metric(z.geometry) for z in zones if z.level >= level]
+    if not inner:
+        return ZoneCuts(None, touched, clear_start, clear_end)
+    area = shapely.union_all(inner)
+    shapely.prepare(area)
+    features = np.flatnonzero(touched)
+    lines = graph.feature_lines[features]
+    # A line wholly inside has nothing clear; for the others, the first and last positions
+    # (0..1) of their part inside: the zone begins after the first and ends before the last.
+    within = shapely.contains(area, lines)
+    clear_start[features[within]] = clear_end[features[within]] = 0.0
+    crossing, lines = features[~within], lines[~within]
+    inside_part = shapely.intersection(lines, area)
+    coords, owner = shapely.get_coordinates(inside_part, return_index=True)
+    along = shapely.line_locate_point(lines[owner], shapely.points(coords), normalized=True)
+    first = np.ones(len(crossing))
+    last = np.zeros(len(crossing))
+    np.minimum.at(first, owner, along)
+    np.maximum.at(last, owner, along)
+    clear_start[crossing] = first
+    clear_end[crossing] = 1 - last
+    for array in (touched, clear_start, clear_end):
+        array.flags.writeable = False
+    return ZoneCuts(area, touched, clear_start, clear_end)
+
+
+def area_shares(
+    crs: SiteCRS, areas: Sequence[BaseGeometry], zones: Sequence[ThreatZone]
+) -> FloatArray:
+    """Per area (WGS84), the share of it inside zones of at least level 1, 2 and 3: shape
+    ``(len(areas), 4)``, column ``level``. An area without extent (a point) is wholly inside
+    a zone it touches, or not at all."""
+    shares = np.zeros((len(areas), 4))
+    if not areas:
+        return shares
+    metric = np.array([crs.to_metric(a) for a in areas], dtype=object)
+    extent = shapely.area(metric)
+    for level in (1, 2, 3):
+        reach = [crs.to_metric(z.geometry) for z in zones if z.level >= level]
+        if not reach:
+            continue
+        zone = shapely.union_all(reach)
+        inside_area = shapely.area(shapely.intersection(metric, zone))
+        touching = shapely.intersects(metric, zone)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(extent > 0, inside_area / extent, touching.astype(float))
+        shares[:, level] = np.clip(share, 0.0, 1.0)
+    return shares
+
+
+def muster_area_reasons(
+    crs: SiteCRS,
+    areas: Sequence[BaseGeometry],
+    zones: Sequence[ThreatZone],
+    *,
+    unusable_from_level: int,
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Muster areas (WGS84) no one may be sent to, because they reach into a zone of
+    ``unusable_from_level`` or above, and warnings for those that reach only into lower ones:
+    per area index, the share of it inside each level reached ("12 % of its area inside threat
+    level 2")."""
+    if not zones:
+        return {}, {}
+    shares = area_shares(crs, areas, zones)
+    unusable: dict[int, str] = {}
+    warnings: dict[int, str] = {}
+    for m, area in enumerate(areas):
+        reached = [level for level in (3, 2, 1) if shares[m, level] > 0]
+        severe = [level for level in reached if level >= unusable_from_level]
+        mild = [level for level in reached if level < unusable_from_level]
+        if severe:
+            unusable[m] = _shares_text(shares[m], severe, extent=area.area > 0)
+        elif mild:
+            warnings[m] = _shares_text(shares[m], mild, extent=area.area > 0)
+    return unusable, warnings
+
+
+def _shares_text(shares: FloatArray, levels: list[int], *, extent: bool) -> str:
+    """ "12 % of its area inside threat level 2, 40 % inside threat level 1"; for an area
+    without extent (a point), "inside threat level 2"."""
+    if not extent:
+        return f"inside threat level {levels[0]}"
+    parts = [f"{_percent(shares[level])} inside threat level {level}" for level in levels]
+    parts[0] = parts[0].replace(" inside", " of its area inside", 1)
+    return ", ".join(parts)
+
+
+def _percent(share: float) -> str:
+    if share < 0.005:
+        return "under 1 %"
+    if 0.995 <= share < 1:
+        return "over 99 %"
+    return f"{share * 100:.0f} %"

@@ -3,16 +3,19 @@
 A point attaches to the nearest edge at its projected point, not merely to the nearest node: it
 sits at a fraction ``t`` along a network feature, between the feature's start node (t = 0) and
 end node (t = 1). Costs to or from it are then exact fractions of the edge's cost, which is what
-splitting the edge would give, without changing the graph.
+splitting the edge would give, without changing the graph. Where a threat zone cuts the
+network, :func:`snap_clear` attaches to the nearest point of its clear parts instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 import shapely
+from shapely.ops import substring
 
 from routing.graph import FloatArray, IntArray, NetworkGraph
 
@@ -29,7 +32,7 @@ class Snapped:
     t: FloatArray
     distance_m: FloatArray
 
-    @property
+    @cached_property
     def attached(self) -> npt.NDArray[np.bool_]:
         return self.feature >= 0
 
@@ -66,6 +69,67 @@ def snap(
     along = np.where((1 - along) * length < NODE_TOLERANCE_M, 1.0, along)
     t[which] = along
     return Snapped(feature, t, distance)
+
+
+def snap_clear(
+    graph: NetworkGraph,
+    lonlat: FloatArray,
+    clear_start: FloatArray,
+    clear_end: FloatArray,
+    *,
+    max_distance_m: float = DEFAULT_MAX_SNAP_M,
+) -> Snapped:
+    """Attach points to the nearest point of the network from which a node can be reached
+    without entering a zone: per feature, its parts ``t <= clear_start`` and
+    ``t >= 1 - clear_end`` (both 1 where no zone cuts it; see :func:`routing.hazard.zone_cuts`).
+
+    Meant for the few points whose nearest network lies inside a zone: it measures every
+    feature within ``max_distance_m``, not just the nearest.
+    """
+    lonlat = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
+    n = lonlat.shape[0]
+    feature = np.full(n, -1, dtype=np.int64)
+    t = np.zeros(n)
+    distance = np.full(n, np.inf)
+    finite = np.flatnonzero(np.isfinite(lonlat).all(axis=1))
+    if not len(finite):
+        return Snapped(feature, t, distance)
+    points = np.asarray(shapely.points(graph.crs.transform_xy(lonlat[finite])), dtype=object)
+    points = points.reshape(-1)
+    which, hits = graph.tree.query(points, predicate="dwithin", distance=max_distance_m)
+    order = np.lexsort((hits, which))  # each point's candidates by feature: ties go the same way
+    pieces: dict[int, list[tuple[float, float, shapely.LineString]]] = {}
+    for k, f in zip(which[order].tolist(), hits[order].tolist(), strict=True):
+        if f not in pieces:
+            pieces[f] = _clear_pieces(graph.feature_lines[f], clear_start[f], clear_end[f])
+        i = finite[k]
+        for lo, hi, piece in pieces[f]:
+            gap = float(shapely.distance(piece, points[k]))
+            if gap <= max_distance_m and gap < distance[i]:
+                at = float(shapely.line_locate_point(piece, points[k], normalized=True))
+                feature[i], t[i], distance[i] = f, lo + (hi - lo) * at, gap
+    attached = feature >= 0
+    length = shapely.length(graph.feature_lines[feature[attached]])
+    along = t[attached]
+    along = np.where(along * length < NODE_TOLERANCE_M, 0.0, along)
+    t[attached] = np.where((1 - along) * length < NODE_TOLERANCE_M, 1.0, along)
+    return Snapped(feature, t, distance)
+
+
+def _clear_pieces(
+    line: shapely.LineString, clear_start: float, clear_end: float
+) -> list[tuple[float, float, shapely.LineString]]:
+    """The parts of a line joined to one of its ends by a clear way: (from, to, part)."""
+    if clear_start >= 1 or clear_end >= 1:
+        return [(0.0, 1.0, line)]
+    bounds = []
+    if clear_start > 0:
+        bounds.append((0.0, clear_start))
+    if clear_end > 0:
+        bounds.append((1 - clear_end, 1.0))
+    parts = [(lo, hi, substring(line, lo, hi, normalized=True)) for lo, hi in bounds]
+    # A part too short to be a line (a point) is left out: its node is reached from elsewhere.
+    return [(lo, hi, p) for lo, hi, p in parts if isinstance(p, shapely.LineString)]
 
 
 def leg_costs(
@@ -108,6 +172,4 @@ def _legs(
 def _part(fraction: FloatArray, cost: FloatArray) -> FloatArray:
     """``fraction`` of an edge's cost; standing at the node itself (0) costs 0, even when the
     edge is closed (0 x inf would be NaN)."""
-    with np.errstate(invalid="ignore"):
-        part = fraction * cost
-    return np.where(fraction == 0, 0.0, part)
+    return fraction * np.where(fraction == 0, 0.0, cost)

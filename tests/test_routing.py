@@ -12,6 +12,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import LineString, Point, mapping, shape
+from shapely.ops import substring
 
 from gis.crs import SiteCRS
 from gis.errors import InvalidInput
@@ -321,7 +322,9 @@ def test_random_graphs_routes_are_safe(case: dict[str, Any]) -> None:
         closed=closed,
         max_snap_m=60,
     )
-    muster_snap = snap(graph, muster_xy, max_distance_m=60)
+    # Where the usable muster points and the people attach: the nearest network clear of the
+    # zone, for those outside it whose nearest network lies in it.
+    muster_snap = routes._muster_snap
     muster_nodes = {
         m: {int(n) for n in graph_ends(graph, f)} for m, f in enumerate(muster_snap.feature)
     }
@@ -332,7 +335,7 @@ def test_random_graphs_routes_are_safe(case: dict[str, Any]) -> None:
         assert musters.ids[int(routes.muster[i])] not in routes.unusable_musters
         nodes = routes.route_nodes(i)
         if not nodes:  # straight along the muster point's own edge
-            person_edge = snap(graph, people_xy[i : i + 1], max_distance_m=60).feature[0]
+            person_edge = routes._snapped.feature[i]
             assert person_edge == muster_snap.feature[int(routes.muster[i])]
             continue
         # Every route ends at (the edge of) its muster point.
@@ -344,7 +347,10 @@ def test_random_graphs_routes_are_safe(case: dict[str, Any]) -> None:
                 assert not LineString(graph.node_lonlat[[a, b]]).intersects(inner)
 
     # Trapped people really have no safe way: an oracle on networkx's safe subgraph, where a
-    # point at a node touches that node, and a point along an open edge touches both ends.
+    # point at a node touches that node, and a point along an edge touches each end it can
+    # walk to without entering the zone (both, on an edge the zone does not reach).
+    inner_metric = CRS.to_metric(inner)
+
     def open_feature(f: int) -> bool:
         line = LineString(graph.node_lonlat[graph_ends(graph, f)])
         return graph.feature_ids[f] not in closed and not line.intersects(inner)
@@ -355,7 +361,14 @@ def test_random_graphs_routes_are_safe(case: dict[str, Any]) -> None:
             return {u}
         if t > 1 - 1e-9:
             return {v}
-        return {u, v} if open_feature(f) else set()
+        if graph.feature_ids[f] in closed:
+            return set()
+        if open_feature(f):
+            return {u, v}
+        line = graph.feature_lines[f]
+        to_u = substring(line, 0.0, t, normalized=True)
+        to_v = substring(line, t, 1.0, normalized=True)
+        return {n for n, part in ((u, to_u), (v, to_v)) if not part.intersects(inner_metric)}
 
     safe = nx.Graph()
     safe.add_nodes_from(range(graph.node_count))
@@ -364,9 +377,9 @@ def test_random_graphs_routes_are_safe(case: dict[str, Any]) -> None:
             safe.add_edge(*graph_ends(graph, f))
     targets: set[int] = set()
     for m, f in enumerate(muster_snap.feature):
-        if f >= 0 and musters.ids[m] not in routes.unusable_musters:
+        if f >= 0:
             targets |= touches(int(f), float(muster_snap.t[m]))
-    snapped = snap(graph, people_xy, max_distance_m=60)
+    snapped = routes._snapped
     for t in routes.trapped:
         i = ids.index(t.id)
         if routes.inside_inner_zone[i] or not snapped.attached[i]:
