@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import shapely
 from pydantic import TypeAdapter, ValidationError
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, LargeBinary, String, cast, func, literal, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,7 @@ from gis.geometry import SiteExtent, validate_geometry
 from gis.model import FEATURE_ID_PATTERN, LAYERS, MAX_COUNT, Layer
 from gis.sites import load_site
 from gis.storage.db import Database
-from gis.storage.tables import LAYER_ROWS, ChangeRow, FeatureRow, LayerRevision
+from gis.storage.tables import LAYER_ROWS, ChangeRow, FeatureRow, LayerRevision, PersonRow
 
 #: Keys the server keeps about a feature; accepted in input (``version`` is checked) but never
 #: taken from it.
@@ -277,6 +278,15 @@ def list_features(
             envelope = box(*bbox)
             if db.is_postgis:
                 stmt = stmt.where(func.ST_Intersects(row.geom, _postgis_envelope(bbox)))
+            elif layer.name == "people":
+                # People's positions move without a new revision token (command/positions.py),
+                # so the cached index could hold old ones: the rows themselves are tested.
+                shapely.prepare(envelope)
+                return [
+                    _to_feature(layer, r)
+                    for r in session.scalars(stmt)
+                    if r.geom is not None and envelope.intersects(r.geom)
+                ]
             else:
                 hits = db.spatial_indexes.get(session, site_id, layer.name).intersecting(envelope)
                 if len(hits) <= 10_000:
@@ -295,6 +305,76 @@ def _postgis_envelope(bbox: tuple[float, float, float, float]) -> Any:
         return func.ST_MakeEnvelope(*bbox, 4326)
     low, high = (func.ST_SetSRID(func.ST_MakePoint(x, y), 4326) for x, y in (bbox[:2], bbox[2:]))
     return low if bbox[:2] == bbox[2:] else func.ST_MakeLine(low, high)
+
+
+#: Ids per query when reading features by id (SQLite allows some 32,000 bound values).
+READ_CHUNK = 1000
+
+
+def read_features(
+    session: Session, site_id: str, layer_name: str, *, ids: Collection[str] | None = None
+) -> list[Feature]:
+    """Features of a layer, in bulk: the same features :func:`list_features` gives without
+    filters, ordered by id, read as columns rather than ORM objects, with the geometries
+    decoded together on SQLite. With ``ids``, only those features (the ones that exist), in
+    no particular order."""
+    layer = get_layer(layer_name)
+    row = LAYER_ROWS[layer.name]
+    # SQLite stores WKB: decoding it all at once is ten times faster than row by row.
+    raw_wkb = session.get_bind().dialect.name == "sqlite"
+    geom = type_coerce(row.geom, LargeBinary) if raw_wkb else row.geom
+    columns = [
+        row.id,
+        geom,
+        *(getattr(row, name) for name in layer.fields),
+        row.version,
+        row.created_at,
+        row.created_by,
+        row.updated_at,
+        row.updated_by,
+    ]
+    if ids is None:
+        statements = [select(*columns).where(row.site_id == site_id).order_by(row.id)]
+    else:
+        wanted = sorted(ids)
+        statements = [
+            select(*columns).where(row.site_id == site_id, row.id.in_(wanted[i : i + READ_CHUNK]))
+            for i in range(0, len(wanted), READ_CHUNK)
+        ]
+    rows = [r for stmt in statements for r in session.execute(stmt)]
+    if raw_wkb:
+        blobs = np.empty(len(rows), dtype=object)
+        blobs[:] = [r[1] for r in rows]
+        geometries = list(shapely.from_wkb(blobs))
+    else:
+        geometries = [r[1] for r in rows]
+    n = len(layer.fields)
+    return [
+        Feature(r[0], g, dict(zip(layer.fields, r[2 : 2 + n], strict=True)), *r[2 + n :])
+        for r, g in zip(rows, geometries, strict=True)
+    ]
+
+
+def feature_stamps(session: Session, site_id: str, layer_name: str) -> set[str]:
+    """Per feature of a layer, its id, version and time of last change (and for people, when
+    their position was observed), as one space-separated string: two readings differ exactly
+    in the features changed, created, deleted or moved in between (a feature deleted and
+    created again has a new time). One aggregate query, so the 100,000 features of a large
+    network take tens of milliseconds, not seconds."""
+    layer = get_layer(layer_name)
+    row = LAYER_ROWS[layer.name]
+    stamp = (
+        row.id
+        + literal(" ")
+        + cast(row.version, String)
+        + literal(" ")
+        + cast(row.updated_at, String)
+    )
+    if layer.name == "people":
+        # Positions are written without a new version (command/positions.py).
+        stamp = stamp + literal(" ") + func.coalesce(cast(PersonRow.seen_at, String), "-")
+    text = session.scalar(select(func.aggregate_strings(stamp, "\n")).where(row.site_id == site_id))
+    return set(text.split("\n")) if text else set()
 
 
 def get_feature(db: Database, site_id: str, layer_name: str, feature_id: str) -> Feature:

@@ -271,6 +271,107 @@ class NetworkGraph:
         return line if self.edge_forward[edge] else line.reverse()
 
 
+@dataclass(frozen=True, eq=False)
+class NetworkColumns:
+    """Network features as columns, in the features' order: what the graphs of both modes are
+    compiled from. The per-feature work (reading properties, projecting lines) is done here
+    once; a few changed features are patched in with :meth:`take` and :func:`concat_columns`
+    without redoing it for the others."""
+
+    crs: SiteCRS  # the lines' metric CRS
+    ids: npt.NDArray[np.object_]
+    lonlat: FloatArray  # (n, 2): the features' coordinates, one feature after the other
+    offsets: IntArray  # (f + 1,): feature i's coordinates are lonlat[offsets[i]:offsets[i + 1]]
+    lines: npt.NDArray[np.object_]  # metric LineStrings
+    length_m: FloatArray
+    foot: BoolArray
+    vehicle: BoolArray
+    oneway: BoolArray
+    stairs: BoolArray
+    door: BoolArray
+    width_m: FloatArray  # NaN where unknown
+    capacity_pm: FloatArray  # inf where unknown
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def take(self, rows: IntArray) -> NetworkColumns:
+        """The features at ``rows``, in that order."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        counts = np.diff(self.offsets)[rows]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        shift = np.repeat(self.offsets[rows] - offsets[:-1], counts)
+        return NetworkColumns(
+            crs=self.crs,
+            lonlat=self.lonlat[shift + np.arange(offsets[-1])].reshape(-1, 2),
+            offsets=offsets,
+            **{name: getattr(self, name)[rows] for name in _FEATURE_COLUMNS},
+        )
+
+
+_FEATURE_COLUMNS = (
+    "ids",
+    "lines",
+    "length_m",
+    "foot",
+    "vehicle",
+    "oneway",
+    "stairs",
+    "door",
+    "width_m",
+    "capacity_pm",
+)
+
+
+def concat_columns(parts: Sequence[NetworkColumns]) -> NetworkColumns:
+    """The features of ``parts`` (read in one CRS), one part after the other."""
+    sizes = np.array([len(p.lonlat) for p in parts], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    offsets = [p.offsets[:-1] + s for p, s in zip(parts, starts, strict=True)]
+    return NetworkColumns(
+        crs=parts[0].crs,
+        lonlat=np.concatenate([p.lonlat for p in parts]).reshape(-1, 2),
+        offsets=np.concatenate([*offsets, [int(sizes.sum())]]).astype(np.int64),
+        **{name: np.concatenate([getattr(p, name) for p in parts]) for name in _FEATURE_COLUMNS},
+    )
+
+
+def network_columns(features: Sequence[Mapping[str, Any]], *, crs: SiteCRS) -> NetworkColumns:
+    """Read network features (GeoJSON-like mappings in WGS84; a geometry may also be a shapely
+    LineString) into columns.
+
+    Each feature needs ``id``, a LineString ``geometry`` and the network layer's properties
+    (``foot``, ``vehicle``, ``oneway``, ``width_m``, ``capacity``, ``door``, ``stairs``).
+    """
+    props = [f.get("properties") or {} for f in features]
+    lonlat, offsets = _coordinates(features)
+    lines = _to_metric(crs, lonlat, offsets)
+    return NetworkColumns(
+        crs=crs,
+        ids=np.array([str(f.get("id")) for f in features], dtype=object).reshape(-1),
+        lonlat=lonlat,
+        offsets=offsets,
+        lines=lines,
+        length_m=np.asarray(shapely.length(lines), dtype=np.float64).reshape(-1),
+        foot=_flags(props, "foot", default=True),
+        vehicle=_flags(props, "vehicle", default=False),
+        oneway=_flags(props, "oneway", default=False),
+        stairs=_flags(props, "stairs", default=False),
+        door=_flags(props, "door", default=False),
+        width_m=np.array(
+            [float(p["width_m"]) if p.get("width_m") else np.nan for p in props], dtype=np.float64
+        ),
+        capacity_pm=np.array(
+            [float(p["capacity"]) if p.get("capacity") else np.inf for p in props],
+            dtype=np.float64,
+        ),
+    )
+
+
+def _flags(props: Sequence[Mapping[str, Any]], name: str, *, default: bool) -> BoolArray:
+    return np.array([bool(p.get(name, default)) for p in props], dtype=bool)
+
+
 def graph_from_features(
     features: Sequence[Mapping[str, Any]],
     *,
@@ -278,47 +379,52 @@ def graph_from_features(
     mode: Mode,
     speeds: TravelSpeeds | None = None,
 ) -> NetworkGraph:
-    """Build one mode's graph from network features (GeoJSON-like mappings in WGS84).
-
-    Each feature needs ``id``, a LineString ``geometry`` and the network layer's properties
-    (``foot``, ``vehicle``, ``oneway``, ``width_m``, ``capacity``, ``door``, ``stairs``).
-    """
-    if mode not in ("foot", "vehicle"):
-        raise InvalidInput(f"unknown mode {mode!r}", errors=[FieldError("mode", "foot or vehicle")])
-    speeds = speeds or TravelSpeeds()
-    props = [f.get("properties") or {} for f in features]
-    allowed = np.array([bool(p.get(mode, mode == "foot")) for p in props], dtype=bool)
+    """Build one mode's graph from network features (GeoJSON-like mappings in WGS84; see
+    :func:`network_columns`). Features the mode may not use are left out unread."""
+    _check_mode(mode)
+    allowed = [bool((f.get("properties") or {}).get(mode, mode == "foot")) for f in features]
     chosen = [f for f, keep in zip(features, allowed, strict=True) if keep]
-    props = [p for p, keep in zip(props, allowed, strict=True) if keep]
-    if not chosen:
+    return graph_from_columns(network_columns(chosen, crs=crs), mode=mode, speeds=speeds)
+
+
+def graph_from_columns(
+    columns: NetworkColumns,
+    *,
+    mode: Mode,
+    speeds: TravelSpeeds | None = None,
+    reuse: NetworkGraph | None = None,
+) -> NetworkGraph:
+    """Build one mode's graph from the network's columns: the features the mode may use, in
+    their order, become the graph's features.
+
+    ``reuse`` is an earlier graph whose spatial index (:attr:`NetworkGraph.tree`) the new one
+    takes if it has the same features with the same lines (after an edit of attributes only).
+    """
+    _check_mode(mode)
+    speeds = speeds or TravelSpeeds()
+    rows = np.flatnonzero(columns.foot if mode == "foot" else columns.vehicle)
+    if not len(rows):
         raise InvalidInput(
             f"the network has no edge for mode {mode!r}",
             errors=[FieldError("network", f"no {mode} edges")],
         )
-    xy, index = _coordinates(chosen)
-    ids = np.array([str(f.get("id")) for f in chosen], dtype=object)
+    f_count = len(rows)
+    starts = columns.lonlat[columns.offsets[rows]]
+    ends = columns.lonlat[columns.offsets[rows + 1] - 1]
+    ends_all = np.asarray(np.round(np.vstack([starts, ends]), NODE_PRECISION), dtype=np.float64)
+    nodes, inverse = _unique_rows(ends_all)
+    u, v = inverse[:f_count], inverse[f_count:]
 
-    first = np.concatenate([[True], index[1:] != index[:-1]])
-    last = np.concatenate([index[1:] != index[:-1], [True]])
-    starts, ends = xy[first], xy[last]
-    ends_all = np.round(np.vstack([starts, ends]), NODE_PRECISION)
-    nodes, inverse = np.unique(ends_all, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    f_count = len(chosen)
-    u, v = inverse[:f_count].astype(np.int64), inverse[f_count:].astype(np.int64)
-
-    metric = _to_metric(crs, xy, index)
-    length = shapely.length(metric)
-    stairs = np.array([bool(p.get("stairs", False)) for p in props])
+    metric = columns.lines[rows]
+    length = columns.length_m[rows]
+    stairs = columns.stairs[rows]
     if mode == "foot":
         time = length / (speeds.walk_mps * np.where(stairs, speeds.stairs_factor, 1.0))
         backward = np.ones(f_count, dtype=bool)
     else:
         time = length / speeds.drive_mps
-        backward = ~np.array([bool(p.get("oneway", False)) for p in props])
-    capacity = np.array(
-        [float(p["capacity"]) if p.get("capacity") else np.inf for p in props], dtype=np.float64
-    )
+        backward = ~columns.oneway[rows]
+    capacity = columns.capacity_pm[rows]
 
     fwd_index = np.arange(f_count)
     back_features = fwd_index[backward]
@@ -330,10 +436,8 @@ def graph_from_features(
     feature_edges[:, 0] = fwd_index
     feature_edges[back_features, 1] = f_count + np.arange(len(back_features))
 
-    width = np.array(
-        [float(p["width_m"]) if p.get("width_m") else np.nan for p in props], dtype=np.float64
-    )
-    door = np.array([bool(p.get("door", False)) for p in props], dtype=bool)
+    width = columns.width_m[rows]
+    door = columns.door[rows]
     edge_length = length[edge_feature]
     edge_time = time[edge_feature]
     edge_capacity = capacity[edge_feature]
@@ -353,7 +457,7 @@ def graph_from_features(
         feature_width_m=width,
         feature_door=door,
         feature_stairs=stairs,
-        crs=crs,
+        crs=columns.crs,
         node_lonlat=nodes.astype(np.float64),
         edge_src=edge_src,
         edge_dst=edge_dst,
@@ -362,7 +466,7 @@ def graph_from_features(
         edge_length_m=edge_length,
         edge_time_s=edge_time,
         edge_capacity_pm=edge_capacity,
-        feature_ids=ids,
+        feature_ids=columns.ids[rows],
         feature_lines=metric,
         feature_edges=feature_edges,
         _rev_indptr=indptr,
@@ -389,7 +493,37 @@ def graph_from_features(
         graph.feature_stairs,
     ):
         array.flags.writeable = False
+    if reuse is not None and reuse._tree is not None and _same_lines(reuse, graph):
+        graph._tree = reuse._tree
     return graph
+
+
+def _same_lines(a: NetworkGraph, b: NetworkGraph) -> bool:
+    """Whether two graphs have the same features with identical lines, in the same order."""
+    return (
+        (a.crs is b.crs or a.crs == b.crs)
+        and a.feature_ids.shape == b.feature_ids.shape
+        and bool(np.all(a.feature_ids == b.feature_ids))
+        and bool(np.all(shapely.equals_identical(a.feature_lines, b.feature_lines)))
+    )
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("foot", "vehicle"):
+        raise InvalidInput(f"unknown mode {mode!r}", errors=[FieldError("mode", "foot or vehicle")])
+
+
+def _unique_rows(points: FloatArray) -> tuple[FloatArray, IntArray]:
+    """The distinct rows of an ``(n, 2)`` array in ascending (x, y) order, and per row the index
+    of its distinct row: what ``np.unique(points, axis=0, return_inverse=True)`` gives, without
+    the structured-array sort that makes that several times slower."""
+    order = np.lexsort((points[:, 1], points[:, 0]))
+    ordered = points[order]
+    new = np.ones(len(ordered), dtype=bool)
+    new[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    inverse = np.empty(len(points), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
 
 
 def _pairs_of_edges(order: IntArray, first: BoolArray) -> IntArray:
@@ -400,22 +534,30 @@ def _pairs_of_edges(order: IntArray, first: BoolArray) -> IntArray:
 
 
 def _coordinates(features: Sequence[Mapping[str, Any]]) -> tuple[FloatArray, IntArray]:
-    """All the features' line coordinates, and per coordinate the feature it belongs to."""
-    coords: list[Any] = []
-    counts: list[int] = []
-    for feature in features:
-        geometry = feature.get("geometry")
-        line_coords: Any = []
-        if isinstance(geometry, shapely.LineString):
-            line_coords = shapely.get_coordinates(geometry).tolist()
-        elif isinstance(geometry, Mapping) and geometry.get("type") == "LineString":
-            line_coords = geometry.get("coordinates") or []
-        if len(line_coords) < 2:
-            _line(feature)  # raises with the reason
-        coords.extend(line_coords)
-        counts.append(len(line_coords))
-    xy = np.asarray(coords, dtype=np.float64)[:, :2]
-    return xy, np.repeat(np.arange(len(counts)), counts)
+    """All the features' line coordinates, and the offsets of each feature's first one."""
+    geometries = [f.get("geometry") for f in features]
+    if all(isinstance(g, shapely.LineString) and not g.is_empty for g in geometries):
+        # Shapely lines (read from the database): all at once.
+        lines = np.empty(len(geometries), dtype=object)
+        lines[:] = geometries
+        counts: Any = shapely.get_num_coordinates(lines)
+        xy = shapely.get_coordinates(lines)
+    else:
+        coords: list[Any] = []
+        counts = []
+        for feature, geometry in zip(features, geometries, strict=True):
+            line_coords: Any = []
+            if isinstance(geometry, shapely.LineString):
+                line_coords = shapely.get_coordinates(geometry).tolist()
+            elif isinstance(geometry, Mapping) and geometry.get("type") == "LineString":
+                line_coords = geometry.get("coordinates") or []
+            if len(line_coords) < 2:
+                _line(feature)  # raises with the reason
+            coords.extend(line_coords)
+            counts.append(len(line_coords))
+        xy = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)[:, :2]
+    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+    return np.asarray(xy, dtype=np.float64).reshape(-1, 2), offsets
 
 
 def _line(feature: Mapping[str, Any]) -> shapely.LineString:
@@ -429,9 +571,12 @@ def _line(feature: Mapping[str, Any]) -> shapely.LineString:
     return line
 
 
-def _to_metric(crs: SiteCRS, xy: FloatArray, index: IntArray) -> npt.NDArray[np.object_]:
-    metric = crs.transform_xy(xy)
-    return np.asarray(shapely.linestrings(metric, indices=index), dtype=object)
+def _to_metric(crs: SiteCRS, xy: FloatArray, offsets: IntArray) -> npt.NDArray[np.object_]:
+    lines = np.empty(len(offsets) - 1, dtype=object)
+    if len(lines):
+        index = np.repeat(np.arange(len(lines)), np.diff(offsets))
+        lines[:] = shapely.linestrings(crs.transform_xy(xy), indices=index)
+    return lines
 
 
 def graph_from_osm(path: Path, *, mode: Mode, speeds: TravelSpeeds | None = None) -> NetworkGraph:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 from gis.hazards.zones import ThreatAssessment
 
@@ -32,9 +33,9 @@ class _Layer:
 class SiteIndex:
     """The site's features for quick "what is inside" questions, built once per layer state."""
 
-    def __init__(self, layers: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    def __init__(self, layers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
         self._layers: dict[str, _Layer] = {}
-        for name, features in layers.items():
+        for name, features in (layers or {}).items():
             ids = np.array([str(f["id"]) for f in features], dtype=object)
             geoms = [f.get("geometry") for f in features]
             if features and all(g is not None and g.get("type") == "Point" for g in geoms):
@@ -44,6 +45,19 @@ class SiteIndex:
                 keep = [i for i, g in enumerate(geoms) if g is not None]
                 shapes = [shape(g) for g in geoms if g is not None]
                 self._layers[name] = _Layer(ids[keep], shapely.STRtree(shapes), None)
+
+    def with_layers(
+        self, layers: Mapping[str, tuple[Sequence[str], Sequence[BaseGeometry | None]]]
+    ) -> SiteIndex:
+        """A new index with ``layers`` (name -> ids and shapely geometries in WGS84, ``None``
+        where a feature has none) indexed anew and the other layers shared with this one:
+        after an edit, only the edited layer is indexed again. Indexes as the constructor
+        does from the same features as GeoJSON, without making geometries from GeoJSON."""
+        out = SiteIndex()
+        out._layers = dict(self._layers)
+        for name, (ids, geometries) in layers.items():
+            out._layers[name] = _geometry_layer(ids, geometries)
+        return out
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -57,6 +71,18 @@ class SiteIndex:
             return np.asarray(data.ids[np.asarray(hit, dtype=bool)], dtype=object)
         assert data.tree is not None  # one of the two is always set
         return np.asarray(data.ids[data.tree.query(area, predicate="intersects")], dtype=object)
+
+
+def _geometry_layer(ids: Sequence[str], geometries: Sequence[BaseGeometry | None]) -> _Layer:
+    id_array = np.empty(len(ids), dtype=object)
+    id_array[:] = ids
+    geoms = np.empty(len(geometries), dtype=object)
+    geoms[:] = geometries
+    kinds = shapely.get_type_id(geoms)  # -1 for a missing geometry
+    if len(geoms) and bool(np.all(kinds == shapely.GeometryType.POINT)):
+        return _Layer(id_array, None, shapely.get_coordinates(geoms).reshape(-1, 2))
+    keep = np.flatnonzero(kinds >= 0)
+    return _Layer(id_array[keep], shapely.STRtree(geoms[keep]), None)
 
 
 @dataclass(frozen=True)
