@@ -364,7 +364,10 @@ async def activate_once(
 async def stand_down(
     http: httpx.AsyncClient, sub: Subscriber | None, site_id: str, incident_id: str
 ) -> None:
-    response = await http.post(f"/api/sites/{site_id}/incidents/{incident_id}/stand-down")
+    response = await http.post(
+        f"/api/sites/{site_id}/incidents/{incident_id}/stand-down",
+        json={"force": True, "reason": "benchmark run over"},
+    )
     response.raise_for_status()
     if sub is not None:
         last = max(e["seq"] for e in response.json()["events"])

@@ -43,6 +43,10 @@ async def _tick(post: CommandPost) -> None:
             await run_in_threadpool(post.tick)
         except Exception:
             log.exception("deadline tick failed; next tick retries")
+        try:
+            await run_in_threadpool(post.save_positions)
+        except Exception:
+            log.exception("storing positions failed; the next second retries")
 
 
 def _webhook_sender(post: CommandPost, url: str) -> asyncio.Task[None]:
@@ -120,6 +124,10 @@ def create_app(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            try:
+                await run_in_threadpool(post.save_positions)
+            except Exception:
+                log.exception("could not store the last positions on shutdown")
             if database is None:
                 db.dispose()
 

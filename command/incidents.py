@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +39,7 @@ from gis.errors import FieldError, InvalidInput
 from gis.geometry import validate_geometry
 from gis.hazards import threat as threats
 from gis.hazards.exposure import Exposure, ExposureChange, exposure, exposure_change
-from gis.hazards.zones import ThreatAssessment
+from gis.hazards.zones import ThreatAssessment, ThreatZone
 from plans.clock import Clock
 from plans.engine import Actor, PlanEvent, PlanRun
 from plans.model import Level, PlanTemplate
@@ -233,6 +233,8 @@ class ActivationRequest(_Spec):
     hazard: HazardSpec
     capacity_aware: bool = False
     note: str | None = Field(default=None, max_length=2000)
+    #: The same plan already runs for this place: activate a second incident all the same.
+    second_incident: bool = False
 
 
 @dataclass
@@ -255,6 +257,14 @@ class Incident:
     duties: dict[str, set[str]] = field(default_factory=dict)
     #: The site model's positions version the routes were computed from.
     positions_version: int = 0
+    #: Per person (the site model's rows), the highest threat level at their latest position.
+    levels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    #: The site model (its ``build``) the picture was computed on.
+    model_build: int = 0
+    #: Where the plan says to go when no muster point is usable (the plan's text), if anywhere.
+    shelter_in_place: str | None = None
+    #: Nearest-resource kinds short of reachable units: kind -> [{id, reason}].
+    resources_unreachable: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def apply_duty(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Follow a ``duty.assigned`` or ``duty.released`` event."""
@@ -274,6 +284,38 @@ def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         timings[name] = round((time.perf_counter() - start) * 1000, 3)
+
+
+def people_levels(zones: Sequence[ThreatZone], lonlat: np.ndarray) -> np.ndarray:
+    """Per position, the highest threat level it lies in (0: outside every zone)."""
+    level = np.zeros(len(lonlat), dtype=np.int8)
+    if not len(lonlat):
+        return level
+    for zone in sorted(zones, key=lambda z: z.level):
+        hit = np.asarray(shapely.intersects_xy(zone.geometry, lonlat[:, 0], lonlat[:, 1]), bool)
+        level[hit] = zone.level  # ascending levels: the last one is the highest
+    return level
+
+
+def must_move(level: Level, levels: np.ndarray) -> np.ndarray:
+    """The rows of the people who must move at response ``level``: everyone on site from L3
+    (plant) up; below it, everyone inside a threat zone."""
+    if level.rank >= Level.L3.rank:
+        return np.arange(len(levels), dtype=np.int64)
+    return np.flatnonzero(levels > 0).astype(np.int64)
+
+
+def with_people(found: Exposure, person_ids: Sequence[str], levels: np.ndarray) -> Exposure:
+    """``found`` with its people taken from their latest positions (``levels``) rather than
+    the people layer the site index was built from."""
+    people = {person_ids[int(i)]: int(levels[i]) for i in np.flatnonzero(levels)}
+    highest = {**found.highest, "people": people}
+    ranked = sorted(people.items())
+    inside = {
+        level: {**layers, "people": tuple(p for p, at in ranked if at >= level)}
+        for level, layers in found.inside.items()
+    }
+    return Exposure(inside, highest)
 
 
 def assess(model: SiteModel, source: tuple[float, float], spec: Any) -> ThreatAssessment:
@@ -369,14 +411,10 @@ def activate(
         with model.lock:  # positions and their snaps from the same moment
             lonlat, snapped = model.person_lonlat, model.people_snapped
             positions_version = model.positions_version
-        routes = _routes(model, assessment, request.hazard, lonlat, snapped)
-        if request.level.rank >= Level.L3.rank:
-            moving = np.arange(len(model.person_ids))
-        else:
-            inside = set(found.highest.get("people", {}))
-            moving = np.array(
-                [i for i, pid in enumerate(model.person_ids) if pid in inside], dtype=np.int64
-            )
+        levels = people_levels(assessment.zones, lonlat)
+        found = with_people(found, model.person_ids, levels)
+        routes = _routes(model, assessment, request.hazard, lonlat, snapped, stored.template)
+        moving = must_move(request.level, levels)
     capacity = None
     if request.capacity_aware:
         with _stage(timings, "capacity"):
@@ -392,7 +430,7 @@ def activate(
                 },
             }
     with _stage(timings, "resources"):
-        nearest = model.resources.nearest(source, k=5)
+        nearest, unreachable = nearest_resources(model, source)
     with _stage(timings, "plan"):
         run = PlanRun.activate(
             clock,
@@ -418,6 +456,10 @@ def activate(
         capacity=capacity,
         timings_ms=timings,
         positions_version=positions_version,
+        levels=levels,
+        model_build=model.build,
+        shelter_in_place=stored.template.scenario.shelter_in_place,
+        resources_unreachable=unreachable,
     )
     if dry_run:
         return incident, []
@@ -446,15 +488,19 @@ def activate(
 
 @dataclass
 class Reassessment:
-    """An incident under a new wind, computed but not yet applied: the caller applies it once
-    the change is logged, so memory never runs ahead of the log."""
+    """An incident under a new wind or a new site model, computed but not yet applied: the
+    caller applies it once the change is logged, so memory never runs ahead of the log."""
 
     request: ActivationRequest
     assessment: ThreatAssessment
     exposure: Exposure
     routes: EvacuationRoutes
     moving: np.ndarray
+    levels: np.ndarray
     positions_version: int
+    model_build: int
+    resources: dict[str, list[ResourceRoute]]
+    resources_unreachable: dict[str, list[dict[str, Any]]]
     change: ExposureChange  # who entered or left the zones
     rerouted: list[str]  # the people who must move whose route changed
 
@@ -462,7 +508,11 @@ class Reassessment:
         incident.request = self.request
         incident.assessment, incident.exposure = self.assessment, self.exposure
         incident.routes, incident.moving = self.routes, self.moving
+        incident.levels = self.levels
         incident.positions_version = self.positions_version
+        incident.model_build = self.model_build
+        incident.resources = self.resources
+        incident.resources_unreachable = self.resources_unreachable
 
 
 def _routes(
@@ -471,6 +521,7 @@ def _routes(
     hazard: Any,
     lonlat: np.ndarray,
     snapped: Snapped | None,
+    template: PlanTemplate,
 ) -> EvacuationRoutes:
     upwind = None
     if isinstance(hazard, ToxicReleaseSpec | ErgSpec):
@@ -483,38 +534,129 @@ def _routes(
         zones=zones.zones,
         wind=upwind,
         snapped_people=snapped,
+        unusable_from_level=template.scenario.musters_unusable_from_level,
     )
 
 
-def reassess(model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec) -> Reassessment:
-    """The incident under a new wind: zones, exposure and routes again, and what changed."""
+def nearest_resources(
+    model: SiteModel, source: tuple[float, float]
+) -> tuple[dict[str, list[ResourceRoute]], dict[str, list[dict[str, Any]]]]:
+    """The 5 nearest reachable available units of each kind, and the units of the kinds short
+    of 5 that cannot be reached, with the reason."""
+    found = model.resources.nearest_resources(source, k=5)
+    return found.routes, {
+        kind: [
+            {
+                "id": u.id,
+                "mode": u.mode,
+                "lon": round(u.lon, 7),
+                "lat": round(u.lat, 7),
+                "reason": u.reason,
+            }
+            for u in units
+        ]
+        for kind, units in found.unreachable.items()
+    }
+
+
+def reassess(model: SiteModel, incident: Incident, hazard: Any | None = None) -> Reassessment:
+    """The incident again, under a new wind (``hazard``) or on a rebuilt site model: zones,
+    exposure, routes, resources, who must move, and what changed."""
+    hazard = incident.request.hazard if hazard is None else hazard
     source = incident.assessment.source_lonlat
+    template = incident.run.state.template
     assessment = check_spec(lambda: assess(model, source, hazard))
-    found = exposure(assessment, model.index)
     with model.lock:  # one consistent set of positions for both route sets
         lonlat, snapped = model.person_lonlat, model.people_snapped
         version = model.positions_version
-    routes = _routes(model, assessment, hazard, lonlat, snapped)
+    levels = people_levels(assessment.zones, lonlat)
+    found = with_people(exposure(assessment, model.index), model.person_ids, levels)
+    routes = _routes(model, assessment, hazard, lonlat, snapped, template)
     # "Rerouted" compares routes from the same positions: people who only walked on (everyone,
     # during an evacuation) are not news; a route that the new wind changed is.
     before = incident.routes
-    if incident.positions_version != version:
-        before = _routes(model, incident.assessment, incident.request.hazard, lonlat, snapped)
-    moving = incident.moving
-    if incident.run.state.level.rank < Level.L3.rank:
-        inside = set(found.highest.get("people", {}))
-        moving = np.array(
-            [i for i, pid in enumerate(model.person_ids) if pid in inside], dtype=np.int64
+    if incident.positions_version != version and incident.model_build == model.build:
+        before = _routes(
+            model, incident.assessment, incident.request.hazard, lonlat, snapped, template
         )
+    moving = must_move(incident.run.state.level, levels)
+    nearest, unreachable = nearest_resources(model, (source[0], source[1]))
     return Reassessment(
         request=incident.request.model_copy(update={"hazard": hazard}),
         assessment=assessment,
         exposure=found,
         routes=routes,
         moving=moving,
+        levels=levels,
         positions_version=version,
+        model_build=model.build,
+        resources=nearest,
+        resources_unreachable=unreachable,
         change=exposure_change(incident.exposure, found),
-        rerouted=rerouted(before, routes, moving),
+        rerouted=rerouted(before, routes, [routes.person_ids[int(i)] for i in moving]),
+    )
+
+
+@dataclass
+class Followed:
+    """An incident after people moved, computed but not yet applied (as :class:`Reassessment`)."""
+
+    levels: np.ndarray
+    exposure: Exposure
+    routes: EvacuationRoutes
+    moving: np.ndarray
+    positions_version: int
+    #: Who walked into a zone (new level), out of one, or from one level to another.
+    change: dict[str, Any]
+    #: The people who must move now and did not before: each has a route from where they are.
+    must_move: list[str]
+
+    def apply(self, incident: Incident) -> None:
+        incident.levels, incident.exposure = self.levels, self.exposure
+        incident.routes, incident.moving = self.routes, self.moving
+        incident.positions_version = self.positions_version
+
+
+def follow_positions(model: SiteModel, incident: Incident, rows: np.ndarray) -> Followed:
+    """The incident after the people at ``rows`` moved to their latest positions: their zone
+    levels, who must move, and their routes from where they are now. Only the moved people are
+    routed again, along the incident's kept search (a pointer walk each)."""
+    with model.lock:
+        lonlat, snapped = model.person_lonlat, model.people_snapped
+        version = model.positions_version
+    rows = np.unique(rows)
+    now = people_levels(incident.assessment.zones, lonlat[rows])
+    before = incident.levels[rows]
+    ids = model.person_ids
+    pairs = list(zip(rows.tolist(), before.tolist(), now.tolist(), strict=True))
+    entered = {ids[r]: n for r, b, n in pairs if n and not b}
+    left = [ids[r] for r, b, n in pairs if b and not n]
+    changed = {ids[r]: [b, n] for r, b, n in pairs if b and n and b != n}
+    levels = incident.levels
+    found = incident.exposure
+    if entered or left or changed:
+        levels = levels.copy()
+        levels[rows] = now
+        found = with_people(found, ids, levels)
+    moving = must_move(incident.run.state.level, levels)
+    newly = np.setdiff1d(moving, incident.moving, assume_unique=True)
+    part = (
+        Snapped(snapped.feature[rows], snapped.t[rows], snapped.distance_m[rows])
+        if snapped is not None
+        else None
+    )
+    routes = incident.routes.with_people(rows, lonlat[rows], snapped=part)
+    change: dict[str, Any] = {}
+    if entered or left or changed:
+        change = {"entered": entered, "left": left, "changed": changed}
+    return Followed(
+        levels=levels,
+        exposure=found,
+        routes=routes,
+        moving=moving,
+        positions_version=version,
+        change=change,
+        must_move=[ids[int(i)] for i in newly],
     )
 
 
@@ -522,51 +664,46 @@ def reassess(model: SiteModel, incident: Incident, hazard: ToxicReleaseSpec) -> 
 REROUTE_S = 1.0
 
 
-def rerouted(before: EvacuationRoutes, after: EvacuationRoutes, people: np.ndarray) -> list[str]:
+def rerouted(before: EvacuationRoutes, after: EvacuationRoutes, people: Sequence[str]) -> list[str]:
     """The ids of ``people`` whose route changed: another muster point, a walk time that differs
-    by more than :data:`REROUTE_S`, or a route found or lost."""
-    if len(before.person_ids) != len(after.person_ids) or not len(people):
-        return [after.person_ids[int(i)] for i in people]
-    old_t, new_t = before.walk_time_s[people], after.walk_time_s[people]
-    finite = np.isfinite(old_t) & np.isfinite(new_t)
-    changed = (
-        (before.muster[people] != after.muster[people])
-        | (np.isfinite(old_t) != np.isfinite(new_t))
-        | (finite & (np.abs(np.where(finite, old_t - new_t, 0.0)) > REROUTE_S))
-    )
-    return [after.person_ids[int(i)] for i in people[changed]]
+    by more than :data:`REROUTE_S`, or a route found or lost. People are matched by id, so
+    routes on two versions of the site model compare."""
+    old_row = {pid: i for i, pid in enumerate(before.person_ids)}
+    new_row = {pid: i for i, pid in enumerate(after.person_ids)}
+    out = []
+    for pid in people:
+        i, j = old_row.get(pid), new_row.get(pid)
+        if i is None or j is None:
+            out.append(pid)
+            continue
+        old_m, new_m = int(before.muster[i]), int(after.muster[j])
+        old_at = before.muster_ids[old_m] if old_m >= 0 else None
+        new_at = after.muster_ids[new_m] if new_m >= 0 else None
+        old_t, new_t = float(before.walk_time_s[i]), float(after.walk_time_s[j])
+        if (
+            old_at != new_at
+            or np.isfinite(old_t) != np.isfinite(new_t)
+            or (np.isfinite(old_t) and abs(old_t - new_t) > REROUTE_S)
+        ):
+            out.append(pid)
+    return out
 
 
-def route_from(
-    model: SiteModel,
-    hazard: Any,
-    assessment: ThreatAssessment,
-    lonlat: tuple[float, float],
-) -> dict[str, Any]:
-    """One evacuation route from a point (where a person is now) under an incident's zones
-    and wind: what a responder's phone shows after its holder has moved. The picture's routes
-    start where people were at activation or at the last wind change."""
-    upwind = None
-    if isinstance(hazard, ToxicReleaseSpec | ErgSpec):
-        upwind = Wind(hazard.wind_from_deg, assessment.source_lonlat)
-    routes = evacuation_routes(
-        model.foot,
-        ["here"],
-        np.array([lonlat], dtype=np.float64),
-        model.musters,
-        zones=assessment.zones,
-        wind=upwind,
-    )
-    line = routes.route_line(0)
-    found = routes.muster[0] >= 0
+def route_from(routes: EvacuationRoutes, lonlat: tuple[float, float]) -> dict[str, Any]:
+    """One evacuation route from a point (where a person is now) along the incident's kept
+    search: its zones, wind, closures and muster verdicts, as the picture's routes are. What a
+    responder's phone shows after its holder has moved."""
+    here = routes.search.routes(["here"], np.array([lonlat], dtype=np.float64))
+    line = here.route_line(0)
+    found = here.muster[0] >= 0
     return {
         "from": [round(lonlat[0], 7), round(lonlat[1], 7)],
-        "muster": routes.muster_ids[routes.muster[0]] if found else None,
-        "walk_time_s": round(float(routes.walk_time_s[0]), 1) if found else None,
-        "length_m": round(float(routes.length_m[0]), 1) if found else None,
-        "inside_innermost_zone": bool(routes.inside_inner_zone[0]),
+        "muster": here.muster_ids[here.muster[0]] if found else None,
+        "walk_time_s": round(float(here.walk_time_s[0]), 1) if found else None,
+        "length_m": round(float(here.length_m[0]), 1) if found else None,
+        "inside_innermost_zone": bool(here.inside_inner_zone[0]),
         "route": shapely.geometry.mapping(line) if line is not None else None,
-        "trapped": routes.trapped[0].reason if routes.trapped else None,
+        "trapped": here.trapped[0].reason if here.trapped else None,
     }
 
 
@@ -706,6 +843,15 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
             ],
             "trapped": [t.__dict__ for t in routes.trapped],
             "unusable_musters": routes.unusable_musters,
+            "muster_warnings": routes.muster_warnings,
+            "no_usable_muster": (
+                {
+                    "reason": "every muster point is unusable",
+                    "shelter_in_place": incident.shelter_in_place,
+                }
+                if len(routes.unusable_musters) >= len(muster_ids)
+                else None
+            ),
             "routes": route_forest(routes, people),
             "capacity_plan": incident.capacity,
         },
@@ -721,6 +867,7 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
             ]
             for kind, found in incident.resources.items()
         },
+        "resources_unreachable": incident.resources_unreachable,
         "plan": {
             "level": state.level.value,
             "command_role": state.template.command_role,

@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import shapely
+import shapely.geometry
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,16 +37,24 @@ from command.incidents import (
     ToxicReleaseSpec,
     WindReading,
     activate,
+    follow_positions,
+    must_move,
     plan_drafts,
     reassess,
     route_from,
     snapshot,
 )
 from command.notifications import CallTree, Notice
+from command.positions import store_positions
 from command.sensors import TIERS, Reading, proposed_plans, tier_after
-from command.site_model import SiteModel, SiteModels, headcount, move_people
-from gis.errors import FieldError, IllegalTransition, InvalidInput, NotFound
-from gis.hazards.exposure import Exposure
+from command.site_model import (
+    SiteModel,
+    SiteModels,
+    current_positions,
+    headcount,
+    move_people,
+)
+from gis.errors import FieldError, IllegalTransition, IncidentConflict, InvalidInput, NotFound
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import Clock
@@ -57,6 +66,9 @@ log = logging.getLogger(__name__)
 
 #: The fastest wind a station may report (m/s): faster than any typhoon's gusts on record.
 MAX_WIND_M_S = 120.0
+#: A position observed this many seconds after the server's clock is refused (a device clock
+#: far ahead would otherwise hold everyone's later positions back).
+MAX_CLOCK_AHEAD_S = 60.0
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
 #: much (degrees) or the speed changes by 1 m/s or more.
 WIND_CHANGE_DEG = 10.0
@@ -89,6 +101,103 @@ class CommandPost:
         #: Where new notices go for outbound delivery (the app's webhook sender), if anywhere.
         self.outbox: Callable[[list[Notice]], None] | None = None
         self._lock = threading.RLock()
+        #: site -> person -> (lon, lat, observed at): the latest position of everyone who moved
+        #: since the server started, laid over any rebuilt site model.
+        self.live: dict[str, dict[str, tuple[float, float, float]]] = {}
+        #: site -> people whose latest position is not yet stored (written once a second).
+        self._unsaved: dict[str, set[str]] = {}
+        #: site -> the build of its site model the incidents are planned on.
+        self._planned_on: dict[str, int] = {}
+        self._planned_tokens: dict[str, dict[str, str | None]] = {}
+        #: Positions ignored because the position held was observed later, per site.
+        self.stale_positions: dict[str, int] = {}
+
+    # -- the site model -------------------------------------------------------------------------
+
+    def model(self, site_id: str) -> SiteModel:
+        """The site's model, rebuilt if a layer changed. A rebuilt model takes the live
+        positions over, and the site's active incidents are planned again on it (an
+        ``incident.network_changed`` event each, and a new picture)."""
+        model = self.models.get(site_id)
+        if self._planned_on.get(site_id) == model.build:
+            return model
+        with self._lock:
+            if self._planned_on.get(site_id) != model.build:
+                live = self.live.get(site_id)
+                if live:
+                    move_people(model, live)
+                before = self._planned_tokens.get(site_id, {})
+                changed = sorted(k for k, v in model.tokens.items() if before.get(k) != v)
+                self._replan(model, changed)
+                self._planned_on[site_id] = model.build
+                self._planned_tokens[site_id] = dict(model.tokens)
+        return model
+
+    def _replan(self, model: SiteModel, layers: list[str]) -> None:
+        site_id = model.site.id
+        pictures = [
+            (incident, reassess(model, incident))
+            for incident in self.incidents.values()
+            if incident.site_id == site_id and incident.model_build != model.build
+        ]
+        if not pictures:
+            return
+        drafts = [
+            event_log.Draft(
+                "incident.network_changed",
+                "system",
+                {
+                    "layers": layers,
+                    "entered": dict(again.change.entered.get("people", {})),
+                    "left": dict(again.change.left.get("people", {})),
+                    "rerouted": again.rerouted,
+                    "unusable_musters": again.routes.unusable_musters,
+                    "trapped": [t.id for t in again.routes.trapped],
+                },
+                incident.id,
+            )
+            for incident, again in pictures
+        ]
+        with self.db.write() as session:
+            logged = event_log.append_many(session, site_id, drafts)
+        self._publish_pictures(model, pictures, logged)
+
+    def _publish_pictures(
+        self,
+        model: SiteModel,
+        pictures: Sequence[tuple[Incident, Reassessment]],
+        logged: Sequence[event_log.LoggedEvent],
+    ) -> None:
+        """Apply computed pictures once their events are logged, and send events and pictures."""
+        messages = [event_message(e) for e in logged]
+        seq = logged[-1].seq
+        for incident, again in pictures:
+            again.apply(incident)
+            incident.seq = seq
+            messages.append(self._picture_message(model, incident, seq))
+        self.hub.publish(model.site.id, messages)
+
+    def _picture_message(self, model: SiteModel, incident: Incident, seq: int) -> dict[str, Any]:
+        return {
+            "type": "incident",
+            "seq": seq,
+            "incident_id": incident.id,
+            "snapshot": snapshot(model, incident, seq=seq),
+        }
+
+    def layer_changed(self, site_id: str) -> dict[str, Any] | None:
+        """After a layer write: the site model is rebuilt now and the active incidents are
+        planned again on it. Returns a warning for the editor when incidents are active."""
+        self.model(site_id)
+        with self._lock:
+            active = sorted(i.id for i in self.incidents.values() if i.site_id == site_id)
+        if not active:
+            return None
+        return {
+            "warning": "incidents are active on this site: they were planned again on the "
+            "changed layers",
+            "incidents": active,
+        }
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -111,7 +220,7 @@ class CommandPost:
         with self._lock:
             with self.db.read() as session:
                 seq = event_log.last_seq(session, site_id)
-            model = self.models.get(site_id)
+            model = self.model(site_id)
             # Nothing changes the picture without a new event or a moved person: a crowd of
             # clients subscribing at once shares one snapshot, encoded once.
             key = (seq, model.positions_version, id(model))
@@ -128,6 +237,9 @@ class CommandPost:
                 "seq": seq,
                 "site_id": site_id,
                 "incidents": [snapshot(model, i, seq=seq) for i in chosen],
+                # Where everyone is now (lon, lat, observed at): a wall opened mid-incident
+                # draws people there, not where the people layer last had them.
+                "positions": current_positions(model),
             }
             message[ENCODED] = encode(message)
             self._snapshots[(site_id, incident_id)] = (key, message)
@@ -141,9 +253,18 @@ class CommandPost:
         """One action: the plan runs, the picture is computed, logged and broadcast. Returns the
         incident's id and its picture as JSON, encoded once for the answer and every
         subscriber."""
-        model = self.models.get(site_id)
+        model = self.model(site_id)
         wind = self.last_wind(model)
         with self._lock:
+            if not request.second_incident:
+                running = self.running_at(site_id, request.plan_id, request.location)
+                if running is not None:
+                    raise IncidentConflict(
+                        f"plan '{request.plan_id}' already runs for this place as incident "
+                        f"'{running.id}'; send \"second_incident\": true to open another",
+                        errors=[FieldError("plan_id", f"already running: {running.id}")],
+                        extra={"incident_id": running.id},
+                    )
             with self.db.write() as session:
                 incident, logged = activate(
                     session,
@@ -166,22 +287,46 @@ class CommandPost:
             self.hub.publish(site_id, [*map(event_message, logged), message])
             return incident.id, body
 
+    def running_at(self, site_id: str, plan_id: str, place: Any) -> Incident | None:
+        """The active incident of ``plan_id`` whose threat zones cover ``place`` (GeoJSON, or
+        a shapely geometry), if any."""
+        try:
+            point = place if isinstance(place, BaseGeometry) else shapely.geometry.shape(place)
+            point = point.representative_point()
+        except Exception:  # a malformed place: the activation refuses it with the reason
+            return None
+        for incident in self.incidents.values():
+            if incident.site_id != site_id or incident.request.plan_id != plan_id:
+                continue
+            source = shapely.Point(incident.assessment.source_lonlat)
+            if source.equals(point) or any(
+                z.geometry.covers(point) for z in incident.assessment.zones
+            ):
+                return incident
+        return None
+
     def command(
         self,
         site_id: str,
         incident_id: str,
         act: Callable[[PlanRun], Any],
+        *,
+        closing: Callable[[Incident], event_log.Draft] | None = None,
     ) -> list[event_log.LoggedEvent]:
         """Apply a command to an incident's plan run, log its events, then publish them."""
         with self._lock:
             incident = self.incident(site_id, incident_id)
             run = incident.run
             before = len(run.events)
+            level = run.state.level
             act(run)
             new = run.events[before:]
+            drafts = plan_drafts(incident, new)
+            if closing is not None and not run.active:
+                drafts.insert(0, closing(incident))
             try:
                 with self.db.write() as session:
-                    logged = event_log.append_many(session, site_id, plan_drafts(incident, new))
+                    logged = event_log.append_many(session, site_id, drafts)
             except Exception:
                 # The log is the truth: memory goes back to what it holds.
                 incident.run = PlanRun.replay(run.events[:before], self.clock)
@@ -195,8 +340,69 @@ class CommandPost:
                 self.scheduler.runs.pop(run.run_id, None)
                 self.incidents.pop(incident_id, None)
                 self.stood_down[incident_id] = site_id
-            self.hub.publish(site_id, [event_message(e) for e in logged])
+            messages = [event_message(e) for e in logged]
+            if run.active and run.state.level != level and logged:
+                # The response level says who must move: the picture follows.
+                model = self.model(site_id)
+                incident.moving = must_move(run.state.level, incident.levels)
+                messages.append(self._picture_message(model, incident, logged[-1].seq))
+            self.hub.publish(site_id, messages)
             return logged
+
+    def stand_down(
+        self,
+        site_id: str,
+        incident_id: str,
+        actor: Actor,
+        *,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> list[event_log.LoggedEvent]:
+        """Close the incident. With people still missing or steps still open it needs
+        ``force`` and a reason, and both are logged with what was open."""
+        model = self.model(site_id)
+        with self._lock:
+            incident = self.incident(site_id, incident_id)
+            count = headcount(model, incident.moving)
+            missing = [m["id"] for m in count["missing"]]
+            state = incident.run.state
+            open_steps = [
+                s.id for s in state.steps.values() if not s.withdrawn and s.status not in FINISHED
+            ]
+            if (missing or open_steps) and not force:
+                raise IncidentConflict(
+                    f"{len(missing)} people missing and {len(open_steps)} steps open: stand "
+                    'down with "force": true and a reason, or finish them first',
+                    errors=[FieldError("force", "people are missing or steps are open")],
+                    extra={"missing": missing, "open_steps": open_steps},
+                )
+            if force and not (reason and reason.strip()):
+                raise InvalidInput(
+                    "a forced stand-down needs a reason",
+                    errors=[FieldError("reason", "say why the incident closes with things open")],
+                )
+
+            def closing(closed: Incident) -> event_log.Draft:
+                return event_log.Draft(
+                    "incident.closed",
+                    actor.id,
+                    {
+                        "forced": bool(missing or open_steps),
+                        "reason": reason,
+                        "missing": missing,
+                        "open_steps": open_steps,
+                        "headcount": {k: count[k] for k in ("at", "accounted", "on_site")},
+                    },
+                    closed.id,
+                )
+
+            text = reason.strip() if reason and reason.strip() else "incident closed"
+            return self.command(
+                site_id,
+                incident_id,
+                lambda run: run.stand_down(actor, reason=text),
+                closing=closing,
+            )
 
     def tick(self) -> list[event_log.LoggedEvent]:
         """Fire passed due times (call every second): log and publish the overdue events."""
@@ -323,7 +529,7 @@ class CommandPost:
         sent; readings that change nothing are not events. A batch is taken whole or not at
         all: nothing is kept in memory (tiers, last readings, re-evaluated plumes) until the
         batch's events are logged."""
-        model = self.models.get(site_id)
+        model = self.model(site_id)
         unknown = sorted({r.sensor_id for r in readings} - set(model.sensors))
         if unknown:
             raise InvalidInput(
@@ -384,12 +590,24 @@ class CommandPost:
                     before is None or TIERS.index(after) > TIERS.index(before)
                 )
                 proposed = proposed_plans(sensor, after, plans) if rising and after else []
+                # A plan already running for the sensor's place is pointed to, not proposed.
+                running = {
+                    plan_id: found.id
+                    for plan_id in proposed
+                    if sensor.lonlat is not None
+                    and (found := self.running_at(site_id, plan_id, shapely.Point(sensor.lonlat)))
+                }
                 if proposed:
                     drafts.append(
                         event_log.Draft(
                             "plan.proposed",
                             "system",
-                            {"sensor_id": sensor.id, "tier": after, "plans": proposed},
+                            {
+                                "sensor_id": sensor.id,
+                                "tier": after,
+                                "plans": [p for p in proposed if p not in running],
+                                "running": running,
+                            },
                         )
                     )
             for incident, again in pictures:
@@ -435,15 +653,15 @@ class CommandPost:
         self, model: SiteModel, incident_id: str, lonlat: tuple[float, float]
     ) -> dict[str, Any]:
         """One route from ``lonlat`` under the incident's current zones and wind."""
-        with self._lock:  # the zones and the wind they were drawn for, together
+        with self._lock:  # the routes and the picture they belong to, together
             incident = self.incident(model.site.id, incident_id)
-            hazard, assessment, seq = incident.request.hazard, incident.assessment, incident.seq
-        return {**route_from(model, hazard, assessment, lonlat), "seq": seq}
+            routes, seq = incident.routes, incident.seq
+        return {**route_from(routes, lonlat), "seq": seq}
 
     def tasks(self, site_id: str, username: str, *, commander: bool) -> list[dict[str, Any]]:
         """The open steps of the plan roles ``username`` holds by duty in the site's active
         incidents (a commander: also each plan's command role), soonest due first."""
-        self.models.get(site_id)  # NotFound for an unknown site
+        self.model(site_id)  # NotFound for an unknown site
         out = []
         with self._lock:
             for incident in self.incidents.values():
@@ -483,7 +701,7 @@ class CommandPost:
 
     def sensor_state(self, site_id: str) -> list[dict[str, Any]]:
         """Each sensor of the site that has a tier or a reading: its tier and last reading."""
-        model = self.models.get(site_id)
+        model = self.model(site_id)
         with self._lock:
             tiers = dict(self.sensor_tiers.get(site_id, {}))
             latest = dict(self.last_readings.get(site_id, {}))
@@ -519,44 +737,107 @@ class CommandPost:
             out.append((incident, reassess(model, incident, new)))
         return out
 
-    def positions(self, site_id: str, moves: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
-        """Live positions: the site model moves the people; subscribers get the latest position
-        of each (coalesced per client) and the headcount at the muster points."""
-        model = self.models.get(site_id)
-        unknown = move_people(model, moves)
-        if unknown:
-            log.info("positions of %d unknown people ignored at %s", len(unknown), site_id)
-        strangers = set(unknown)
-        known = {p: xy for p, xy in moves.items() if p not in strangers}
-        count = headcount(model)
+    def positions(
+        self, site_id: str, moves: Mapping[str, tuple[float, float, datetime | None]]
+    ) -> dict[str, Any]:
+        """Live positions (person -> lon, lat, observed at; receipt time when not given). A
+        position observed before the one held is ignored and counted. The site model moves
+        the people; each active incident follows: who is in which zone, who must move, and
+        the moved people's routes from where they are now. Subscribers get each latest
+        position (coalesced per client) and the headcount."""
+        model = self.model(site_id)
+        now = self.clock.now()
+        ahead = [
+            FieldError(f"positions.{pid}.observed_at", "more than a minute in the future")
+            for pid, (_, _, at) in moves.items()
+            if at is not None and (at - now).total_seconds() > MAX_CLOCK_AHEAD_S
+        ]
+        if ahead:
+            raise InvalidInput(
+                f"{len(ahead)} position(s) observed in the future; none was taken",
+                errors=ahead[:100],
+            )
+        timed = {pid: (x, y, (at or now).timestamp()) for pid, (x, y, at) in moves.items()}
         with self._lock:
-            # Who walked into or out of a threat zone: logged, as the commander must know.
-            drafts = [
-                event_log.Draft("incident.people_moved", "system", change, incident.id)
+            moved = move_people(model, timed)
+            if moved.unknown:
+                log.info(
+                    "positions of %d unknown people ignored at %s", len(moved.unknown), site_id
+                )
+            if moved.stale:
+                self.stale_positions[site_id] = self.stale_positions.get(site_id, 0) + len(
+                    moved.stale
+                )
+            ids = [model.person_ids[int(r)] for r in moved.rows]
+            live = self.live.setdefault(site_id, {})
+            for pid in ids:
+                live[pid] = timed[pid]
+            self._unsaved.setdefault(site_id, set()).update(ids)
+            count = headcount(model)
+            followed = [
+                (incident, follow_positions(model, incident, moved.rows))
                 for incident in self.incidents.values()
-                if incident.site_id == site_id and (change := zone_moves(incident, known))
+                if incident.site_id == site_id and len(moved.rows)
+            ]
+            # Who walked into or out of a threat zone, or must move now: logged, as the
+            # commander must know.
+            drafts = [
+                event_log.Draft(
+                    "incident.people_moved",
+                    "system",
+                    {**f.change, **({"must_move": f.must_move} if f.must_move else {})},
+                    incident.id,
+                )
+                for incident, f in followed
+                if f.change or f.must_move
             ]
             with self.db.write() if drafts else self.db.read() as session:
                 logged = event_log.append_many(session, site_id, drafts) if drafts else []
                 seq = event_log.last_seq(session, site_id)
-        self.hub.publish(
-            site_id,
-            [
-                *map(event_message, logged),
+            messages: list[dict[str, Any]] = [*map(event_message, logged)]
+            for incident, f in followed:
+                f.apply(incident)
+                if f.must_move:  # new people to route: the wall draws them from the picture
+                    incident.seq = seq
+                    messages.append(self._picture_message(model, incident, seq))
+            messages.append(
                 {
                     "type": "positions",
                     "seq": seq,
-                    "positions": {p: list(xy) for p, xy in known.items()},
+                    "positions": {pid: list(timed[pid][:2]) for pid in ids},
+                    "seen_at": {pid: _iso(timed[pid][2]) for pid in ids},
                     "headcount": count,
-                },
-            ],
-        )
+                }
+            )
+            self.hub.publish(site_id, messages)
         return {
-            "accepted": len(known),
-            "unknown": unknown,
+            "accepted": len(ids),
+            "unknown": moved.unknown,
+            "stale": moved.stale,
             "headcount": count,
             "events": [e.as_dict() for e in logged],
         }
+
+    def save_positions(self) -> int:
+        """Store the latest position of each person moved since the last call (called once a
+        second): a restart, a new wall and the people layer see where people are."""
+        with self._lock:
+            pending = {
+                site_id: {pid: self.live[site_id][pid] for pid in people}
+                for site_id, people in self._unsaved.items()
+                if people
+            }
+            self._unsaved = {}
+        saved = 0
+        for site_id, rows in pending.items():
+            try:
+                with self.db.write() as session:
+                    saved += store_positions(session, site_id, rows)
+            except Exception:
+                with self._lock:  # not lost: tried again on the next call
+                    self._unsaved.setdefault(site_id, set()).update(rows)
+                raise
+        return saved
 
     # -- restart --------------------------------------------------------------------------------
 
@@ -607,8 +888,23 @@ class CommandPost:
         return recovered
 
     def _rebuild(self, incident_id: str, first: EventRow, rows: list[EventRow]) -> None:
+        incident = self.from_log(incident_id, rows)
+        self.incidents[incident_id] = incident
+        self.scheduler.add(incident.run)
+
+    def from_log(self, incident_id: str, rows: Sequence[EventRow]) -> Incident:
+        """An incident rebuilt from its logged events and the latest positions: the plan run
+        replayed, zones, exposure and routes recomputed from the logged request under the last
+        logged wind. Restart recovery, closed incidents and the check that the live picture is
+        right all use it."""
+        first = rows[0]
+        if first.type != "incident.activated":
+            raise NotFound(
+                f"incident '{incident_id}' has no activation in the log",
+                errors=[FieldError("incident", "no activation logged")],
+            )
         site_id = first.site_id
-        model = self.models.get(site_id)
+        model = self.model(site_id)
         request = ActivationRequest.model_validate(first.data["request"])
         winds = [r for r in rows if r.type == "incident.wind_changed"]
         if winds:  # the picture follows the last wind the log knows
@@ -641,54 +937,88 @@ class CommandPost:
                 dry_run=True,
             )
         incident.run = run
+        incident.moving = must_move(run.state.level, incident.levels)
         incident.activated_at = first.at
         for r in rows:
             if r.type in ("duty.assigned", "duty.released"):
                 incident.apply_duty(r.type, r.data)
         incident.seq = rows[-1].seq
-        self.incidents[incident_id] = incident
-        self.scheduler.add(run)
+        return incident
 
+    def _incident_rows(self, site_id: str, incident_id: str) -> list[EventRow]:
+        with self.db.read() as session:
+            return list(
+                session.scalars(
+                    select(EventRow)
+                    .where(EventRow.site_id == site_id, EventRow.incident_id == incident_id)
+                    .order_by(EventRow.seq)
+                )
+            )
 
-def zone_moves(incident: Incident, moves: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
-    """The threat-zone level of each moved person now, against before: who entered, who left
-    and who changed level (empty when nobody did). The incident's exposure follows."""
-    if not moves:
-        return {}
-    ids = list(moves)
-    xy = np.array([moves[p] for p in ids], dtype=np.float64)
-    level = np.zeros(len(ids), dtype=np.int64)
-    for zone in incident.assessment.zones:
-        hit = np.asarray(shapely.intersects_xy(zone.geometry, xy[:, 0], xy[:, 1]), dtype=bool)
-        level = np.where(hit, np.maximum(level, zone.level), level)
-    people: dict[str, int] = dict(incident.exposure.highest.get("people", {}))
-    entered, left, changed = {}, [], {}
-    for pid, now in zip(ids, level.tolist(), strict=True):
-        before = people.get(pid)
-        if now and before is None:
-            entered[pid] = now
-        elif not now and before is not None:
-            left.append(pid)
-        elif now and before is not None and now != before:
-            changed[pid] = [before, now]
-        if now:
-            people[pid] = now
-        else:
-            people.pop(pid, None)
-    if not (entered or left or changed):
-        return {}
-    highest = dict(incident.exposure.highest)
-    highest["people"] = people
-    # The zones nest: a person at level 3 is inside levels 2 and 1 as well.
-    inside = {
-        level: {
-            **layers,
-            "people": tuple(sorted(p for p, at in people.items() if at >= level)),
+    def closed_picture(self, site_id: str, incident_id: str) -> dict[str, Any]:
+        """A stood-down incident's final picture, rebuilt from the log and marked closed: its
+        zones, plan steps and the headcount logged when it closed."""
+        rows = self._incident_rows(site_id, incident_id)
+        closed = next((r for r in rows if r.type == "plan.run.stood_down"), None)
+        if not rows or closed is None:
+            raise NotFound(
+                f"no closed incident '{incident_id}' at site '{site_id}'",
+                errors=[FieldError("incident", "unknown")],
+            )
+        incident = self.from_log(incident_id, rows)
+        picture = snapshot(self.model(site_id), incident, seq=rows[-1].seq)
+        closing = next((r.data for r in rows if r.type == "incident.closed"), {})
+        picture["incident"]["status"] = "closed"
+        picture["incident"]["closed"] = {
+            "at": closed.at.isoformat(),
+            "by": closed.actor,
+            "reason": closed.data.get("data", {}).get("reason"),
+            "forced": bool(closing.get("forced")),
+            "missing": closing.get("missing", []),
+            "open_steps": closing.get("open_steps", []),
         }
-        for level, layers in incident.exposure.inside.items()
-    }
-    incident.exposure = Exposure(inside, highest)
-    return {"entered": entered, "left": left, "changed": changed}
+        if "headcount" in closing:
+            picture["headcount"] = closing["headcount"]
+        return picture
+
+    def past_incidents(
+        self, site_id: str, *, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The site's incidents activated between ``start`` and ``end``, closed ones with when
+        and by whom, newest first."""
+        self.model(site_id)  # NotFound for an unknown site
+        with self.db.read() as session:
+            query = select(EventRow).where(
+                EventRow.site_id == site_id,
+                EventRow.type.in_(("incident.activated", "plan.run.stood_down", "incident.closed")),
+            )
+            rows = list(session.scalars(query.order_by(EventRow.seq)))
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            key = str(row.incident_id)
+            if row.type == "incident.activated":
+                if (start and row.at < start) or (end and row.at > end):
+                    continue
+                out[key] = {
+                    "id": key,
+                    "plan_id": row.data["request"]["plan_id"],
+                    "level": row.data["request"]["level"],
+                    "activated_at": row.at.isoformat(),
+                    "activated_by": row.actor,
+                    "state": "active",
+                    "closed_at": None,
+                    "closed_by": None,
+                    "forced": False,
+                }
+            elif key in out and row.type == "plan.run.stood_down":
+                out[key].update(state="closed", closed_at=row.at.isoformat(), closed_by=row.actor)
+            elif key in out:
+                out[key]["forced"] = bool(row.data.get("forced"))
+        return sorted(out.values(), key=lambda i: str(i["activated_at"]), reverse=True)
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
 
 
 def actor_for(

@@ -34,6 +34,7 @@ def problem_body(exc: RallypointError, *, instance: str | None = None) -> dict[s
         body["instance"] = instance
     if exc.errors:
         body["errors"] = [e.as_dict() for e in exc.errors]
+    body.update({k: v for k, v in exc.extra.items() if k not in body})
     return body
 
 

@@ -31,6 +31,7 @@ class Sensor:
     kind: str
     substance: str | None
     thresholds: tuple[float | None, float | None, float | None]  # warning, alarm, high alarm
+    lonlat: tuple[float, float] | None = None  # where it stands
 
     @classmethod
     def from_feature(cls, feature: Mapping[str, Any]) -> Sensor:
@@ -40,6 +41,7 @@ class Sensor:
             str(p["kind"]),
             p.get("substance"),
             (p.get("warning"), p.get("alarm"), p.get("high_alarm")),
+            _point(feature.get("geometry")),
         )
 
 
@@ -115,6 +117,13 @@ def proposed_plans(sensor: Sensor, tier: str, plans: Sequence[PlanTemplate]) -> 
                 out.append(plan.id)
                 break
     return out
+
+
+def _point(geometry: Any) -> tuple[float, float] | None:
+    if not isinstance(geometry, Mapping) or geometry.get("type") != "Point":
+        return None
+    x, y = geometry["coordinates"][:2]
+    return float(x), float(y)
 
 
 def _same(a: str | None, b: str | None) -> bool:

@@ -36,6 +36,7 @@ const PICTURE_EVENTS = new Set([
   "incident.wind_changed",
   "plan.run.escalated",
   "plan.run.deescalated",
+  "incident.network_changed",
 ]);
 const PICTURE_WAIT_MS = 500;
 const SILENCE_MS = 60_000; // no message (not even a ping) for this long: reconnect
@@ -417,6 +418,8 @@ class Wall {
         break;
       case "snapshot":
         this.seen(message.seq);
+        // Where everyone is now: the people layer may still hold older positions.
+        for (const [id, at] of Object.entries(message.positions || {})) this.people.set(id, at.slice(0, 2));
         this.replaceAll(message.incidents);
         this.live();
         break;
@@ -481,7 +484,7 @@ class Wall {
       old.element.remove();
     }
     const key = `${picture.incident.plan_id}@${picture.incident.plan_version}`;
-    const shown = { picture, layers: this.draw(picture), element: null, events, key };
+    const shown = { picture, layers: this.draw(picture), element: null, events, key, layersChanged: old?.layersChanged };
     shown.element = this.card(shown);
     this.incidents.set(id, shown);
     $("incidents").append(shown.element);
@@ -715,12 +718,43 @@ class Wall {
       el("p", { class: "facts" }, `Activated ${this.at(incident.activated_at)} by ${incident.activated_by}`),
       el("p", { class: "facts" }, `People inside threat zones: ${inside}`),
       el("p", { class: "facts" }, `To move: ${moving}${trapped ? `, ${trapped} without a safe route` : ""}`),
+      ...this.musterVerdicts(shown),
+      ...this.threatNotes(shown),
       this.dutiesSection(shown),
       el("h3", {}, "Plan steps"),
       steps,
       el("h3", {}, "Nearest resources"),
       nearest,
     );
+  }
+
+  // Muster points the zones make unusable (never routed to) or reach at their edge (a warning),
+  // and what to do when none is usable.
+  musterVerdicts(shown) {
+    const { evacuation } = shown.picture;
+    const out = [];
+    const none = evacuation.no_usable_muster;
+    if (none) {
+      const what = none.shelter_in_place ? `Shelter in place: ${none.shelter_in_place}` : "The plan gives no shelter-in-place instruction.";
+      out.push(el("p", { class: "alert no-muster", role: "alert" }, `No usable muster point. ${what}`));
+    }
+    for (const [muster, why] of Object.entries(evacuation.unusable_musters || {})) {
+      out.push(el("p", { class: "alert muster-unusable", "data-muster": muster }, `${this.musters.get(muster) || muster}: not used — ${why}`));
+    }
+    for (const [muster, why] of Object.entries(evacuation.muster_warnings || {})) {
+      out.push(el("p", { class: "warning muster-warning", "data-muster": muster }, `${this.musters.get(muster) || muster}: ${why}`));
+    }
+    if (shown.layersChanged) out.push(el("p", { class: "warning layers-changed", role: "status" }, shown.layersChanged));
+    return out;
+  }
+
+  // What the hazard model assumed or could not give (a missing level of concern, a dense gas).
+  threatNotes(shown) {
+    const notes = shown.picture.threat?.properties?.notes || [];
+    if (!notes.length) return [];
+    const list = el("ul", { class: "threat-notes" });
+    for (const note of notes) list.append(el("li", {}, note));
+    return [el("h3", {}, "Threat zone notes"), list];
   }
 
   stepItem(step, shown) {
@@ -1002,6 +1036,10 @@ class Wall {
     if (PICTURE_EVENTS.has(event.type)) this.expectPicture(id);
     const shown = this.incidents.get(id);
     if (!shown) return;
+    if (event.type === "incident.network_changed") {
+      const rerouted = event.data?.rerouted?.length || 0;
+      shown.layersChanged = `Site layers changed at ${this.at(event.at)} (${(event.data?.layers || []).join(", ")}): routes planned again, ${rerouted} people rerouted.`;
+    }
     shown.events.push(event);
     if (shown.events.length > 500) shown.events.splice(0, shown.events.length - 500);
     this.applyToPicture(shown, event);
@@ -1631,8 +1669,8 @@ class Activation {
   // -- proposals ---------------------------------------------------------------------------------
 
   propose(event) {
-    const { sensor_id: sensorId, tier, plans = [] } = event.data || {};
-    if (!plans.length) return;
+    const { sensor_id: sensorId, tier, plans = [], running = {} } = event.data || {};
+    if (!plans.length && !Object.keys(running).length) return;
     const sensor = this.wall.sensors.get(String(sensorId));
     const where = sensor?.geometry?.type === "Point" ? sensor.geometry.coordinates : null;
     const name = sensor?.properties?.name || sensorId;
@@ -1663,6 +1701,11 @@ class Activation {
       });
       banner.append(el("p", { class: "proposal-plan", "data-plan": planId }, activate, " ", review));
     }
+    // A plan already running for this place is pointed to, never offered again.
+    for (const [planId, incidentId] of Object.entries(running)) {
+      const title = this.plans.get(planId)?.title || planId;
+      banner.append(el("p", { class: "proposal-running", "data-plan": planId, "data-incident": incidentId }, `${title}: already running as incident ${incidentId}`));
+    }
     const dismiss = el("button", { type: "button", class: "quiet-button dismiss" }, "Dismiss");
     dismiss.addEventListener("click", () => {
       banner.remove();
@@ -1672,7 +1715,7 @@ class Activation {
     box.prepend(banner);
     box.hidden = false;
     this.paintLevels();
-    if (!this.dirty && where) this.prefill(plans[0], where); // ready for one click
+    if (!this.dirty && where && plans.length) this.prefill(plans[0], where); // ready for one click
   }
 
   // Why a banner's one click did not activate, and what to do about it.

@@ -8,6 +8,7 @@ them to ``application/problem+json`` (RFC 9457); the domain itself knows nothing
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +33,18 @@ class RallypointError(Exception):
     slug = "bad-request"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        #: Extension members of the problem body (RFC 9457, section 3.2).
+        self.extra = extra or {}
 
 
 class InvalidInput(RallypointError):
@@ -97,6 +106,15 @@ class IllegalTransition(RallypointError):
     status_code = 409
     slug = "illegal-transition"
     title = "Illegal transition"
+
+
+class IncidentConflict(RallypointError):
+    """The incident's state stands in the way: the plan already runs for this place, or a
+    stand-down would leave people missing or steps open. The body says what."""
+
+    status_code = 409
+    slug = "incident-conflict"
+    title = "Incident conflict"
 
 
 class NotPermitted(RallypointError):

@@ -113,6 +113,11 @@ class Scenario(_Strict):
     triggers: tuple[Trigger, ...] = ()
     description: Text | None = None
     design_release: DesignRelease | None = None
+    #: A muster point with any part inside this threat level or a higher one is not used: 2 by
+    #: default (level 1 only warns); 1 is stricter.
+    musters_unusable_from_level: Annotated[int, Field(ge=1, le=2)] = 2
+    #: What everyone does when no muster point is usable, e.g. "shelter in the control room".
+    shelter_in_place: Text | None = None
 
 
 class Role(_Strict):

@@ -146,7 +146,10 @@ def test_steps_escalation_and_stand_down_through_the_api(command: TestClient) ->
     assert "notification.requested" in {e["type"] for e in escalated}
     note = command.post(f"{BASE}/{incident}/notes", json={"text": "wind backing north"})
     assert note.json()["events"][-1]["type"] == "plan.note"
-    assert command.post(f"{BASE}/{incident}/stand-down").status_code == 200
+    # Steps are open and people missing: closing needs force and a reason.
+    assert_problem(command.post(f"{BASE}/{incident}/stand-down"), 409, field="force")
+    closing = {"force": True, "reason": "exercise over"}
+    assert command.post(f"{BASE}/{incident}/stand-down", json=closing).status_code == 200
     assert_problem(command.post(f"{BASE}/{incident}/escalate"), 409, field="incident")
 
 
@@ -198,7 +201,8 @@ def test_a_restarted_command_post_recovers_the_incident(
         s.id: s.due_at for s in live.run.state.steps.values()
     }
     assert again.exposure.counts() == live.exposure.counts()
-    command.post(f"{BASE}/{incident}/stand-down")
+    closed = command.post(f"{BASE}/{incident}/stand-down", json={"force": True, "reason": "test"})
+    assert closed.status_code == 200, closed.text
     assert CommandPost(db, Hub(), clock, SiteModels(db)).recover() == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
@@ -64,26 +65,50 @@ def activate_incident(
     )
 
 
-@router.get("/incidents", summary="Active incidents of the site")
-def list_incidents(post: PostDep, _: ReaderDep, site_id: str) -> dict[str, Any]:
-    post.models.get(site_id)  # 404 for an unknown site
-    return {
-        "incidents": [
-            {
-                "id": i.id,
-                "plan_id": i.request.plan_id,
-                "level": i.run.state.level.value,
-                "active": i.run.active,
-                "activated_at": i.activated_at.isoformat(),
-            }
-            for i in post.incidents.values()
-            if i.site_id == site_id
-        ]
-    }
+@router.get("/incidents", summary="The site's incidents: active ones, or past ones by time")
+def list_incidents(
+    post: PostDep,
+    _: ReaderDep,
+    site_id: str,
+    state: Literal["active", "closed", "all"] = "active",
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> dict[str, Any]:
+    """``state=active`` (the default): what runs now. ``closed`` or ``all``: from the log, with
+    ``from`` and ``to`` (ISO 8601) bounding the activation time."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(
+                f"'{name}' needs a UTC offset", errors=[FieldError(name, "e.g. 2026-12-03T00:00Z")]
+            )
+    if state == "active":
+        post.model(site_id)  # 404 for an unknown site
+        return {
+            "incidents": [
+                {
+                    "id": i.id,
+                    "plan_id": i.request.plan_id,
+                    "level": i.run.state.level.value,
+                    "active": i.run.active,
+                    "activated_at": i.activated_at.isoformat(),
+                }
+                for i in list(post.incidents.values())
+                if i.site_id == site_id
+            ]
+        }
+    found = post.past_incidents(site_id, start=start, end=end)
+    return {"incidents": [i for i in found if state == "all" or i["state"] == "closed"]}
 
 
 @router.get("/incidents/{incident_id}", summary="An incident's whole picture")
 def get_incident(post: PostDep, _: ReaderDep, site_id: str, incident_id: str) -> Response:
+    """An active incident's live picture; a stood-down one's final picture, rebuilt from the
+    log and marked closed."""
+    if post.stood_down.get(incident_id) == site_id or incident_id not in post.incidents:
+        return Response(
+            encode_bytes(post.closed_picture(site_id, incident_id)),
+            media_type="application/json",
+        )
     post.incident(site_id, incident_id)
     picture = post.site_snapshot(site_id, incident_id)
     return Response(encode_bytes(picture["incidents"][0]), media_type="application/json")
@@ -105,7 +130,7 @@ def route_now(
     """``?person=P-0001`` (their last known position) or ``?lon=..&lat=..``; the route is
     computed now, under the incident's zones and wind, and never crosses the innermost zone."""
     post.incident(site_id, incident_id)  # 404 before any other answer
-    model = post.models.get(site_id)
+    model = post.model(site_id)
     if person is not None:
         try:
             at = model.person_ids.index(person)
@@ -252,24 +277,46 @@ def add_note(
     )
 
 
-# After the notes route: "/notes" would otherwise match "{command}".
+class StandDown(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(
+        default=False, description="close although people are missing or steps are open"
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+
+
 @router.post(
-    "/incidents/{incident_id}/{command}",
-    summary="Escalate, de-escalate or stand down the incident's plan",
+    "/incidents/{incident_id}/stand-down",
+    summary="Stand the incident down (people missing or steps open: force and a reason)",
 )
+def stand_down(
+    post: PostDep,
+    principal: CommanderDep,
+    site_id: str,
+    incident_id: str,
+    body: StandDown | None = None,
+) -> dict[str, Any]:
+    body = body or StandDown()
+    incident = post.incident(site_id, incident_id)
+    actor = actor_for(principal.username, frozenset(principal.roles), incident.run.state.template)
+    return _events(
+        post.stand_down(site_id, incident_id, actor, force=body.force, reason=body.reason)
+    )
+
+
+# After the notes route: "/notes" would otherwise match "{command}".
+@router.post("/incidents/{incident_id}/{command}", summary="Escalate or de-escalate the plan")
 def incident_command(
     post: PostDep,
     principal: CommanderDep,
     site_id: str,
     incident_id: str,
-    command: Literal["escalate", "deescalate", "stand-down"],
+    command: Literal["escalate", "deescalate"],
 ) -> dict[str, Any]:
     incident = post.incident(site_id, incident_id)
     actor = actor_for(principal.username, frozenset(principal.roles), incident.run.state.template)
-    method = {"escalate": "escalate", "deescalate": "deescalate", "stand-down": "stand_down"}
-    return _events(
-        post.command(site_id, incident_id, lambda run: getattr(run, method[command])(actor))
-    )
+    return _events(post.command(site_id, incident_id, lambda run: getattr(run, command)(actor)))
 
 
 @router.post(

@@ -94,6 +94,20 @@ def list_layer(
     return _geojson(collection)
 
 
+WARNING_HEADER = "Rallypoint-Warning"
+
+
+def _replanned(request: Request, site_id: str, response: Response) -> Response:
+    """After a layer write: the site model is rebuilt and active incidents are planned again
+    on it now (their walls get an ``incident.network_changed`` event); the editor is warned."""
+    warning = request.app.state.post.layer_changed(site_id)
+    if warning is not None:
+        response.headers[WARNING_HEADER] = (
+            f"{warning['warning']}: {', '.join(warning['incidents'])}"
+        )
+    return response
+
+
 def _bbox(collection: dict[str, Any]) -> list[float]:
     geoms = [shape(f["geometry"]) for f in collection["features"] if f["geometry"] is not None]
     return [float(v) for v in shapely.total_bounds(geoms)] if geoms else []
@@ -109,6 +123,7 @@ def _bbox(collection: dict[str, Any]) -> list[float]:
 def create_feature(
     planner: PlannerDep,
     db: DatabaseDep,
+    request: Request,
     site_id: str,
     layer: str,
     body: Annotated[dict[str, Any], Body(openapi_examples={"hydrant": {"value": FEATURE_EXAMPLE}})],
@@ -116,7 +131,7 @@ def create_feature(
     feature = layers.create_feature(db, site_id, layer, body, actor=planner.username)
     response = _geojson(feature.to_geojson(), version=feature.version, status=201)
     response.headers["Location"] = f"/api/sites/{site_id}/layers/{layer}/features/{feature.id}"
-    return response
+    return _replanned(request, site_id, response)
 
 
 @router.get(
@@ -153,6 +168,7 @@ async def import_layer(
     planner: PlannerDep,
     db: DatabaseDep,
     request: Request,
+    response: Response,
     site_id: str,
     layer: str,
     format: Annotated[str | None, Query(description="geojson, gpkg or shp")] = None,
@@ -165,6 +181,7 @@ async def import_layer(
     report = await run_in_threadpool(
         import_file, db, site_id, layer, data, fmt, actor=planner.username, mode=mode
     )
+    await run_in_threadpool(_replanned, request, site_id, response)
     return report.to_json()
 
 
@@ -227,7 +244,7 @@ def change_feature(
         if_match=if_match,
         partial=partial,
     )
-    return _geojson(feature.to_geojson(), version=feature.version)
+    return _replanned(request, site_id, _geojson(feature.to_geojson(), version=feature.version))
 
 
 @router.delete(
@@ -239,6 +256,7 @@ def delete_feature(
     planner: PlannerDep,
     db: DatabaseDep,
     if_match: IfMatchDep,
+    request: Request,
     site_id: str,
     layer: str,
     feature_id: str,
@@ -253,4 +271,4 @@ def delete_feature(
         version=if_match if if_match is not None else version,
         source="header" if if_match is not None else "body",
     )
-    return Response(status_code=204)
+    return _replanned(request, site_id, Response(status_code=204))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends
 
@@ -60,30 +61,58 @@ def post_positions(
     return post.positions(site_id, parse_positions(body))
 
 
-def parse_positions(body: Any) -> dict[str, tuple[float, float]]:
-    """``{"positions": [{"person_id", "lon", "lat"}, ...]}``, every row checked: person id ->
-    lon/lat, or :class:`InvalidInput` naming each bad row (and nothing taken)."""
+def parse_positions(body: Any) -> dict[str, tuple[float, float, datetime | None]]:
+    """``{"positions": [{"person_id", "lon", "lat", "observed_at"?}, ...]}``, every row
+    checked: person id -> lon, lat and the time the position was observed (ISO 8601 with a
+    UTC offset; none: when received), or :class:`InvalidInput` naming each bad row (and
+    nothing taken). A person given twice keeps the latest observation."""
     rows = body.get("positions") if isinstance(body, dict) else None
     if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_POSITIONS:
         raise InvalidInput(
             "send positions as a list",
             errors=[FieldError("positions", f"1 to {MAX_POSITIONS} positions")],
         )
-    moves: dict[str, tuple[float, float]] = {}
+    moves: dict[str, tuple[float, float, datetime | None]] = {}
     errors: list[FieldError] = []
     for i, row in enumerate(rows):
         person = row.get("person_id") if isinstance(row, dict) else None
         lon = row.get("lon") if isinstance(row, dict) else None
         lat = row.get("lat") if isinstance(row, dict) else None
+        at = _observed_at(row.get("observed_at") if isinstance(row, dict) else None)
         if not isinstance(person, str) or not person:
             errors.append(FieldError(f"positions[{i}].person_id", "a person id"))
         elif not (_coordinate(lon, 180) and _coordinate(lat, 90)):
             errors.append(FieldError(f"positions[{i}]", "lon -180..180 and lat -90..90"))
+        elif at is False:
+            errors.append(
+                FieldError(
+                    f"positions[{i}].observed_at",
+                    "an ISO 8601 time with a UTC offset, e.g. 2026-12-03T02:00:00Z",
+                )
+            )
         else:
-            moves[person] = (float(lon), float(lat))  # type: ignore[arg-type]
+            earlier = moves.get(person)
+            if earlier is None or (at or _NEVER) >= (earlier[2] or _NEVER):
+                moves[person] = (float(lon), float(lat), at or None)  # type: ignore[arg-type]
     if errors:
         raise InvalidInput(f"{len(errors)} bad position(s); none was taken", errors=errors)
     return moves
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _observed_at(value: object) -> datetime | Literal[False] | None:
+    """The time a position was observed: None when not given, False when not a valid one."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        return False
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return at.astimezone(UTC) if at.tzinfo is not None else False
 
 
 def _coordinate(value: object, bound: float) -> bool:

@@ -1,0 +1,278 @@
+"""The live picture stays true while the incident changes (issue 11's reproductions, over HTTP):
+escalation, wind, muster points, layer edits, positions with time, duplicates, stand-down and
+closed incidents."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import shapely
+from fastapi.testclient import TestClient
+from shapely.geometry import shape
+
+from gis.storage.db import Database
+from plans.clock import ManualClock
+from tests.conftest import DEMO_ID, DEMO_SITE, sign_in
+from tests.problems import assert_problem
+from tests.test_incidents import BASE, activate, chlorine, post_of
+
+SITE = f"/api/sites/{DEMO_ID}"
+N1, E1, W1 = "Z-004", "Z-032", "Z-033"
+
+
+def moving(picture: dict[str, Any]) -> set[str]:
+    return {p["id"] for p in picture["evacuation"]["people"]}
+
+
+def picture_of(client: TestClient, incident_id: str) -> dict[str, Any]:
+    answer = client.get(f"{BASE}/{incident_id}")
+    assert answer.status_code == 200, answer.text
+    out: dict[str, Any] = answer.json()
+    return out
+
+
+def zones_of(picture: dict[str, Any]) -> dict[int, Any]:
+    return {
+        f["properties"]["level"]: shape(f["geometry"])
+        for f in picture["threat"]["features"]
+        if f["properties"]["kind"] == "threat_zone"
+    }
+
+
+def muster_area(zone_id: str) -> Any:
+    zones = json.loads((DEMO_SITE / "zones.geojson").read_text(encoding="utf-8"))
+    return next(shape(f["geometry"]) for f in zones["features"] if f["id"] == zone_id)
+
+
+def test_escalation_widens_and_deescalation_narrows_who_must_move(command: TestClient) -> None:
+    picture = activate(command)
+    incident = picture["incident"]["id"]
+    at_l2 = moving(picture)
+    on_site = picture["headcount"]["on_site"]
+    assert 0 < len(at_l2) < on_site  # L2: only the people inside a zone
+    answer = command.post(f"{BASE}/{incident}/escalate")
+    assert answer.status_code == 200, answer.text
+    at_l3 = picture_of(command, incident)
+    assert at_l3["incident"]["level"] == "L3"
+    assert len(moving(at_l3)) == on_site  # L3 (plant): everyone moves
+    assert command.post(f"{BASE}/{incident}/deescalate").status_code == 200
+    assert moving(picture_of(command, incident)) == at_l2
+
+
+def test_people_a_wind_change_reaches_get_a_route(command: TestClient) -> None:
+    picture = activate(command)
+    incident = picture["incident"]["id"]
+    reading = {"readings": [{"sensor_id": "S-005", "value": 3, "direction_deg": 270}]}
+    assert command.post(f"{SITE}/readings", json=reading).status_code == 200
+    after = picture_of(command, incident)
+    inside = set(after["exposure"]["inside"]["1"]["people"])
+    assert inside and inside != set(picture["exposure"]["inside"]["1"]["people"])
+    # Everyone inside a zone now must move, and each has a muster point or a trapped reason.
+    assert inside <= moving(after)
+    trapped = {t["id"] for t in after["evacuation"]["trapped"]}
+    for person in after["evacuation"]["people"]:
+        assert person["muster"] is not None or person["id"] in trapped
+
+
+def test_muster_points_inside_the_zones_are_not_used(command: TestClient) -> None:
+    # Wind from the west at L3: the plume runs east over E1 (reproduced: 9 people sent there).
+    picture = activate(command, chlorine("L3", wind_from_deg=270))
+    zones = zones_of(picture)
+    assert muster_area(E1).intersects(zones[2])
+    unusable = picture["evacuation"]["unusable_musters"]
+    assert E1 in unusable and "level" in unusable[E1]
+    assert all(p["muster"] != E1 for p in picture["evacuation"]["people"])
+    # Every muster point still used lies clear of levels 3 and 2.
+    for person in picture["evacuation"]["people"]:
+        if person["muster"] is not None:
+            assert not muster_area(person["muster"]).intersects(zones[2])
+
+
+def test_a_muster_point_at_the_edge_of_level_1_warns(command: TestClient) -> None:
+    picture = activate(command, chlorine("L3", wind_from_deg=270))
+    zones = zones_of(picture)
+    warnings = picture["evacuation"]["muster_warnings"]
+    for muster, text in warnings.items():
+        assert muster_area(muster).intersects(zones[1]) and "level 1" in text
+    for muster in (N1, E1, W1):
+        area = muster_area(muster)
+        if area.intersects(zones[1]) and not area.intersects(zones[2]):
+            assert muster in warnings
+
+
+def test_a_layer_edit_keeps_live_positions_and_replans(command: TestClient, db: Database) -> None:
+    picture = activate(command)
+    incident = picture["incident"]["id"]
+    n1 = muster_area(N1).centroid
+    moved = command.post(
+        f"{SITE}/positions",
+        json={
+            "positions": [{"person_id": p, "lon": n1.x, "lat": n1.y} for p in ("P-0001", "P-0002")]
+        },
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["headcount"]["at"][N1] == 2
+    # A planner changes an unrelated zone's capacity.
+    planner = sign_in(db, "planner-li", ["planner"])  # type: ignore[list-item]
+    feature = command.get(f"{SITE}/layers/zones/features/Z-001", headers=planner).json()
+    answer = command.patch(
+        f"{SITE}/layers/zones/features/Z-001",
+        json={"properties": {"capacity": 77, "version": feature["properties"]["version"]}},
+        headers=planner,
+    )
+    assert answer.status_code == 200, answer.text
+    assert incident in answer.headers["Rallypoint-Warning"]
+    after = picture_of(command, incident)
+    assert after["headcount"]["at"][N1] == 2
+    events = command.get(f"{SITE}/events").json()["events"]
+    changed = [e for e in events if e["type"] == "incident.network_changed"]
+    assert changed and changed[-1]["data"]["layers"] == ["zones"]
+
+
+def test_positions_carry_time_and_an_old_one_never_moves_anyone_back(
+    command: TestClient, clock: ManualClock
+) -> None:
+    now = clock.now()
+    n1 = muster_area(N1).centroid
+    later = {"person_id": "P-0003", "lon": n1.x, "lat": n1.y, "observed_at": now.isoformat()}
+    earlier = {
+        "person_id": "P-0003",
+        "lon": 121.35,
+        "lat": 30.72,
+        "observed_at": (now - timedelta(seconds=30)).isoformat(),
+    }
+    assert command.post(f"{SITE}/positions", json={"positions": [later]}).json()["accepted"] == 1
+    replay = command.post(f"{SITE}/positions", json={"positions": [earlier]}).json()
+    assert replay["accepted"] == 0 and replay["stale"] == ["P-0003"]
+    model = post_of(command).model(DEMO_ID)
+    row = model.person_row["P-0003"]
+    assert tuple(model.person_lonlat[row]) == (n1.x, n1.y)
+    assert replay["headcount"]["at"][N1] >= 1
+
+
+def test_positions_from_the_future_or_with_a_bad_time_are_refused(
+    command: TestClient, clock: ManualClock
+) -> None:
+    ahead = (clock.now() + timedelta(minutes=5)).isoformat()
+    row = {"person_id": "P-0003", "lon": 121.35, "lat": 30.72, "observed_at": ahead}
+    assert_problem(
+        command.post(f"{SITE}/positions", json={"positions": [row]}),
+        422,
+        field="positions.P-0003.observed_at",
+    )
+    naive = {**row, "observed_at": "2026-12-03T01:00:00"}
+    assert_problem(
+        command.post(f"{SITE}/positions", json={"positions": [naive]}),
+        422,
+        field="positions[0].observed_at",
+    )
+
+
+def test_stored_positions_reach_the_people_layer_and_a_new_picture(command: TestClient) -> None:
+    post = post_of(command)
+    n1 = muster_area(N1).centroid
+    body = {"positions": [{"person_id": "P-0004", "lon": n1.x, "lat": n1.y}]}
+    assert command.post(f"{SITE}/positions", json=body).status_code == 200
+    assert post.save_positions() == 1
+    feature = command.get(f"{SITE}/layers/people/features/P-0004").json()
+    assert feature["geometry"]["coordinates"] == [n1.x, n1.y]
+    assert feature["properties"]["seen_at"] is not None
+    box = ",".join(str(v) for v in shapely.buffer(n1, 1e-5).bounds)
+    found = command.get(f"{SITE}/layers/people", params={"bbox": box}).json()
+    assert "P-0004" in {f["id"] for f in found["features"]}
+    snapshot = post.site_snapshot(DEMO_ID)
+    assert snapshot["positions"]["P-0004"][:2] == [n1.x, n1.y]
+
+
+def test_the_same_plan_twice_at_the_same_place_is_refused(command: TestClient) -> None:
+    first = activate(command)["incident"]["id"]
+    again = command.post(BASE, json=chlorine())
+    problem = assert_problem(again, 409, field="plan_id")
+    assert problem["incident_id"] == first
+    second = command.post(BASE, json={**chlorine(), "second_incident": True})
+    assert second.status_code == 201, second.text
+    assert second.json()["incident"]["id"] != first
+
+
+def test_a_sensor_proposal_for_a_running_plan_points_to_the_incident(
+    command: TestClient,
+) -> None:
+    incident = activate(command)["incident"]["id"]
+    # S-061 is a chlorine detector in the chlorine store, downwind inside the release's zones.
+    body = {"readings": [{"sensor_id": "S-061", "value": 5.0}]}
+    events = command.post(f"{SITE}/readings", json=body).json()["events"]
+    [proposal] = [e for e in events if e["type"] == "plan.proposed"]
+    assert "chlorine-leak" not in proposal["data"]["plans"]
+    assert proposal["data"]["running"]["chlorine-leak"] == incident
+
+
+def test_stand_down_with_people_missing_needs_force_and_a_reason(command: TestClient) -> None:
+    incident = activate(command)["incident"]["id"]
+    refused = assert_problem(command.post(f"{BASE}/{incident}/stand-down"), 409, field="force")
+    assert refused["missing"] and refused["open_steps"]
+    assert_problem(
+        command.post(f"{BASE}/{incident}/stand-down", json={"force": True}), 422, field="reason"
+    )
+    answer = command.post(
+        f"{BASE}/{incident}/stand-down", json={"force": True, "reason": "drill ended early"}
+    )
+    assert answer.status_code == 200, answer.text
+    [closing] = [e for e in answer.json()["events"] if e["type"] == "incident.closed"]
+    assert closing["data"]["forced"] and closing["data"]["reason"] == "drill ended early"
+    assert closing["data"]["missing"] == refused["missing"]
+
+
+def test_a_closed_incident_stays_readable_and_listed(command: TestClient) -> None:
+    picture = activate(command)
+    incident = picture["incident"]["id"]
+    command.post(f"{BASE}/{incident}/stand-down", json={"force": True, "reason": "test"})
+    closed = picture_of(command, incident)
+    assert closed["incident"]["status"] == "closed"
+    assert closed["incident"]["closed"]["forced"] is True
+    assert closed["threat"] == picture["threat"]
+    assert len(closed["plan"]["steps"]) == len(picture["plan"]["steps"])
+    listed = command.get(BASE, params={"state": "closed"}).json()["incidents"]
+    assert [i["id"] for i in listed] == [incident]
+    assert listed[0]["closed_by"] == "cmd-zhou"
+    assert command.get(BASE).json()["incidents"] == []
+    today = datetime.now(UTC)
+    window = {
+        "state": "all",
+        "from": (today + timedelta(days=1)).isoformat(),
+        "to": (today + timedelta(days=2)).isoformat(),
+    }
+    assert command.get(BASE, params=window).json()["incidents"] == []
+
+
+def test_people_who_walk_into_the_zone_get_a_route_from_where_they_are(
+    command: TestClient,
+) -> None:
+    picture = activate(command)
+    incident = picture["incident"]["id"]
+    zones = zones_of(picture)
+    before = moving(picture)
+    post = post_of(command)
+    model = post.model(DEMO_ID)
+    xy = model.person_lonlat
+    hit = np.asarray(shapely.intersects_xy(zones[1], xy[:, 0], xy[:, 1]), dtype=bool)
+    walker = next(model.person_ids[i] for i in np.flatnonzero(~hit))
+    assert walker not in before
+    into = zones[1].difference(zones[2]).representative_point()
+    answer = command.post(
+        f"{SITE}/positions",
+        json={"positions": [{"person_id": walker, "lon": into.x, "lat": into.y}]},
+    ).json()
+    [moved] = [e for e in answer["events"] if e["type"] == "incident.people_moved"]
+    assert walker in moved["data"]["entered"] and walker in moved["data"]["must_move"]
+    after = picture_of(command, incident)
+    [row] = [p for p in after["evacuation"]["people"] if p["id"] == walker]
+    trapped = {t["id"] for t in after["evacuation"]["trapped"]}
+    assert row["muster"] is not None or walker in trapped
+    # The route starts where they are now: the same as a route asked for from that point.
+    asked = command.get(f"{BASE}/{incident}/route", params={"person": walker}).json()
+    assert asked["muster"] == row["muster"]
+    if row["walk_time_s"] is not None:
+        assert abs(asked["walk_time_s"] - row["walk_time_s"]) < 0.2
