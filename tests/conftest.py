@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
