@@ -24,6 +24,7 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
+from pyproj import Transformer
 from shapely.geometry import shape
 
 from command.hub import Hub
@@ -54,7 +55,23 @@ SOURCES = [
     for f in ZONES
     if f["id"] in ("Z-027", "Z-010", "Z-020")
 ]
-TRAPPED_REASONS = ("from the network", "closed", "threat zone", "cut off", "no usable muster")
+TRAPPED_CAUSES = {"off_network", "no_muster", "cut_off", "zone", "closed"}
+#: The demo network read from the fixture file, in metres (UTM zone 51N), to check trapped
+#: reasons independently: anyone held back by the zone, a closure or a cut-off part of the
+#: network stands within snapping distance (50 m) of it.
+TO_UTM = Transformer.from_crs("EPSG:4326", "EPSG:32651", always_xy=True)
+NETWORK_M = shapely.STRtree(
+    shapely.transform(
+        [shape(f["geometry"]) for f in NETWORK],
+        lambda xy: np.column_stack(TO_UTM.transform(xy[:, 0], xy[:, 1])),
+    )
+)
+
+
+def metres_from_network(lon: float, lat: float) -> float:
+    point = shapely.Point(TO_UTM.transform(lon, lat))
+    nearest = NETWORK_M.geometries[NETWORK_M.nearest(point)]
+    return float(point.distance(nearest))
 
 
 @pytest.fixture(scope="module")
@@ -223,11 +240,17 @@ class LivePicture(RuleBasedStateMachine):
             assert inside <= set(listed)
             if incident["incident"]["level"] in ("L3", "L4"):
                 assert len(listed) == PEOPLE
+            causes = {t["id"]: t for t in evacuation["trapped"]}
             for pid, person in listed.items():
-                if person["muster"] is None:
-                    assert any(r in trapped[pid] for r in TRAPPED_REASONS), trapped[pid]
-                else:
+                if person["muster"] is not None:
                     assert person["muster"] not in unusable
+                    continue
+                why = causes[pid]
+                assert why["cause"] in TRAPPED_CAUSES and why["reason"] == trapped[pid]
+                if why["cause"] == "no_muster":
+                    assert unusable == set(MUSTER_AREAS)
+                elif why["cause"] in ("zone", "closed", "cut_off"):
+                    assert metres_from_network(why["lon"], why["lat"]) <= 50.5
 
     @invariant()
     def the_live_picture_equals_one_rebuilt_from_the_log(self) -> None:

@@ -13,9 +13,13 @@ import shapely
 from fastapi.testclient import TestClient
 from shapely.geometry import shape
 
+from command.app import create_app
+from command.auth import Role
+from command.settings import Settings
 from gis.storage.db import Database
 from plans.clock import ManualClock
-from tests.conftest import DEMO_ID, DEMO_SITE, sign_in
+from plans.store import load_plan_files
+from tests.conftest import DEMO_ID, DEMO_PLANS, DEMO_SITE, sign_in
 from tests.problems import assert_problem
 from tests.test_incidents import BASE, activate, chlorine, post_of
 
@@ -276,3 +280,22 @@ def test_people_who_walk_into_the_zone_get_a_route_from_where_they_are(
     assert asked["muster"] == row["muster"]
     if row["walk_time_s"] is not None:
         assert abs(asked["walk_time_s"] - row["walk_time_s"]) < 0.2
+
+
+def test_positions_survive_a_restart(db: Database, clock: ManualClock) -> None:
+    """Shutdown stores the last positions; a new server starts from them, and an incident it
+    recovers counts people where they are."""
+    with db.write() as session:
+        load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test")
+    settings = Settings(database_url=str(db.engine.url))
+    n1 = muster_area(N1).representative_point()
+    body = {"positions": [{"person_id": p, "lon": n1.x, "lat": n1.y} for p in ("P-0005", "P-0006")]}
+    with TestClient(create_app(settings, database=db, clock=clock, ticking=False)) as first:
+        first.headers.update(sign_in(db, "cmd-restart", [Role.COMMANDER]))
+        incident = activate(first)["incident"]["id"]
+        assert first.post(f"{SITE}/positions", json=body).status_code == 200
+    with TestClient(create_app(settings, database=db, clock=clock, ticking=False)) as second:
+        second.headers.update(sign_in(db, "cmd-restart", [Role.COMMANDER]))
+        model = post_of(second).model(DEMO_ID)
+        assert tuple(model.person_lonlat[model.person_row["P-0005"]]) == (n1.x, n1.y)
+        assert picture_of(second, incident)["headcount"]["at"][N1] >= 2
