@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,8 @@ def line(label: str, values: list[float]) -> str:
 
 def run(url: str, site_id: str, centre: tuple[float, float], seconds: float) -> list[str]:
     db = Database(make_engine(url))
-    clock = ManualClock()
+    # After the generated people were last seen, so that live positions are newer.
+    clock = ManualClock(datetime.now(UTC))
     post = CommandPost(db, Hub(), clock, SiteModels(db))
     out: list[str] = []
     build = timed(lambda: post.model(site_id))
@@ -128,8 +129,9 @@ def run(url: str, site_id: str, centre: tuple[float, float], seconds: float) -> 
         clock.advance(timedelta(milliseconds=10))
         move = {pid: (float(lon), float(lat), None)}
         start_one = time.perf_counter()
-        post.positions(site_id, move)
+        taken = post.positions(site_id, move)
         singles.append((time.perf_counter() - start_one) * 1000)
+        assert taken["accepted"] == 1, taken
     out.append(line("positions() with one moved person (whole server path)", singles))
     routes = shown.routes
     rows = np.array([int(outside[0])])
@@ -155,6 +157,7 @@ def run(url: str, site_id: str, centre: tuple[float, float], seconds: float) -> 
         t0 = time.perf_counter()
         answer = post.positions(site_id, moves)
         per_batch.append((time.perf_counter() - t0) * 1000)
+        assert answer["accepted"] == len(moves), answer["stale"][:5]
         entered += sum(len(e["data"].get("entered", {})) for e in answer["events"])
     busy = sum(per_batch) / 1000
     wall = time.perf_counter() - start

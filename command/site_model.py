@@ -29,6 +29,7 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from command.sensors import Sensor
@@ -39,6 +40,7 @@ from gis.model import LAYERS
 from gis.sites import Site, load_site
 from gis.spatial_index import revision_token
 from gis.storage.db import Database
+from gis.storage.tables import LayerRevision
 from routing.evacuation import MusterPoints
 from routing.graph import (
     Mode,
@@ -82,10 +84,29 @@ class SiteModel:
     #: Which build of the site's model this is: incidents re-plan on a new one.
     build: int = field(default_factory=lambda: next(_BUILDS))
 
+    #: Per person, the muster point (its index in ``muster_areas``) whose area their latest
+    #: position lies in, or -1: the headcount, kept up to date for the people who move.
+    person_muster: np.ndarray = field(init=False, repr=False)
+    _muster_tree: shapely.STRtree = field(init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.person_row = {pid: i for i, pid in enumerate(self.person_ids)}
         if len(self.person_seen_at) != len(self.person_ids):
             self.person_seen_at = np.full(len(self.person_ids), -np.inf)
+        self._muster_tree = shapely.STRtree(list(self.muster_areas.values()))
+        self.person_muster = self.muster_at(self.person_lonlat)
+
+    def muster_at(self, lonlat: np.ndarray) -> np.ndarray:
+        """Per position, the first muster point (in ``muster_areas`` order) whose area holds
+        it, or -1."""
+        out = np.full(len(lonlat), -1, dtype=np.int64)
+        if not len(lonlat) or not self.muster_areas:
+            return out
+        points = shapely.points(np.asarray(lonlat, dtype=np.float64).reshape(-1, 2))
+        at, area = self._muster_tree.query(points, predicate="intersects")
+        first = np.full(len(lonlat), len(self.muster_areas), dtype=np.int64)
+        np.minimum.at(first, at, area)
+        return np.where(first < len(self.muster_areas), first, -1)
 
     @property
     def foot(self) -> NetworkGraph:
@@ -99,9 +120,16 @@ class SiteModel:
 
 
 def _tokens(db: Database, site_id: str) -> dict[str, str | None]:
+    """Each layer's revision token, in one query (asked on every use of the model)."""
     with db.read() as session:
         load_site(session, site_id)
-        return {layer: revision_token(session, site_id, layer) for layer in LAYERS}
+        rows = session.execute(
+            select(LayerRevision.layer, LayerRevision.token).where(
+                LayerRevision.site_id == site_id
+            )
+        )
+        found = {str(layer): token for layer, token in rows}
+    return {layer: found.get(layer) for layer in LAYERS}
 
 
 @dataclass(frozen=True)
@@ -474,6 +502,9 @@ def move_people(model: SiteModel, moves: Mapping[str, tuple[float, float, float]
         times = seen.copy()
         times[rows] = data[:, 2]
         model.person_seen_at = times
+        at_muster = model.person_muster.copy()
+        at_muster[rows] = model.muster_at(xy)
+        model.person_muster = at_muster
         model.positions_version += 1
         if model.people_snapped is not None and "foot" in model.graphs:
             moved = snap(model.graphs["foot"], xy)
@@ -502,15 +533,13 @@ def headcount(model: SiteModel, moving: np.ndarray | None = None) -> dict[str, A
     """Who is at which muster point now, from the people's last known positions; with
     ``moving`` (indices of the people who must move), who of them is still missing, and
     where they were last seen."""
-    xy = model.person_lonlat
-    counts: dict[str, int] = {}
-    accounted = np.zeros(len(model.person_ids), dtype=bool)
-    for muster, area in model.muster_areas.items():
-        inside = np.asarray(shapely.intersects_xy(area, xy[:, 0], xy[:, 1]), dtype=bool)
-        counts[muster] = int((inside & ~accounted).sum())
-        accounted |= inside
+    with model.lock:
+        xy, at_muster = model.person_lonlat, model.person_muster
+    musters = list(model.muster_areas)
+    counts = np.bincount(at_muster[at_muster >= 0], minlength=len(musters))
+    accounted = at_muster >= 0
     out: dict[str, Any] = {
-        "at": counts,
+        "at": {m: int(n) for m, n in zip(musters, counts.tolist(), strict=True)},
         "accounted": int(accounted.sum()),
         "on_site": len(model.person_ids),
     }
