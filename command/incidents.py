@@ -804,16 +804,37 @@ def route_forest(routes: EvacuationRoutes, people: np.ndarray) -> dict[str, Any]
     }
 
 
+def evacuees(routes: EvacuationRoutes, people: np.ndarray) -> list[dict[str, Any]]:
+    """Per person who must move: their muster point, walk and whether they start inside the
+    innermost zone (numbers to 0.1, None where there is no route)."""
+
+    def column(values: np.ndarray) -> list[float | None]:
+        picked = values[people]
+        rounded: list[float] = np.round(np.where(np.isfinite(picked), picked, 0.0), 1).tolist()
+        return [
+            r if ok else None for r, ok in zip(rounded, np.isfinite(picked).tolist(), strict=True)
+        ]
+
+    ids = [routes.person_ids[i] for i in people.tolist()]
+    names = [*routes.muster_ids, None]
+    musters = [names[m] for m in routes.muster[people].tolist()]  # -1: the None at the end
+    inside = routes.inside_inner_zone[people].tolist()
+    return [
+        {"id": i, "muster": m, "walk_time_s": w, "length_m": n, "inside_innermost_zone": z}
+        for i, m, w, n, z in zip(
+            ids, musters, column(routes.walk_time_s), column(routes.length_m), inside, strict=True
+        )
+    ]
+
+
 def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any]:
     """Everything a map wall shows about one incident, as of event ``seq``."""
     routes = incident.routes
     people = incident.moving
     muster_ids = routes.muster_ids
-
-    def number(value: float) -> float | None:
-        return round(float(value), 1) if np.isfinite(value) else None
-
     state = incident.run.state
+    must = np.zeros(len(routes.person_ids), dtype=bool)
+    must[people] = True
     return {
         "seq": seq,
         "incident": {
@@ -831,17 +852,13 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
         "threat": incident.assessment.as_geojson(),
         "exposure": incident.exposure.as_dict(),
         "evacuation": {
-            "people": [
-                {
-                    "id": routes.person_ids[int(i)],
-                    "muster": muster_ids[routes.muster[i]] if routes.muster[i] >= 0 else None,
-                    "walk_time_s": number(routes.walk_time_s[i]),
-                    "length_m": number(routes.length_m[i]),
-                    "inside_innermost_zone": bool(routes.inside_inner_zone[i]),
-                }
-                for i in people
+            "people": evacuees(routes, people),
+            # Of those who must move: the others' routes are kept, not shown.
+            "trapped": [
+                t.__dict__
+                for t, row in zip(routes.trapped, routes.trapped_rows.tolist(), strict=True)
+                if must[row]
             ],
-            "trapped": [t.__dict__ for t in routes.trapped],
             "unusable_musters": routes.unusable_musters,
             "muster_warnings": routes.muster_warnings,
             "no_usable_muster": (
@@ -861,7 +878,7 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
                     "id": r.id,
                     "mode": r.mode,
                     "travel_time_s": round(r.travel_time_s, 1),
-                    "route": [[round(x, 7), round(y, 7)] for x, y in r.route],
+                    "route": np.round(np.asarray(r.route, dtype=np.float64), 7).tolist(),
                 }
                 for r in found
             ]

@@ -16,7 +16,9 @@ zones, exposure and routes are recomputed from the logged request and the curren
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +71,10 @@ MAX_WIND_M_S = 120.0
 #: A position observed this many seconds after the server's clock is refused (a device clock
 #: far ahead would otherwise hold everyone's later positions back).
 MAX_CLOCK_AHEAD_S = 60.0
+#: A picture owed because people walked into a zone is sent at most this often per incident
+#: (seconds): at 5,000 positions a second, people enter every batch, and a picture of an L3
+#: incident is a megabyte. The rest go with a later batch or the next second's tick.
+PICTURE_EVERY_S = 0.5
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
 #: much (degrees) or the speed changes by 1 m/s or more.
 WIND_CHANGE_DEG = 10.0
@@ -109,6 +115,10 @@ class CommandPost:
         #: site -> the build of its site model the incidents are planned on.
         self._planned_on: dict[str, int] = {}
         self._planned_tokens: dict[str, dict[str, str | None]] = {}
+        #: Incidents whose new picture (people who must move now) is owed to the walls, and
+        #: when each incident's picture was last sent (time.monotonic()).
+        self._picture_due: set[str] = set()
+        self._picture_sent: dict[str, float] = {}
         #: Positions ignored because the position held was observed later, per site.
         self.stale_positions: dict[str, int] = {}
 
@@ -178,12 +188,28 @@ class CommandPost:
         self.hub.publish(model.site.id, messages)
 
     def _picture_message(self, model: SiteModel, incident: Incident, seq: int) -> dict[str, Any]:
+        self._picture_due.discard(incident.id)
+        self._picture_sent[incident.id] = time.monotonic()
         return {
             "type": "incident",
             "seq": seq,
             "incident_id": incident.id,
             "snapshot": snapshot(model, incident, seq=seq),
         }
+
+    def _due_pictures(self, model: SiteModel, seq: int, *, wait: bool) -> list[dict[str, Any]]:
+        """The pictures owed to walls because people must move now, at most one per incident
+        each :data:`PICTURE_EVERY_S` (``wait``), or all of them (the ticker's call)."""
+        now = time.monotonic()
+        out = []
+        for incident_id in sorted(self._picture_due):
+            incident = self.incidents.get(incident_id)
+            if incident is None or incident.site_id != model.site.id:
+                continue
+            sent = self._picture_sent.get(incident_id, -math.inf)
+            if not wait or now - sent >= PICTURE_EVERY_S:
+                out.append(self._picture_message(model, incident, seq))
+        return out
 
     def layer_changed(self, site_id: str) -> dict[str, Any] | None:
         """After a layer write: the site model is rebuilt now and the active incidents are
@@ -432,6 +458,14 @@ class CommandPost:
                     self._track(logged)
                     self.hub.publish(site_id, [event_message(e) for e in logged])
                     out += logged
+            # Pictures owed to the walls since people walked into a zone: all of them now.
+            owed = {self.incidents[i].site_id for i in self._picture_due if i in self.incidents}
+            for site_id in sorted(owed):
+                model = self.model(site_id)
+                with self.db.read() as session:
+                    seq = event_log.last_seq(session, site_id)
+                self.hub.publish(site_id, self._due_pictures(model, seq, wait=False))
+            self._picture_due.clear()
             return out
 
     def acknowledge(self, site_id: str, seq: int, *, actor: str) -> event_log.LoggedEvent:
@@ -634,19 +668,7 @@ class CommandPost:
             self.last_readings.setdefault(site_id, {}).update(latest)
             if not logged:
                 return []
-            messages = [event_message(e) for e in logged]
-            for incident, again in pictures:
-                again.apply(incident)
-                incident.seq = logged[-1].seq
-                messages.append(
-                    {
-                        "type": "incident",
-                        "seq": logged[-1].seq,
-                        "incident_id": incident.id,
-                        "snapshot": snapshot(model, incident, seq=logged[-1].seq),
-                    }
-                )
-            self.hub.publish(site_id, messages)
+            self._publish_pictures(model, pictures, logged)
             return logged
 
     def route(
@@ -799,7 +821,8 @@ class CommandPost:
                 f.apply(incident)
                 if f.must_move:  # new people to route: the wall draws them from the picture
                     incident.seq = seq
-                    messages.append(self._picture_message(model, incident, seq))
+                    self._picture_due.add(incident.id)
+            messages += self._due_pictures(model, seq, wait=True)
             messages.append(
                 {
                     "type": "positions",

@@ -141,6 +141,11 @@ class EvacuationRoutes:
     _search: EvacuationSearch = field(repr=False)
 
     @property
+    def trapped_rows(self) -> IntArray:
+        """Per entry of ``trapped``, the person's index."""
+        return self._trapped_rows
+
+    @property
     def search(self) -> EvacuationSearch:
         """The incident's search these routes were read from."""
         return self._search

@@ -15,7 +15,11 @@ from shapely.geometry import shape
 
 from command.app import create_app
 from command.auth import Role
+from command.hub import Hub
+from command.incidents import ActivationRequest
+from command.post import CommandPost
 from command.settings import Settings
+from command.site_model import SiteModels
 from gis.storage.db import Database
 from plans.clock import ManualClock
 from plans.store import load_plan_files
@@ -299,3 +303,44 @@ def test_positions_survive_a_restart(db: Database, clock: ManualClock) -> None:
         model = post_of(second).model(DEMO_ID)
         assert tuple(model.person_lonlat[model.person_row["P-0005"]]) == (n1.x, n1.y)
         assert picture_of(second, incident)["headcount"]["at"][N1] >= 2
+
+
+def test_walls_get_the_picture_when_people_must_move_at_most_twice_a_second(
+    db: Database, clock: ManualClock
+) -> None:
+    """The first person who must move sends a new picture at once; one more within half a
+    second is owed, and the next tick sends it, with their route."""
+    with db.write() as session:
+        load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test")
+    hub = Hub()
+    post = CommandPost(db, hub, clock, SiteModels(db))
+    incident, _ = post.activate(DEMO_ID, ActivationRequest.model_validate(chlorine()), actor="cmd")
+    zones = post.incidents[incident].assessment.zones
+    ring = next(z for z in zones if z.level == 1).geometry.difference(
+        next(z for z in zones if z.level == 2).geometry
+    )
+    model = post.model(DEMO_ID)
+    xy = model.person_lonlat
+    outer = next(z for z in zones if z.level == 1).geometry
+    outside = np.flatnonzero(~shapely.intersects_xy(outer, xy[:, 0], xy[:, 1]))
+    first, second = (model.person_ids[int(i)] for i in outside[:2])
+    spot = ring.representative_point()
+
+    def pictures(subscriber: Any) -> list[dict[str, Any]]:
+        out = []
+        while not subscriber.queue.empty():
+            message = subscriber.queue.get_nowait()
+            if message["type"] == "incident":
+                out.append(message["snapshot"])
+        return out
+
+    with hub.subscribe(DEMO_ID) as wall:
+        post.positions(DEMO_ID, {first: (spot.x, spot.y, None)})
+        [now] = pictures(wall)
+        assert first in moving(now)
+        post.positions(DEMO_ID, {second: (spot.x, spot.y, None)})
+        assert pictures(wall) == []  # owed, not yet sent
+        assert second in moving(post.site_snapshot(DEMO_ID)["incidents"][0])  # the picture has it
+        post.tick()
+        [owed] = pictures(wall)
+        assert second in moving(owed)
