@@ -716,6 +716,10 @@ async def bench(app: FastAPI, setup: Setup, base: str, args: argparse.Namespace)
         await activation_runs(http, sub, DEMO_ID, demo_bodies(), 2, clock)  # warm up
         runs = await activation_runs(http, sub, DEMO_ID, demo_bodies(), args.repeat, clock)
         out.add(*report_activations("[1] demo site", runs, 100.0))
+        out.add(
+            "  each run, activation -> incident message, ms: "
+            + " ".join(f"{r.to_incident_ms:.0f}" for r in runs)
+        )
         # Stood-down incidents leave memory: one more, kept, for the in-process breakdown.
         kept = await activate_once(http, sub, DEMO_ID, demo_bodies()[-1], clock)
         out.add(breakdown(post, DEMO_ID, kept.incident_id))
