@@ -124,9 +124,7 @@ def _tokens(db: Database, site_id: str) -> dict[str, str | None]:
     with db.read() as session:
         load_site(session, site_id)
         rows = session.execute(
-            select(LayerRevision.layer, LayerRevision.token).where(
-                LayerRevision.site_id == site_id
-            )
+            select(LayerRevision.layer, LayerRevision.token).where(LayerRevision.site_id == site_id)
         )
         found = {str(layer): token for layer, token in rows}
     return {layer: found.get(layer) for layer in LAYERS}
