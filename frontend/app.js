@@ -237,6 +237,7 @@ class Wall {
     this.incidents = new Map(); // id -> {picture, layers, element, events}
     this.pending = new Map(); // incident id -> timer fetching its picture
     this.people = new Map(); // person id -> [lon, lat]
+    this.musterAreas = new Map(); // muster id -> its zone feature (the incident marks verdicts)
     this.resourcesById = new Map(); // resource id -> feature
     this.musters = new Map(); // muster zone id -> name
     this.sensors = new Map(); // sensor id -> feature
@@ -308,7 +309,10 @@ class Wall {
         layer.bindTooltip(`${label} (${f.properties.kind}, ${f.properties.risk_grade})`, { sticky: true });
       },
     }).addTo(this.map);
-    for (const f of zones.features.filter(isMuster)) this.musters.set(String(f.id), f.properties.name);
+    for (const f of zones.features.filter(isMuster)) {
+      this.musters.set(String(f.id), f.properties.name);
+      this.musterAreas.set(String(f.id), f);
+    }
     L.geoJSON(network, {
       pane: "network",
       interactive: false,
@@ -565,9 +569,38 @@ class Wall {
         .bindTooltip(`Source: ${picture.incident.plan_id}`)
         .addTo(group);
     }
+    this.drawMusterVerdicts(picture.evacuation, group);
     this.drawRoutes(picture.incident.id, picture.evacuation, group);
     this.drawResources(picture.resources, group);
     return group;
+  }
+
+  // Muster points the zones rule out, outlined in red and crossed; those at the edge of level 1
+  // in orange. The tooltip is set as text, never as HTML.
+  drawMusterVerdicts(evacuation, group) {
+    const verdicts = [
+      ...Object.entries(evacuation.unusable_musters || {}).map(([id, why]) => [id, why, "unusable"]),
+      ...Object.entries(evacuation.muster_warnings || {}).map(([id, why]) => [id, why, "warning"]),
+    ];
+    for (const [id, why, verdict] of verdicts) {
+      const area = this.musterAreas.get(id);
+      if (!area) continue;
+      const unusable = verdict === "unusable";
+      const name = this.musters.get(id) || id;
+      L.geoJSON(area, {
+        pane: "threat",
+        style: {
+          className: `rp-muster-${verdict} rp-mv-${String(id).replace(/\s/g, "_")}`,
+          color: unusable ? "#b2182b" : "#d95f0e",
+          weight: 4,
+          dashArray: unusable ? "2 6" : "8 4",
+          fillColor: unusable ? "#b2182b" : "#d95f0e",
+          fillOpacity: unusable ? 0.25 : 0.1,
+        },
+      })
+        .bindTooltip(el("span", {}, `${name}: ${unusable ? "not used — " : ""}${why}`), { sticky: true })
+        .addTo(group);
+    }
   }
 
   // The routes come as one forest: `next` leads each node towards its muster point, and

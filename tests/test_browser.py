@@ -1018,3 +1018,47 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
 
     assert watched.outside() == []
     assert watched.unexpected_errors(404) == []
+
+
+def test_the_wall_shows_muster_verdicts_threat_notes_and_a_layer_change(
+    server: LiveServer, watched: Watched
+) -> None:
+    """Wind from the west at L3: E1 lies in the plume, and the wall says it is not used; the
+    chlorine plume's notes (a dense gas) are shown; a planner's edit during the incident puts a
+    warning on the incident; an alarm for the running plan points to the incident."""
+    west = {**CHLORINE, "level": "L3", "hazard": {**CHLORINE["hazard"], "wind_from_deg": 270}}
+    activated = httpx.post(
+        f"{server.base}/api/sites/{DEMO_ID}/incidents", json=west, headers=sign_in(server)
+    )
+    assert activated.status_code == 201, activated.text
+    incident = activated.json()["incident"]["id"]
+    card = f".incident[data-incident='{incident}']"
+    page = watched.page
+    page.goto(f"{server.base}/")
+    page.fill("#username", COMMANDER)
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-submit")
+    page.click(f"#site-list button[data-site='{DEMO_ID}']")
+    page.wait_for_selector(f"{card} .muster-unusable[data-muster='Z-032']")
+    assert "not used" in page.inner_text(f"{card} .muster-unusable[data-muster='Z-032']")
+    assert "heavier than air" in page.inner_text(f"{card} .threat-notes")
+    assert count(page, "path.rp-muster-unusable.rp-mv-Z-032") == 1  # marked on the map too
+
+    planner = sign_in(server, PLANNER)
+    zone = httpx.get(
+        f"{server.base}/api/sites/{DEMO_ID}/layers/zones/features/Z-001", headers=planner
+    ).json()
+    edited = httpx.patch(
+        f"{server.base}/api/sites/{DEMO_ID}/layers/zones/features/Z-001",
+        json={"properties": {"capacity": 9, "version": zone["properties"]["version"]}},
+        headers=planner,
+    )
+    assert edited.status_code == 200, edited.text
+    page.wait_for_selector(f"{card} .layers-changed")
+    assert "zones" in page.inner_text(f"{card} .layers-changed")
+
+    alarm = {"readings": [{"sensor_id": "S-066", "value": 5.0}]}  # downwind, in the plume
+    httpx.post(f"{server.base}/api/sites/{DEMO_ID}/readings", json=alarm, headers=sign_in(server))
+    page.wait_for_selector(".proposal-running[data-plan='chlorine-leak']")
+    assert page.get_attribute(".proposal-running", "data-incident") is not None
+    assert watched.errors == []
