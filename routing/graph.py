@@ -580,7 +580,8 @@ def _to_metric(crs: SiteCRS, xy: FloatArray, offsets: IntArray) -> npt.NDArray[n
 
 
 def graph_from_osm(path: Path, *, mode: Mode, speeds: TravelSpeeds | None = None) -> NetworkGraph:
-    """A graph straight from an OpenStreetMap XML file (read with OSMnx's ``graph_from_xml``)."""
+    """A graph straight from an OpenStreetMap XML file, filtered as the importer filters it
+    (:mod:`gis.osm`: only the ways people or vehicles travel)."""
     from gis.osm import read_osm_edges
 
     features, osm = read_osm_edges(path)
