@@ -830,7 +830,9 @@ def evacuees(routes: EvacuationRoutes, people: np.ndarray) -> list[dict[str, Any
 def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any]:
     """Everything a map wall shows about one incident, as of event ``seq``."""
     routes = incident.routes
-    people = incident.moving
+    # Rows of routes kept from a site model whose people have changed since (its re-plan
+    # failed, and the event said so) are shown as far as they go.
+    people = incident.moving[incident.moving < len(routes.person_ids)]
     muster_ids = routes.muster_ids
     state = incident.run.state
     must = np.zeros(len(routes.person_ids), dtype=bool)

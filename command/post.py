@@ -41,6 +41,7 @@ from command.incidents import (
     activate,
     follow_positions,
     must_move,
+    people_levels,
     plan_drafts,
     reassess,
     route_from,
@@ -56,7 +57,14 @@ from command.site_model import (
     headcount,
     move_people,
 )
-from gis.errors import FieldError, IllegalTransition, IncidentConflict, InvalidInput, NotFound
+from gis.errors import (
+    FieldError,
+    IllegalTransition,
+    IncidentConflict,
+    InvalidInput,
+    NotFound,
+    RallypointError,
+)
 from gis.storage.db import Database
 from gis.storage.tables import EventRow
 from plans.clock import Clock
@@ -129,10 +137,10 @@ class CommandPost:
         positions over, and the site's active incidents are planned again on it (an
         ``incident.network_changed`` event each, and a new picture)."""
         model = self.models.get(site_id)
-        if self._planned_on.get(site_id) == model.build:
+        if not self._replan_due(model):
             return model
         with self._lock:
-            if self._planned_on.get(site_id) != model.build:
+            if self._replan_due(model):
                 live = self.live.get(site_id)
                 if live:
                     move_people(model, live)
@@ -143,16 +151,52 @@ class CommandPost:
                 self._planned_tokens[site_id] = dict(model.tokens)
         return model
 
+    def _replan_due(self, model: SiteModel) -> bool:
+        """Whether the site's incidents are not all planned on ``model`` (a new build, or an
+        incident activated on the one before while it was being replaced)."""
+        site_id = model.site.id
+        return self._planned_on.get(site_id) != model.build or any(
+            i.site_id == site_id and i.model_build != model.build
+            for i in list(self.incidents.values())
+        )
+
+    def _current(self, model: SiteModel) -> SiteModel:
+        """``model``, or the site's newer one if the incidents were planned again on it since
+        ``model`` was taken (call under the lock: incident rows follow the model's people)."""
+        if self._planned_on.get(model.site.id) == model.build:
+            return model
+        return self.model(model.site.id)
+
     def _replan(self, model: SiteModel, layers: list[str]) -> None:
         site_id = model.site.id
-        pictures = [
-            (incident, reassess(model, incident))
-            for incident in self.incidents.values()
-            if incident.site_id == site_id and incident.model_build != model.build
-        ]
-        if not pictures:
+        pictures = []
+        refused: list[event_log.Draft] = []
+        for incident in list(self.incidents.values()):
+            if incident.site_id != site_id or incident.model_build == model.build:
+                continue
+            try:
+                pictures.append((incident, reassess(model, incident)))
+            except RallypointError as exc:
+                # The new layers cannot carry this incident (no walkable network left, no
+                # muster point): the commander is told, and the last picture stays up.
+                log.warning("incident %s could not be planned again: %s", incident.id, exc)
+                refused.append(
+                    event_log.Draft(
+                        "incident.network_changed",
+                        "system",
+                        {"layers": layers, "error": exc.detail, "kept_last_picture": True},
+                        incident.id,
+                    )
+                )
+                incident.model_build = model.build  # told once, not on every request
+                if len(incident.levels) != len(model.person_ids):  # the people changed too
+                    with model.lock:
+                        lonlat = model.person_lonlat
+                    incident.levels = people_levels(incident.assessment.zones, lonlat)
+                    incident.moving = must_move(incident.run.state.level, incident.levels)
+        if not pictures and not refused:
             return
-        drafts = [
+        drafts = refused + [
             event_log.Draft(
                 "incident.network_changed",
                 "system",
@@ -170,6 +214,9 @@ class CommandPost:
         ]
         with self.db.write() as session:
             logged = event_log.append_many(session, site_id, drafts)
+        if not pictures:
+            self.hub.publish(site_id, [event_message(e) for e in logged])
+            return
         self._publish_pictures(model, pictures, logged)
 
     def _publish_pictures(
@@ -388,6 +435,7 @@ class CommandPost:
         ``force`` and a reason, and both are logged with what was open."""
         model = self.model(site_id)
         with self._lock:
+            model = self._current(model)
             incident = self.incident(site_id, incident_id)
             count = headcount(model, incident.moving)
             missing = [m["id"] for m in count["missing"]]
@@ -781,6 +829,7 @@ class CommandPost:
             )
         timed = {pid: (x, y, (at or now).timestamp()) for pid, (x, y, at) in moves.items()}
         with self._lock:
+            model = self._current(model)
             moved = move_people(model, timed)
             if moved.unknown:
                 log.info(

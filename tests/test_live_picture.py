@@ -344,3 +344,31 @@ def test_walls_get_the_picture_when_people_must_move_at_most_twice_a_second(
         post.tick()
         [owed] = pictures(wall)
         assert second in moving(owed)
+
+
+def test_a_layer_edit_that_leaves_no_muster_point_is_told_not_a_crash(
+    command: TestClient, db: Database
+) -> None:
+    incident = activate(command)["incident"]["id"]
+    planner = sign_in(db, "planner-wu", [Role.PLANNER])
+    for muster in (N1, E1, W1):
+        version = command.get(f"{SITE}/layers/zones/features/{muster}").json()["properties"][
+            "version"
+        ]
+        gone = command.delete(
+            f"{SITE}/layers/zones/features/{muster}",
+            headers={**planner, "If-Match": f'"{version}"'},
+        )
+        assert gone.status_code == 204, gone.text
+    events = command.get(f"{SITE}/events").json()["events"]
+    [refused] = [
+        e for e in events if e["type"] == "incident.network_changed" and "error" in e["data"]
+    ]
+    assert refused["incident_id"] == incident and "muster" in refused["data"]["error"]
+    # The wall keeps the last picture, and live inputs go on.
+    assert command.get(f"{BASE}/{incident}").status_code == 200
+    moved = command.post(
+        f"{SITE}/positions",
+        json={"positions": [{"person_id": "P-0001", "lon": 121.35, "lat": 30.72}]},
+    )
+    assert moved.status_code == 200, moved.text
