@@ -569,7 +569,7 @@ class Wall {
         .bindTooltip(`Source: ${picture.incident.plan_id}`)
         .addTo(group);
     }
-    this.drawMusterVerdicts(picture.evacuation, group);
+    this.drawMusterVerdicts(picture.incident.id, picture.evacuation, group);
     this.drawRoutes(picture.incident.id, picture.evacuation, group);
     this.drawResources(picture.resources, group);
     return group;
@@ -577,7 +577,7 @@ class Wall {
 
   // Muster points the zones rule out, outlined in red and crossed; those at the edge of level 1
   // in orange. The tooltip is set as text, never as HTML.
-  drawMusterVerdicts(evacuation, group) {
+  drawMusterVerdicts(incidentId, evacuation, group) {
     const verdicts = [
       ...Object.entries(evacuation.unusable_musters || {}).map(([id, why]) => [id, why, "unusable"]),
       ...Object.entries(evacuation.muster_warnings || {}).map(([id, why]) => [id, why, "warning"]),
@@ -590,7 +590,7 @@ class Wall {
       L.geoJSON(area, {
         pane: "threat",
         style: {
-          className: `rp-muster-${verdict} rp-mv-${String(id).replace(/\s/g, "_")}`,
+          className: `rp-muster-${verdict} rp-mv-${String(id).replace(/\s/g, "_")} rp-inc-${incidentId}`,
           color: unusable ? "#b2182b" : "#d95f0e",
           weight: 4,
           dashArray: unusable ? "2 6" : "8 4",

@@ -1042,7 +1042,8 @@ def test_the_wall_shows_muster_verdicts_threat_notes_and_a_layer_change(
     page.wait_for_selector(f"{card} .muster-unusable[data-muster='Z-032']")
     assert "not used" in page.inner_text(f"{card} .muster-unusable[data-muster='Z-032']")
     assert "heavier than air" in page.inner_text(f"{card} .threat-notes")
-    assert count(page, "path.rp-muster-unusable.rp-mv-Z-032") == 1  # marked on the map too
+    # Marked on the map too, once for this incident.
+    assert count(page, f"path.rp-muster-unusable.rp-mv-Z-032.rp-inc-{incident}") == 1
 
     planner = sign_in(server, PLANNER)
     zone = httpx.get(
