@@ -263,6 +263,9 @@ class Incident:
     model_build: int = 0
     #: Where the plan says to go when no muster point is usable (the plan's text), if anywhere.
     shelter_in_place: str | None = None
+    #: The routes are of the people before a layer change the incident could not be planned
+    #: on: moved people are no longer routed along them (``incident.network_changed`` said so).
+    routes_stale: bool = False
     #: Nearest-resource kinds short of reachable units: kind -> [{id, reason}].
     resources_unreachable: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -377,6 +380,7 @@ def activate(
     incident_id: str | None = None,
     dry_run: bool = False,
     wind: WindReading | None = None,
+    plan_version: int | None = None,
 ) -> tuple[Incident, list[event_log.LoggedEvent]]:
     """Run the pipeline and log its events in ``session``'s transaction (``dry_run``: log
     nothing; restart recovery recomputes the picture of an incident already logged). A
@@ -386,7 +390,8 @@ def activate(
     incident_id = incident_id or f"inc-{uuid.uuid4().hex[:12]}"
     hazard_source: dict[str, Any] | None = None
     with _stage(timings, "load"):
-        stored = get_plan(session, site_id, request.plan_id)
+        # Restart recovery and closed incidents ask for the version the incident ran on.
+        stored = get_plan(session, site_id, request.plan_id, version=plan_version)
         if isinstance(request.hazard, PlanDesignSpec):
             now = clock.now()
             local = now.astimezone(ZoneInfo(model.site.timezone))
@@ -513,6 +518,7 @@ class Reassessment:
         incident.model_build = self.model_build
         incident.resources = self.resources
         incident.resources_unreachable = self.resources_unreachable
+        incident.routes_stale = False
 
 
 def _routes(
@@ -645,7 +651,11 @@ def follow_positions(model: SiteModel, incident: Incident, rows: np.ndarray) -> 
         if snapped is not None
         else None
     )
-    routes = incident.routes.with_people(rows, lonlat[rows], snapped=part)
+    routes = (
+        incident.routes
+        if incident.routes_stale
+        else incident.routes.with_people(rows, lonlat[rows], snapped=part)
+    )
     change: dict[str, Any] = {}
     if entered or left or changed:
         change = {"entered": entered, "left": left, "changed": changed}

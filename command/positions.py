@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import shapely
-from sqlalchemy import update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from gis.storage.tables import PersonRow
@@ -22,17 +22,27 @@ def store_positions(
     session: Session, site_id: str, latest: Mapping[str, tuple[float, float, float]]
 ) -> int:
     """Write each person's latest position (lon, lat, observed at in seconds since the epoch)
-    where it is newer than the stored one; returns how many rows were given."""
+    where it is newer than the stored one. A person no longer on the site (deleted by a
+    planner meanwhile) is passed over. Returns how many rows were given."""
     if not latest:
         return 0
-    session.execute(
-        update(PersonRow),
+    statement = (
+        update(PersonRow)
+        .where(
+            PersonRow.site_id == bindparam("b_site"),
+            PersonRow.id == bindparam("b_id"),
+            or_(PersonRow.seen_at.is_(None), PersonRow.seen_at <= bindparam("b_at")),
+        )
+        .values(geom=bindparam("b_geom"), seen_at=bindparam("b_at"))
+    )
+    session.connection().execute(
+        statement,
         [
             {
-                "site_id": site_id,
-                "id": pid,
-                "geom": shapely.Point(lon, lat),
-                "seen_at": datetime.fromtimestamp(at, UTC),
+                "b_site": site_id,
+                "b_id": pid,
+                "b_geom": shapely.Point(lon, lat),
+                "b_at": datetime.fromtimestamp(at, UTC),
             }
             for pid, (lon, lat, at) in latest.items()
         ],

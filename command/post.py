@@ -127,6 +127,8 @@ class CommandPost:
         #: when each incident's picture was last sent (time.monotonic()).
         self._picture_due: set[str] = set()
         self._picture_sent: dict[str, float] = {}
+        #: Closed incidents' final pictures, rebuilt from the log once each.
+        self._closed: dict[tuple[str, str], dict[str, Any]] = {}
         #: Positions ignored because the position held was observed later, per site.
         self.stale_positions: dict[str, int] = {}
 
@@ -163,7 +165,7 @@ class CommandPost:
     def _current(self, model: SiteModel) -> SiteModel:
         """``model``, or the site's newer one if the incidents were planned again on it since
         ``model`` was taken (call under the lock: incident rows follow the model's people)."""
-        if self._planned_on.get(model.site.id) == model.build:
+        if not self._replan_due(model):
             return model
         return self.model(model.site.id)
 
@@ -176,24 +178,28 @@ class CommandPost:
                 continue
             try:
                 pictures.append((incident, reassess(model, incident)))
-            except RallypointError as exc:
+            except Exception as exc:
                 # The new layers cannot carry this incident (no walkable network left, no
                 # muster point): the commander is told, and the last picture stays up.
                 log.warning("incident %s could not be planned again: %s", incident.id, exc)
+                detail = exc.detail if isinstance(exc, RallypointError) else "a server fault"
                 refused.append(
                     event_log.Draft(
                         "incident.network_changed",
                         "system",
-                        {"layers": layers, "error": exc.detail, "kept_last_picture": True},
+                        {"layers": layers, "error": detail, "kept_last_picture": True},
                         incident.id,
                     )
                 )
                 incident.model_build = model.build  # told once, not on every request
-                if len(incident.levels) != len(model.person_ids):  # the people changed too
+                if incident.routes.person_ids != model.person_ids:  # the people changed too
+                    # Zones and who must move follow the new people; the kept routes are of
+                    # the people before, and are no longer followed.
                     with model.lock:
                         lonlat = model.person_lonlat
                     incident.levels = people_levels(incident.assessment.zones, lonlat)
                     incident.moving = must_move(incident.run.state.level, incident.levels)
+                    incident.routes_stale = True
         if not pictures and not refused:
             return
         drafts = refused + [
@@ -261,14 +267,17 @@ class CommandPost:
     def layer_changed(self, site_id: str) -> dict[str, Any] | None:
         """After a layer write: the site model is rebuilt now and the active incidents are
         planned again on it. Returns a warning for the editor when incidents are active."""
-        self.model(site_id)
+        try:
+            self.model(site_id)
+        except Exception:  # the edit is stored: say so, never answer it with a fault
+            log.exception("site %s: the incidents could not follow a layer change", site_id)
         with self._lock:
             active = sorted(i.id for i in self.incidents.values() if i.site_id == site_id)
         if not active:
             return None
         return {
-            "warning": "incidents are active on this site: they were planned again on the "
-            "changed layers",
+            "warning": "incidents are active on this site: each follows the changed layers, "
+            "or says in incident.network_changed why it cannot",
             "incidents": active,
         }
 
@@ -329,6 +338,7 @@ class CommandPost:
         model = self.model(site_id)
         wind = self.last_wind(model)
         with self._lock:
+            model = self._current(model)
             if not request.second_incident:
                 running = self.running_at(site_id, request.plan_id, request.location)
                 if running is not None:
@@ -466,6 +476,9 @@ class CommandPost:
                         "missing": missing,
                         "open_steps": open_steps,
                         "headcount": {k: count[k] for k in ("at", "accounted", "on_site")},
+                        # The final picture's live parts, which the log cannot rebuild.
+                        "to_move": len(closed.moving),
+                        "exposure_counts": closed.exposure.as_dict()["counts"],
                     },
                     closed.id,
                 )
@@ -629,6 +642,7 @@ class CommandPost:
                 errors=impossible,
             )
         with self._lock:
+            model = self._current(model)
             tiers = dict(self.sensor_tiers.get(site_id, {}))
             now = self.clock.now().isoformat()
             latest = {
@@ -827,7 +841,9 @@ class CommandPost:
                 f"{len(ahead)} position(s) observed in the future; none was taken",
                 errors=ahead[:100],
             )
-        timed = {pid: (x, y, (at or now).timestamp()) for pid, (x, y, at) in moves.items()}
+        # A device clock a little ahead is taken as now: kept as given, it would hold back the
+        # person's true later positions that carry no time of their own.
+        timed = {pid: (x, y, min(at or now, now).timestamp()) for pid, (x, y, at) in moves.items()}
         with self._lock:
             model = self._current(model)
             moved = move_people(model, timed)
@@ -901,13 +917,14 @@ class CommandPost:
             }
             self._unsaved = {}
         saved = 0
-        for site_id, rows in pending.items():
+        for done, (site_id, rows) in enumerate(pending.items()):
             try:
                 with self.db.write() as session:
                     saved += store_positions(session, site_id, rows)
             except Exception:
-                with self._lock:  # not lost: tried again on the next call
-                    self._unsaved.setdefault(site_id, set()).update(rows)
+                with self._lock:  # not lost: this site and those after it go next time
+                    for later, people in list(pending.items())[done:]:
+                        self._unsaved.setdefault(later, set()).update(people)
                 raise
         return saved
 
@@ -1007,6 +1024,7 @@ class CommandPost:
                 clock=self.clock,
                 incident_id=incident_id,
                 dry_run=True,
+                plan_version=first.data.get("plan_version"),
             )
         incident.run = run
         incident.moving = must_move(run.state.level, incident.levels)
@@ -1030,6 +1048,9 @@ class CommandPost:
     def closed_picture(self, site_id: str, incident_id: str) -> dict[str, Any]:
         """A stood-down incident's final picture, rebuilt from the log and marked closed: its
         zones, plan steps and the headcount logged when it closed."""
+        key = (site_id, incident_id)
+        if key in self._closed:
+            return self._closed[key]
         rows = self._incident_rows(site_id, incident_id)
         closed = next((r for r in rows if r.type == "plan.run.stood_down"), None)
         if not rows or closed is None:
@@ -1049,8 +1070,24 @@ class CommandPost:
             "missing": closing.get("missing", []),
             "open_steps": closing.get("open_steps", []),
         }
+        # What moved with people (who must move, their routes, who is where) is the log's
+        # record at stand-down, not a picture recomputed from where people are today.
         if "headcount" in closing:
-            picture["headcount"] = closing["headcount"]
+            picture["headcount"] = {**closing["headcount"], "missing": closing.get("missing", [])}
+        if "exposure_counts" in closing:
+            picture["exposure"] = {"counts": closing["exposure_counts"], "inside": {}}
+        evacuation = picture["evacuation"]
+        picture["evacuation"] = {
+            "to_move": closing.get("to_move"),
+            "people": [],
+            "trapped": [],
+            "routes": None,
+            "unusable_musters": evacuation["unusable_musters"],
+            "muster_warnings": evacuation["muster_warnings"],
+            "no_usable_muster": evacuation["no_usable_muster"],
+            "capacity_plan": None,
+        }
+        self._closed[key] = picture
         return picture
 
     def past_incidents(

@@ -1071,7 +1071,10 @@ class Wall {
     if (!shown) return;
     if (event.type === "incident.network_changed") {
       const rerouted = event.data?.rerouted?.length || 0;
-      shown.layersChanged = `Site layers changed at ${this.at(event.at)} (${(event.data?.layers || []).join(", ")}): routes planned again, ${rerouted} people rerouted.`;
+      const layers = (event.data?.layers || []).join(", ");
+      shown.layersChanged = event.data?.error
+        ? `Site layers changed at ${this.at(event.at)} (${layers}): the incident could not be planned on them (${event.data.error}); the last picture is kept.`
+        : `Site layers changed at ${this.at(event.at)} (${layers}): routes planned again, ${rerouted} people rerouted.`;
     }
     shown.events.push(event);
     if (shown.events.length > 500) shown.events.splice(0, shown.events.length - 500);

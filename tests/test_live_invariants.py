@@ -109,7 +109,8 @@ class LivePicture(RuleBasedStateMachine):
         self.clock = ManualClock(TEST_START)
         self.post = CommandPost(self.db, Hub(), self.clock, SiteModels(self.db))
         self.commander = Actor("cmd", frozenset({"incident_commander"}))
-        self.seen = np.full(PEOPLE, -np.inf)
+        self.seen: dict[str, float] = {}  # person -> the observation time held last
+        self.deleted: set[str] = set()
         self.version: dict[str, int] = {}
 
     def teardown(self) -> None:
@@ -161,7 +162,7 @@ class LivePicture(RuleBasedStateMachine):
         held, which must change nothing for those people."""
         self.clock.advance(timedelta(seconds=1))
         model = self.post.model(DEMO_ID)
-        ids = [model.person_ids[i] for i in people]
+        ids = sorted({model.person_ids[i % len(model.person_ids)] for i in people})
         areas = [*MUSTER_AREAS.values(), shape(ZONES[0]["geometry"])]
         moves = {}
         for pid in ids:
@@ -206,6 +207,18 @@ class LivePicture(RuleBasedStateMachine):
         self.version[edge] = feature.version
         self.post.layer_changed(DEMO_ID)
 
+    @rule(person=st.integers(0, PEOPLE - 1))
+    def delete_a_person(self, person: int) -> None:
+        """A planner removes someone from the people layer: every row after theirs shifts."""
+        pid = f"P-{person + 1:04d}"
+        if pid in self.deleted:
+            return
+        layers.delete_feature(
+            self.db, DEMO_ID, "people", pid, actor="planner", version=self.version.get(pid, 1)
+        )
+        self.deleted.add(pid)
+        self.post.layer_changed(DEMO_ID)
+
     @rule(incident=consumes(incidents))
     def stand_down(self, incident: str) -> None:
         if incident in self.post.incidents:
@@ -216,8 +229,10 @@ class LivePicture(RuleBasedStateMachine):
     @invariant()
     def positions_never_go_back(self) -> None:
         model = self.post.model(DEMO_ID)
-        assert (model.person_seen_at >= self.seen).all()
-        self.seen = model.person_seen_at.copy()
+        now = dict(zip(model.person_ids, model.person_seen_at.tolist(), strict=True))
+        assert all(now[pid] >= at for pid, at in self.seen.items() if pid in now)
+        assert not self.deleted & set(now)
+        self.seen = now
 
     @invariant()
     def headcount_is_who_stands_in_each_muster_area(self) -> None:
@@ -239,7 +254,19 @@ class LivePicture(RuleBasedStateMachine):
             listed = {p["id"]: p for p in evacuation["people"]}
             assert inside <= set(listed)
             if incident["incident"]["level"] in ("L3", "L4"):
-                assert len(listed) == PEOPLE
+                assert len(listed) == PEOPLE - len(self.deleted)
+            # Muster verdicts from the fixture's areas and the picture's own zones: any part
+            # inside level 2 or 3 rules a muster point out.
+            inner = shapely.union_all(
+                [
+                    shape(f["geometry"])
+                    for f in incident["threat"]["features"]
+                    if f["properties"]["kind"] == "threat_zone" and f["properties"]["level"] >= 2
+                ]
+            )
+            for muster, area in MUSTER_AREAS.items():
+                if area.intersects(inner):
+                    assert muster in unusable, muster
             causes = {t["id"]: t for t in evacuation["trapped"]}
             for pid, person in listed.items():
                 if person["muster"] is not None:

@@ -92,14 +92,15 @@ def parse_positions(body: Any) -> dict[str, tuple[float, float, datetime | None]
             )
         else:
             earlier = moves.get(person)
-            if earlier is None or (at or _NEVER) >= (earlier[2] or _NEVER):
+            # No time is the time of receipt: later than any time a row gives.
+            if earlier is None or (at or _RECEIVED) >= (earlier[2] or _RECEIVED):
                 moves[person] = (float(lon), float(lat), at or None)  # type: ignore[arg-type]
     if errors:
         raise InvalidInput(f"{len(errors)} bad position(s); none was taken", errors=errors)
     return moves
 
 
-_NEVER = datetime.min.replace(tzinfo=UTC)
+_RECEIVED = datetime.max.replace(tzinfo=UTC)
 
 
 def _observed_at(value: object) -> datetime | Literal[False] | None:
@@ -110,9 +111,9 @@ def _observed_at(value: object) -> datetime | Literal[False] | None:
         return False
     try:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return at.astimezone(UTC) if at.tzinfo is not None else False
+    except (ValueError, OverflowError):  # not a time, or one UTC cannot hold (year 1 or 9999)
         return False
-    return at.astimezone(UTC) if at.tzinfo is not None else False
 
 
 def _coordinate(value: object, bound: float) -> bool:
