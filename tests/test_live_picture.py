@@ -416,3 +416,39 @@ def test_a_deleted_person_does_not_hold_back_storing_the_others(
     assert post.save_positions() == 0  # nothing left waiting
     stored = command.get(f"{SITE}/layers/people/features/P-0008").json()
     assert stored["geometry"]["coordinates"] == [n1.x, n1.y]
+
+
+def plan_with(command: TestClient, db: Database, **scenario: Any) -> None:
+    """The chlorine plan's next version, with these scenario settings (by a planner)."""
+    stored = command.get(f"{SITE}/plans/chlorine-leak")
+    body = stored.json()["template"]
+    body["scenario"].update(scenario)
+    planner = sign_in(db, "planner-ma", [Role.PLANNER])
+    answer = command.put(
+        f"{SITE}/plans/chlorine-leak",
+        json=body,
+        headers={**planner, "If-Match": stored.headers["ETag"]},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_plan_may_rule_out_muster_points_at_the_edge_of_level_1(
+    command: TestClient, db: Database
+) -> None:
+    plan_with(command, db, musters_unusable_from_level=1)
+    picture = activate(command, chlorine("L3", rate_g_s=500, wind_from_deg=255))
+    assert "level 1" in picture["evacuation"]["unusable_musters"][E1]
+    assert E1 not in {p["muster"] for p in picture["evacuation"]["people"]}
+
+
+def test_no_usable_muster_point_says_so_and_gives_the_plans_shelter_instruction(
+    command: TestClient, db: Database
+) -> None:
+    plan_with(command, db, shelter_in_place="Shelter in the control room; close the dampers")
+    body = {**chlorine("L3"), "hazard": {"model": "radius", "radii_m": [2000, 2500, 3000]}}
+    picture = activate(command, body)
+    evacuation = picture["evacuation"]
+    assert set(evacuation["unusable_musters"]) == {N1, E1, W1}
+    assert evacuation["no_usable_muster"]["shelter_in_place"].startswith("Shelter in the control")
+    assert {t["cause"] for t in evacuation["trapped"]} == {"no_muster"}
+    assert all(p["muster"] is None for p in evacuation["people"])
