@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from command.hub import Hub
-from command.middleware import BodyLimit, RequestLog
+from command.middleware import BodyLimit, RequestLog, SecurityHeaders
 from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
@@ -157,5 +157,6 @@ def create_app(
     mount_map_wall(app)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestLog)
     return app

@@ -59,6 +59,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Server strings (zone, muster and resource names, labels) go into tooltips as text, never as
+// HTML: Leaflet sets a string tooltip as markup.
+function text(value) {
+  return el("span", {}, String(value));
+}
+
 function show(section) {
   for (const id of ["login", "sites", "wall"]) $(id).hidden = id !== section;
   $("sign-out").hidden = section === "login";
@@ -306,7 +312,7 @@ class Wall {
       }),
       onEachFeature: (f, layer) => {
         const label = isMuster(f) ? `Muster point: ${f.properties.name}` : f.properties.name;
-        layer.bindTooltip(`${label} (${f.properties.kind}, ${f.properties.risk_grade})`, { sticky: true });
+        layer.bindTooltip(text(`${label} (${f.properties.kind}, ${f.properties.risk_grade})`), { sticky: true });
       },
     }).addTo(this.map);
     for (const f of zones.features.filter(isMuster)) {
@@ -550,7 +556,7 @@ class Wall {
           fillOpacity: 0.3,
         },
       })
-        .bindTooltip(`Threat level ${level}: ${zone.properties.label || ""}`, { sticky: true })
+        .bindTooltip(text(`Threat level ${level}: ${zone.properties.label || ""}`), { sticky: true })
         .addTo(group);
     }
     for (const f of picture.threat.features.filter((f) => f.properties.kind !== "threat_zone")) {
@@ -566,7 +572,7 @@ class Wall {
       L.circleMarker([lat, lon], {
         pane: "dots", className: "rp-source", radius: 8, color: "#000", weight: 3, fillColor: "#d7191c", fillOpacity: 1,
       })
-        .bindTooltip(`Source: ${picture.incident.plan_id}`)
+        .bindTooltip(text(`Source: ${picture.incident.plan_id}`))
         .addTo(group);
     }
     this.drawMusterVerdicts(picture.incident.id, picture.evacuation, group);
@@ -598,7 +604,7 @@ class Wall {
           fillOpacity: unusable ? 0.25 : 0.1,
         },
       })
-        .bindTooltip(el("span", {}, `${name}: ${unusable ? "not used — " : ""}${why}`), { sticky: true })
+        .bindTooltip(text(`${name}: ${unusable ? "not used — " : ""}${why}`), { sticky: true })
         .addTo(group);
     }
   }
@@ -639,9 +645,11 @@ class Wall {
       }).addTo(group);
       const muster = person.muster ? this.musters.get(person.muster) || person.muster : null;
       dot.bindTooltip(
-        trapped
-          ? `${person.id}: no safe route`
-          : `${person.id} → ${muster}, ${duration(person.walk_time_s)} on foot`,
+        text(
+          trapped
+            ? `${person.id}: no safe route`
+            : `${person.id} → ${muster}, ${duration(person.walk_time_s)} on foot`,
+        ),
       );
       dot.on("click", (event) => {
         L.DomEvent.stopPropagation(event); // about this person: not a place picked on the map
@@ -727,7 +735,7 @@ class Wall {
       L.circleMarker(point, {
         pane: "dots", className: "rp-resource", radius: 6, color: "#fff", weight: 2, fillColor: "#008080", fillOpacity: 1,
       })
-        .bindTooltip(`${kind}: ${feature?.properties.name || nearest.id}, ${duration(nearest.travel_time_s)} (${nearest.mode})`)
+        .bindTooltip(text(`${kind}: ${feature?.properties.name || nearest.id}, ${duration(nearest.travel_time_s)} (${nearest.mode})`))
         .addTo(group);
     }
   }

@@ -1063,3 +1063,39 @@ def test_the_wall_shows_muster_verdicts_threat_notes_and_a_layer_change(
     page.wait_for_selector(".proposal-running[data-plan='chlorine-leak']")
     assert page.get_attribute(".proposal-running", "data-incident") is not None
     assert watched.errors == []
+
+
+def test_a_name_with_html_is_shown_as_text_and_the_policy_blocks_inline_script(
+    fresh: LiveServer, watched: Watched
+) -> None:
+    """A planner's zone name that carries markup (the stored script injection of issue 12) is
+    drawn as its own text; and the page's policy refuses inline script, which the harness sees
+    as a console error: any violation fails a browser test."""
+    server = fresh
+    planner = sign_in(server, PLANNER)
+    name = '<img src=x onerror="window.pwned=1">Tank <b>farm</b>'
+    zone = httpx.get(
+        f"{server.base}/api/sites/{DEMO_ID}/layers/zones/features/Z-010", headers=planner
+    ).json()
+    edited = httpx.patch(
+        f"{server.base}/api/sites/{DEMO_ID}/layers/zones/features/Z-010",
+        json={"properties": {"name": name, "version": zone["properties"]["version"]}},
+        headers=planner,
+    )
+    assert edited.status_code == 200, edited.text
+    page = watched.page
+    open_wall(page, server)
+    page.hover("#map path.rp-z-Z-010")
+    page.wait_for_selector(".leaflet-tooltip")
+    assert name in page.inner_text(".leaflet-tooltip")
+    assert count(page, ".leaflet-tooltip img, .leaflet-tooltip b") == 0
+    assert page.evaluate("window.pwned") is None
+    assert watched.errors == []
+
+    page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " s.textContent = 'window.pwned = 2'; document.body.append(s); }"
+    )
+    assert page.evaluate("window.pwned") is None
+    page.wait_for_function("() => true")
+    assert any("Content Security Policy" in e for e in watched.errors), watched.errors
