@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from command.hub import Hub
-from command.middleware import BodyLimit, RequestLog, SecurityHeaders
+from command.middleware import BodyLimit, RequestLog, SecurityHeaders, redact_queries
 from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
@@ -103,6 +103,7 @@ def create_app(
     """A new Rallypoint app. Tests pass ``database`` (a rolled-back connection) to share rows,
     and ``clock`` (a manual one) with ``ticking=False`` to fire deadlines themselves."""
     settings = settings or Settings()
+    redact_queries()  # no token in a URL's query string reaches the log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

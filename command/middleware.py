@@ -158,3 +158,35 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class RedactQueries(logging.Filter):
+    """Log lines keep a URL's path, never its query string: a token given as
+    ``?access_token=`` (the websocket's sign-in) must not reach the server log. uvicorn's own
+    lines (``"WebSocket /ws?..." [accepted]``, the access log) pass through here too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(a) for a in record.args)
+        if isinstance(record.msg, str) and "?" in record.msg and not record.args:
+            record.msg = _redacted(record.msg)
+        return True
+
+
+def _redacted(value: object) -> object:
+    if not isinstance(value, str) or "?" not in value:
+        return value
+    words = value.split(" ")
+    return " ".join(w.split("?", 1)[0] + "?[redacted]" if "?" in w else w for w in words)
+
+
+#: The loggers that may print a request's URL.
+URL_LOGGERS = ("uvicorn.error", "uvicorn.access", "rallypoint.requests")
+
+
+def redact_queries() -> None:
+    """Put :class:`RedactQueries` on every logger that may print a URL (once)."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueries) for f in logger.filters):
+            logger.addFilter(RedactQueries())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -336,3 +337,40 @@ def test_a_viewer_reads_but_does_not_write(client: TestClient, db: Database) -> 
     body = assert_problem(client.put(url, json=feature, headers=viewer), 403)
     assert "planner" in body["detail"] and "only-viewer" in body["detail"]
     assert client.get(url, headers=viewer).json() == client.get(url).json()
+
+
+def test_the_login_answer_is_never_cached(anonymous_client: TestClient, db: Database) -> None:
+    sign_in(db, "cache-test")
+    answer = anonymous_client.post(
+        "/api/auth/login", json={"username": "cache-test", "password": TEST_PASSWORD}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_no_token_in_a_query_string_reaches_the_log(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn logs a websocket's path with its query string ('"WebSocket /ws?access_token=..."
+    [accepted]'); the app's filter keeps the path and drops the rest, on uvicorn's loggers and
+    its own."""
+    secret = "tok-9f8e7d6c5b4a"
+    caplog.set_level(logging.INFO)
+    logging.getLogger("uvicorn.error").info(
+        '%s - "WebSocket %s" [accepted]', "127.0.0.1:5555", f"/ws?access_token={secret}"
+    )
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d',
+        "127.0.0.1:5555",
+        "GET",
+        f"/api/sites?access_token={secret}",
+        "1.1",
+        200,
+    )
+    client.get(f"/api/sites?access_token={secret}")
+    # The server's lines (the test client's own httpx logger is not the server's).
+    logged = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith(("uvicorn", "rallypoint"))
+    )
+    assert "/ws?[redacted]" in logged and "/api/sites" in logged
+    assert secret not in logged

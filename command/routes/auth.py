@@ -28,6 +28,7 @@ class Login(BaseModel):
 def login(
     db: DatabaseDep,
     request: Request,
+    response: Response,
     body: Annotated[
         Login,
         Body(
@@ -36,6 +37,7 @@ def login(
     ],
 ) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
+    response.headers["Cache-Control"] = "no-store"  # a token: never kept by a cache
     with db.write() as session:
         issued = auth.authenticate(
             session, body.username, body.password, ttl_s=settings.token_ttl_s
