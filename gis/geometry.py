@@ -59,6 +59,7 @@ def validate_geometry(
     extent: SiteExtent | None = None,
     field_name: str = "geometry",
     row: int | None = None,
+    max_vertices: int | None = None,
 ) -> BaseGeometry | None:
     """Return a valid 2-D shapely geometry of ``expected_type`` or raise :class:`InvalidGeometry`.
 
@@ -88,6 +89,11 @@ def validate_geometry(
         raise refuse(f"expected a {expected_type}, got a {geom.geom_type}")
     geom = shapely.force_2d(geom)
     coords = shapely.get_coordinates(geom)
+    if max_vertices is not None and len(coords) > max_vertices:
+        raise refuse(
+            f"{len(coords)} vertices; at most {max_vertices} for this layer "
+            "(simplify the outline, or split the line into edges at its junctions)"
+        )
     if not np.isfinite(coords).all():
         raise refuse("coordinates must be finite numbers")
     lon, lat = coords[:, 0], coords[:, 1]

@@ -147,6 +147,7 @@ def parse_feature(
             required=layer.geometry_required,
             extent=extent,
             row=row,
+            max_vertices=layer.max_vertices,
         )
     except InvalidInput as exc:
         errors.extend(exc.errors)

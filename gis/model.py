@@ -216,20 +216,29 @@ class Layer:
     geometry_type: str
     properties: type[_Properties]
     geometry_required: bool = True
+    #: The most vertices one feature's geometry may have: the work every routing and hazard
+    #: computation does per feature is bounded by it (a walkway of a million vertices once
+    #: stalled command for minutes). An edge is a piece of path between junctions.
+    max_vertices: int = 1
 
     @property
     def fields(self) -> list[str]:
         return list(self.properties.model_fields)
 
 
+#: A zone outline of more vertices than this is refused (a detailed tank farm has hundreds).
+MAX_ZONE_VERTICES = 5_000
+#: A network edge of more vertices than this is refused: split the path at junctions.
+MAX_EDGE_VERTICES = 1_000
+
 LAYERS: dict[str, Layer] = {
     layer.name: layer
     for layer in (
-        Layer("zones", "Polygon", ZoneProperties),
+        Layer("zones", "Polygon", ZoneProperties, max_vertices=MAX_ZONE_VERTICES),
         Layer("resources", "Point", ResourceProperties),
         Layer("sensors", "Point", SensorProperties),
         Layer("people", "Point", PersonProperties, geometry_required=False),
-        Layer("network", "LineString", NetworkEdgeProperties),
+        Layer("network", "LineString", NetworkEdgeProperties, max_vertices=MAX_EDGE_VERTICES),
     )
 }
 

@@ -331,3 +331,34 @@ def test_two_planners_on_one_version_cannot_both_win(engine: Engine) -> None:
     finally:
         with db.write() as session:
             delete_site(session, "race-site", actor="t")
+
+
+def test_a_line_of_a_hundred_thousand_vertices_is_refused_and_nothing_is_stored(
+    client: TestClient,
+) -> None:
+    """Issue 12's hostile edit: one walkway of many vertices passed validation and made every
+    activation quadratic. Now it is refused with the reason, whole, and stored nowhere."""
+    n = 100_000
+    coords = [[121.345 + 0.01 * i / n, 30.719 + 0.00001 * (i % 2)] for i in range(n)]
+    feature = {
+        "type": "Feature",
+        "id": "E-HOSTILE",
+        "geometry": {"type": "LineString", "coordinates": coords},
+        "properties": {"name": "walkway"},
+    }
+    answer = client.post(f"/api/sites/{DEMO_ID}/layers/network", json=feature)
+    assert answer.status_code == 422, answer.text[:300]
+    problem = answer.json()
+    assert answer.headers["content-type"] == "application/problem+json"
+    [error] = problem["errors"]
+    assert error["field"] == "geometry" and "100000 vertices" in error["reason"]
+    assert client.get(f"/api/sites/{DEMO_ID}/layers/network/features/E-HOSTILE").status_code == 404
+    ring = [[121.345 + 0.001 * (i / 6000), 30.719 + 0.001 * ((i % 2) / 6000)] for i in range(6000)]
+    zone = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [[*ring, [121.346, 30.72], ring[0]]]},
+        "properties": {"name": "outline", "kind": "warehouse", "risk_grade": "blue"},
+    }
+    answer = client.post(f"/api/sites/{DEMO_ID}/layers/zones", json=zone)
+    assert answer.status_code == 422, answer.text[:300]
+    assert "at most 5000" in answer.json()["errors"][0]["reason"]
