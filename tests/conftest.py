@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -182,3 +182,20 @@ CHLORINE_ACTIVATION: dict[str, Any] = {
         "wind_from_deg": 45,
     },
 }
+
+
+def site_database(path: Path, users: Mapping[str, Role] | None = None) -> str:
+    """A migrated SQLite file holding the demo site, its plans and ``users`` (username ->
+    role, with the test password); its URL. For tests that run a server of their own."""
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+        db = Database(engine)
+        load_bundle(db, DEMO_SITE, actor="test-setup")
+        with db.write() as session:
+            load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test")
+            for username, role in (users or {}).items():
+                create_user(session, username, TEST_PASSWORD, [role], hasher=FAST_HASHER)
+    finally:
+        engine.dispose()
+    return f"sqlite:///{path}"

@@ -24,19 +24,14 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, WebSocket, sync_playwright
 from shapely.geometry import shape
 
-from command.auth import Role, create_user
+from command.auth import Role
 from command.hub import Hub
 from command.routes import wall
-from gis.site_bundle import load_bundle
-from gis.storage.db import Database, make_engine, upgrade
-from plans.store import load_plan_files
 from tests.conftest import (
     CHLORINE_ACTIVATION,
     DEMO_ID,
-    DEMO_PLANS,
-    DEMO_SITE,
-    FAST_HASHER,
     TEST_PASSWORD,
+    site_database,
 )
 from tests.live_server import LiveServer
 
@@ -69,23 +64,15 @@ CHLORINE = {**CHLORINE_ACTIVATION, "second_incident": True}
 
 def demo_database(path: Path) -> str:
     """A SQLite file holding the demo site, its plans and a user of each role; its URL."""
-    engine = make_engine(f"sqlite:///{path}")
-    try:
-        upgrade(engine)
-        db = Database(engine)
-        load_bundle(db, DEMO_SITE, actor="test-setup")
-        with db.write() as session:
-            load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test")
-            for username, role in (
-                (COMMANDER, Role.COMMANDER),
-                (VIEWER, Role.VIEWER),
-                (PLANNER, Role.PLANNER),
-                (RESPONDER, Role.RESPONDER),
-            ):
-                create_user(session, username, TEST_PASSWORD, [role], hasher=FAST_HASHER)
-    finally:
-        engine.dispose()
-    return f"sqlite:///{path}"
+    return site_database(
+        path,
+        {
+            COMMANDER: Role.COMMANDER,
+            VIEWER: Role.VIEWER,
+            PLANNER: Role.PLANNER,
+            RESPONDER: Role.RESPONDER,
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,10 @@ from command.incidents import ActivationRequest, snapshot
 from command.post import CommandPost
 from command.site_model import SiteModels
 from gis import layers
-from gis.site_bundle import load_bundle
-from gis.storage.db import Database, make_engine, upgrade
+from gis.storage.db import Database, make_engine
 from plans.clock import ManualClock
 from plans.engine import Actor
-from plans.store import load_plan_files
-from tests.conftest import DEMO_ID, DEMO_PLANS, DEMO_SITE, TEST_START
+from tests.conftest import DEMO_ID, DEMO_SITE, TEST_START, site_database
 from tests.test_incidents import chlorine
 
 ZONES = json.loads((DEMO_SITE / "zones.geojson").read_text(encoding="utf-8"))["features"]
@@ -77,15 +75,7 @@ def metres_from_network(lon: float, lat: float) -> float:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("invariants") / "template.db"
-    engine = make_engine(f"sqlite:///{path}")
-    try:
-        upgrade(engine)
-        db = Database(engine)
-        load_bundle(db, DEMO_SITE, actor="test-setup")
-        with db.write() as session:
-            load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test")
-    finally:
-        engine.dispose()
+    site_database(path)
     return path
 
 
