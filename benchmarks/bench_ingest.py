@@ -82,9 +82,9 @@ async def run(base: str, token: str, rate: int, seconds: float, batch: int) -> l
         }
         response = await http.post(f"/api/sites/{DEMO_ID}/incidents", json=activation)
         response.raise_for_status()
-        uri = base.replace("http", "ws") + f"/ws?access_token={token}"
+        uri = base.replace("http", "ws") + "/ws"
         received = {"positions": 0, "people_moved": 0}
-        async with connect(uri, max_size=None) as ws:
+        async with connect(uri, additional_headers=headers, max_size=None) as ws:
             await ws.send(json.dumps({"type": "subscribe", "site": DEMO_ID, "last_seq": None}))
             await ws.recv()  # the snapshot
 

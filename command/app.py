@@ -10,18 +10,42 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
+from command.audit import Checkpointer, anchor_files
+from command.event_reads import EventReadBudget
 from command.hub import Hub
-from command.middleware import BodyLimit, RequestLog, SecurityHeaders, redact_queries
+from command.middleware import (
+    BodyLimit,
+    BodyTimeout,
+    JsonNesting,
+    RequestLog,
+    SecurityHeaders,
+    redact_queries,
+)
 from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
-from command.routes import auth, feed, incidents, layers, live, plans, sites, ws
+from command.ratelimit import TooManyAttempts
+from command.routes import (
+    admin,
+    auth,
+    feed,
+    incidents,
+    layers,
+    live,
+    notices,
+    plans,
+    sites,
+    ws,
+)
+from command.routes.docs import mount as mount_api_docs
 from command.routes.wall import mount as mount_map_wall
+from command.sessions import LiveSockets, sweep_forever
 from command.settings import Settings
 from command.site_model import SiteModels
+from command.strict_json import FiniteJson
 from gis.errors import RallypointError
 from gis.storage.db import Database, make_engine, schema_is_current
 from plans.clock import Clock, SystemClock
@@ -35,8 +59,9 @@ class SchemaOutOfDate(RallypointError):
     title = "Database schema out of date"
 
 
-async def _tick(post: CommandPost) -> None:
-    """Fire passed plan deadlines once a second (the overdue events are logged and sent)."""
+async def _tick(post: CommandPost, anchor: Checkpointer | None = None) -> None:
+    """Fire passed plan deadlines once a second (the overdue events are logged and sent); sign
+    the audit log's heads that moved, every RALLYPOINT_AUDIT_CHECKPOINT_S."""
     while True:
         await asyncio.sleep(1.0)
         try:
@@ -47,9 +72,16 @@ async def _tick(post: CommandPost) -> None:
             await run_in_threadpool(post.save_positions)
         except Exception:
             log.exception("storing positions failed; the next second retries")
+        if anchor is not None:
+            try:
+                await run_in_threadpool(anchor.tick)
+            except Exception:
+                log.exception("audit checkpoint failed; tried again in audit_checkpoint_s")
 
 
-def _webhook_sender(post: CommandPost, url: str) -> asyncio.Task[None]:
+def _webhook_sender(
+    post: CommandPost, url: str, public_url: str | None = None
+) -> asyncio.Task[None]:
     """Post new call-tree notices to the outbound gateway, each in its own task, with retries;
     the outcome of each is logged."""
     loop = asyncio.get_running_loop()
@@ -66,7 +98,7 @@ def _webhook_sender(post: CommandPost, url: str) -> asyncio.Task[None]:
             pending: set[asyncio.Task[None]] = set()
 
             async def one(notice: Notice) -> None:
-                ok, attempts, detail = await deliver(client, url, notice)
+                ok, attempts, detail = await deliver(client, url, notice, public_url)
                 try:
                     await run_in_threadpool(post.delivered, notice, ok, attempts, detail)
                 except Exception:
@@ -99,9 +131,14 @@ def create_app(
     database: Database | None = None,
     clock: Clock | None = None,
     ticking: bool = True,
+    background_recovery: bool | None = None,
 ) -> FastAPI:
     """A new Rallypoint app. Tests pass ``database`` (a rolled-back connection) to share rows,
-    and ``clock`` (a manual one) with ``ticking=False`` to fire deadlines themselves."""
+    and ``clock`` (a manual one) with ``ticking=False`` to fire deadlines themselves.
+
+    After a restart the server answers at once: the incidents are rebuilt from the log in the
+    background (``background_recovery``; by default unless a test passes its ``database``),
+    each answering 503 with the progress until it is back (``/healthz`` shows it too)."""
     settings = settings or Settings()
     redact_queries()  # no token in a URL's query string reaches the log
 
@@ -113,14 +150,41 @@ def create_app(
         hub.bind(asyncio.get_running_loop())
         post = CommandPost(db, hub, clock or SystemClock(), SiteModels(db))
         app.state.hub, app.state.post = hub, post
-        sender = _webhook_sender(post, settings.webhook_url) if settings.webhook_url else None
-        recovered = await run_in_threadpool(post.recover)
-        log.info("serving %s database; %d incidents recovered", db.dialect, len(recovered))
-        ticker = asyncio.create_task(_tick(post)) if ticking else None
+        app.state.event_reads = EventReadBudget(
+            post.clock, burst=settings.event_reads_burst, per_s=settings.event_reads_per_s
+        )
+        # The open websockets by token: signing out or revoking closes them (command.sessions).
+        app.state.sockets = sockets = LiveSockets()
+        sockets.bind(asyncio.get_running_loop())
+        sweeper = asyncio.create_task(sweep_forever(sockets, db))
+        sender = (
+            _webhook_sender(post, settings.webhook_url, settings.public_url)
+            if settings.webhook_url
+            else None
+        )
+        await run_in_threadpool(post.recover_state)
+        recovery = None
+        if background_recovery if background_recovery is not None else database is None:
+            recovery = asyncio.create_task(run_in_threadpool(post.recover_incidents))
+            log.info(
+                "serving %s database; rebuilding %d incidents in the background",
+                db.dialect,
+                post.recovery.total,
+            )
+        else:
+            recovered = await run_in_threadpool(post.recover_incidents)
+            log.info("serving %s database; %d incidents recovered", db.dialect, len(recovered))
+        # A database passed in (a test's) is signed only into a checkpoint file named for it.
+        files = anchor_files(settings)
+        anchor = None
+        if files and (database is None or settings.audit_checkpoints is not None):
+            anchor = Checkpointer(db, files, post.clock, settings.audit_checkpoint_s)
+        app.state.audit = anchor
+        ticker = asyncio.create_task(_tick(post, anchor)) if ticking else None
         try:
             yield
         finally:
-            for task in (ticker, sender):
+            for task in (ticker, sender, sweeper, recovery):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -129,6 +193,11 @@ def create_app(
                 await run_in_threadpool(post.save_positions)
             except Exception:
                 log.exception("could not store the last positions on shutdown")
+            if anchor is not None:
+                try:
+                    await run_in_threadpool(anchor.checkpoint)
+                except Exception:
+                    log.exception("could not sign the audit log's heads on shutdown")
             if database is None:
                 db.dispose()
 
@@ -137,10 +206,15 @@ def create_app(
         summary="GIS-centric emergency command server for industrial sites",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc are command.routes.docs's: local files, no inline script.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     add_problem_handlers(app)
+    app.add_exception_handler(TooManyAttempts, auth.too_many_attempts)  # with Retry-After
     app.include_router(auth.router)
+    app.include_router(admin.router)
     app.include_router(sites.router)
     app.include_router(layers.router)
     app.include_router(plans.router)
@@ -148,16 +222,26 @@ def create_app(
     app.include_router(live.router)
     app.include_router(ws.router)
     app.include_router(feed.router)
+    app.include_router(notices.router)
 
     # Open to all, as a load balancer or monitor asks it without signing in.
     @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok"}
+    def healthz(request: Request) -> dict[str, Any]:
+        post: CommandPost | None = getattr(request.app.state, "post", None)
+        recovery = post.recovery.as_dict() if post is not None else None
+        return {"status": "ok", **({"recovery": recovery} if recovery else {})}
 
     # The map wall (frontend/): its page, its files and Leaflet, all served from here.
     mount_map_wall(app)
+    mount_api_docs(app)
+    notices.mount(app)
 
+    # Added innermost first. A body meets them outermost first: it must come in time, with a
+    # valid token (before a byte is read), within the size, and as JSON no deeper than 64.
+    app.add_middleware(FiniteJson)  # inside JsonNesting: parses only bodies of bounded depth
+    app.add_middleware(JsonNesting)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyTimeout, timeout_s=settings.body_timeout_s)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestLog)
     return app

@@ -4,6 +4,12 @@ Passwords are hashed with Argon2id (argon2-cffi). A token is 32 random bytes sho
 once; the database keeps only its SHA-256, so a copy of the database opens no session. A session
 token comes from :func:`authenticate` and expires after ``RALLYPOINT_TOKEN_TTL_S``; a device
 token (a sensor gateway) belongs to one site and may only post readings.
+
+Roles are held on every site (``users.roles``) or on one site (``site_roles``); the roles at a
+site are the union of both. ``admin`` administers users and tokens, and is held only globally:
+it gives nothing on a site. A websocket ticket (:func:`issue_ticket`) lets a browser open its
+websocket without putting its token in a URL: it lives 30 seconds, opens one connection, and
+is stored as its SHA-256 only, bound to the session that asked for it.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import hashlib
 import re
 import secrets
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -21,11 +27,11 @@ from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from gis.errors import AlreadyExists, FieldError, InvalidInput, NotFound, Unauthorized
-from gis.storage.tables import SiteRow, TokenRow, UserRow
+from gis.storage.tables import SiteRoleRow, SiteRow, TokenRow, UserRow, WsTicketRow
 
 
 class Role(StrEnum):
@@ -34,17 +40,34 @@ class Role(StrEnum):
     PLANNER = "planner"
     RESPONDER = "responder"
     VIEWER = "viewer"
+    ADMIN = "admin"  # users and tokens only: nothing on a site, never granted per site
     DEVICE = "device"  # held by device tokens only, never by a user
 
 
-HUMAN_ROLES = frozenset(r for r in Role if r is not Role.DEVICE)
+#: The roles that act on sites: each reads the site it is held on. They may be held globally
+#: or granted on one site. (Named HUMAN_ROLES since before there was an admin.)
+HUMAN_ROLES = frozenset(
+    {Role.COMMANDER, Role.DRILL_CONTROLLER, Role.PLANNER, Role.RESPONDER, Role.VIEWER}
+)
+SITE_ROLES = HUMAN_ROLES
+#: Every role a user may hold.
+USER_ROLES = HUMAN_ROLES | {Role.ADMIN}
 KNOWN_ROLES = frozenset(r.value for r in Role)
+#: A websocket ticket opens a connection within this many seconds, once.
+TICKET_TTL_S = 30
 
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # Argon2 takes any length; a cap keeps a login request cheap to refuse.
 WRONG_LOGIN = "wrong username or password"
 HASHER = PasswordHasher()  # Argon2id, the library's (RFC 9106 low-memory) parameters
+
+
+SiteRoles = Mapping[str, frozenset[Role]]
+
+
+def _no_site_roles() -> SiteRoles:
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +78,57 @@ class User:
     roles: frozenset[Role]
     disabled: bool
     created_at: datetime
+    #: site id -> the roles granted on that site only
+    site_roles: SiteRoles = field(default_factory=_no_site_roles, hash=False)
+
+    def roles_at(self, site_id: str | None) -> frozenset[Role]:
+        return _roles_at(self.roles, self.site_roles, site_id)
 
     def to_json(self) -> dict[str, object]:
         return {
             "username": self.username,
             "display_name": self.display_name,
             "roles": sorted(self.roles),
+            "site_roles": {s: sorted(r) for s, r in sorted(self.site_roles.items())},
         }
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a signed-in user, or a device of one site."""
+    """Who is calling: a signed-in user, or a device of one site.
+
+    ``roles`` are the roles held on every site (what existing checks read); the roles at one
+    site are :meth:`roles_at`. ``token_hash`` names the session or device token the call came
+    with, so that revoking it can close the websockets it opened.
+    """
 
     id: str
     username: str
     roles: frozenset[Role]
     kind: Literal["session", "device"]
     site_id: str | None = None
+    site_roles: SiteRoles = field(default_factory=_no_site_roles, hash=False)
+    token_hash: str = field(default="", compare=False)
+
+    def roles_at(self, site_id: str | None) -> frozenset[Role]:
+        """The roles held at ``site_id``: global ones and that site's grants (None: global)."""
+        return _roles_at(self.roles, self.site_roles, site_id)
+
+    def anywhere(self) -> frozenset[Role]:
+        """Every role held on any site."""
+        return self.roles.union(*self.site_roles.values())
+
+    def sees(self, site_id: str) -> bool:
+        """Whether the principal holds a role that reads ``site_id``."""
+        return not self.roles_at(site_id).isdisjoint(HUMAN_ROLES)
+
+
+def _roles_at(
+    roles: frozenset[Role], site_roles: SiteRoles, site_id: str | None
+) -> frozenset[Role]:
+    if site_id is None:
+        return roles
+    return roles | site_roles.get(site_id, frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +144,40 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _user(row: UserRow) -> User:
+def _known(roles: Iterable[str]) -> frozenset[Role]:
+    return frozenset(Role(r) for r in roles if r in KNOWN_ROLES)  # skip retired roles
+
+
+def _user(row: UserRow, site_roles: SiteRoles | None = None) -> User:
     return User(
         id=row.id,
         username=row.username,
         display_name=row.display_name,
-        roles=frozenset(Role(r) for r in row.roles if r in KNOWN_ROLES),  # skip retired roles
+        roles=_known(row.roles),
         disabled=row.disabled,
         created_at=row.created_at,
+        site_roles=site_roles or {},
     )
+
+
+def site_roles_of(
+    session: Session, user_ids: Iterable[str]
+) -> dict[str, dict[str, frozenset[Role]]]:
+    """user id -> site id -> the roles granted there (one query for any number of users)."""
+    ids = list(user_ids)
+    out: dict[str, dict[str, frozenset[Role]]] = {}
+    if not ids:
+        return out
+    for row in session.scalars(select(SiteRoleRow).where(SiteRoleRow.user_id.in_(ids))):
+        roles = _known(row.roles) & SITE_ROLES
+        if roles:
+            out.setdefault(row.user_id, {})[row.site_id] = roles
+    return out
+
+
+def load_user(session: Session, row: UserRow) -> User:
+    """``row`` as a :class:`User`, with its site grants."""
+    return _user(row, site_roles_of(session, [row.id]).get(row.id))
 
 
 def _now(now: datetime | None) -> datetime:
@@ -133,9 +214,10 @@ def check_password(password: str) -> str:
     return password
 
 
-def check_roles(roles: Iterable[str]) -> frozenset[Role]:
+def check_roles(roles: Iterable[str], allowed: frozenset[Role] = USER_ROLES) -> frozenset[Role]:
+    """The roles named, all of them ``allowed`` (a site grant allows no ``admin``)."""
     wanted = list(roles)
-    known = {r.value for r in HUMAN_ROLES}
+    known = {r.value for r in allowed}
     unknown = [r for r in wanted if r not in known]
     if not wanted or unknown:
         raise InvalidInput(
@@ -154,13 +236,17 @@ def create_user(
     roles: Iterable[str],
     display_name: str | None = None,
     *,
+    site_id: str | None = None,
     now: datetime | None = None,
     hasher: PasswordHasher = HASHER,
 ) -> User:
-    """Add a user; ``hasher`` is for tests that need many users quickly."""
+    """Add a user holding ``roles`` on every site, or with ``site_id`` on that site only;
+    ``hasher`` is for tests that need many users quickly."""
     name = check_username(username)
     check_password(password)
-    role_set = check_roles(roles)
+    role_set = check_roles(roles, SITE_ROLES if site_id is not None else USER_ROLES)
+    if site_id is not None and session.get(SiteRow, site_id) is None:
+        raise NotFound(f"no site {site_id!r}", errors=[FieldError("site", "unknown site id")])
     shown = (display_name or name).strip()
     if not shown or len(shown) > 200:
         raise InvalidInput(
@@ -176,33 +262,41 @@ def create_user(
         username=name,
         display_name=shown,
         password_hash=hasher.hash(password),
-        roles=sorted(role_set),
+        roles=sorted(role_set) if site_id is None else [],
         disabled=False,
         created_at=_now(now),
     )
     session.add(row)
+    if site_id is not None:
+        session.flush()  # the user first: the grant refers to it
+        session.add(SiteRoleRow(user_id=row.id, site_id=site_id, roles=sorted(role_set)))
     session.flush()
-    return _user(row)
+    return load_user(session, row)
 
 
-def find_user(session: Session, username: str) -> User:
+def user_row(session: Session, username: str) -> UserRow:
+    """The row of ``username``; :class:`NotFound` (naming the field) if there is none."""
     row = session.scalar(select(UserRow).where(UserRow.username == username.strip().lower()))
     if row is None:
         raise NotFound(f"no user {username!r}", errors=[FieldError("username", "unknown user")])
-    return _user(row)
+    return row
+
+
+def find_user(session: Session, username: str) -> User:
+    return load_user(session, user_row(session, username))
 
 
 def list_users(session: Session) -> list[User]:
-    return [_user(r) for r in session.scalars(select(UserRow).order_by(UserRow.username))]
+    rows = list(session.scalars(select(UserRow).order_by(UserRow.username)))
+    grants = site_roles_of(session, [r.id for r in rows])
+    return [_user(r, grants.get(r.id)) for r in rows]
 
 
 def set_password(
     session: Session, username: str, password: str, *, hasher: PasswordHasher = HASHER
 ) -> None:
     check_password(password)
-    row = session.scalar(select(UserRow).where(UserRow.username == username.strip().lower()))
-    if row is None:
-        raise NotFound(f"no user {username!r}", errors=[FieldError("username", "unknown user")])
+    row = user_row(session, username)
     row.password_hash = hasher.hash(password)
     session.flush()
 
@@ -211,6 +305,11 @@ def password_matches(session: Session, username: str, password: str) -> bool:
     """Whether ``password`` is the user's (for tools; logging in is :func:`authenticate`)."""
     row = session.scalar(select(UserRow).where(UserRow.username == username.strip().lower()))
     return row is not None and _verify(row.password_hash, password)
+
+
+def verify(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash`` (never raises)."""
+    return _verify(password_hash, password[:MAX_PASSWORD])
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -266,29 +365,51 @@ def authenticate(
         raise Unauthorized(WRONG_LOGIN)
     if HASHER.check_needs_rehash(row.password_hash):
         row.password_hash = HASHER.hash(password)  # stronger parameters since it was set
-    return issue_token(session, _user(row), ttl_s=ttl_s, now=now)
+    return issue_token(session, load_user(session, row), ttl_s=ttl_s, now=now)
 
 
 def resolve_token(session: Session, token: str, now: datetime | None = None) -> Principal:
     """Who holds ``token``; :class:`Unauthorized` if it is unknown, expired or revoked."""
     row = session.get(TokenRow, token_hash(token)) if 0 < len(token) <= 200 else None
+    return _principal(session, row, now)
+
+
+def resolve_token_hash(session: Session, hashed: str, now: datetime | None = None) -> Principal:
+    """As :func:`resolve_token`, from the token's hash (a connection checked again later)."""
+    return _principal(session, session.get(TokenRow, hashed) if hashed else None, now)
+
+
+def _principal(session: Session, row: TokenRow | None, now: datetime | None) -> Principal:
     if row is None or row.revoked:
         raise Unauthorized("the token is unknown or revoked: sign in again")
     if row.expires_at is not None and row.expires_at <= _now(now):
         raise Unauthorized("the token has expired: sign in again")
     if row.kind == "device":
         return Principal(
-            id=row.token_hash[:16],
+            id=device_id(row.token_hash),
             username=f"device:{row.name}",
             roles=frozenset({Role.DEVICE}),
             kind="device",
             site_id=row.site_id,
+            token_hash=row.token_hash,
         )
     user = session.get(UserRow, row.user_id) if row.user_id else None
     if user is None or user.disabled:
         raise Unauthorized("the token's user is disabled or gone")
-    found = _user(user)
-    return Principal(id=found.id, username=found.username, roles=found.roles, kind="session")
+    found = load_user(session, user)
+    return Principal(
+        id=found.id,
+        username=found.username,
+        roles=found.roles,
+        kind="session",
+        site_roles=found.site_roles,
+        token_hash=row.token_hash,
+    )
+
+
+def device_id(hash_of_token: str) -> str:
+    """A device token's public id: the start of its hash (the token itself is never shown)."""
+    return hash_of_token[:16]
 
 
 def revoke(session: Session, token: str) -> None:
@@ -297,6 +418,90 @@ def revoke(session: Session, token: str) -> None:
     if row is not None:
         row.revoked = True
         session.flush()
+
+
+def revoke_sessions(session: Session, user_id: str, *, keep: str | None = None) -> list[str]:
+    """Revoke every live session token of the user (but the one hashed ``keep``); their hashes."""
+    query = select(TokenRow.token_hash).where(
+        TokenRow.user_id == user_id, TokenRow.kind == "session", TokenRow.revoked.is_(False)
+    )
+    hashes = [h for h in session.scalars(query) if h != keep]
+    if hashes:
+        session.execute(
+            update(TokenRow).where(TokenRow.token_hash.in_(hashes)).values(revoked=True)
+        )
+    return hashes
+
+
+def ended_tokens(session: Session, hashes: Iterable[str], now: datetime | None = None) -> set[str]:
+    """Those of ``hashes`` that no longer sign anyone in: unknown, revoked, expired, or of a
+    disabled user (the server closes the websockets they opened)."""
+    wanted = set(hashes)
+    alive: set[str] = set()
+    moment = _now(now)
+    listed = sorted(wanted)
+    for start in range(0, len(listed), 500):
+        query = (
+            select(TokenRow.token_hash)
+            .outerjoin(UserRow, UserRow.id == TokenRow.user_id)
+            .where(
+                TokenRow.token_hash.in_(listed[start : start + 500]),
+                TokenRow.revoked.is_(False),
+                (TokenRow.expires_at.is_(None)) | (TokenRow.expires_at > moment),
+                (TokenRow.kind == "device") | (UserRow.disabled.is_(False)),
+            )
+        )
+        alive.update(session.scalars(query))
+    return wanted - alive
+
+
+def issue_ticket(
+    session: Session, principal: Principal, *, now: datetime | None = None
+) -> IssuedToken:
+    """A websocket ticket for the session ``principal`` signed in with: it opens one connection
+    within :data:`TICKET_TTL_S` seconds, as that session (revoking the session ends both)."""
+    if principal.kind != "session" or not principal.token_hash:
+        raise Unauthorized("a websocket ticket is for a signed-in person's session")
+    issued = _now(now)
+    # Spent and expired tickets go as new ones come: the table stays the size of a minute.
+    session.execute(
+        delete(WsTicketRow).where(
+            WsTicketRow.expires_at < issued - timedelta(seconds=2 * TICKET_TTL_S)
+        )
+    )
+    ticket = secrets.token_urlsafe(32)
+    expires_at = issued + timedelta(seconds=TICKET_TTL_S)
+    session.add(
+        WsTicketRow(
+            ticket_hash=token_hash(ticket),
+            token_hash=principal.token_hash,
+            created_at=issued,
+            expires_at=expires_at,
+            used_at=None,
+        )
+    )
+    session.flush()
+    return IssuedToken(token=ticket, expires_at=expires_at)
+
+
+def redeem_ticket(session: Session, ticket: str, *, now: datetime | None = None) -> Principal:
+    """The session a ticket was issued to, once: the ticket is spent by the same statement that
+    checks it, so two connections (or two server processes) cannot both use it."""
+    moment = _now(now)
+    hashed = token_hash(ticket) if 0 < len(ticket) <= 200 else ""
+    spent = session.execute(
+        update(WsTicketRow)
+        .where(
+            WsTicketRow.ticket_hash == hashed,
+            WsTicketRow.used_at.is_(None),
+            WsTicketRow.expires_at > moment,
+        )
+        .values(used_at=moment)
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        raise Unauthorized("the ticket is unknown, used or expired: ask for a new one")
+    bound = session.scalar(select(WsTicketRow.token_hash).where(WsTicketRow.ticket_hash == hashed))
+    return _principal(session, session.get(TokenRow, bound) if bound else None, moment)
 
 
 def create_device_token(

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from command.auth import HUMAN_ROLES
+from command.auth import HUMAN_ROLES, USER_ROLES
 from command.settings import Settings
 from gis.errors import RallypointError
 from gis.storage.db import Database, make_engine, schema_is_current, upgrade
@@ -80,6 +80,7 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from command.app import create_app
+    from command.serving import uvicorn_options
 
     settings = Settings()
     host, port = host or settings.host, port or settings.port
@@ -91,6 +92,7 @@ def serve(host: str | None, port: int | None) -> None:
         port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        **uvicorn_options(settings),  # header deadline and keep-alive: no slowloris
     )
 
 
@@ -246,8 +248,12 @@ def layer() -> None:
 @_report_errors
 def layer_import(site_id: str, layer_name: str, file: Path, mode: str) -> None:
     """Import FILE into LAYER of SITE_ID; any bad row refuses the whole file."""
-    from gis.layer_io import ImportMode, format_from_path, import_file
+    from gis.layer_io import ArchiveLimits, ImportMode, format_from_path, import_file
 
+    settings = Settings()
+    limits = ArchiveLimits(
+        max_bytes=settings.max_unzipped_bytes, max_ratio=settings.max_unzip_ratio
+    )
     with _database() as database:
         report = import_file(
             database,
@@ -257,6 +263,7 @@ def layer_import(site_id: str, layer_name: str, file: Path, mode: str) -> None:
             format_from_path(file),
             actor=_actor(),
             mode=ImportMode(mode),
+            limits=limits,
         )
     click.echo(
         f"{layer_name}: {report.created} created, {report.updated} updated, "
@@ -281,7 +288,13 @@ def layer_export(site_id: str, layer_name: str, file: Path) -> None:
 @main.group()
 def user() -> None:
     """Users who sign in, and their roles (commander, drill_controller, planner, responder,
-    viewer)."""
+    viewer on every site or granted on one; admin for users and tokens only)."""
+
+
+def _new_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @user.command("add")
@@ -291,8 +304,14 @@ def user() -> None:
     "roles",
     multiple=True,
     required=True,
-    type=click.Choice(sorted(r.value for r in HUMAN_ROLES)),
+    type=click.Choice(sorted(r.value for r in USER_ROLES)),
     help="A role of the user; repeat for several.",
+)
+@click.option(
+    "--site",
+    "site_id",
+    default=None,
+    help="Hold the roles on this site only (default: on every site).",
 )
 @click.option("--name", "display_name", default=None, help="Display name (default: USERNAME).")
 @click.option(
@@ -302,29 +321,120 @@ def user() -> None:
 )
 @_report_errors
 def user_add(
-    username: str, roles: tuple[str, ...], display_name: str | None, password_stdin: bool
+    username: str,
+    roles: tuple[str, ...],
+    site_id: str | None,
+    display_name: str | None,
+    password_stdin: bool,
 ) -> None:
     """Add a user who signs in with USERNAME and a password (at least 10 characters)."""
+    from command.accounts import record
     from command.auth import create_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _new_password(password_stdin)
     with _database() as database, database.write() as session:
-        created = create_user(session, username, password, roles, display_name)
-    click.echo(f"added user {created.username} ({', '.join(sorted(created.roles))})")
+        created = create_user(session, username, password, roles, display_name, site_id=site_id)
+        record(
+            session,
+            _actor(),
+            "user.added",
+            created.username,
+            site_id=site_id,
+            detail={"roles": sorted(roles)},
+        )
+    where = f" on {site_id}" if site_id else ""
+    click.echo(f"added user {created.username} ({', '.join(sorted(roles))}){where}")
 
 
 @user.command("list")
 def user_list() -> None:
-    """List users: username, display name, roles, and whether they are disabled."""
+    """List users: username, display name, roles, the roles granted per site, and whether they
+    are disabled."""
     from command.auth import list_users
 
     with _database() as database, database.read() as session:
         for u in list_users(session):
+            grants = "; ".join(
+                f"{s}={','.join(sorted(r))}" for s, r in sorted(u.site_roles.items())
+            )
+            shown = f"\tsites: {grants}" if grants else ""
             state = "\tdisabled" if u.disabled else ""
-            click.echo(f"{u.username}\t{u.display_name}\t{','.join(sorted(u.roles))}{state}")
+            click.echo(f"{u.username}\t{u.display_name}\t{','.join(sorted(u.roles))}{shown}{state}")
+
+
+@user.command("disable")
+@click.argument("username")
+@_report_errors
+def user_disable(username: str) -> None:
+    """Disable USERNAME: no sign-in, every session revoked; a running server closes their
+    websockets within a second."""
+    from command.accounts import disable_user
+
+    with _database() as database, database.write() as session:
+        revoked = disable_user(session, username, actor=_actor())
+    click.echo(f"disabled {username}; {len(revoked)} session(s) revoked")
+
+
+@user.command("enable")
+@click.argument("username")
+@_report_errors
+def user_enable(username: str) -> None:
+    """Let a disabled USERNAME sign in again (their old sessions stay revoked)."""
+    from command.accounts import enable_user
+
+    with _database() as database, database.write() as session:
+        enable_user(session, username, actor=_actor())
+    click.echo(f"enabled {username}")
+
+
+@user.command("passwd")
+@click.argument("username")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the new password from the first line of standard input instead of prompting.",
+)
+@_report_errors
+def user_passwd(username: str, password_stdin: bool) -> None:
+    """Set a new password for USERNAME; every session they hold is revoked."""
+    from command.accounts import reset_password
+
+    password = _new_password(password_stdin)
+    with _database() as database, database.write() as session:
+        revoked = reset_password(session, username, password, actor=_actor())
+    click.echo(f"new password set for {username}; {len(revoked)} session(s) revoked")
+
+
+SITE_ROLE_CHOICE = click.Choice(sorted(r.value for r in HUMAN_ROLES))
+
+
+@user.command("grant")
+@click.argument("username")
+@click.option("--site", "site_id", required=True, help="The site the role is held on.")
+@click.option("--role", required=True, type=SITE_ROLE_CHOICE, help="The role on that site.")
+@_report_errors
+def user_grant(username: str, site_id: str, role: str) -> None:
+    """Give USERNAME a role on one site only (roles held on every site come with 'user add')."""
+    from command.accounts import grant
+
+    with _database() as database, database.write() as session:
+        held = grant(session, username, site_id, role, actor=_actor())
+    click.echo(f"{username} holds {', '.join(sorted(held))} on {site_id} (by grant)")
+
+
+@user.command("revoke-grant")
+@click.argument("username")
+@click.option("--site", "site_id", required=True, help="The site the role was granted on.")
+@click.option("--role", required=True, type=SITE_ROLE_CHOICE, help="The role to take back.")
+@_report_errors
+def user_revoke_grant(username: str, site_id: str, role: str) -> None:
+    """Take back a role granted to USERNAME on one site."""
+    from command.accounts import revoke_grant
+
+    with _database() as database, database.write() as session:
+        held = revoke_grant(session, username, site_id, role, actor=_actor())
+    left = ", ".join(sorted(held)) or "no role"
+    click.echo(f"{username} holds {left} on {site_id} by grant")
 
 
 @user.command("seed-demo")
@@ -338,7 +448,8 @@ def user_list() -> None:
 )
 @_report_errors
 def user_seed_demo(path: Path) -> None:
-    """Create one demo user per role (demo-commander, ...) and print their credentials.
+    """Create one demo user per role (demo-commander, ..., demo-admin) and print their
+    credentials.
 
     The first run picks random passwords and keeps them in the file; later runs print the
     same credentials and create nothing.
@@ -346,7 +457,7 @@ def user_seed_demo(path: Path) -> None:
     from command.demo_users import seed_demo_users
 
     with _database() as database, database.write() as session:
-        credentials = seed_demo_users(session, path)
+        credentials = seed_demo_users(session, path, actor=_actor())
     click.echo(f"demo users (credentials kept in {path}):")
     for c in credentials:
         click.echo(f"  {c.username:<24} password: {c.password}   role: {c.role}")
@@ -372,13 +483,57 @@ def device_add(site_id: str, name: str, ttl_days: int) -> None:
     """Issue a token for device NAME of SITE; it is printed once and stored only as a hash."""
     from datetime import timedelta
 
-    from command.auth import create_device_token
+    from command.accounts import record
+    from command.auth import create_device_token, device_id, token_hash
 
     with _database() as database, database.write() as session:
         issued = create_device_token(session, site_id, name, timedelta(days=ttl_days))
+        ident = device_id(token_hash(issued.token))
+        record(
+            session,
+            _actor(),
+            "device.added",
+            f"device:{name}",
+            site_id=site_id,
+            detail={"id": ident},
+        )
     assert issued.expires_at is not None
     click.echo(f"device token for {name} at {site_id}, valid until {issued.expires_at:%Y-%m-%d}:")
     click.echo(issued.token)
+
+
+@device.command("list")
+@click.argument("site_id", metavar="SITE")
+@_report_errors
+def device_list(site_id: str) -> None:
+    """List the device tokens of SITE: id, name, created, expires, and whether revoked or
+    expired (the tokens themselves are never shown: only their hashes are kept)."""
+    from datetime import UTC, datetime
+
+    from command.accounts import list_devices
+
+    now = datetime.now(UTC)
+    with _database() as database, database.read() as session:
+        for d in list_devices(session, site_id):
+            expires = f"{d.expires_at:%Y-%m-%d}" if d.expires_at else "never"
+            expired = d.expires_at is not None and d.expires_at <= now
+            state = "revoked" if d.revoked else "expired" if expired else "live"
+            click.echo(f"{d.id}\t{d.name}\t{d.created_at:%Y-%m-%d}\t{expires}\t{state}")
+
+
+@device.command("revoke")
+@click.argument("site_id", metavar="SITE")
+@click.argument("device", metavar="NAME|ID")
+@_report_errors
+def device_revoke(site_id: str, device: str) -> None:
+    """Revoke the device token of SITE with that id, or every live one of that name; a running
+    server closes its feed within a second."""
+    from command.accounts import revoke_device
+
+    with _database() as database, database.write() as session:
+        revoked, _ = revoke_device(session, site_id, device, actor=_actor())
+    for d in revoked:
+        click.echo(f"revoked {d.id} ({d.name}) at {site_id}")
 
 
 @main.group()
@@ -476,20 +631,108 @@ if __name__ == "__main__":
 
 @main.group()
 def audit() -> None:
-    """The event log: check that nothing in it was changed, removed or inserted."""
+    """The event log: check that nothing in it was changed, removed or inserted, against the
+    heads and the signed checkpoints (docs/audit.md)."""
 
 
 @audit.command("verify")
 @click.option("--site", "site_id", default=None, help="One site only (default: every site).")
+@click.option(
+    "--checkpoints",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A checkpoint file, e.g. an export (default RALLYPOINT_AUDIT_CHECKPOINTS).",
+)
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trust only this public key (PEM; repeat for several), not the keyring beside the "
+    "checkpoints.",
+)
 @_report_errors
-def audit_verify(site_id: str | None) -> None:
-    """Recompute the hash chain of the event log; exit status 1 at the first break."""
-    from command.events import verify
+def audit_verify(site_id: str | None, checkpoints: Path | None, public_keys: tuple[Path]) -> None:
+    """Recompute the hash chain of the event log, check each site's last event against its
+    head and both against the signed checkpoints; name every break and exit with status 1."""
+    from command.audit import AuditKeyError, load_public_keys, required_files, verify_anchor
 
+    if checkpoints is not None and not checkpoints.is_file():
+        raise AuditKeyError(f"no checkpoint file at {checkpoints}")
+    path = checkpoints or required_files(Settings()).checkpoints
+    keys = load_public_keys(public_keys) if public_keys else None
     with _database() as database, database.read() as session:
-        count, breaks = verify(session, site_id)
-    for found in breaks:
-        click.echo(f"BROKEN {found.site_id} event {found.seq}: {found.reason}", err=True)
-    if breaks:
+        report = verify_anchor(session, path, keys=keys, site_id=site_id)
+    for found in report.breaks:
+        click.echo(f"BROKEN {found}", err=True)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    if report.breaks:
         sys.exit(1)
-    click.echo(f"event log intact: {count} events")
+    anchored = f"the heads and {report.checkpoints} signed checkpoints agree with it"
+    if not report.checkpoints:
+        anchored = "the heads agree with it (no signed checkpoint to check against)"
+    click.echo(f"event log intact: {report.count} events; {anchored}")
+
+
+@audit.command("checkpoint")
+@_report_errors
+def audit_checkpoint() -> None:
+    """Sign each site's head that moved since the last checkpoint, now (the server does so
+    every RALLYPOINT_AUDIT_CHECKPOINT_S and when it stops)."""
+    from command.audit import Checkpointer, required_files
+    from plans.clock import SystemClock
+
+    settings = Settings()
+    with _database() as database:
+        anchor = Checkpointer(
+            database, required_files(settings), SystemClock(), settings.audit_checkpoint_s
+        )
+        written = anchor.checkpoint()
+    for checkpoint in written:
+        click.echo(f"{checkpoint.site} event {checkpoint.seq} signed by key {checkpoint.key_id}")
+    if not written:
+        click.echo("no head moved since the last checkpoint")
+
+
+@audit.command("export-checkpoints")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@_report_errors
+def audit_export_checkpoints(out: Path) -> None:
+    """Copy the checkpoints to OUT and their public keys beside it (OUT-STEM.keys.jsonl), for
+    an auditor to keep off the server and check with 'audit verify --checkpoints OUT'."""
+    from command.audit import export_checkpoints, keyring_path, required_files
+
+    count = export_checkpoints(required_files(Settings()), out)
+    click.echo(f"{count} checkpoints written to {out}, their public keys to {keyring_path(out)}")
+
+
+@audit.command("public-key")
+@_report_errors
+def audit_public_key() -> None:
+    """Print the public key of the signing key (PEM; the key is created if there is none)."""
+    from command.audit import key_id, load_key, public_pem, required_files
+    from plans.clock import SystemClock
+
+    public = load_key(required_files(Settings()), now=SystemClock().now()).public_key()
+    click.echo(public_pem(public), nl=False)
+    click.echo(f"key id {key_id(public)}", err=True)
+
+
+@audit.command("rotate-key")
+@_report_errors
+def audit_rotate_key() -> None:
+    """Sign with a new key from now on, and sign every head with it at once. The old private
+    key is overwritten; its public key stays in the keyring, so what it signed still verifies."""
+    from command.audit import Checkpointer, required_files, rotate_key
+    from plans.clock import SystemClock
+
+    settings, clock = Settings(), SystemClock()
+    files = required_files(settings)
+    with _database() as database:
+        new = rotate_key(files, now=clock.now())
+        signed = Checkpointer(database, files, clock, settings.audit_checkpoint_s).checkpoint(
+            force=True
+        )
+    click.echo(f"new audit key {new}; {len(signed)} heads signed with it")
+    click.echo("give auditors its public key: rallypoint audit public-key")

@@ -1,9 +1,11 @@
 """One demo user per role, for ``make run``: random passwords, kept in a file only you can read.
+``demo-admin`` holds ``admin`` (users and tokens, nothing on a site).
 
 The first run picks the passwords and writes them down; later runs read them back, so the
 credentials printed stay the same and nothing is created twice. A file lost while the users
 remain gives them new passwords; a database reset while the file remains recreates the users
-with the passwords in the file.
+with the passwords in the file. Both go in the account record, as ``user add`` and ``user
+passwd`` do.
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from command.auth import Role, create_user, list_users, password_matches, set_password
+from command.accounts import record, reset_password
+from command.auth import Role, create_user, list_users, password_matches
 
-DEMO_ROLES = (Role.COMMANDER, Role.DRILL_CONTROLLER, Role.PLANNER, Role.RESPONDER, Role.VIEWER)
+DEMO_ROLES = (
+    Role.COMMANDER,
+    Role.DRILL_CONTROLLER,
+    Role.PLANNER,
+    Role.RESPONDER,
+    Role.VIEWER,
+    Role.ADMIN,
+)
 HEADER = (
     "# Rallypoint demo users (written by 'rallypoint user seed-demo'): username, password, role.\n"
 )
@@ -56,8 +66,11 @@ def _write(path: Path, credentials: list[DemoCredential]) -> None:
     path.chmod(0o600)
 
 
-def seed_demo_users(session: Session, path: Path) -> list[DemoCredential]:
-    """Make sure the demo users exist with the passwords in ``path``; their credentials."""
+def seed_demo_users(session: Session, path: Path, *, actor: str) -> list[DemoCredential]:
+    """Make sure the demo users exist with the passwords in ``path``; their credentials.
+
+    ``actor`` is who is named in the account record for a user added or a password reset (a
+    reset revokes the user's sessions, as any reset does)."""
     stored = _read(path)
     existing = {u.username for u in list_users(session)}
     credentials = []
@@ -68,8 +81,9 @@ def seed_demo_users(session: Session, path: Path) -> list[DemoCredential]:
         if username not in existing:
             title = role.value.replace("_", " ")
             create_user(session, username, password, [role], f"Demo {title}")
+            record(session, actor, "user.added", username, detail={"roles": [role.value]})
         elif not password_matches(session, username, password):
-            set_password(session, username, password)
+            reset_password(session, username, password, actor=actor)
     if [(c.username, c.password) for c in credentials] != list(stored.items()):
         _write(path, credentials)
     else:

@@ -1,20 +1,33 @@
 """Dependencies shared by the routers (``Annotated`` aliases, as in FastAPI's template).
 
 Every route but ``/healthz`` and the login names the roles it needs with :func:`requires`;
-``tests/test_auth.py`` walks ``app.routes`` and fails on a route that does not.
+``tests/test_auth.py`` walks ``app.routes`` and fails on a route that does not. Roles are
+checked at the site of the route's ``{site_id}`` path parameter (global roles and that site's
+grants); a route without one checks global roles, or with ``anywhere`` roles held on any site.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, Security, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from command.auth import HUMAN_ROLES, Principal, Role, resolve_token
+from command.auth import (
+    HUMAN_ROLES,
+    USER_ROLES,
+    Principal,
+    Role,
+    redeem_ticket,
+    resolve_token,
+    resolve_token_hash,
+)
 from gis.errors import FieldError, InvalidInput, NotPermitted, Unauthorized
 from gis.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 # auto_error=False: a missing or malformed header becomes our 401 problem, not FastAPI's 403.
 bearer = HTTPBearer(
@@ -49,50 +62,104 @@ def get_principal(
 
 
 class RoleCheck:
-    """A dependency that lets through a principal holding any of ``roles``, else 403."""
+    """A dependency that lets through a principal holding any of ``roles``, else 403.
 
-    def __init__(self, roles: frozenset[Role]) -> None:
+    The roles are those held at the site of the route's ``site_id`` path parameter; on a route
+    without one, global roles, or with ``anywhere`` roles held on any site (the site list,
+    signing out)."""
+
+    def __init__(self, roles: frozenset[Role], *, anywhere: bool = False) -> None:
         self.roles = roles
+        self.anywhere = anywhere
 
-    def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        check_roles(principal, self.roles)
+    def __call__(
+        self, request: Request, principal: Annotated[Principal, Depends(get_principal)]
+    ) -> Principal:
+        site_id = request.path_params.get("site_id")
+        check_roles(principal, self.roles, site_id, anywhere=self.anywhere)
         return principal
 
 
-def check_roles(principal: Principal, roles: frozenset[Role]) -> None:
-    if principal.roles.isdisjoint(roles):
+def check_roles(
+    principal: Principal,
+    roles: frozenset[Role],
+    site_id: str | None = None,
+    *,
+    anywhere: bool = False,
+) -> None:
+    """Refuse (403, naming the roles that may) a principal without one of ``roles`` at
+    ``site_id`` (None: global roles; ``anywhere``: on any site)."""
+    held = principal.anywhere() if anywhere else principal.roles_at(site_id)
+    if held.isdisjoint(roles):
         needed = ", ".join(sorted(roles))
-        held = ", ".join(sorted(principal.roles)) or "none"
+        shown = ", ".join(sorted(held)) or "none"
+        where = f" at {site_id}" if site_id is not None and not anywhere else ""
         raise NotPermitted(
-            f"this needs one of the roles {needed}; {principal.username} holds {held}",
+            f"this needs one of the roles {needed}; {principal.username} holds {shown}{where}",
             errors=[FieldError("role", f"one of {needed}")],
         )
 
 
-def requires(*roles: Role) -> RoleCheck:
-    """``Depends(requires(Role.PLANNER))``: the caller must hold one of ``roles``."""
+def requires(*roles: Role, anywhere: bool = False) -> RoleCheck:
+    """``Depends(requires(Role.PLANNER))``: the caller must hold one of ``roles`` (at the
+    route's site, or ``anywhere``)."""
     if not roles:
         raise ValueError("requires() needs at least one role")
-    return RoleCheck(frozenset(roles))
+    return RoleCheck(frozenset(roles), anywhere=anywhere)
 
 
-def websocket_principal(websocket: WebSocket, db: Database, *roles: Role) -> Principal:
-    """The principal of a websocket subscription, checked for ``roles``.
+#: Why a websocket with ``?access_token=`` is refused (its close reason, under 123 bytes).
+TOKEN_IN_URL = (
+    "a token in a URL is refused: use the Authorization header, or a ticket from "
+    "POST /api/auth/ws-ticket"
+)
 
-    Browsers cannot set headers on a websocket, so the token may also come as
-    ``?access_token=`` (RFC 6750 section 2.3; the request log never records query strings).
+
+def websocket_principal(
+    websocket: WebSocket, db: Database, *roles: Role, site_id: str | None = None
+) -> Principal:
+    """The principal of a websocket, checked for ``roles`` at ``site_id`` (None: anywhere; the
+    subscription then names the site, checked there).
+
+    A client signs in with ``Authorization: Bearer <token>``. Browsers cannot set headers on a
+    websocket, so they send ``?ticket=`` instead: a ticket from ``POST /api/auth/ws-ticket``,
+    good for one connection within 30 s. ``?access_token=`` (a token in the URL, RFC 6750
+    section 2.3) is refused, even beside a good header: URLs end up in logs and histories.
     Raises :class:`Unauthorized` or :class:`NotPermitted`; the route closes the socket with
-    4401 or 4403 before accepting it.
+    4401 or 4403.
     """
+    if "access_token" in websocket.query_params:
+        # Neither the token nor the URL: the address is enough to find the stale client.
+        client = websocket.client.host if websocket.client else "unknown"
+        log.warning("refused a websocket from %s with a token in its URL", client)
+        raise Unauthorized(TOKEN_IN_URL)
     header = websocket.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     token = value.strip() if scheme.lower() == "bearer" else ""
-    token = token or websocket.query_params.get("access_token", "")
-    if not token:
-        raise Unauthorized("sign in first: send 'Authorization: Bearer <token>' or ?access_token=")
-    principal = principal_for(db, token)
-    check_roles(principal, frozenset(roles))
+    ticket = websocket.query_params.get("ticket", "")
+    if token:
+        principal = principal_for(db, token)
+    elif ticket:
+        with db.write() as session:
+            principal = redeem_ticket(session, ticket)
+    else:
+        raise Unauthorized(
+            "sign in first: send 'Authorization: Bearer <token>' or ?ticket= from "
+            "POST /api/auth/ws-ticket"
+        )
+    check_roles(principal, frozenset(roles), site_id, anywhere=site_id is None)
     return principal
+
+
+def still_signed_in(
+    db: Database, principal: Principal, *roles: Role, site_id: str | None = None
+) -> Principal:
+    """``principal`` again from its token's hash (a long-lived connection's later check): the
+    token must still be valid and hold ``roles`` at ``site_id``."""
+    with db.read() as session:
+        again = resolve_token_hash(session, principal.token_hash)
+    check_roles(again, frozenset(roles), site_id, anywhere=site_id is None)
+    return again
 
 
 def parse_if_match(value: str | None) -> int | None:
@@ -120,7 +187,13 @@ DatabaseDep = Annotated[Database, Depends(get_db)]
 IfMatchDep = Annotated[int | None, Depends(get_if_match)]
 TokenDep = Annotated[str, Depends(get_token)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-# Reading needs any human role (a device token reads nothing); changing the site model and the
-# plans needs a planner.
+# Reading needs any site role at the site (a device token reads nothing); changing the site model
+# and the plans needs a planner there.
 ReaderDep = Annotated[Principal, Depends(requires(*HUMAN_ROLES))]
 PlannerDep = Annotated[Principal, Depends(requires(Role.PLANNER))]
+#: A site role on some site (the site list then shows only those sites).
+AnyReaderDep = Annotated[Principal, Depends(requires(*HUMAN_ROLES, anywhere=True))]
+#: Any signed-in person, an administrator too (their own account: me, logout, password).
+SignedInDep = Annotated[Principal, Depends(requires(*USER_ROLES, anywhere=True))]
+#: User and token administration; gives nothing on a site.
+AdminDep = Annotated[Principal, Depends(requires(Role.ADMIN))]

@@ -7,6 +7,11 @@ hash and the event's canonical JSON (sorted keys, no spaces, UTF-8). Changing, r
 inserting any event breaks the chain from there on: :func:`verify` finds the first break
 (``rallypoint audit verify``).
 
+The chain alone cannot tell a log cut short from a shorter log, nor a log re-hashed whole from
+the real one. So each append also moves the site's head (``event_heads``: last number and hash)
+in the same transaction, and :mod:`command.audit` signs the heads into checkpoints kept outside
+the database (``docs/audit.md``).
+
 The log is the single source for what clients see (snapshots and deltas carry its sequence
 numbers), for catching a reconnecting client up, for restart recovery and for the after-action
 review.
@@ -16,19 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, Table, Text, cast, func, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from gis.errors import FieldError, InvalidInput
 from gis.sites import load_site
-from gis.storage.tables import EventRow, SiteRow
+from gis.storage.tables import EventHeadRow, EventRow, SiteRow
 
 GENESIS = "0" * 64
+#: The head table, for plain SQL (an append's extra statements stay cheap).
+HEADS = typing.cast(Table, EventHeadRow.__table__)
 #: At most this many events in one answer to "what did I miss".
 MAX_BATCH = 10_000
 
@@ -130,17 +139,16 @@ def append(
 
 
 def append_many(session: Session, site_id: str, drafts: Sequence[Draft]) -> list[LoggedEvent]:
-    """Append events in order, in ``session``'s transaction, chained one to the next."""
+    """Append events in order, in ``session``'s transaction, chained one to the next; the site's
+    head moves in the same transaction, so a rolled-back append leaves no trace in either."""
     # Writers of one site queue on its row (PostGIS); SQLite writers are serialised anyway.
     if session.get(SiteRow, site_id, with_for_update=True) is None:
         load_site(session, site_id)  # raises NotFound
-    last = session.execute(
-        select(EventRow.seq, EventRow.hash)
-        .where(EventRow.site_id == site_id)
-        .order_by(EventRow.seq.desc())
-        .limit(1)
+    row = session.execute(
+        select(HEADS.c.seq, HEADS.c.hash).where(HEADS.c.site_id == site_id)
     ).first()
-    seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
+    head = (int(row[0]), str(row[1])) if row is not None else None
+    seq, prev_hash = _chain_end(session, site_id, head)
     out: list[LoggedEvent] = []
     now = datetime.now(UTC)
     for draft in drafts:
@@ -167,8 +175,29 @@ def append_many(session: Session, site_id: str, drafts: Sequence[Draft]) -> list
         )
         out.append(event)
         prev_hash = digest
+    if out:  # two small statements (Core: no ORM bookkeeping for a row nobody reads back)
+        moved = {"seq": seq, "hash": prev_hash, "updated_at": now}
+        if head is None:
+            session.execute(insert(HEADS).values(site_id=site_id, **moved))
+        else:
+            session.execute(update(HEADS).where(HEADS.c.site_id == site_id).values(**moved))
     session.flush()
     return out
+
+
+def _chain_end(session: Session, site_id: str, head: tuple[int, str] | None) -> tuple[int, str]:
+    """Where the next event chains on: the log's last event, or the head where the head is
+    further on. Events deleted from the end of the log thus stay a visible gap after the next
+    append, instead of being written over with new events of the same numbers."""
+    last = session.execute(
+        select(EventRow.seq, EventRow.hash)
+        .where(EventRow.site_id == site_id)
+        .order_by(EventRow.seq.desc())
+        .limit(1)
+    ).first()
+    if head is not None and (last is None or head[0] > last[0]):
+        return head
+    return (last[0], last[1]) if last else (0, GENESIS)
 
 
 def logged_event(row: EventRow) -> LoggedEvent:
@@ -208,31 +237,260 @@ def last_seq(session: Session, site_id: str) -> int:
 
 @dataclass(frozen=True)
 class ChainBreak:
+    """One thing wrong with the log: ``subject`` names what (an event, a range of missing
+    events, the head, a checkpoint line), ``reason`` says how."""
+
     site_id: str
     seq: int
     reason: str
+    subject: str = ""
+
+    def __str__(self) -> str:
+        where = self.subject or f"event {self.seq}"
+        return (
+            f"{self.site_id} {where}: {self.reason}" if self.site_id else f"{where}: {self.reason}"
+        )
+
+
+class Unreadable(ValueError):
+    """A stored event that cannot be read back as one (bad JSON, a NULL, a wrong type)."""
+
+
+#: A row of :data:`RAW_COLUMNS`.
+RawRow = Row[*tuple[Any, ...]]
+
+#: The columns as stored, unconverted: a corrupt value reaches :func:`read_row` as it is,
+#: instead of failing inside the driver or SQLAlchemy's result processing.
+RAW_COLUMNS = (
+    EventRow.site_id,
+    type_coerce(EventRow.seq, NullType()).label("seq"),
+    type_coerce(EventRow.at, NullType()).label("at"),
+    EventRow.type,
+    EventRow.actor,
+    EventRow.incident_id,
+    cast(EventRow.data, Text).label("data"),
+    EventRow.prev_hash,
+    EventRow.hash,
+)
+
+
+def read_row(raw: RawRow) -> LoggedEvent:
+    """A raw event row (:data:`RAW_COLUMNS`) as an event, with its content hash checkable."""
+    seq = raw.seq
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise Unreadable(f"its number is {seq!r}")
+    for name in ("type", "actor", "prev_hash", "hash"):
+        if not isinstance(getattr(raw, name), str):
+            raise Unreadable(f"its {name} is {getattr(raw, name)!r}")
+    if raw.incident_id is not None and not isinstance(raw.incident_id, str):
+        raise Unreadable(f"its incident_id is {raw.incident_id!r}")
+    at = _stored_time(raw.at)
+    if not isinstance(raw.data, str):
+        raise Unreadable(f"its data is {raw.data!r}")
+    try:
+        data = json.loads(raw.data)
+    except ValueError as exc:
+        raise Unreadable(f"its data is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise Unreadable(f"its data is {_json_kind(data)}, not an object")
+    return LoggedEvent(
+        raw.site_id, seq, at, raw.type, raw.actor, raw.incident_id, data, raw.prev_hash, raw.hash
+    )
+
+
+def _payload(event: LoggedEvent) -> bytes:
+    try:
+        return canonical(
+            event.site_id,
+            event.seq,
+            event.at,
+            event.type,
+            event.actor,
+            event.incident_id,
+            event.data,
+        )
+    except (TypeError, ValueError) as exc:  # e.g. NaN, which JSON text may hold but not hash
+        raise Unreadable(f"its data cannot be hashed ({exc})") from None
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {list: "an array", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _stored_time(value: object) -> datetime:
+    if isinstance(value, str):  # SQLite keeps text
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise Unreadable(f"its time is {value!r}") from None
+    if not isinstance(value, datetime):
+        raise Unreadable(f"its time is {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class ChainEnd:
+    """How far a site's log reads: its last event's number and hash (``None`` when that event
+    is unreadable), and how many events it has."""
+
+    seq: int = 0
+    hash: str | None = GENESIS
+    count: int = 0
+
+
+class ChainWalk:
+    """One pass over the log in order, every event hashed again: the breaks, each site's end,
+    the hashes of the events checkpoints name (``watch``), and the incidents with a break.
+
+    A corrupt row is one more break ("event 17 is unreadable: ..."), never an exception: the
+    walk goes on with the next row, checking its link where the corrupt row's hash reads."""
+
+    def __init__(self, watch: Mapping[str, set[int]] | None = None) -> None:
+        self.watch = watch or {}
+        self.breaks: list[ChainBreak] = []
+        self.ends: dict[str, ChainEnd] = {}
+        self.watched: dict[tuple[str, int], str] = {}
+        #: incident -> the first break among its events, in one line.
+        self.broken_incidents: dict[str, str] = {}
+        self.count = 0
+
+    def run(self, session: Session, site_id: str | None = None) -> ChainWalk:
+        query = select(*RAW_COLUMNS).order_by(EventRow.site_id, EventRow.seq)
+        if site_id is not None:
+            query = query.where(EventRow.site_id == site_id)
+        for raw in session.execute(query.execution_options(yield_per=1000)):
+            self._step(raw)
+        return self
+
+    def _step(self, raw: RawRow) -> None:
+        self.count += 1
+        end = self.ends.setdefault(raw.site_id, ChainEnd())
+        end.count += 1
+        expected, prev_hash = end.seq + 1, end.hash
+        seq = raw.seq if isinstance(raw.seq, int) and not isinstance(raw.seq, bool) else None
+        if seq is not None and seq > expected:
+            self._break(raw, seq, f"{span(expected, seq - 1)} missing before it")
+        elif seq is not None and seq != expected:
+            self._break(raw, seq, f"expected event {expected}")
+        try:
+            event = read_row(raw)
+            payload = _payload(event)
+        except Unreadable as exc:
+            if seq is None:  # out of sequence: the events around it are checked without it
+                self._break(
+                    raw, expected, str(exc), f"an event after event {end.seq} is unreadable"
+                )
+                return
+            self._break(raw, seq, str(exc), f"event {seq} is unreadable")
+            end.seq, end.hash = seq, raw.hash if isinstance(raw.hash, str) else None
+            return
+        # After a gap the link is to a missing event: the gap is the news, not the link.
+        linked = seq == expected
+        if linked and prev_hash is not None and event.prev_hash != prev_hash:
+            self._break(raw, event.seq, "does not follow the event before")
+        if chain_hash(event.prev_hash, payload) != event.hash:
+            self._break(raw, event.seq, "its content does not match its hash")
+        if event.seq in self.watch.get(event.site_id, ()):
+            self.watched[(event.site_id, event.seq)] = event.hash
+        end.seq, end.hash = event.seq, event.hash
+
+    def _break(self, raw: RawRow, seq: int, reason: str, subject: str = "") -> None:
+        found = ChainBreak(raw.site_id, seq, reason, subject)
+        self.breaks.append(found)
+        incident = raw.incident_id
+        if incident is not None:
+            where = subject or f"event {seq}"
+            self.broken_incidents.setdefault(str(incident), f"{where}: {reason}")
+
+
+def span(first: int, last: int) -> str:
+    """The subject of a sentence about missing events: one event, or a range (en dash)."""
+    return f"event {first} is" if first == last else f"events {first}\u2013{last} are"
+
+
+@dataclass(frozen=True)
+class Head:
+    """A site's head as stored; ``seq`` and ``hash`` are ``None`` where unreadable."""
+
+    site_id: str
+    seq: int | None
+    hash: str | None
+
+
+def heads(session: Session, site_id: str | None = None) -> dict[str, Head]:
+    """Every site's head (or one site's), read without trusting the stored types."""
+    query = select(
+        EventHeadRow.site_id,
+        type_coerce(EventHeadRow.seq, NullType()).label("seq"),
+        EventHeadRow.hash,
+    )
+    if site_id is not None:
+        query = query.where(EventHeadRow.site_id == site_id)
+    out = {}
+    for row in session.execute(query):
+        seq = row.seq if isinstance(row.seq, int) and not isinstance(row.seq, bool) else None
+        digest = row.hash if isinstance(row.hash, str) else None
+        out[row.site_id] = Head(row.site_id, seq, digest)
+    return out
+
+
+def head_breaks(walk: ChainWalk, site_heads: Mapping[str, Head]) -> list[ChainBreak]:
+    """The log's end against the head of each site: events missing from the end (the head is
+    further on), events past the head, a head that names another hash, or no head at all."""
+    found = []
+    for site in sorted(set(walk.ends) | set(site_heads)):
+        end, head = walk.ends.get(site, ChainEnd()), site_heads.get(site)
+        ends_at = f"the log ends at {end.seq}" if end.count else "the log has none"
+        if head is None:
+            found.append(
+                ChainBreak(site, end.seq, f"{ends_at}, with no head (deleted?)", "head is missing")
+            )
+        elif head.seq is None or head.hash is None:
+            found.append(ChainBreak(site, end.seq, "its number or hash", "head is unreadable"))
+        elif head.seq > end.seq:
+            missing = span(end.seq + 1, head.seq)
+            found.append(
+                ChainBreak(
+                    site, end.seq + 1, f"the head says {head.seq}, {ends_at}", f"{missing} missing"
+                )
+            )
+        elif head.seq < end.seq:
+            past = span(head.seq + 1, end.seq)
+            found.append(
+                ChainBreak(
+                    site,
+                    head.seq + 1,
+                    f"the head says {head.seq}: rolled back, or events added around it",
+                    f"{past} past the head",
+                )
+            )
+        elif end.hash is not None and head.hash != end.hash:
+            found.append(
+                ChainBreak(
+                    site,
+                    head.seq,
+                    f"the head has hash {head.hash}, event {head.seq} has {end.hash}",
+                    "head does not match the log",
+                )
+            )
+    return found
 
 
 def verify(session: Session, site_id: str | None = None) -> tuple[int, list[ChainBreak]]:
-    """Check every site's chain (or one site's): the number of events read and the breaks."""
-    query = select(EventRow).order_by(EventRow.site_id, EventRow.seq)
-    if site_id is not None:
-        query = query.where(EventRow.site_id == site_id)
-    breaks: list[ChainBreak] = []
-    count = 0
-    site, prev_hash, expected_seq = None, GENESIS, 1
-    for row in session.scalars(query).yield_per(1000):
-        count += 1
-        if row.site_id != site:
-            site, prev_hash, expected_seq = row.site_id, GENESIS, 1
-        if row.seq != expected_seq:
-            breaks.append(ChainBreak(row.site_id, row.seq, f"expected event {expected_seq}"))
-        if row.prev_hash != prev_hash:
-            breaks.append(ChainBreak(row.site_id, row.seq, "does not follow the event before"))
-        payload = canonical(
-            row.site_id, row.seq, row.at, row.type, row.actor, row.incident_id, row.data
-        )
-        if chain_hash(row.prev_hash, payload) != row.hash:
-            breaks.append(ChainBreak(row.site_id, row.seq, "its content does not match its hash"))
-        prev_hash, expected_seq = row.hash, row.seq + 1
-    return count, breaks
+    """Check every site's chain (or one site's) and its end against the site's head: the number
+    of events read and the breaks. The signed checkpoints are checked by
+    :func:`command.audit.verify_anchor`, which calls this walk too."""
+    walk = ChainWalk().run(session, site_id)
+    return walk.count, walk.breaks + head_breaks(walk, heads(session, site_id))
+
+
+def unreadable_incidents(session: Session, site_id: str | None = None) -> dict[str, str]:
+    """Incidents that have a corrupt event row, or a break in the chain among their events:
+    incident id -> one line saying which event and why. Restart recovery quarantines these
+    instead of failing on them (rebuilding one would read the corrupt row)."""
+    return ChainWalk().run(session, site_id).broken_incidents

@@ -43,7 +43,7 @@ from gis.hazards.zones import ThreatAssessment, ThreatZone
 from plans.clock import Clock
 from plans.engine import Actor, PlanEvent, PlanRun
 from plans.model import Level, PlanTemplate
-from plans.store import get_plan
+from plans.store import StoredPlan, get_plan
 from routing.capacity import site_capacity_plan
 from routing.evacuation import EvacuationRoutes, Wind, evacuation_routes
 from routing.resources import ResourceRoute
@@ -385,13 +385,50 @@ def activate(
     """Run the pipeline and log its events in ``session``'s transaction (``dry_run``: log
     nothing; restart recovery recomputes the picture of an incident already logged). A
     ``plan`` hazard is resolved first, under ``wind`` when it gives none."""
+    stored = get_plan(session, model.site.id, request.plan_id, version=plan_version)
+    incident, drafts = prepare(
+        stored,
+        model,
+        request,
+        actor=actor,
+        clock=clock,
+        incident_id=incident_id,
+        wind=wind,
+    )
+    if dry_run:
+        return incident, []
+    return incident, log_activation(session, incident, drafts)
+
+
+def log_activation(
+    session: Session, incident: Incident, drafts: Sequence[event_log.Draft]
+) -> list[event_log.LoggedEvent]:
+    """Log a prepared activation's events in ``session``'s transaction."""
+    with _stage(incident.timings_ms, "log"):
+        logged = event_log.append_many(session, incident.site_id, drafts)
+    incident.seq = logged[-1].seq
+    log.info("incident %s activated at %s: %s", incident.id, incident.site_id, incident.timings_ms)
+    return logged
+
+
+def prepare(
+    stored: StoredPlan,
+    model: SiteModel,
+    request: ActivationRequest,
+    *,
+    actor: str,
+    clock: Clock,
+    incident_id: str | None = None,
+    wind: WindReading | None = None,
+) -> tuple[Incident, list[event_log.Draft]]:
+    """The whole picture of an activation of the plan ``stored`` and the events that will log
+    it, computed without the database: the command post computes outside its lock and takes
+    the lock only to log and publish."""
     timings: dict[str, float] = {}
     site_id = model.site.id
     incident_id = incident_id or f"inc-{uuid.uuid4().hex[:12]}"
     hazard_source: dict[str, Any] | None = None
     with _stage(timings, "load"):
-        # Restart recovery and closed incidents ask for the version the incident ran on.
-        stored = get_plan(session, site_id, request.plan_id, version=plan_version)
         if isinstance(request.hazard, PlanDesignSpec):
             now = clock.now()
             local = now.astimezone(ZoneInfo(model.site.timezone))
@@ -466,29 +503,23 @@ def activate(
         shelter_in_place=stored.template.scenario.shelter_in_place,
         resources_unreachable=unreachable,
     )
-    if dry_run:
-        return incident, []
-    with _stage(timings, "log"):
-        drafts = [
-            event_log.Draft(
-                "incident.activated",
-                actor,
-                {
-                    "request": request.model_dump(mode="json"),
-                    **({"hazard_source": hazard_source} if hazard_source else {}),
-                    "plan_version": stored.version,
-                    "counts": {str(k): v for k, v in found.counts().items()},
-                    "notes": list(assessment.notes),
-                },
-                incident_id,
-                incident.activated_at,
-            ),
-            *plan_drafts(incident, run.events),
-        ]
-        logged = event_log.append_many(session, site_id, drafts)
-    incident.seq = logged[-1].seq
-    log.info("incident %s activated at %s: %s", incident_id, site_id, timings)
-    return incident, logged
+    drafts = [
+        event_log.Draft(
+            "incident.activated",
+            actor,
+            {
+                "request": request.model_dump(mode="json"),
+                **({"hazard_source": hazard_source} if hazard_source else {}),
+                "plan_version": stored.version,
+                "counts": {str(k): v for k, v in found.counts().items()},
+                "notes": list(assessment.notes),
+            },
+            incident_id,
+            incident.activated_at,
+        ),
+        *plan_drafts(incident, run.events),
+    ]
+    return incident, drafts
 
 
 @dataclass
@@ -512,7 +543,9 @@ class Reassessment:
     def apply(self, incident: Incident) -> None:
         incident.request = self.request
         incident.assessment, incident.exposure = self.assessment, self.exposure
-        incident.routes, incident.moving = self.routes, self.moving
+        # Computed outside the post's lock: a command may have changed the level meanwhile.
+        incident.routes = self.routes
+        incident.moving = must_move(incident.run.state.level, self.levels)
         incident.levels = self.levels
         incident.positions_version = self.positions_version
         incident.model_build = self.model_build

@@ -7,8 +7,13 @@ first contact. From there:
 - **Webhook.** With ``RALLYPOINT_WEBHOOK_URL`` set, the notification is also posted to that
   gateway (SMS or phone), with up to three attempts, backing off from half a second. Each outcome
   is logged: ``notification.delivered`` or ``notification.failed``, naming the recipient.
-- **Acknowledgement.** ``POST .../notifications/{seq}/ack`` logs
-  ``notification.acknowledged``.
+- **Acknowledgement.** Only the person called answers, or a commander on their behalf. Each
+  notice has its own answer token (32 random bytes; the database keeps its SHA-256), which goes
+  to the gateway only, inside the call-out's link (``/answer#<token>``), as SMS gateways do:
+  the link's page posts it to ``POST /api/notices/answer``. A signed-in user cannot answer
+  with their session, whatever their role; a commander may answer for the person
+  (``POST .../notifications/{seq}/ack`` naming the channel they were reached on, such as
+  ``radio``). Either way ``notification.acknowledged`` is logged, saying who answered how.
 - **Fallback.** If nobody acknowledges within the entry's ``acknowledge_within_s``, the next
   contact is requested (a new ``notification.requested`` with ``fallback: true``). When no contact
   is left, ``notification.unanswered`` is logged.
@@ -19,15 +24,20 @@ Notifications are identified by the sequence number of the event that requested 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from command import events as event_log
+from gis.storage.tables import NoticeTokenRow
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,9 @@ class Notice:
     due_at: datetime
     acknowledged: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    #: The notice's answer token, held in memory only until it is delivered (the database
+    #: keeps its hash; the event log never sees it).
+    answer_token: str | None = None
 
     @property
     def contact(self) -> dict[str, Any]:
@@ -118,8 +131,52 @@ class CallTree:
         return out
 
 
-async def deliver(client: httpx.AsyncClient, url: str, notice: Notice) -> tuple[bool, int, str]:
-    """Post one notice to the webhook gateway, retrying: (delivered, attempts, detail)."""
+#: How a commander reached the person they answer for.
+CHANNELS = ("phone", "sms", "radio", "in_person", "app")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_answer_tokens(session: Session, notices: Sequence[Notice], now: datetime) -> None:
+    """Give each notice its answer token (stored as its hash, in ``session``'s transaction)."""
+    for notice in notices:
+        token = secrets.token_urlsafe(32)
+        session.add(
+            NoticeTokenRow(
+                token_hash=token_hash(token),
+                site_id=notice.site_id,
+                seq=notice.seq,
+                created_at=now,
+                used_at=None,
+            )
+        )
+        notice.answer_token = token
+    session.flush()
+
+
+def answered_by_token(session: Session, token: str) -> NoticeTokenRow | None:
+    """The notice an answer token belongs to, or None for an unknown one."""
+    if not 0 < len(token) <= 200:
+        return None
+    return session.scalar(
+        select(NoticeTokenRow).where(NoticeTokenRow.token_hash == token_hash(token))
+    )
+
+
+def answer_link(base_url: str | None, token: str) -> str:
+    """The link the person called opens: the token in the fragment, which browsers never send
+    to a server, so no access log or proxy ever holds it."""
+    return f"{(base_url or '').rstrip('/')}/answer#{token}"
+
+
+async def deliver(
+    client: httpx.AsyncClient, url: str, notice: Notice, public_url: str | None = None
+) -> tuple[bool, int, str]:
+    """Post one notice to the webhook gateway, retrying: (delivered, attempts, detail). The
+    payload carries the notice's answer link and token, for the gateway to pass on to the
+    person called (a reply keyword of an SMS can post the token too)."""
     payload: Mapping[str, Any] = {
         "notification": notice.seq,
         "site_id": notice.site_id,
@@ -127,6 +184,14 @@ async def deliver(client: httpx.AsyncClient, url: str, notice: Notice) -> tuple[
         "role": notice.role,
         "contact": notice.contact,
         "acknowledge_within_s": notice.acknowledge_within_s,
+        **(
+            {
+                "answer_token": notice.answer_token,
+                "answer_url": answer_link(public_url, notice.answer_token),
+            }
+            if notice.answer_token
+            else {}
+        ),
     }
     detail = ""
     for attempt in range(1, ATTEMPTS + 1):

@@ -15,18 +15,21 @@ zones, exposure and routes are recomputed from the logged request and the curren
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import shapely
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from command import events as event_log
@@ -38,18 +41,19 @@ from command.incidents import (
     Reassessment,
     ToxicReleaseSpec,
     WindReading,
-    activate,
     follow_positions,
+    log_activation,
     must_move,
     people_levels,
     plan_drafts,
+    prepare,
     reassess,
     route_from,
     snapshot,
 )
-from command.notifications import CallTree, Notice
-from command.positions import store_positions
-from command.sensors import TIERS, Reading, proposed_plans, tier_after
+from command.notifications import CallTree, Notice, answered_by_token, issue_answer_tokens
+from command.positions import refuse_far_positions, store_positions
+from command.sensors import TIERS, Reading, proposed_plans, refuse_impossible, tier_after
 from command.site_model import (
     SiteModel,
     SiteModels,
@@ -61,16 +65,18 @@ from gis.errors import (
     FieldError,
     IllegalTransition,
     IncidentConflict,
+    IncidentQuarantined,
     InvalidInput,
     NotFound,
     RallypointError,
+    Recovering,
 )
 from gis.storage.db import Database
-from gis.storage.tables import EventRow
+from gis.storage.tables import EventRow, NoticeTokenRow
 from plans.clock import Clock
 from plans.engine import FINISHED, Actor, PlanEvent, PlanRun, Scheduler
 from plans.model import PlanTemplate
-from plans.store import list_plans
+from plans.store import get_plan, list_plans
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,9 @@ MAX_CLOCK_AHEAD_S = 60.0
 #: (seconds): at 5,000 positions a second, people enter every batch, and a picture of an L3
 #: incident is a megabyte. The rest go with a later batch or the next second's tick.
 PICTURE_EVERY_S = 0.5
+#: An activation computed on a site model that was replaced meanwhile is computed again, this
+#: many times at most (the last under the lock).
+ACTIVATION_TRIES = 3
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
 #: much (degrees) or the speed changes by 1 m/s or more.
 WIND_CHANGE_DEG = 10.0
@@ -95,6 +104,18 @@ def event_message(event: event_log.LoggedEvent) -> dict[str, Any]:
         "incident_id": event.incident_id,
         "event": event.as_dict(),
     }
+
+
+@dataclass
+class Recovery:
+    """How far restart recovery is: incidents rebuilt (or quarantined) of those to rebuild."""
+
+    total: int = 0
+    done: int = 0
+    finished: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "done": self.done, "finished": self.finished}
 
 
 class CommandPost:
@@ -131,27 +152,107 @@ class CommandPost:
         self._closed: dict[tuple[str, str], dict[str, Any]] = {}
         #: Positions ignored because the position held was observed later, per site.
         self.stale_positions: dict[str, int] = {}
+        #: site -> the site model its incidents are planned on now. Code under the lock uses
+        #: it (:meth:`_planned_model`): a newer model is planned on outside the lock and only
+        #: then takes its place, so the lock is never held across a heavy computation.
+        self._planned: dict[str, SiteModel] = {}
+        #: site -> a lock that orders the heavy work of one site (planning on a new model, a
+        #: wind change); taken before the post's lock, never while holding it.
+        self._planning: dict[str, threading.Lock] = {}
+        #: Restart recovery: its progress, the incidents still to rebuild (their events), and
+        #: those left aside because their events are corrupt (incident -> site, reason).
+        self.recovery = Recovery(finished=True)
+        self._pending: dict[str, list[event_log.LoggedEvent]] = {}
+        self.quarantined: dict[str, tuple[str, str]] = {}
 
     # -- the site model -------------------------------------------------------------------------
 
-    def model(self, site_id: str) -> SiteModel:
+    def model(self, site_id: str, *, wait: bool = True) -> SiteModel:
         """The site's model, rebuilt if a layer changed. A rebuilt model takes the live
         positions over, and the site's active incidents are planned again on it (an
-        ``incident.network_changed`` event each, and a new picture)."""
+        ``incident.network_changed`` event each, and a new picture).
+
+        Call it without the post's lock: the planning runs outside the lock, which it takes
+        only to commit. Under the lock use :meth:`_planned_model`. With ``wait`` False, a
+        planning already under way elsewhere is not waited for (the model planned on is
+        returned)."""
         model = self.models.get(site_id)
         if not self._replan_due(model):
+            self._planned.setdefault(site_id, model)
             return model
-        with self._lock:
+        planning = self._planning_lock(site_id)
+        if not planning.acquire(blocking=wait):
+            return self._planned.get(site_id, model)
+        try:
+            model = self.models.get(site_id)  # the newest, once planning is ours
             if self._replan_due(model):
-                live = self.live.get(site_id)
-                if live:
-                    move_people(model, live)
-                before = self._planned_tokens.get(site_id, {})
-                changed = sorted(k for k, v in model.tokens.items() if before.get(k) != v)
-                self._replan(model, changed)
-                self._planned_on[site_id] = model.build
-                self._planned_tokens[site_id] = dict(model.tokens)
+                self._plan_again(model)
+        finally:
+            planning.release()
         return model
+
+    def _planning_lock(self, site_id: str) -> threading.Lock:
+        with self._lock:
+            return self._planning.setdefault(site_id, threading.Lock())
+
+    def _planned_model(self, site_id: str) -> SiteModel:
+        """Under the lock: the site model the site's incidents are planned on (never plans)."""
+        planned = self._planned.get(site_id)
+        return planned if planned is not None else self.models.get(site_id)
+
+    def _plan_again(self, model: SiteModel) -> None:
+        """Plan the site's incidents on ``model`` (the planning lock held, the post's not):
+        computed outside the post's lock, committed under it. An incident activated on the
+        old model while this ran is planned too before the commit; people who moved while it
+        ran are followed at the commit."""
+        site_id = model.site.id
+        with self._lock:
+            live = dict(self.live.get(site_id, {}))
+            before_tokens = self._planned_tokens.get(site_id, {})
+        if live:
+            move_people(model, live)
+        with model.lock:
+            before = model.person_lonlat
+        changed = sorted(k for k, v in model.tokens.items() if before_tokens.get(k) != v)
+        done: dict[str, tuple[Incident, Reassessment | Exception]] = {}
+        while True:
+            with self._lock:
+                pending = [
+                    i
+                    for i in self.incidents.values()
+                    if i.site_id == site_id and i.model_build != model.build and i.id not in done
+                ]
+                if not pending:
+                    moved = self._lay_live_over(model, before)
+                    self._replan(model, changed, list(done.values()), moved)
+                    self._planned_on[site_id] = model.build
+                    self._planned_tokens[site_id] = dict(model.tokens)
+                    self._planned[site_id] = model
+                    return
+            for incident in pending:
+                try:
+                    done[incident.id] = (incident, reassess(model, incident))
+                except Exception as exc:  # said in the incident's event, at the commit
+                    done[incident.id] = (incident, exc)
+
+    def _lay_live_over(self, model: SiteModel, before: np.ndarray) -> np.ndarray:
+        """Under the lock: positions taken since ``model`` got the live ones, laid over it too;
+        the rows whose position differs from ``before`` (a person-position array of it)."""
+        live = self.live.get(model.site.id, {})
+        with model.lock:
+            seen = model.person_seen_at
+        newer = {
+            pid: at
+            for pid, at in live.items()
+            if (row := model.person_row.get(pid)) is not None and at[2] > seen[row]
+        }
+        if newer:
+            move_people(model, newer)
+        with model.lock:
+            now = model.person_lonlat
+        if now is before or now.shape != before.shape:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.any(now != before, axis=1))
 
     def _replan_due(self, model: SiteModel) -> bool:
         """Whether the site's incidents are not all planned on ``model`` (a new build, or an
@@ -165,20 +266,27 @@ class CommandPost:
     def _current(self, model: SiteModel) -> SiteModel:
         """``model``, or the site's newer one if the incidents were planned again on it since
         ``model`` was taken (call under the lock: incident rows follow the model's people)."""
-        if not self._replan_due(model):
-            return model
-        return self.model(model.site.id)
+        return self._planned.get(model.site.id, model)
 
-    def _replan(self, model: SiteModel, layers: list[str]) -> None:
+    def _replan(
+        self,
+        model: SiteModel,
+        layers: list[str],
+        computed: Sequence[tuple[Incident, Reassessment | Exception]],
+        moved: np.ndarray,
+    ) -> None:
+        """Under the lock: commit the incidents planned again on ``model`` (``moved``: rows of
+        people who moved while they were computed)."""
         site_id = model.site.id
         pictures = []
         refused: list[event_log.Draft] = []
-        for incident in list(self.incidents.values()):
-            if incident.site_id != site_id or incident.model_build == model.build:
-                continue
-            try:
-                pictures.append((incident, reassess(model, incident)))
-            except Exception as exc:
+        for incident, outcome in computed:
+            if self.incidents.get(incident.id) is not incident:
+                continue  # stood down meanwhile
+            if isinstance(outcome, Reassessment):
+                pictures.append((incident, outcome))
+            else:
+                exc = outcome
                 # The new layers cannot carry this incident (no walkable network left, no
                 # muster point): the commander is told, and the last picture stays up.
                 log.warning("incident %s could not be planned again: %s", incident.id, exc)
@@ -223,19 +331,23 @@ class CommandPost:
         if not pictures:
             self.hub.publish(site_id, [event_message(e) for e in logged])
             return
-        self._publish_pictures(model, pictures, logged)
+        self._publish_pictures(model, pictures, logged, moved)
 
     def _publish_pictures(
         self,
         model: SiteModel,
         pictures: Sequence[tuple[Incident, Reassessment]],
         logged: Sequence[event_log.LoggedEvent],
+        moved: np.ndarray | None = None,
     ) -> None:
-        """Apply computed pictures once their events are logged, and send events and pictures."""
+        """Apply computed pictures once their events are logged, and send events and pictures.
+        People at ``moved`` rows walked on while the pictures were computed: followed."""
         messages = [event_message(e) for e in logged]
         seq = logged[-1].seq
         for incident, again in pictures:
             again.apply(incident)
+            if moved is not None and len(moved):
+                follow_positions(model, incident, moved).apply(incident)
             incident.seq = seq
             messages.append(self._picture_message(model, incident, seq))
         self.hub.publish(model.site.id, messages)
@@ -285,6 +397,8 @@ class CommandPost:
 
     def incident(self, site_id: str, incident_id: str) -> Incident:
         found = self.incidents.get(incident_id)
+        if found is None:
+            self.check_available(site_id, incident_id)
         if found is None and self.stood_down.get(incident_id) == site_id:
             raise IllegalTransition(
                 f"incident '{incident_id}' has stood down; its record is in the event log",
@@ -297,15 +411,43 @@ class CommandPost:
             )
         return found
 
+    def check_available(self, site_id: str, incident_id: str) -> None:
+        """Raise :class:`Recovering` for an incident still being rebuilt after a restart, and
+        :class:`IncidentQuarantined` for one whose logged events are corrupt."""
+        with self._lock:
+            pending = self._pending.get(incident_id)
+            if pending and pending[0].site_id == site_id:
+                raise Recovering(
+                    f"incident '{incident_id}' is being rebuilt after a restart: "
+                    f"{self.recovery.done} of {self.recovery.total} incidents so far",
+                    errors=[FieldError("incident", "being rebuilt from the log")],
+                    extra={"recovery": self.recovery.as_dict()},
+                )
+            quarantined = self.quarantined.get(incident_id)
+            if quarantined and quarantined[0] == site_id:
+                raise IncidentQuarantined(
+                    f"incident '{incident_id}' is quarantined: {quarantined[1]} "
+                    "(see 'rallypoint audit verify')",
+                    errors=[FieldError("incident", "quarantined: its logged events are corrupt")],
+                    extra={"reason": quarantined[1]},
+                )
+
     def site_snapshot(self, site_id: str, incident_id: str | None = None) -> dict[str, Any]:
         """The picture of a site: every active incident (or one), as of the log's last event."""
+        self.model(site_id)  # planned on the newest layers first, outside the lock
         with self._lock:
             with self.db.read() as session:
                 seq = event_log.last_seq(session, site_id)
-            model = self.model(site_id)
+            model = self._planned_model(site_id)
             # Nothing changes the picture without a new event or a moved person: a crowd of
             # clients subscribing at once shares one snapshot, encoded once.
-            key = (seq, model.positions_version, id(model))
+            key = (
+                seq,
+                model.positions_version,
+                id(model),
+                self.recovery.done,
+                len(self.quarantined),
+            )
             cached = self._snapshots.get((site_id, incident_id))
             if cached is not None and cached[0] == key:
                 return cached[1]
@@ -323,6 +465,15 @@ class CommandPost:
                 # draws people there, not where the people layer last had them.
                 "positions": current_positions(model),
             }
+            if not self.recovery.finished:  # the wall shows how far a restart has come
+                message["recovery"] = self.recovery.as_dict()
+            quarantined = [
+                {"id": i, "reason": reason}
+                for i, (site, reason) in sorted(self.quarantined.items())
+                if site == site_id
+            ]
+            if quarantined:
+                message["quarantined"] = quarantined
             message[ENCODED] = encode(message)
             self._snapshots[(site_id, incident_id)] = (key, message)
             return message
@@ -335,40 +486,88 @@ class CommandPost:
         """One action: the plan runs, the picture is computed, logged and broadcast. Returns the
         incident's id and its picture as JSON, encoded once for the answer and every
         subscriber."""
-        model = self.model(site_id)
-        wind = self.last_wind(model)
-        with self._lock:
-            model = self._current(model)
-            if not request.second_incident:
-                running = self.running_at(site_id, request.plan_id, request.location)
-                if running is not None:
-                    raise IncidentConflict(
-                        f"plan '{request.plan_id}' already runs for this place as incident "
-                        f"'{running.id}'; send \"second_incident\": true to open another",
-                        errors=[FieldError("plan_id", f"already running: {running.id}")],
-                        extra={"incident_id": running.id},
-                    )
-            with self.db.write() as session:
-                incident, logged = activate(
-                    session,
-                    model,
-                    request,
-                    actor=actor,
-                    clock=self.clock,
-                    wind=wind,
+        # The picture is computed outside the lock (ticks, call-tree fallbacks and other
+        # commands go on meanwhile), then logged and published under it. Should the site's
+        # incidents be planned on a new model in between, it is computed again on that one;
+        # the last try holds the lock throughout.
+        for attempt in range(ACTIVATION_TRIES):
+            last = attempt == ACTIVATION_TRIES - 1
+            model = self.model(site_id)
+            wind = self.last_wind(model)
+            if last:
+                self._lock.acquire()
+            try:
+                with self._lock:
+                    self._refuse_duplicate(site_id, request)
+                    model = self._current(model)
+                with model.lock:
+                    before = model.person_lonlat
+                with self.db.read() as session:
+                    stored = get_plan(session, site_id, request.plan_id)
+                incident, drafts = prepare(
+                    stored, model, request, actor=actor, clock=self.clock, wind=wind
                 )
-            self.incidents[incident.id] = incident
-            self.scheduler.add(incident.run)
-            self._track(logged)
-            seq = logged[-1].seq
-            picture = snapshot(model, incident, seq=seq)
-            body = encode_bytes(picture)
-            message = {"type": "incident", "seq": seq, "incident_id": incident.id}
-            head = encode(message)[:-1]  # the same object, still open for its snapshot
-            message["snapshot"] = picture
-            message[ENCODED] = f'{head},"snapshot":{body.decode()}}}'
-            self.hub.publish(site_id, [*map(event_message, logged), message])
-            return incident.id, body
+                with self._lock:
+                    if self._current(model) is not model:
+                        continue
+                    self._refuse_duplicate(site_id, request)  # one logged meanwhile
+                    return self._open(model, incident, drafts, before)
+            finally:
+                if last:
+                    self._lock.release()
+        raise AssertionError("unreachable: the last try holds the lock")  # pragma: no cover
+
+    def _refuse_duplicate(self, site_id: str, request: ActivationRequest) -> None:
+        if request.second_incident:
+            return
+        for incident_id, rows in self._pending.items():
+            first = rows[0]
+            data = first.data if isinstance(first.data, dict) else {}
+            logged = data.get("request")
+            plan_id = logged.get("plan_id") if isinstance(logged, dict) else None
+            if first.site_id == site_id and plan_id in (request.plan_id, None):
+                raise Recovering(
+                    f"incident '{incident_id}' of plan '{request.plan_id}' is being rebuilt "
+                    'after a restart: ask again in a moment, or send "second_incident": true',
+                    errors=[FieldError("plan_id", f"being rebuilt: {incident_id}")],
+                    extra={"incident_id": incident_id, "recovery": self.recovery.as_dict()},
+                )
+        running = self.running_at(site_id, request.plan_id, request.location)
+        if running is not None:
+            raise IncidentConflict(
+                f"plan '{request.plan_id}' already runs for this place as incident "
+                f"'{running.id}'; send \"second_incident\": true to open another",
+                errors=[FieldError("plan_id", f"already running: {running.id}")],
+                extra={"incident_id": running.id},
+            )
+
+    def _open(
+        self,
+        model: SiteModel,
+        incident: Incident,
+        drafts: Sequence[event_log.Draft],
+        before: np.ndarray,
+    ) -> tuple[str, bytes]:
+        """Under the lock: log a computed activation, follow the people who moved while it
+        was computed, and publish its picture."""
+        site_id = model.site.id
+        with self.db.write() as session:
+            logged = log_activation(session, incident, drafts)
+        moved = self._lay_live_over(model, before)
+        if len(moved):
+            follow_positions(model, incident, moved).apply(incident)
+        self.incidents[incident.id] = incident
+        self.scheduler.add(incident.run)
+        self._track(logged)
+        seq = logged[-1].seq
+        picture = snapshot(model, incident, seq=seq)
+        body = encode_bytes(picture)
+        message = {"type": "incident", "seq": seq, "incident_id": incident.id}
+        head = encode(message)[:-1]  # the same object, still open for its snapshot
+        message["snapshot"] = picture
+        message[ENCODED] = f'{head},"snapshot":{body.decode()}}}'
+        self.hub.publish(site_id, [*map(event_message, logged), message])
+        return incident.id, body
 
     def running_at(self, site_id: str, plan_id: str, place: Any) -> Incident | None:
         """The active incident of ``plan_id`` whose threat zones cover ``place`` (GeoJSON, or
@@ -426,7 +625,7 @@ class CommandPost:
             messages = [event_message(e) for e in logged]
             if run.active and run.state.level != level and logged:
                 # The response level says who must move: the picture follows.
-                model = self.model(site_id)
+                model = self._planned_model(site_id)
                 incident.moving = must_move(run.state.level, incident.levels)
                 messages.append(self._picture_message(model, incident, logged[-1].seq))
             self.hub.publish(site_id, messages)
@@ -522,34 +721,85 @@ class CommandPost:
             # Pictures owed to the walls since people walked into a zone: all of them now.
             owed = {self.incidents[i].site_id for i in self._picture_due if i in self.incidents}
             for site_id in sorted(owed):
-                model = self.model(site_id)
+                model = self._planned_model(site_id)
                 with self.db.read() as session:
                     seq = event_log.last_seq(session, site_id)
                 self.hub.publish(site_id, self._due_pictures(model, seq, wait=False))
             self._picture_due.clear()
             return out
 
-    def acknowledge(self, site_id: str, seq: int, *, actor: str) -> event_log.LoggedEvent:
-        """The person called answers: no fallback will be called."""
+    def acknowledge(
+        self, site_id: str, seq: int, *, actor: str, channel: str, note: str | None = None
+    ) -> event_log.LoggedEvent:
+        """A commander answers for the person called, who reached them on ``channel`` (radio,
+        phone, in person): no fallback will be called, and the log says who answered how."""
         with self._lock:
-            notice = self.calltree.open.get((site_id, seq))
-            if notice is None:
+            notice = self._open_notice(site_id, seq)
+            data = {
+                "notification": seq,
+                "contact": notice.contact,
+                "by": "commander",
+                "channel": channel,
+                **({"note": note} if note else {}),
+            }
+            return self._answered(notice, actor, data)
+
+    def answer(self, token: str) -> event_log.LoggedEvent:
+        """The person called answers through their call-out's link (its token): that notice,
+        and only it, is acknowledged."""
+        with self._lock:
+            with self.db.read() as session:
+                row = answered_by_token(session, token)
+                found = (row.site_id, row.seq, row.used_at) if row is not None else None
+            if found is None:
                 raise NotFound(
-                    f"no notification {seq} waiting for an answer at site {site_id}",
-                    errors=[FieldError("notification", "unknown, answered or passed on")],
+                    "this answer link is unknown: use the link of the call-out you received",
+                    errors=[FieldError("token", "unknown")],
                 )
-            with self.db.write() as session:
-                event = event_log.append(
-                    session,
-                    site_id,
-                    "notification.acknowledged",
-                    actor=actor,
-                    incident_id=notice.incident_id,
-                    data={"notification": seq, "contact": notice.contact},
+            site_id, seq, used_at = found
+            if used_at is not None:
+                raise IllegalTransition(
+                    f"this call-out was answered already, at {used_at.isoformat()}",
+                    errors=[FieldError("token", "already answered")],
                 )
-            self.calltree.acknowledge(site_id, seq)
-            self.hub.publish(site_id, [event_message(event)])
-            return event
+            notice = self._open_notice(site_id, seq)
+            data = {
+                "notification": seq,
+                "contact": notice.contact,
+                "by": "contact",
+                "channel": "link",
+            }
+            return self._answered(notice, f"contact:{notice.contact.get('name', '?')}", data)
+
+    def _open_notice(self, site_id: str, seq: int) -> Notice:
+        notice = self.calltree.open.get((site_id, seq))
+        if notice is None:
+            raise NotFound(
+                f"no notification {seq} waiting for an answer at site {site_id}: it is "
+                "unknown, answered, or was passed on to the next contact",
+                errors=[FieldError("notification", "unknown, answered or passed on")],
+            )
+        return notice
+
+    def _answered(self, notice: Notice, actor: str, data: dict[str, Any]) -> event_log.LoggedEvent:
+        """Under the lock: log the answer, spend the notice's token, stop its fallbacks."""
+        with self.db.write() as session:
+            event = event_log.append(
+                session,
+                notice.site_id,
+                "notification.acknowledged",
+                actor=actor,
+                incident_id=notice.incident_id,
+                data=data,
+            )
+            session.execute(
+                update(NoticeTokenRow)
+                .where(NoticeTokenRow.site_id == notice.site_id, NoticeTokenRow.seq == notice.seq)
+                .values(used_at=event.at)
+            )
+        self.calltree.acknowledge(notice.site_id, notice.seq)
+        self.hub.publish(notice.site_id, [event_message(event)])
+        return event
 
     def duty(
         self,
@@ -582,7 +832,9 @@ class CommandPost:
                 return []
             if assign:
                 with self.db.read() as session:
-                    check_duty_holder(session, username, commands=role == template.command_role)
+                    check_duty_holder(
+                        session, username, commands=role == template.command_role, site_id=site_id
+                    )
             data = {"role": role, "username": username}
             kind = "duty.assigned" if assign else "duty.released"
             with self.db.write() as session:
@@ -614,7 +866,11 @@ class CommandPost:
 
     def _track(self, logged: Sequence[event_log.LoggedEvent]) -> None:
         notices = self.calltree.track(logged)
-        if notices and self.outbox is not None:
+        if not notices:
+            return
+        with self.db.write() as session:  # each notice's answer token, for its call-out
+            issue_answer_tokens(session, notices, self.clock.now())
+        if self.outbox is not None:
             self.outbox(notices)
 
     def readings(
@@ -631,6 +887,7 @@ class CommandPost:
                 f"unknown sensors {unknown[:10]}; none of the readings was taken",
                 errors=[FieldError("readings.sensor_id", f"unknown: {', '.join(unknown[:10])}")],
             )
+        refuse_impossible(readings, model.sensors)
         impossible = [
             FieldError(f"readings[{i}].value", f"a wind speed from 0 to {MAX_WIND_M_S:g} m/s")
             for i, r in enumerate(readings)
@@ -641,8 +898,32 @@ class CommandPost:
                 f"{len(impossible)} impossible wind reading(s); none of the readings was taken",
                 errors=impossible,
             )
+        winds = [r for r in readings if model.sensors[r.sensor_id].kind == "wind"]
+        # A wind change re-evaluates the plumes outside the lock, in order per site.
+        with self._planning_lock(site_id) if winds else contextlib.nullcontext():
+            return self._readings(site_id, model, readings, winds, actor)
+
+    def _readings(
+        self,
+        site_id: str,
+        model: SiteModel,
+        readings: Sequence[Reading],
+        winds: Sequence[Reading],
+        actor: str,
+    ) -> list[event_log.LoggedEvent]:
+        model = self._current(model)
+        positions: np.ndarray | None = None
+        pictures: list[tuple[Incident, Reassessment]] = []
+        if winds:
+            with model.lock:
+                positions = model.person_lonlat
+            # The plume follows the newest wind of the batch: one re-evaluation, not one each.
+            pictures = self._wind(model, winds[-1])
         with self._lock:
-            model = self._current(model)
+            if self._current(model) is not model:  # planned on new layers meanwhile
+                model, positions = self._current(model), None
+                pictures = self._wind(model, winds[-1]) if winds else []
+            pictures = [(i, a) for i, a in pictures if self.incidents.get(i.id) is i]
             tiers = dict(self.sensor_tiers.get(site_id, {}))
             now = self.clock.now().isoformat()
             latest = {
@@ -657,9 +938,6 @@ class CommandPost:
             drafts: list[event_log.Draft] = []
             with self.db.read() as session:
                 plans = [p.template for p in list_plans(session, site_id)]
-            winds = [r for r in readings if model.sensors[r.sensor_id].kind == "wind"]
-            # The plume follows the newest wind of the batch: one re-evaluation, not one each.
-            pictures = self._wind(model, winds[-1]) if winds else []
             for reading in readings:
                 sensor = model.sensors[reading.sensor_id]
                 if sensor.kind == "wind":
@@ -730,7 +1008,8 @@ class CommandPost:
             self.last_readings.setdefault(site_id, {}).update(latest)
             if not logged:
                 return []
-            self._publish_pictures(model, pictures, logged)
+            moved = self._lay_live_over(model, positions) if positions is not None else None
+            self._publish_pictures(model, pictures, logged, moved)
             return logged
 
     def route(
@@ -806,7 +1085,7 @@ class CommandPost:
         if reading.direction_deg is None:
             return []
         out = []
-        for incident in self.incidents.values():
+        for incident in list(self.incidents.values()):
             hazard = incident.request.hazard
             if incident.site_id != model.site.id or not incident.run.active:
                 continue
@@ -830,6 +1109,7 @@ class CommandPost:
         the moved people's routes from where they are now. Subscribers get each latest
         position (coalesced per client) and the headcount."""
         model = self.model(site_id)
+        refuse_far_positions(model.site, moves)
         now = self.clock.now()
         ahead = [
             FieldError(f"positions.{pid}.observed_at", "more than a minute in the future")
@@ -931,57 +1211,177 @@ class CommandPost:
     # -- restart --------------------------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """Rebuild the incidents that have not stood down from the event log."""
-        with self._lock, self.db.read() as session:
-            rows = session.scalars(
-                select(EventRow)
-                .where(EventRow.incident_id.is_not(None))
-                .order_by(EventRow.site_id, EventRow.seq)
+        """Rebuild the incidents that have not stood down from the event log (both steps of
+        :meth:`recover_state` and :meth:`recover_incidents`, one after the other)."""
+        self.recover_state()
+        return self.recover_incidents()
+
+    def recover_state(self) -> None:
+        """The quick part of a restart, before serving: sensor tiers, the call tree's open
+        notices, and the list of incidents to rebuild (each a 503 with the progress until it
+        is rebuilt)."""
+        # Read raw and checked row by row: one corrupt row fails no query, and quarantines
+        # only its own incident (the others, and the server, start).
+        grouped: dict[str, list[event_log.LoggedEvent]] = {}
+        unreadable: dict[str, tuple[str, str]] = {}
+        tiers: dict[str, dict[str, str | None]] = {}
+        calltree = CallTree()
+        for event in self._raw_events(EventRow.incident_id.is_not(None), unreadable):
+            grouped.setdefault(str(event.incident_id), []).append(event)
+        for event in self._raw_events(EventRow.type == "sensor.state", unreadable):
+            try:
+                tiers.setdefault(event.site_id, {})[event.data["sensor_id"]] = event.data["to"]
+            except (KeyError, TypeError):  # audit verify names it
+                log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
+        for event in self._raw_events(EventRow.type.startswith("notification."), unreadable):
+            data = event.data
+            try:
+                if event.type == "notification.requested":
+                    calltree.track([event])
+                    if "after" in data:
+                        calltree.open.pop((event.site_id, int(data["after"])), None)
+                elif event.type in ("notification.acknowledged", "notification.unanswered"):
+                    key = int(data.get("notification", data.get("after", -1)))
+                    calltree.open.pop((event.site_id, key), None)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
+        pending: dict[str, list[event_log.LoggedEvent]] = {}
+        with self._lock:
+            self.sensor_tiers = tiers
+            self.calltree = calltree
+            for incident_id, (site_id, reason) in unreadable.items():
+                log.error("incident %s quarantined: %s", incident_id, reason)
+                self.quarantined[incident_id] = (site_id, reason)
+            for incident_id, events in grouped.items():
+                if incident_id in unreadable:
+                    continue
+                first = events[0]
+                if any(r.type == "plan.run.stood_down" for r in events):
+                    self.stood_down[incident_id] = first.site_id
+                    continue
+                if first.type == "incident.activated":
+                    pending[incident_id] = events
+            self._pending = pending
+            self.recovery = Recovery(total=len(pending), finished=not pending)
+
+    def _raw_events(
+        self, where: Any, unreadable: dict[str, tuple[str, str]]
+    ) -> list[event_log.LoggedEvent]:
+        """The events matching ``where``, in log order, read raw; an unreadable one is skipped,
+        and its incident (if it has one) noted in ``unreadable`` with the reason."""
+        with self.db.read() as session:
+            raws = session.execute(
+                select(*event_log.RAW_COLUMNS).where(where).order_by(EventRow.site_id, EventRow.seq)
             ).all()
-            grouped: dict[str, list[EventRow]] = {}
-            for row in rows:
-                grouped.setdefault(str(row.incident_id), []).append(row)
-        with self.db.read() as session:
-            for row in session.scalars(
-                select(EventRow).where(EventRow.type == "sensor.state").order_by(EventRow.seq)
-            ):
-                self.sensor_tiers.setdefault(row.site_id, {})[row.data["sensor_id"]] = row.data[
-                    "to"
-                ]
-        with self.db.read() as session:
-            for row in session.scalars(
-                select(EventRow)
-                .where(EventRow.type.startswith("notification."))
-                .order_by(EventRow.site_id, EventRow.seq)
-            ):
-                event = event_log.logged_event(row)
-                if row.type == "notification.requested":
-                    self.calltree.track([event])
-                    if "after" in row.data:
-                        self.calltree.open.pop((row.site_id, int(row.data["after"])), None)
-                elif row.type in ("notification.acknowledged", "notification.unanswered"):
-                    key = int(row.data.get("notification", row.data.get("after", -1)))
-                    self.calltree.open.pop((row.site_id, key), None)
+        out = []
+        for raw in raws:
+            try:
+                out.append(event_log.read_row(raw))
+            except event_log.Unreadable as exc:
+                reason = f"event {raw.seq} is unreadable: {exc}"
+                log.error("site %s: %s", raw.site_id, reason)
+                if raw.incident_id is not None:
+                    unreadable.setdefault(str(raw.incident_id), (str(raw.site_id), reason))
+        return out
+
+    def recover_incidents(self) -> list[str]:
+        """Rebuild the incidents :meth:`recover_state` found, one by one, each computed outside
+        the lock; each joins the live ones (and the walls) as soon as it is rebuilt. One that
+        cannot be rebuilt is quarantined with the reason; the others go on."""
         recovered = []
-        for incident_id, rows in grouped.items():
-            if any(r.type == "plan.run.stood_down" for r in rows):
-                continue
-            first = rows[0]
-            if first.type != "incident.activated":
+        # The chain is checked first (in the background: a walk over the whole log): an
+        # incident with a corrupt or altered event is left aside, named, not rebuilt from it.
+        with self.db.read() as session:
+            broken = event_log.unreadable_incidents(session)
+        for incident_id, rows in list(self._pending.items()):
+            site_id = rows[0].site_id
+            if incident_id in broken:
+                log.error("incident %s quarantined: %s", incident_id, broken[incident_id])
+                with self._lock:
+                    self.quarantined[incident_id] = (site_id, broken[incident_id])
+                    self._pending.pop(incident_id, None)
+                    self.recovery.done += 1
+                    self.hub.publish(site_id, [self._recovery_message(site_id)])
                 continue
             try:
-                self._rebuild(incident_id, first, rows)
-                recovered.append(incident_id)
-            except Exception:
-                log.exception("could not recover incident %s", incident_id)
+                self._rebuilt(incident_id, rows)
+            except Exception as exc:
+                reason = exc.detail if isinstance(exc, RallypointError) else repr(exc)[:300]
+                log.exception("incident %s could not be recovered: quarantined", incident_id)
+                with self._lock:
+                    self.quarantined[incident_id] = (site_id, f"not rebuilt: {reason}")
+                    self._pending.pop(incident_id, None)
+                    self.recovery.done += 1
+                    self.hub.publish(site_id, [self._recovery_message(site_id)])
+                continue
+            recovered.append(incident_id)
+        with self._lock:
+            self.recovery.finished = True
+            sites = {i.site_id for i in self.incidents.values()}
+            sites |= {site for site, _ in self.quarantined.values()}
+            for site_id in sorted(sites):
+                self.hub.publish(site_id, [self._recovery_message(site_id)])
+        log.info("recovery finished: %d incidents rebuilt", len(recovered))
         return recovered
 
-    def _rebuild(self, incident_id: str, first: EventRow, rows: list[EventRow]) -> None:
-        incident = self.from_log(incident_id, rows)
-        self.incidents[incident_id] = incident
-        self.scheduler.add(incident.run)
+    def _rebuilt(self, incident_id: str, rows: list[event_log.LoggedEvent]) -> Incident:
+        site_id = rows[0].site_id
+        for attempt in range(ACTIVATION_TRIES):
+            last = attempt == ACTIVATION_TRIES - 1
+            model = self.model(site_id)
+            if last:
+                self._lock.acquire()
+            try:
+                with model.lock:
+                    before = model.person_lonlat
+                incident = self.from_log(incident_id, rows, model=model)
+                with self._lock:
+                    if self._current(model) is not model:
+                        continue
+                    moved = self._lay_live_over(model, before)
+                    if len(moved):
+                        follow_positions(model, incident, moved).apply(incident)
+                    self.incidents[incident_id] = incident
+                    self.scheduler.add(incident.run)
+                    self._pending.pop(incident_id, None)
+                    self.recovery.done += 1
+                    seq = max(incident.seq, self._last_seq(site_id))
+                    self.hub.publish(
+                        site_id,
+                        [
+                            self._picture_message(model, incident, seq),
+                            self._recovery_message(site_id),
+                        ],
+                    )
+                    return incident
+            finally:
+                if last:
+                    self._lock.release()
+        raise AssertionError("unreachable: the last try holds the lock")  # pragma: no cover
 
-    def from_log(self, incident_id: str, rows: Sequence[EventRow]) -> Incident:
+    def _recovery_message(self, site_id: str) -> dict[str, Any]:
+        """For the walls: how far restart recovery is, and the site's quarantined incidents."""
+        return {
+            "type": "recovery",
+            "recovery": self.recovery.as_dict(),
+            "quarantined": [
+                {"id": i, "reason": reason}
+                for i, (site, reason) in sorted(self.quarantined.items())
+                if site == site_id
+            ],
+        }
+
+    def _last_seq(self, site_id: str) -> int:
+        with self.db.read() as session:
+            return event_log.last_seq(session, site_id)
+
+    def from_log(
+        self,
+        incident_id: str,
+        rows: Sequence[EventRow] | Sequence[event_log.LoggedEvent],
+        *,
+        model: SiteModel | None = None,
+    ) -> Incident:
         """An incident rebuilt from its logged events and the latest positions: the plan run
         replayed, zones, exposure and routes recomputed from the logged request under the last
         logged wind. Restart recovery, closed incidents and the check that the live picture is
@@ -993,7 +1393,7 @@ class CommandPost:
                 errors=[FieldError("incident", "no activation logged")],
             )
         site_id = first.site_id
-        model = self.model(site_id)
+        model = model or self.model(site_id)
         request = ActivationRequest.model_validate(first.data["request"])
         winds = [r for r in rows if r.type == "incident.wind_changed"]
         if winds:  # the picture follows the last wind the log knows
@@ -1015,17 +1415,13 @@ class CommandPost:
         ]
         run = PlanRun.replay(plan_events, self.clock)
         # Zones, exposure and routes follow from the request; the run comes from its events.
-        with self.db.read() as session:
-            incident, _ = activate(
-                session,
-                model,
-                request,
-                actor=first.actor,
-                clock=self.clock,
-                incident_id=incident_id,
-                dry_run=True,
-                plan_version=first.data.get("plan_version"),
+        with self.db.read() as session:  # the plan's version the incident ran on
+            stored = get_plan(
+                session, site_id, request.plan_id, version=first.data.get("plan_version")
             )
+        incident, _ = prepare(
+            stored, model, request, actor=first.actor, clock=self.clock, incident_id=incident_id
+        )
         incident.run = run
         incident.moving = must_move(run.state.level, incident.levels)
         incident.activated_at = first.at
@@ -1149,9 +1545,12 @@ def actor_for(
 DUTY_HOLDERS = frozenset({"commander", "responder"})
 
 
-def check_duty_holder(session: Session, username: str, *, commands: bool = False) -> None:
-    """Refuse a duty for an unknown or disabled user, or one who cannot act on steps. The plan's
-    command role (which skips any step, escalates, stands down) goes only to a commander."""
+def check_duty_holder(
+    session: Session, username: str, *, commands: bool = False, site_id: str | None = None
+) -> None:
+    """Refuse a duty for an unknown or disabled user, or one who cannot act on steps (at
+    ``site_id``: roles held everywhere or granted there). The plan's command role (which skips
+    any step, escalates, stands down) goes only to a commander."""
     try:
         user = find_user(session, username)
     except NotFound:
@@ -1162,12 +1561,13 @@ def check_duty_holder(session: Session, username: str, *, commands: bool = False
         raise InvalidInput(
             f"user '{username}' is disabled", errors=[FieldError("username", "disabled")]
         )
-    if not DUTY_HOLDERS & {str(r) for r in user.roles}:
+    roles = {str(r) for r in user.roles_at(site_id)}
+    if not DUTY_HOLDERS & roles:
         raise InvalidInput(
             f"user '{username}' can not act on plan steps",
             errors=[FieldError("username", "needs the role responder or commander")],
         )
-    if commands and "commander" not in {str(r) for r in user.roles}:
+    if commands and "commander" not in roles:
         raise InvalidInput(
             f"the plan's command role goes to a commander; '{username}' is not one",
             errors=[FieldError("role", "the command role needs a user with the role commander")],

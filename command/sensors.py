@@ -6,6 +6,11 @@ A gas detector has up to three thresholds, warning < alarm < high alarm.
   margin: ``HYSTERESIS`` (10 %) of that threshold. A reading hovering at a threshold thus
   changes the state once, not with every wobble.
 
+A reading must be physically possible for the sensor's unit (:func:`refuse_impossible`): a
+concentration is not negative and not above a million ppm, a %LEL reading lies from 0 to 100, a
+wind speed from 0 to 120 m/s. A detector's fault or a forged ±1e308 would otherwise raise alarms,
+propose plans and move a plume.
+
 Only changes of state are events (``sensor.state``). When a sensor reaches the tier a plan's
 trigger names, for the same kind of sensor and substance, the plan is proposed
 (``plan.proposed``); the commander decides whether to activate it.
@@ -32,6 +37,7 @@ class Sensor:
     substance: str | None
     thresholds: tuple[float | None, float | None, float | None]  # warning, alarm, high alarm
     lonlat: tuple[float, float] | None = None  # where it stands
+    unit: str | None = None  # e.g. ppm, %LEL, m/s, degC
 
     @classmethod
     def from_feature(cls, feature: Mapping[str, Any]) -> Sensor:
@@ -42,6 +48,7 @@ class Sensor:
             p.get("substance"),
             (p.get("warning"), p.get("alarm"), p.get("high_alarm")),
             _point(feature.get("geometry")),
+            p.get("unit"),
         )
 
 
@@ -98,6 +105,63 @@ def parse_readings(body: Any, *, limit: int = 10_000) -> list[Reading]:
     if errors:
         raise InvalidInput(f"{len(errors)} bad reading(s); none was taken", errors=errors)
     return out
+
+
+#: What a reading can be, per unit (lower case, without spaces): the physical range, not the
+#: instrument's. Concentrations: none below zero; a million ppm is the pure gas. Temperatures:
+#: from below the coldest weather to above a hydrocarbon fire.
+PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
+    "ppm": (0.0, 1e6),
+    "ppb": (0.0, 1e9),
+    "%lel": (0.0, 100.0),
+    "%vol": (0.0, 100.0),
+    "%": (0.0, 100.0),
+    "mg/m3": (0.0, 1e7),
+    "mg/m³": (0.0, 1e7),
+    "degc": (-100.0, 2000.0),
+    "°c": (-100.0, 2000.0),
+    "c": (-100.0, 2000.0),
+    "k": (0.0, 2300.0),
+    "degf": (-150.0, 3600.0),
+    "°f": (-150.0, 3600.0),
+    "m/s": (0.0, 120.0),
+    "km/h": (0.0, 432.0),
+    "kn": (0.0, 233.0),
+    "kt": (0.0, 233.0),
+}
+#: The unit a sensor of each kind reports in when its feature names none.
+DEFAULT_UNITS = {"wind": "m/s", "temperature": "degC"}
+#: Any other unit: still a bound, so that no ±1e308 passes.
+ANY_UNIT = (-1e9, 1e9)
+
+
+def physical_range(sensor: Sensor) -> tuple[float, float]:
+    unit = (sensor.unit or DEFAULT_UNITS.get(sensor.kind, "")).replace(" ", "").lower()
+    return PHYSICAL_RANGES.get(unit, ANY_UNIT)
+
+
+def refuse_impossible(readings: Sequence[Reading], sensors: Mapping[str, Sensor]) -> None:
+    """:class:`InvalidInput` naming each reading its sensor could not have made (a value
+    outside the physical range of the sensor's unit), and nothing is taken."""
+    errors = []
+    for i, reading in enumerate(readings):
+        sensor = sensors.get(reading.sensor_id)
+        if sensor is None:
+            continue
+        low, high = physical_range(sensor)
+        if not low <= reading.value <= high:
+            unit = sensor.unit or DEFAULT_UNITS.get(sensor.kind, "its unit")
+            errors.append(
+                FieldError(
+                    f"readings[{i}].value",
+                    f"{reading.value:g} is impossible for {sensor.id}: {low:g} to {high:g} {unit}",
+                )
+            )
+    if errors:
+        raise InvalidInput(
+            f"{len(errors)} impossible reading(s); none of the readings was taken",
+            errors=errors[:100],
+        )
 
 
 def _number(value: object) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -25,6 +26,39 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted (layer imports included), in bytes.",
     )
+    max_unzipped_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Most a zipped Shapefile import may unpack to, all files together, in bytes.",
+    )
+    max_unzip_ratio: float = Field(
+        default=500.0,
+        ge=10,
+        description="How many times its packed size a file (over 1 MiB) of a zip may unpack to.",
+    )
+    event_reads_burst: int = Field(
+        default=10_000,
+        ge=1000,
+        description="Events of the log one token may read at once (pages, websocket resumes).",
+    )
+    event_reads_per_s: float = Field(
+        default=1000.0,
+        gt=0,
+        description="Events a second by which that allowance refills; beyond it reads get 429.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's headers, from connecting (or from "
+        "the previous answer on a kept-alive connection); then it is disconnected.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may pause between two pieces before the answer is 408.",
+    )
     token_ttl_s: int = Field(
         default=12 * 3600,
         ge=60,
@@ -47,8 +81,30 @@ class Settings(BaseSettings):
         default=None,
         description="Outbound gateway (SMS/phone) that call-tree notifications are posted to.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The server's address as the people called reach it (for the answer link "
+        "of a call-out, e.g. https://rallypoint.plant.example); without it the link is a path.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging level."
+    )
+    audit_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM, mode 600) that signs the audit checkpoints; "
+        "created on first use. Default: audit-key.pem beside the SQLite database, or under var/.",
+    )
+    audit_checkpoints: Path | None = Field(
+        default=None,
+        description="Append-only file of signed audit checkpoints (JSON lines); its keyring of "
+        "public keys is beside it (NAME.keys.jsonl). Default: DB-checkpoints.jsonl beside the "
+        "key's default place, DB the database's name.",
+    )
+    audit_checkpoint_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=24 * 3600,
+        description="At most this often (seconds) the server signs the heads that moved.",
     )
 
     @field_validator("database_url")

@@ -165,8 +165,13 @@ async function login(event) {
     form.password.value = "";
     await chooseSite();
   } catch (error) {
+    const wait = error.problem?.retry_after_s;
     $("login-error").textContent =
-      error.status === 401 ? "Wrong username or password." : `Sign-in failed: ${error.message}`;
+      error.status === 401
+        ? "Wrong username or password."
+        : error.status === 429
+          ? `Too many failed sign-ins: try again in ${wait ? duration(wait) : "a while"}.`
+          : `Sign-in failed: ${error.message}`;
   }
 }
 
@@ -298,7 +303,8 @@ class Wall {
       api("/api/auth/me"),
       ...["zones", "network", "people", "resources", "sensors"].map((name) => this.layer(name)),
     ]);
-    this.me = me;
+    // The roles here: those held everywhere, and those granted on this site.
+    this.me = { ...me, roles: [...me.roles, ...(me.site_roles?.[this.site.id] || [])] };
     const isMuster = (f) => f.properties.kind === "muster_point";
     L.geoJSON(zones, {
       pane: "zones",
@@ -339,13 +345,25 @@ class Wall {
 
   // -- the socket --------------------------------------------------------------------------------
 
-  connect() {
+  async connect() {
     if (this.closed) return;
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (!token) return signOut();
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${scheme}://${location.host}/ws?access_token=${encodeURIComponent(token)}`;
+    if (!sessionStorage.getItem(TOKEN_KEY)) return signOut();
     setStatus(this.lastSeq === null ? "connecting" : "reconnecting");
+    // The socket opens with a single-use ticket (30 s): the token itself never goes in a URL.
+    let ticket;
+    try {
+      ({ ticket } = await api("/api/auth/ws-ticket", { method: "POST" }));
+    } catch (error) {
+      if (this.closed || error.status === 401) return; // a 401 has signed out already
+      const wait = this.retryMs;
+      this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+      setStatus("reconnecting", `offline: retry in ${Math.round(wait / 1000)} s`);
+      this.retryTimer = setTimeout(() => this.connect(), wait);
+      return;
+    }
+    if (this.closed) return;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const url = `${scheme}://${location.host}/ws?ticket=${encodeURIComponent(ticket)}`;
     const socket = new WebSocket(url);
     this.socket = socket;
     socket.addEventListener("open", () => {
@@ -431,7 +449,11 @@ class Wall {
         // Where everyone is now: the people layer may still hold older positions.
         for (const [id, at] of Object.entries(message.positions || {})) this.people.set(id, at.slice(0, 2));
         this.replaceAll(message.incidents);
+        showRecovery(message.recovery, message.quarantined);
         this.live();
+        break;
+      case "recovery":
+        showRecovery(message.recovery, message.quarantined);
         break;
       case "caught_up":
         this.seen(message.seq);
@@ -1269,6 +1291,26 @@ function hazardText(hazard) {
 // The commander's panel: a plan, a level, a place clicked on the map and the hazard, then one
 // "Activate". A plan with a design release activates it ("model": "plan") under the last wind a
 // station reported; the figures are prefilled from the plan and the station only, never guessed.
+// After a restart the server rebuilds its incidents in the background: the wall says how far
+// it has come, and names any incident left aside because its logged events are corrupt.
+function showRecovery(recovery, quarantined) {
+  let box = $("recovery");
+  if (!box) {
+    box = el("div", { id: "recovery", role: "status", "aria-live": "polite" });
+    $("panel").prepend(box);
+  }
+  box.replaceChildren();
+  if (recovery && !recovery.finished) {
+    box.append(el("p", { class: "recovering" },
+      `Server restarted: rebuilding incidents from the log, ${recovery.done} of ${recovery.total} done`));
+  }
+  for (const item of quarantined || []) {
+    box.append(el("p", { class: "quarantined", "data-incident": item.id },
+      `Incident ${item.id} is quarantined and not shown: ${item.reason}. Check the log with 'rallypoint audit verify'.`));
+  }
+  box.hidden = !box.childElementCount;
+}
+
 // Proposed plans (a sensor's alarm) show as a banner whose one click does that.
 class Activation {
   constructor(wall) {

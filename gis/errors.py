@@ -131,3 +131,30 @@ class Unauthorized(RallypointError):
     status_code = 401
     slug = "unauthorized"
     title = "Unauthorized"
+
+
+class Recovering(RallypointError):
+    """The server has just started and is still rebuilding this incident from the event log;
+    the answer carries ``Retry-After`` and the recovery's progress."""
+
+    status_code = 503
+    slug = "recovering"
+    title = "Recovering"
+    retry_after_s = 2
+
+
+class IncidentQuarantined(RallypointError):
+    """The incident's logged events are corrupt, so restart recovery left it aside."""
+
+    status_code = 409
+    slug = "incident-quarantined"
+    title = "Incident quarantined"
+
+
+class PayloadTooLarge(RallypointError):
+    """Input larger than a limit allows: a body, a websocket message, what an archive unpacks
+    to. The detail names the limit (and the archive member, for a zip)."""
+
+    status_code = 413
+    slug = "payload-too-large"
+    title = "Payload too large"

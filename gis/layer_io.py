@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ import pyogrio
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 
-from gis.errors import FieldError, InvalidInput, UnsupportedFormat
+from gis.errors import FieldError, InvalidInput, PayloadTooLarge, UnsupportedFormat
 from gis.layers import (
     META_FIELDS,
     Feature,
@@ -40,14 +42,17 @@ from gis.layers import (
     update_row,
 )
 from gis.model import Layer
+from gis.nesting import check_json_depth
 from gis.sites import load_site
 from gis.storage.db import Database
 from gis.storage.tables import LAYER_ROWS
 
+log = logging.getLogger(__name__)
+
 #: Stop collecting row errors after this many; the report says it was cut short.
 MAX_REPORTED_ERRORS = 500
-#: A zipped Shapefile may unpack to at most this much (a zip bomb is refused unread).
-MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
+#: A zipped Shapefile holds a handful of files (.shp, .shx, .dbf, .prj, .cpg, an index or two).
+MAX_ZIP_MEMBERS = 64
 #: dBase text fields hold at most 254 bytes.
 DBF_TEXT_BYTES = 254
 
@@ -108,7 +113,26 @@ class RawRow:
     data: dict[str, Any]
 
 
-def read_rows(data: bytes, fmt: FileFormat) -> list[RawRow]:
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """How much a zipped Shapefile may unpack to (``RALLYPOINT_MAX_UNZIPPED_BYTES``,
+    ``RALLYPOINT_MAX_UNZIP_RATIO``).
+
+    A zip of half a megabyte can hold half a gigabyte of zeros. The sizes the archive declares
+    are checked before anything is written, and the bytes really written are counted as well,
+    since declared sizes can lie. A member may expand at most ``max_ratio`` times; one under
+    ``ratio_floor`` bytes is not held to it (a tiny file of blanks compresses very well).
+    Real layers stay far below: the demo site's Shapefiles expand at most 74 times.
+    """
+
+    max_bytes: int = 200 * 1024 * 1024
+    max_ratio: float = 500.0
+    ratio_floor: int = 1024 * 1024
+
+
+def read_rows(
+    data: bytes, fmt: FileFormat, *, limits: ArchiveLimits = ArchiveLimits()
+) -> list[RawRow]:
     """Rows of a layer file as GeoJSON-like features; unreadable files are refused whole."""
     if fmt is FileFormat.GEOJSON:
         return _read_geojson(data)
@@ -116,12 +140,14 @@ def read_rows(data: bytes, fmt: FileFormat) -> list[RawRow]:
         path = Path(tmp) / ("layer.gpkg" if fmt is FileFormat.GPKG else "layer.zip")
         path.write_bytes(data)
         if fmt is FileFormat.SHAPEFILE:
-            path = _unzip_shapefile(path)
+            path = _unzip_shapefile(path, limits)
         try:
             frame = pyogrio.read_dataframe(path)
         except Exception as exc:  # pyogrio raises a zoo of GDAL errors; all mean "unreadable"
+            # GDAL's words name the temporary file and the SQL it ran: the log's, not the client's.
+            log.info("an uploaded %s file is unreadable: %s", fmt.value, exc)
             raise InvalidInput(
-                f"cannot read the {fmt.value} file: {exc}",
+                f"cannot read the {fmt.value} file: GDAL cannot open it as {fmt.value}",
                 errors=[FieldError("file", f"not a readable {fmt.value} file")],
             ) from exc
     if not isinstance(frame, gpd.GeoDataFrame):
@@ -133,6 +159,7 @@ def read_rows(data: bytes, fmt: FileFormat) -> list[RawRow]:
 
 
 def _read_geojson(data: bytes) -> list[RawRow]:
+    check_json_depth(data, field="file")
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -161,33 +188,39 @@ def rows_from_collection(doc: Any) -> list[RawRow]:
     return rows
 
 
-def _unzip_shapefile(path: Path) -> Path:
+def _unzip_shapefile(path: Path, limits: ArchiveLimits) -> Path:
+    """Unpack a zipped Shapefile beside ``path``, within ``limits``; the ``.shp`` file.
+
+    Nothing unpacked is left behind when the archive is refused.
+    """
     folder = path.parent / "shp"
     folder.mkdir()
     try:
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
-            if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-                raise InvalidInput(
-                    "the zip unpacks to more than a layer file may hold",
-                    errors=[FieldError("file", f"over {MAX_UNZIPPED_BYTES} bytes unpacked")],
-                )
+            _check_declared(members, limits)
+            left = limits.max_bytes
             for member in members:
                 name = Path(member.filename).name
                 if name in {"", ".", ".."}:
                     continue
-                (folder / name).write_bytes(archive.read(member))
+                left -= _unpack(archive, member, folder / name, left, limits)
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
         RuntimeError,
         NotImplementedError,
         OSError,
+        EOFError,
     ) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
         raise InvalidInput(
             f"a Shapefile import must be a plain .zip of its .shp, .shx, .dbf and .prj: {exc}",
             errors=[FieldError("file", "not a readable zip archive")],
         ) from exc
+    except (InvalidInput, PayloadTooLarge):
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     shps = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".shp")
     if len(shps) != 1:
         raise InvalidInput(
@@ -195,6 +228,62 @@ def _unzip_shapefile(path: Path) -> Path:
             errors=[FieldError("file", "exactly one .shp file expected")],
         )
     return shps[0]
+
+
+def _check_declared(members: Sequence[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
+    """Refuse an archive by what it says it holds, before unpacking any of it."""
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise InvalidInput(
+            f"the zip holds {len(members)} files; a Shapefile needs a handful",
+            errors=[FieldError("file", f"at most {MAX_ZIP_MEMBERS} files")],
+        )
+    total = 0
+    for member in members:
+        total += member.file_size
+        if total > limits.max_bytes:
+            raise _unpacks_too_much(member.filename, limits)
+        _check_ratio(member, member.file_size, limits)
+
+
+def _unpack(
+    archive: zipfile.ZipFile,
+    member: zipfile.ZipInfo,
+    target: Path,
+    left: int,
+    limits: ArchiveLimits,
+) -> int:
+    """Copy one member to ``target``, counting what really comes out; the bytes written."""
+    written = 0
+    with archive.open(member) as source, target.open("wb") as sink:
+        while chunk := source.read(1024 * 1024):
+            written += len(chunk)
+            if written > left:
+                raise _unpacks_too_much(member.filename, limits)
+            _check_ratio(member, written, limits)
+            sink.write(chunk)
+    return written
+
+
+def _check_ratio(member: zipfile.ZipInfo, size: int, limits: ArchiveLimits) -> None:
+    if size > limits.ratio_floor and size > limits.max_ratio * max(member.compress_size, 1):
+        raise PayloadTooLarge(
+            f"{member.filename} expands more than {limits.max_ratio:g} times: refused as a zip "
+            "bomb, and nothing was unpacked or changed",
+            errors=[
+                FieldError(
+                    "file",
+                    f"{member.filename}: {member.compress_size} bytes expanding to over {size}",
+                )
+            ],
+        )
+
+
+def _unpacks_too_much(name: str, limits: ArchiveLimits) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the zip unpacks to more than {limits.max_bytes} bytes (at {name}): refused, and "
+        "nothing was unpacked or changed",
+        errors=[FieldError("file", f"{name}: over {limits.max_bytes} bytes unpacked in all")],
+    )
 
 
 def _rows_from_frame(frame: gpd.GeoDataFrame) -> list[RawRow]:
@@ -373,8 +462,10 @@ def import_file(
     *,
     actor: str,
     mode: ImportMode = ImportMode.MERGE,
+    limits: ArchiveLimits = ArchiveLimits(),
 ) -> ImportReport:
-    return import_rows(db, site_id, layer_name, read_rows(data, fmt), actor=actor, mode=mode)
+    rows = read_rows(data, fmt, limits=limits)
+    return import_rows(db, site_id, layer_name, rows, actor=actor, mode=mode)
 
 
 # --- exporting --------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from functools import cached_property
 from typing import Any
 
 import shapely
+from pyproj import Geod
 from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -25,6 +27,12 @@ from gis.storage.tables import LAYER_ROWS, ChangeRow, SiteRow
 SITE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 #: What a site description may hold (``note`` is free text, kept in the change log only).
 SITE_FIELDS = frozenset({"id", "name", "timezone", "crs", "boundary", "note"})
+#: The widest a site may be, in metres (the diagonal of its boundary's bounding box, measured on
+#: the WGS84 ellipsoid). The largest industrial complexes and ports are some tens of kilometres
+#: across; a boundary the size of a country is a mistake, and every buffer, index and hazard
+#: model of the site would work on it.
+MAX_SITE_ACROSS_M = 100_000.0
+_WGS84 = Geod(ellps="WGS84")
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,12 @@ def parse_site(data: Mapping[str, Any]) -> dict[str, Any]:
     errors: list[FieldError] = []
     unknown = sorted(set(data) - SITE_FIELDS)
     if unknown:
-        errors.append(FieldError(unknown[0], f"unknown field; a site has {', '.join(SITE_FIELDS)}"))
+        errors.append(
+            FieldError(
+                unknown[0] or "body",
+                f"unknown field {unknown[0]!r}; a site has {', '.join(sorted(SITE_FIELDS))}",
+            )
+        )
     site_id = data.get("id")
     if not isinstance(site_id, str) or not SITE_ID_PATTERN.match(site_id):
         errors.append(FieldError("id", "lower-case letters, digits and '-', at most 64"))
@@ -135,6 +148,9 @@ def parse_site(data: Mapping[str, Any]) -> dict[str, Any]:
     except InvalidInput as exc:
         errors.extend(exc.errors)
         boundary = None
+    if boundary is not None and (too_wide := _too_wide(boundary)):
+        errors.append(FieldError("boundary", too_wide))
+        boundary = None
     if boundary is not None and not any(e.field == "crs" for e in errors):
         # The metric CRS must exist for this place (no UTM zone near the poles, say).
         try:
@@ -150,6 +166,18 @@ def parse_site(data: Mapping[str, Any]) -> dict[str, Any]:
         "crs": crs,
         "boundary": boundary,
     }
+
+
+def _too_wide(boundary: BaseGeometry) -> str | None:
+    """Why ``boundary`` is too large for a site, or None."""
+    west, south, east, north = boundary.bounds
+    across = _WGS84.inv(west, south, east, north)[2]
+    if across > MAX_SITE_ACROSS_M:
+        return (
+            f"the boundary is {across / 1000:,.0f} km across; a site is at most "
+            f"{MAX_SITE_ACROSS_M / 1000:,.0f} km across (the diagonal of its bounding box)"
+        )
+    return None
 
 
 def create_site(session: Session, data: Mapping[str, Any], *, actor: str) -> Site:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gis.errors import FieldError, InvalidInput
+from gis.nesting import BoundedYamlLoader
 
 Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", strip_whitespace=True)
@@ -218,19 +219,14 @@ class PlanTemplate(_Strict):
         return [(lv, step) for lv in Level if lv in self.levels for step in self.levels[lv].steps]
 
 
-class _NoAliases(yaml.SafeLoader):
-    """YAML without aliases: a few bytes of ``*name`` can stand for gigabytes of plan."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("aliases (*name) are not accepted in plans")
-        return super().compose_node(parent, index)
-
-
 def data_from_yaml(text: str) -> Any:
-    """Parse a plan written in YAML (raises InvalidInput naming the line on bad YAML)."""
+    """Parse a plan written in YAML (raises InvalidInput naming the line on bad YAML).
+
+    No aliases (``*name``: a few bytes could stand for gigabytes of plan) and at most
+    ``gis.nesting.MAX_DEPTH`` levels (deeper would exhaust Python's recursion, not the plan).
+    """
     try:
-        return yaml.load(text, Loader=_NoAliases)
+        return yaml.load(text, Loader=BoundedYamlLoader)
     except yaml.YAMLError as exc:
         raise InvalidInput(
             f"not valid YAML: {exc}", errors=[FieldError("body", f"valid YAML: {exc}")]

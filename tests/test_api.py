@@ -229,5 +229,5 @@ def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
         policy = answer.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
         assert "unsafe-inline" not in policy and "connect-src 'self'" in policy, path
-    # The API documentation still loads its viewer from a CDN (issue 12): no policy there yet.
-    assert "content-security-policy" not in client.get("/docs").headers
+    # The API documentation is served locally, under the same policy (tests/test_docs_assets.py).
+    assert client.get("/docs").headers["content-security-policy"] == policy

@@ -1,4 +1,5 @@
-"""Users, tokens and roles: login, expiry, logout, and the roles every route needs."""
+"""Users, tokens and roles: login, expiry, logout, and the roles every route needs, at the site
+of the route."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from command import accounts
 from command.app import create_app
 from command.auth import (
     HUMAN_ROLES,
+    USER_ROLES,
     WRONG_LOGIN,
     Principal,
     Role,
@@ -29,16 +32,30 @@ from command.auth import (
     revoke,
 )
 from command.deps import RoleCheck
+from command.routes.sites import SITE_EXAMPLE
 from command.settings import Settings
 from gis.errors import AlreadyExists, InvalidInput, NotFound, Unauthorized
+from gis.sites import create_site
 from gis.storage.db import Database
 from gis.storage.tables import TokenRow, UserRow
-from tests.conftest import DEMO_ID, FAST_HASHER, TEST_PASSWORD, sign_in
+from tests.conftest import CHLORINE_ACTIVATION, DEMO_ID, FAST_HASHER, TEST_PASSWORD, sign_in
 from tests.problems import assert_problem
 
-# Open to anyone: a monitor asks /healthz without signing in, the login hands out tokens, and
-# the map wall's page (no data: it signs in through the login) is where a browser starts.
-PUBLIC = {("GET", "/healthz"), ("POST", "/api/auth/login"), ("GET", "/")}
+# Open to anyone: a monitor asks /healthz without signing in, the login hands out tokens, the
+# map wall's page (no data: it signs in through the login) is where a browser starts, and the
+# API documentation's pages (no data either: the Authorize button takes a token).
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("POST", "/api/auth/login"),
+    # The person called answers with their call-out's token, which answers that notice only.
+    ("POST", "/api/notices/answer"),
+    ("GET", "/answer"),
+    ("GET", "/"),
+    ("GET", "/docs"),
+    ("GET", "/docs/swagger-init.js"),
+    ("GET", "/redoc"),
+    ("GET", "/redoc/redoc-init.js"),
+}
 SITE_MODEL_AND_PLANS = re.compile(r"/api/sites(/\{site_id\}(/(layers|plans)(/.*)?)?)?")
 PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 PATH_VALUES = {"site_id": DEMO_ID, "layer": "zones", "feature_id": "Z-001", "plan_id": "no-plan"}
@@ -71,6 +88,7 @@ def test_login_me_and_the_argon2_hash(anonymous_client: TestClient, db: Database
         "username": "chen.wei",
         "display_name": "Chen Wei",
         "roles": ["commander"],
+        "site_roles": {},
     }
     expires = datetime.fromisoformat(body["expires_at"])
     assert timedelta(hours=11.9) < expires - before < timedelta(hours=12.1)  # the default TTL
@@ -174,7 +192,7 @@ def test_missing_or_bad_credentials_are_401(
 
 
 def test_the_docs_and_health_need_no_token(anonymous_client: TestClient) -> None:
-    assert anonymous_client.get("/healthz").json() == {"status": "ok"}
+    assert anonymous_client.get("/healthz").json()["status"] == "ok"
     assert anonymous_client.get("/docs").status_code == 200
     schema = anonymous_client.get("/openapi.json").json()
     schemes = schema["components"]["securitySchemes"]
@@ -200,7 +218,7 @@ def test_the_docs_and_health_need_no_token(anonymous_client: TestClient) -> None
         ("li-na", "short", ["viewer"], "password"),
         ("li-na", " " * 12, ["viewer"], "password"),
         ("li-na", TEST_PASSWORD, [], "roles"),
-        ("li-na", TEST_PASSWORD, ["admin"], "roles"),
+        ("li-na", TEST_PASSWORD, ["root"], "roles"),
         ("li-na", TEST_PASSWORD, ["device"], "roles"),
     ],
 )
@@ -270,7 +288,7 @@ def required_roles(endpoint: Endpoint) -> frozenset[Role] | None:
 
 
 ROUTES = endpoints()
-PRINCIPALS: list[Role | None] = [None, Role.DEVICE, *sorted(HUMAN_ROLES)]
+PRINCIPALS: list[Role | None] = [None, Role.DEVICE, *sorted(USER_ROLES)]
 
 
 def test_every_route_names_the_roles_it_needs() -> None:
@@ -288,8 +306,12 @@ def test_the_site_model_and_plans_policy() -> None:
         assert required_roles(e) == expected, str(e)
     assert len(site_routes) >= 19
     for e in ROUTES:
-        if e.path in ("/api/auth/me", "/api/auth/logout"):
-            assert required_roles(e) == HUMAN_ROLES, str(e)
+        if e.path.startswith("/api/auth/") and (e.method, e.path) not in PUBLIC:
+            assert required_roles(e) == USER_ROLES, str(e)  # one's own account: admins too
+        if e.path.startswith("/api/admin/"):
+            assert required_roles(e) == frozenset({Role.ADMIN}), str(e)
+        elif Role.ADMIN in (required_roles(e) or ()):
+            assert e.path.startswith("/api/auth/"), f"admin gives nothing on a site: {e}"
 
 
 def _request(client: TestClient, endpoint: Endpoint, headers: dict[str, str]) -> httpx.Response:
@@ -356,6 +378,26 @@ def test_no_token_in_a_query_string_reaches_the_log(
     its own."""
     secret = "tok-9f8e7d6c5b4a"
     caplog.set_level(logging.INFO)
+    # A uvicorn server started earlier in the session (a live-server test) set its loggers
+    # to WARNING and not to propagate: hear them directly, or the test would depend on order.
+    for name in ("uvicorn.error", "uvicorn.access"):
+        caplog.set_level(logging.INFO, logger=name)
+        logging.getLogger(name).addHandler(caplog.handler)
+    try:
+        _log_and_request(client, secret)
+    finally:
+        for name in ("uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).removeHandler(caplog.handler)
+    # The server's lines (the test client's own httpx logger is not the server's).
+    records = {id(r): r for r in caplog.records}.values()
+    logged = "\n".join(
+        r.getMessage() for r in records if r.name.startswith(("uvicorn", "rallypoint"))
+    )
+    assert "/ws?[redacted]" in logged and "/api/sites" in logged
+    assert secret not in logged
+
+
+def _log_and_request(client: TestClient, secret: str) -> None:
     logging.getLogger("uvicorn.error").info(
         '%s - "WebSocket %s" [accepted]', "127.0.0.1:5555", f"/ws?access_token={secret}"
     )
@@ -368,9 +410,92 @@ def test_no_token_in_a_query_string_reaches_the_log(
         200,
     )
     client.get(f"/api/sites?access_token={secret}")
-    # The server's lines (the test client's own httpx logger is not the server's).
-    logged = "\n".join(
-        r.getMessage() for r in caplog.records if r.name.startswith(("uvicorn", "rallypoint"))
+
+
+# --- roles per site ------------------------------------------------------------------------------
+
+OTHER_ID = "north-works"
+
+
+def add_other_site(db: Database) -> str:
+    """A second site beside the demo works (empty: the checks come before any work)."""
+    with db.write() as session:
+        create_site(session, {**SITE_EXAMPLE, "id": OTHER_ID}, actor="test")
+    return OTHER_ID
+
+
+def granted(db: Database, username: str, site_id: str, roles: set[Role]) -> dict[str, str]:
+    """A session of a new user who holds ``roles`` on ``site_id`` only."""
+    with db.write() as session:
+        create_user(session, username, TEST_PASSWORD, roles, site_id=site_id, hasher=FAST_HASHER)
+    return sign_in(db, username)
+
+
+def test_a_commander_of_one_site_is_a_viewer_of_another(command: TestClient, db: Database) -> None:
+    """Granted commander on the demo works, viewer everywhere: activating on the other site is
+    403, reading it is 200; activating on the demo works goes through."""
+    other = add_other_site(db)
+    headers = sign_in(db, "plant-a-cmd", [Role.VIEWER])
+    with db.write() as session:
+        accounts.grant(session, "plant-a-cmd", DEMO_ID, "commander", actor="test")
+    refused = command.post(
+        f"/api/sites/{other}/incidents", json=CHLORINE_ACTIVATION, headers=headers
     )
-    assert "/ws?[redacted]" in logged and "/api/sites" in logged
-    assert secret not in logged
+    body = assert_problem(refused, 403, field="role")
+    assert "commander" in body["detail"] and f"at {other}" in body["detail"]
+    assert command.get(f"/api/sites/{other}", headers=headers).status_code == 200
+    assert command.get(f"/api/sites/{other}/incidents", headers=headers).status_code == 200
+    activated = command.post(
+        f"/api/sites/{DEMO_ID}/incidents", json=CHLORINE_ACTIVATION, headers=headers
+    )
+    assert activated.status_code == 201, activated.text
+    me = command.get("/api/auth/me", headers=headers).json()
+    assert me["roles"] == ["viewer"] and me["site_roles"] == {DEMO_ID: ["commander"]}
+
+
+def test_a_grant_alone_shows_one_site(anonymous_client: TestClient, db: Database) -> None:
+    """No global role: the site list holds only the granted site; the others are 403."""
+    other = add_other_site(db)
+    headers = granted(db, "north-only", other, {Role.VIEWER})
+    listed = anonymous_client.get("/api/sites", headers=headers)
+    assert listed.status_code == 200, listed.text
+    assert [s["id"] for s in listed.json()["sites"]] == [other]
+    assert anonymous_client.get(f"/api/sites/{other}", headers=headers).status_code == 200
+    assert_problem(anonymous_client.get(f"/api/sites/{DEMO_ID}", headers=headers), 403)
+    assert_problem(anonymous_client.get(f"/api/sites/{DEMO_ID}/layers/zones", headers=headers), 403)
+    everywhere = sign_in(db, "global-viewer", [Role.VIEWER])
+    seen = {s["id"] for s in anonymous_client.get("/api/sites", headers=everywhere).json()["sites"]}
+    assert {DEMO_ID, other} <= seen
+    admin = sign_in(db, "only-admin", [Role.ADMIN])  # administers accounts, sees no site
+    assert_problem(anonymous_client.get("/api/sites", headers=admin), 403)
+
+
+SITE_ROUTES = [e for e in ROUTES if "{site_id}" in e.path]
+
+
+def test_site_routes_are_all_found() -> None:
+    assert len(SITE_ROUTES) >= 30, [str(e) for e in SITE_ROUTES]
+
+
+def test_every_site_route_checks_roles_at_its_site(
+    anonymous_client: TestClient, db: Database
+) -> None:
+    """Every site role, granted on another site, is 403 on each route of the demo works;
+    granted here, it gets through every check. So no route reads global roles where it has a
+    site (one app for every route: the matrix above already pays an app per route)."""
+    other = add_other_site(db)
+    elsewhere = granted(db, "granted-elsewhere", other, set(HUMAN_ROLES))
+    here = granted(db, "granted-here", DEMO_ID, set(HUMAN_ROLES))
+    checked = 0
+    for endpoint in SITE_ROUTES:
+        needed = required_roles(endpoint) or frozenset()
+        if needed.isdisjoint(HUMAN_ROLES):  # administration (devices): admin is global only
+            assert needed == {Role.ADMIN}, str(endpoint)
+            continue
+        body = assert_problem(_request(anonymous_client, endpoint, elsewhere), 403, field="role")
+        assert f"at {DEMO_ID}" in body["detail"], str(endpoint)
+        response = _request(anonymous_client, endpoint, here)
+        assert response.status_code not in (401, 403), (str(endpoint), response.text)
+        assert response.status_code < 500, (str(endpoint), response.text)
+        checked += 1
+    assert checked >= 30

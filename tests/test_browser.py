@@ -23,10 +23,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, WebSocket, sync_playwright
 from shapely.geometry import shape
+from sqlalchemy import create_engine, select, update
 
 from command.auth import Role
 from command.hub import Hub
 from command.routes import wall
+from gis.storage.tables import EventRow
 from tests.conftest import (
     CHLORINE_ACTIVATION,
     DEMO_ID,
@@ -1086,3 +1088,31 @@ def test_a_name_with_html_is_shown_as_text_and_the_policy_blocks_inline_script(
     assert page.evaluate("window.pwned") is None
     page.wait_for_function("() => true")
     assert any("Content Security Policy" in e for e in watched.errors), watched.errors
+
+
+def test_the_wall_names_a_quarantined_incident_after_a_restart(
+    tmp_path: Path, watched: Watched
+) -> None:
+    """Issue 12: an incident whose logged events were altered is left aside at restart, the
+    server starts anyway, and the wall says which incident and why."""
+    url = demo_database(tmp_path / "quarantine.db")
+    with LiveServer(url, heartbeat_s=1.0) as first:
+        incident = activate(first, sign_in(first, COMMANDER))["incident"]["id"]
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        seq = connection.execute(
+            select(EventRow.seq).where(EventRow.incident_id == incident).order_by(EventRow.seq)
+        ).all()[1][0]
+        connection.execute(
+            update(EventRow).where(EventRow.seq == seq).values(data={"forged": True})
+        )
+    engine.dispose()
+    with LiveServer(url, heartbeat_s=1.0) as second:
+        second.recovered()
+        page = watched.page
+        open_wall(page, second)
+        banner = page.wait_for_selector(f"#recovery .quarantined[data-incident='{incident}']")
+        assert banner is not None
+        text = banner.inner_text()
+        assert incident in text and f"event {seq}" in text
+        assert watched.errors == []

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
+from command import accounts
 from command.auth import password_matches, resolve_token
 from command.cli import main
 from gis.storage.db import make_engine
@@ -38,8 +39,15 @@ COMMANDS = [
     ["user", "add"],
     ["user", "list"],
     ["user", "seed-demo"],
+    ["user", "disable"],
+    ["user", "enable"],
+    ["user", "passwd"],
+    ["user", "grant"],
+    ["user", "revoke-grant"],
     ["device"],
     ["device", "add"],
+    ["device", "list"],
+    ["device", "revoke"],
 ]
 
 
@@ -139,8 +147,8 @@ def test_user_add_and_list(cli: CliRunner) -> None:
     )
     assert prompted.exit_code == 0, prompted.output
     assert "Password: " in prompted.output and "do not match" in prompted.output
-    unknown_role = cli.invoke(main, ["user", "add", "x-y-z", "--role", "admin"])
-    assert unknown_role.exit_code == 2 and "admin" in unknown_role.output
+    unknown_role = cli.invoke(main, ["user", "add", "x-y-z", "--role", "root"])
+    assert unknown_role.exit_code == 2 and "root" in unknown_role.output
     listing = cli.invoke(main, ["user", "list"]).output.splitlines()
     assert listing == ["chen-jing\tChen Jing\tplanner,viewer", "ma-lin\tma-lin\tcommander"]
     with _session() as session:
@@ -163,14 +171,18 @@ def test_seed_demo_users_once(
         ("demo-planner", "planner"),
         ("demo-responder", "responder"),
         ("demo-viewer", "viewer"),
+        ("demo-admin", "admin"),
     ]
     for username, password, role in lines:
         assert f"{username}" in first.output and password in first.output and role in first.output
     again = cli.invoke(main, ["user", "seed-demo"])
     assert again.exit_code == 0 and again.output == first.output
-    assert len(cli.invoke(main, ["user", "list"]).output.splitlines()) == 5
+    listing = cli.invoke(main, ["user", "list"]).output.splitlines()
+    assert len(listing) == 6 and "demo-admin\tDemo admin\tadmin" in listing
     with _session() as session:
         assert all(password_matches(session, u, p) for u, p, _ in lines)
+        added = [(e.action, e.subject) for e in accounts.events(session)]
+    assert added == [("user.added", u) for u, _, _ in lines]  # the second run added nothing
 
     kept.unlink()  # the file is lost: the users stay, with new passwords written down
     third = cli.invoke(main, ["user", "seed-demo"])
@@ -178,7 +190,9 @@ def test_seed_demo_users_once(
     new = {u: p for u, p, _ in (line.split("\t") for line in kept.read_text().splitlines()[1:])}
     with _session() as session:
         assert all(password_matches(session, u, p) for u, p in new.items())
-    assert len(cli.invoke(main, ["user", "list"]).output.splitlines()) == 5
+        resets = [(e.action, e.subject) for e in accounts.events(session)][len(lines) :]
+    assert resets == [("user.password_reset", u) for u in new]
+    assert len(cli.invoke(main, ["user", "list"]).output.splitlines()) == 6
 
     # A fresh database while the file stays: the users come back with the passwords in the file.
     monkeypatch.setenv("RALLYPOINT_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")

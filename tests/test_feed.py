@@ -25,6 +25,7 @@ from tests.test_ws import (
     subscribed,
     template,  # noqa: F401  (the module's database template, a fixture)
     verify_chain,
+    ws_ticket,
 )
 
 CL2 = "S-057"  # a chlorine detector of the demo site: warning 0.5, alarm 1, high alarm 3 ppm
@@ -206,7 +207,7 @@ def test_a_revoked_token_feeds_nothing_more(server: LiveServer, tokens: Tokens) 
             )
             token = signed.json()["access_token"]
             async with connect(
-                f"{feed_url(server)}?access_token={token}", open_timeout=WAIT_S
+                feed_url(server), additional_headers=auth(token), open_timeout=WAIT_S
             ) as ws:
                 reading = {"type": "readings", "readings": [{"sensor_id": CL2, "value": 0.1}]}
                 first = await ask(ws, reading)
@@ -234,6 +235,9 @@ def test_who_may_feed(server: LiveServer, tokens: Tokens) -> None:
     async def scenario() -> dict[str, int | None]:
         return {
             "anonymous": await close_code(feed_url(server), None),
+            "device, token in the URL": await close_code(
+                f"{feed_url(server)}?access_token={tokens.device}", None
+            ),
             "viewer": await close_code(feed_url(server), auth(tokens.viewer)),
             "device, another site": await close_code(
                 feed_url(server, "another-site"), auth(tokens.device)
@@ -245,15 +249,16 @@ def test_who_may_feed(server: LiveServer, tokens: Tokens) -> None:
 
     assert asyncio.run(scenario()) == {
         "anonymous": 4401,
+        "device, token in the URL": 4401,
         "viewer": 4403,
         "device, another site": 4403,
         "commander, unknown site": 4404,
     }
 
     async def commander_feeds() -> dict[str, Any]:
-        async with connect(
-            f"{feed_url(server)}?access_token={tokens.commander}", open_timeout=WAIT_S
-        ) as ws:
+        """A commander's tablet, a browser: it signs the feed in with a ticket."""
+        ticket = await ws_ticket(server, tokens.commander)
+        async with connect(f"{feed_url(server)}?ticket={ticket}", open_timeout=WAIT_S) as ws:
             return await ask(
                 ws, {"type": "readings", "readings": [{"sensor_id": CL2, "value": 0.1}]}
             )

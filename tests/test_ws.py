@@ -189,17 +189,27 @@ async def subscribed(
     *,
     last_seq: int | None = None,
     pong: bool = True,
-    in_query: bool = False,
+    by_ticket: bool = False,
     **options: Any,
 ) -> AsyncIterator[Subscriber]:
-    """A connection that has subscribed to the demo site (the token in the header, or in
-    ``?access_token=``); ``options`` go to the websockets client."""
+    """A connection that has subscribed to the demo site: the token in the header, or, as a
+    browser signs in, ``?ticket=`` from ``POST /api/auth/ws-ticket``; ``options`` go to the
+    websockets client."""
     url, headers = server.ws_url, auth(token)
-    if in_query:
-        url, headers = f"{url}?access_token={token}", {}
+    if by_ticket:
+        url, headers = f"{url}?ticket={await ws_ticket(server, token)}", {}
     async with connect(url, additional_headers=headers, open_timeout=WAIT_S, **options) as ws:
         await ws.send(subscribe_message(last_seq=last_seq))
         yield Subscriber(ws, pong=pong)
+
+
+async def ws_ticket(server: LiveServer, token: str) -> str:
+    """A single-use ticket to open one websocket as ``token``'s session."""
+    async with httpx.AsyncClient(base_url=server.base, timeout=WAIT_S) as client:
+        response = await client.post("/api/auth/ws-ticket", headers=auth(token))
+    assert response.status_code == 200, response.text
+    ticket: str = response.json()["ticket"]
+    return ticket
 
 
 async def activate(server: LiveServer, token: str) -> dict[str, Any]:
@@ -287,7 +297,7 @@ def test_three_subscribers_see_the_same_sequence(server: LiveServer, tokens: Tok
         async with (
             subscribed(server, tokens.commander) as a,
             subscribed(server, tokens.viewer) as b,
-            subscribed(server, tokens.viewer, in_query=True) as c,
+            subscribed(server, tokens.viewer, by_ticket=True) as c,
         ):
             firsts = [await s.recv() for s in (a, b, c)]
             picture = await activate(server, tokens.commander)
@@ -456,6 +466,7 @@ def test_a_restart_mid_incident_loses_nothing(
         seen_before = incident_view(first, incident_id)
 
     with LiveServer(url) as second:
+        second.recovered()
         assert incident_id in second.post.incidents
         seen_after = incident_view(second, incident_id)
 
@@ -525,11 +536,11 @@ def test_socket_sign_in_and_subscription_errors(server: LiveServer, tokens: Toke
                 auth(tokens.viewer), first=subscribe_message(site="no-such-site")
             ),
         }
-        for name, token_of in (("header", auth), ("query", None)):
-            query = f"?access_token={tokens.viewer}" if token_of is None else ""
+        for name, by_ticket in (("header", False), ("ticket", True)):
+            query = f"?ticket={await ws_ticket(server, tokens.viewer)}" if by_ticket else ""
             async with connect(
                 server.ws_url + query,
-                additional_headers=token_of(tokens.viewer) if token_of else None,
+                additional_headers=None if by_ticket else auth(tokens.viewer),
                 open_timeout=WAIT_S,
             ) as ws:
                 await ws.send(subscribe_message())
@@ -549,7 +560,7 @@ def test_socket_sign_in_and_subscription_errors(server: LiveServer, tokens: Toke
     assert code == 4404
     assert [m["type"] for m in received] == ["error"]
     assert "no-such-site" in received[0]["detail"]
-    for name in ("viewer by header", "viewer by query"):
+    for name in ("viewer by header", "viewer by ticket"):
         assert results[name]["type"] == "snapshot"
         assert results[name]["site_id"] == DEMO_ID
 

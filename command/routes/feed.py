@@ -1,9 +1,9 @@
 """The device feed: sensor gateways and positioning systems push readings and positions over one
 websocket instead of a request each (see docs/protocol.md, "Device feed").
 
-``/ws/sites/{site_id}/feed``, signed in like ``/ws`` (bearer header or ``?access_token=``) with a
-device token of that site, or a commander's. Each message is a batch, taken exactly as the REST
-endpoints take it, and answered in order:
+``/ws/sites/{site_id}/feed``, signed in like ``/ws`` (the bearer header) with a device token of
+that site, or a commander's of that site; revoking the token closes the feed with 4401. Each
+message is a batch, taken exactly as the REST endpoints take it, and answered in order:
 
 - ``{"type": "readings", "id": "r-1", "readings": [...]}`` or
   ``{"type": "positions", "id": "p-1", "positions": [...]}`` →
@@ -16,6 +16,7 @@ endpoints take it, and answered in order:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -25,24 +26,29 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from command.auth import Principal, Role
-from command.deps import websocket_principal
+from command.deps import still_signed_in, websocket_principal
 from command.post import CommandPost
 from command.problems import problem_body
 from command.routes.live import own_site, parse_positions
 from command.sensors import parse_readings
-from gis.errors import FieldError, InvalidInput, NotPermitted, RallypointError, Unauthorized
+from command.sessions import close_when_ended
+from gis.errors import (
+    FieldError,
+    InvalidInput,
+    NotPermitted,
+    PayloadTooLarge,
+    RallypointError,
+    Unauthorized,
+)
+from gis.nesting import check_json_depth
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+#: Who may feed a site: its devices, or a commander there.
+FEEDERS = (Role.DEVICE, Role.COMMANDER)
 #: The largest message a device may send (characters of JSON): 20,000 positions fit.
 MAX_MESSAGE = 4 * 1024 * 1024
-
-
-class PayloadTooLarge(RallypointError):
-    status_code = 413
-    slug = "payload-too-large"
-    title = "Payload too large"
 
 
 def refusal(exc: RallypointError, ident: str | int | None = None) -> dict[str, Any]:
@@ -88,7 +94,7 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
     post: CommandPost = app.state.post
     try:
         principal = await run_in_threadpool(
-            websocket_principal, websocket, app.state.db, Role.DEVICE, Role.COMMANDER
+            websocket_principal, websocket, app.state.db, *FEEDERS, site_id=site_id
         )
         own_site(principal, site_id)
         await run_in_threadpool(post.models.get, site_id)  # NotFound for an unknown site
@@ -100,6 +106,8 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
         return
     await websocket.accept()
     log.info("%s feeds %s", principal.username, site_id)
+    # Revoking the token (or disabling its user) closes the feed at once, idle or not.
+    closer = asyncio.create_task(close_when_ended(websocket, app.state.sockets, principal))
     try:
         while True:
             frame = await websocket.receive()
@@ -116,7 +124,11 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
                 await websocket.send_json(refusal(too_big))
                 continue
             try:
+                check_json_depth(text, field="message")
                 message = json.loads(text)
+            except InvalidInput as exc:  # nested too deep: json would raise RecursionError
+                await websocket.send_json(refusal(exc))
+                continue
             except ValueError:
                 not_json = InvalidInput(
                     "a message is one JSON object", errors=[FieldError("message", "not JSON")]
@@ -127,7 +139,7 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
                 # Each batch is signed in again: a revoked or expired token, or a disabled
                 # user, feeds nothing more (one token lookup per batch).
                 await run_in_threadpool(
-                    websocket_principal, websocket, app.state.db, Role.DEVICE, Role.COMMANDER
+                    still_signed_in, app.state.db, principal, *FEEDERS, site_id=site_id
                 )
             except (Unauthorized, NotPermitted) as exc:
                 code = 4401 if isinstance(exc, Unauthorized) else 4403
@@ -135,8 +147,9 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
                 return
             answer = await run_in_threadpool(take, post, principal, site_id, message)
             await websocket.send_json(answer)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed while answering
         pass
     finally:
+        closer.cancel()
         with contextlib.suppress(Exception):
             await websocket.close()

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from command import events as event_log
 from command.auth import HUMAN_ROLES, Principal, Role
 from command.deps import DatabaseDep, ReaderDep, requires
+from command.event_reads import PAGE as EVENTS_PAGE
+from command.event_reads import EventReadBudget
 from command.hub import encode_bytes
 from command.incidents import ActivationRequest
 from command.post import CommandPost, actor_for
@@ -104,6 +106,7 @@ def list_incidents(
 def get_incident(post: PostDep, _: ReaderDep, site_id: str, incident_id: str) -> Response:
     """An active incident's live picture; a stood-down one's final picture, rebuilt from the
     log and marked closed."""
+    post.check_available(site_id, incident_id)  # 503 while being rebuilt; 409 quarantined
     if post.stood_down.get(incident_id) == site_id or incident_id not in post.incidents:
         return Response(
             encode_bytes(post.closed_picture(site_id, incident_id)),
@@ -188,7 +191,7 @@ def step_action(
     def act(run: Any) -> None:
         # Under the command post's lock: a duty taken back a moment ago is no longer held.
         actor = actor_for(
-            principal.username, frozenset(principal.roles), run.state.template, incident.duties
+            principal.username, principal.roles_at(site_id), run.state.template, incident.duties
         )
         if action == "complete":
             run.complete(step_id, actor, value=body.value, reference=body.reference)
@@ -249,7 +252,7 @@ def my_tasks(
 ) -> dict[str, Any]:
     """The steps of the plan roles the caller holds by duty (a commander: also the plan's
     command role), not yet finished, soonest due first."""
-    commander = Role.COMMANDER in principal.roles
+    commander = Role.COMMANDER in principal.roles_at(site_id)
     tasks = post.tasks(site_id, principal.username, commander=commander)
     return {"username": principal.username, "tasks": tasks}
 
@@ -264,12 +267,12 @@ class Note(BaseModel):
 @router.post("/incidents/{incident_id}/notes", summary="A note on the incident or a step")
 def add_note(
     post: PostDep,
-    principal: Annotated[Principal, Depends(requires(*HUMAN_ROLES))],
+    principal: StepActorDep,  # as the README's roles: a commander or a responder
     site_id: str,
     incident_id: str,
     body: Note,
 ) -> dict[str, Any]:
-    actor = actor_for(principal.username, frozenset(principal.roles), None)
+    actor = actor_for(principal.username, principal.roles_at(site_id), None)
     return _events(
         post.command(
             site_id, incident_id, lambda run: run.note(actor, body.text, step_id=body.step_id)
@@ -299,7 +302,7 @@ def stand_down(
 ) -> dict[str, Any]:
     body = body or StandDown()
     incident = post.incident(site_id, incident_id)
-    actor = actor_for(principal.username, frozenset(principal.roles), incident.run.state.template)
+    actor = actor_for(principal.username, principal.roles_at(site_id), incident.run.state.template)
     return _events(
         post.stand_down(site_id, incident_id, actor, force=body.force, reason=body.reason)
     )
@@ -315,36 +318,67 @@ def incident_command(
     command: Literal["escalate", "deescalate"],
 ) -> dict[str, Any]:
     incident = post.incident(site_id, incident_id)
-    actor = actor_for(principal.username, frozenset(principal.roles), incident.run.state.template)
+    actor = actor_for(principal.username, principal.roles_at(site_id), incident.run.state.template)
     return _events(post.command(site_id, incident_id, lambda run: getattr(run, command)(actor)))
 
 
+class OnBehalf(BaseModel):
+    """A commander answers a call-out for the person called, who reached them another way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["phone", "sms", "radio", "in_person", "app"] = Field(
+        description="How the person called reached the commander."
+    )
+    note: str | None = Field(default=None, min_length=1, max_length=500)
+
+
 @router.post(
-    "/notifications/{seq}/ack", summary="Answer a call-tree notification (no fallback is called)"
+    "/notifications/{seq}/ack",
+    summary="Answer a call-tree notification for the person called (a commander; no fallback "
+    "is called)",
 )
 def acknowledge_notification(
     post: PostDep,
-    principal: Annotated[Principal, Depends(requires(*HUMAN_ROLES))],
+    principal: CommanderDep,
     site_id: str,
     seq: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: OnBehalf,
 ) -> dict[str, Any]:
-    return post.acknowledge(site_id, seq, actor=principal.username).as_dict()
+    """The person called answers through their call-out's link (``POST /api/notices/answer``);
+    a commander answers here for them, naming the channel they were reached on."""
+    return post.acknowledge(
+        site_id, seq, actor=principal.username, channel=body.channel, note=body.note
+    ).as_dict()
 
 
-@router.get("/events", summary="The site's event log after a sequence number")
+@router.get(
+    "/events",
+    summary="The site's event log after a sequence number",
+    description=f"A page holds at most {EVENTS_PAGE} events (a larger `limit` reads as "
+    f"{EVENTS_PAGE}); `next` is the next page's URL while more follow. Each token may read "
+    "`RALLYPOINT_EVENT_READS_BURST` events at once, then `RALLYPOINT_EVENT_READS_PER_S` a "
+    "second; beyond that the answer is 429 with `Retry-After`.",
+)
 def list_events(
     db: DatabaseDep,
-    _: ReaderDep,
+    reader: ReaderDep,
+    request: Request,
     site_id: str,
     after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-    limit: Annotated[int, Query(ge=1, le=event_log.MAX_BATCH)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=event_log.MAX_BATCH)] = EVENTS_PAGE,
 ) -> dict[str, Any]:
+    budget: EventReadBudget = request.app.state.event_reads
+    budget.check(reader.id)  # 429 before the read, not after
+    page_size = min(limit, EVENTS_PAGE)
     with db.read() as session:
         from gis.sites import load_site
 
         load_site(session, site_id)
-        found = event_log.since(session, site_id, after, limit=limit)
-        return {
-            "events": [e.as_dict() for e in found],
-            "last_seq": event_log.last_seq(session, site_id),
-        }
+        found = event_log.since(session, site_id, after, limit=page_size)
+        last_seq = event_log.last_seq(session, site_id)
+    budget.charge(reader.id, len(found))
+    page: dict[str, Any] = {"events": [e.as_dict() for e in found], "last_seq": last_seq}
+    if len(found) == page_size and found[-1].seq < last_seq:
+        page["next"] = f"{request.url.path}?after={found[-1].seq}&limit={limit}"
+    return page

@@ -14,6 +14,7 @@ from command.deps import DatabaseDep, IfMatchDep, PlannerDep, ReaderDep
 from gis import layers
 from gis.errors import FieldError, InvalidInput
 from gis.layer_io import (
+    ArchiveLimits,
     FileFormat,
     ImportMode,
     export_layer,
@@ -178,8 +179,12 @@ async def import_layer(
     data = await request.body()
     if not data:
         raise InvalidInput("the request body is empty", errors=[FieldError("body", "empty")])
+    settings = request.app.state.settings
+    limits = ArchiveLimits(
+        max_bytes=settings.max_unzipped_bytes, max_ratio=settings.max_unzip_ratio
+    )
     report = await run_in_threadpool(
-        import_file, db, site_id, layer, data, fmt, actor=planner.username, mode=mode
+        import_file, db, site_id, layer, data, fmt, actor=planner.username, mode=mode, limits=limits
     )
     await run_in_threadpool(_replanned, request, site_id, response)
     return report.to_json()

@@ -11,9 +11,11 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from command.deps import DatabaseDep, IfMatchDep, PlannerDep, ReaderDep
-from gis.errors import FieldError, InvalidInput, UnsupportedFormat
+from gis.errors import FieldError, InvalidInput, PayloadTooLarge, UnsupportedFormat
+from gis.nesting import check_json_depth
 from plans import store
 from plans.document import plan_html, plan_markdown
 from plans.model import data_from_yaml
@@ -21,11 +23,14 @@ from plans.model import data_from_yaml
 router = APIRouter(prefix="/api/sites/{site_id}/plans", tags=["plans"])
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+#: The largest plan body: twenty times the largest demo plan. YAML is parsed in pure Python at
+#: about half a megabyte a second, so a plan the size of a layer import would hold a worker.
+MAX_PLAN_BYTES = 512 * 1024
 
 
 async def plan_body(request: Request) -> Any:
     """The request body as data: JSON by default, YAML when the content type says so."""
-    raw = await request.body()
+    raw = await _read_plan(request)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     try:
         text = raw.decode("utf-8")
@@ -34,18 +39,38 @@ async def plan_body(request: Request) -> Any:
             "the body is not UTF-8 text", errors=[FieldError("body", "UTF-8 text")]
         ) from exc
     if kind in YAML_TYPES:
-        return data_from_yaml(text)
+        return await run_in_threadpool(data_from_yaml, text)
     if kind not in ("application/json", ""):
         raise UnsupportedFormat(
             f"plans are JSON or YAML, not {kind}",
             errors=[FieldError("Content-Type", "application/json or application/yaml")],
         )
+    check_json_depth(text)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"the body is not valid JSON: {exc}", errors=[FieldError("body", "valid JSON")]
         ) from exc
+
+
+async def _read_plan(request: Request) -> bytes:
+    """The body, refused (413) as soon as it is larger than a plan may be."""
+    too_large = PayloadTooLarge(
+        f"a plan is at most {MAX_PLAN_BYTES} bytes",
+        errors=[FieldError("body", f"larger than {MAX_PLAN_BYTES} bytes")],
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PLAN_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_PLAN_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 PlanBody = Annotated[Any, Depends(plan_body)]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
-from command.deps import DatabaseDep, PlannerDep, ReaderDep
+from command.deps import AnyReaderDep, DatabaseDep, PlannerDep, ReaderDep
 from gis import sites
 from gis.layers import feature_counts
 from gis.model import LAYERS
@@ -25,9 +25,10 @@ SITE_EXAMPLE = {
 }
 
 
-@router.get("", summary="List sites with the feature count of each layer")
-def list_sites(reader: ReaderDep, db: DatabaseDep) -> dict[str, Any]:
-    return {"sites": [site.to_json(counts=counts) for site, counts in sites.list_sites(db)]}
+@router.get("", summary="The sites you hold a role on, with the feature count of each layer")
+def list_sites(reader: AnyReaderDep, db: DatabaseDep) -> dict[str, Any]:
+    listed = [(s, c) for s, c in sites.list_sites(db) if reader.sees(s.id)]
+    return {"sites": [site.to_json(counts=counts) for site, counts in listed]}
 
 
 @router.post("", status_code=201, summary="Create a site")

@@ -9,6 +9,8 @@ transaction they roll back; every session then joins it through a savepoint.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,13 +35,52 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            keep_private(Path(parsed.database))
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
         _make_sqlite_transactional(engine)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+#: The folder of the default database (``sqlite:///var/rallypoint.db``), relative to where the
+#: server and the commands run.
+DEFAULT_FOLDER = Path("var")
+FILE_MODE, FOLDER_MODE = 0o600, 0o700
+
+
+def keep_private(database: Path) -> None:
+    """Make the SQLite file (and its WAL and shared-memory files) mode 600, and its folder 700
+    where Rallypoint made it or it is the default ``var/``: the database holds password hashes,
+    tokens' hashes and the event log, for the server's user alone. The modes are set with chmod,
+    so the umask does not matter; looser modes found at start are tightened, and logged. Another
+    folder the database was put in is the operator's, and left as it is."""
+    folder = database.parent
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=FOLDER_MODE)
+        folder.chmod(FOLDER_MODE)
+    elif folder.resolve() == DEFAULT_FOLDER.resolve():
+        _tighten(folder, FOLDER_MODE)
+    if not database.exists():
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+        database.chmod(FILE_MODE)  # SQLite gives its -wal and -shm files this mode too
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        if path.exists():
+            _tighten(path, FILE_MODE)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Take away from ``path`` every permission ``mode`` does not give."""
+    before = stat.S_IMODE(path.stat().st_mode)
+    if before & ~mode:
+        path.chmod(before & mode)
+        log.warning(
+            "tightened %s from mode %o to %o: it was open to other users",
+            path,
+            before,
+            before & mode,
+        )
 
 
 def _make_sqlite_transactional(engine: Engine) -> None:

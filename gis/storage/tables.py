@@ -215,6 +215,60 @@ class TokenRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class SiteRoleRow(Base):
+    """Roles a user holds on one site only, on top of ``users.roles`` (held on every site)."""
+
+    __tablename__ = "site_roles"
+
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    roles: Mapped[list[str]] = mapped_column(JSON)
+
+
+class LoginFailureRow(Base):
+    """Failed sign-ins of one username (``user:NAME``) or one address (``address:IP``), kept in
+    the database so that a restart does not forgive them and every server process counts them."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class WsTicketRow(Base):
+    """A single-use websocket ticket (its SHA-256), bound to the session token that asked."""
+
+    __tablename__ = "ws_tickets"
+
+    ticket_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(
+        String(64), ForeignKey("tokens.token_hash", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AccountEventRow(Base):
+    """Account administration, for the record: who did what to which user or device token,
+    and when (disable, enable, password resets, role grants, device tokens)."""
+
+    __tablename__ = "account_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200))
+    site_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class EventRow(Base):
     """The site's append-only event log: every state change of incident command, numbered per
     site and chained by hash to the one before, so that tampering shows (``rallypoint audit
@@ -231,3 +285,33 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class EventHeadRow(Base):
+    """Each site's last event (number and hash), written in the same transaction as the event:
+    events deleted from the end of the log leave the head pointing past them, so the deletion
+    shows (``docs/audit.md``). Signed checkpoints of the heads anchor them outside the
+    database."""
+
+    __tablename__ = "event_heads"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NoticeTokenRow(Base):
+    """The answer token of one call-tree notice (the event that requested it), stored as its
+    SHA-256: only the person called holds it, through the link in the call-out, and it
+    answers that notice only (``command.notifications``)."""
+
+    __tablename__ = "notice_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
