@@ -21,12 +21,14 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	@touch $@ $(VENV)/.installed-run
 
 ## run: set up, migrate, load the demo site and plans (once) into var/rallypoint.db, seed one
-##      demo user per role (credentials printed, kept in var/demo-users.txt), and serve it
+##      demo user per role (credentials printed, kept in var/demo-users.txt), give the demo's
+##      wind stations a reading observed now (rallypoint demo wind), and serve it
 run: $(VENV)/.installed-run frontend
 	$(BIN)/rallypoint db upgrade
 	$(BIN)/rallypoint site load fixtures/demo-site --if-exists skip
 	$(BIN)/rallypoint plan load fixtures/plans --site demo-works --if-exists skip
 	$(BIN)/rallypoint user seed-demo
+	$(BIN)/rallypoint demo wind --site demo-works
 	$(BIN)/rallypoint serve
 
 ## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS

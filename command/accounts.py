@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
@@ -25,11 +25,14 @@ from sqlalchemy.orm import Session
 from command.auth import (
     HASHER,
     SITE_ROLES,
+    IssuedToken,
     Role,
     check_password,
     check_roles,
+    create_wall_token,
     device_id,
     revoke_sessions,
+    token_hash,
     user_row,
     verify,
 )
@@ -259,28 +262,36 @@ def _device(row: TokenRow) -> Device:
     )
 
 
-def list_devices(session: Session, site_id: str) -> list[Device]:
-    """The site's device tokens, revoked and expired ones too (the caller shows which)."""
+def list_devices(
+    session: Session, site_id: str, kind: Literal["device", "wall"] = "device"
+) -> list[Device]:
+    """The site's device (or wall) tokens, revoked and expired ones too (the caller shows
+    which)."""
     _site(session, site_id)
     query = (
         select(TokenRow)
-        .where(TokenRow.kind == "device", TokenRow.site_id == site_id)
+        .where(TokenRow.kind == kind, TokenRow.site_id == site_id)
         .order_by(TokenRow.name, TokenRow.created_at)
     )
     return [_device(r) for r in session.scalars(query)]
 
 
 def revoke_device(
-    session: Session, site_id: str, name_or_id: str, *, actor: str
+    session: Session,
+    site_id: str,
+    name_or_id: str,
+    *,
+    actor: str,
+    kind: Literal["device", "wall"] = "device",
 ) -> tuple[list[Device], list[str]]:
-    """Revoke the site's device token with that id, or every live one of that name (a gateway
-    re-issued keeps its name); the devices revoked and their token hashes."""
+    """Revoke the site's device (or wall) token with that id, or every live one of that name (a
+    gateway re-issued keeps its name); the devices revoked and their token hashes."""
     _site(session, site_id)
     rows = [
         r
         for r in session.scalars(
             select(TokenRow).where(
-                TokenRow.kind == "device",
+                TokenRow.kind == kind,
                 TokenRow.site_id == site_id,
                 TokenRow.revoked.is_(False),
             )
@@ -289,8 +300,8 @@ def revoke_device(
     ]
     if not rows:
         raise NotFound(
-            f"site {site_id!r} has no live device token {name_or_id!r}",
-            errors=[FieldError("device", "no live device token of that name or id")],
+            f"site {site_id!r} has no live {kind} token {name_or_id!r}",
+            errors=[FieldError(kind, f"no live {kind} token of that name or id")],
         )
     hashes = [r.token_hash for r in rows]
     session.execute(update(TokenRow).where(TokenRow.token_hash.in_(hashes)).values(revoked=True))
@@ -299,9 +310,23 @@ def revoke_device(
         record(
             session,
             actor,
-            "device.revoked",
-            f"device:{device.name}",
+            f"{kind}.revoked",
+            f"{kind}:{device.name}",
             site_id=site_id,
             detail={"id": device.id},
         )
     return devices, hashes
+
+
+def add_wall(
+    session: Session, site_id: str, name: str, ttl: timedelta | None, *, actor: str
+) -> tuple[IssuedToken, Device]:
+    """Issue a read-only wall token for ``site_id`` (kiosk mode) and record who did; the token
+    is in the answer once, only its hash is kept."""
+    issued = create_wall_token(session, site_id, name, ttl)
+    row = session.get(TokenRow, token_hash(issued.token))
+    assert row is not None
+    wall = _device(row)
+    detail = {"id": wall.id}
+    record(session, actor, "wall.added", f"wall:{wall.name}", site_id=site_id, detail=detail)
+    return issued, wall

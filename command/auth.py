@@ -3,7 +3,8 @@
 Passwords are hashed with Argon2id (argon2-cffi). A token is 32 random bytes shown to its holder
 once; the database keeps only its SHA-256, so a copy of the database opens no session. A session
 token comes from :func:`authenticate` and expires after ``RALLYPOINT_TOKEN_TTL_S``; a device
-token (a sensor gateway) belongs to one site and may only post readings.
+token (a sensor gateway) belongs to one site and may only post readings. A wall token (a map wall
+in kiosk mode, :func:`create_wall_token`) belongs to one site and only reads it, as a viewer.
 
 Roles are held on every site (``users.roles``) or on one site (``site_roles``); the roles at a
 site are the union of both. ``admin`` administers users and tokens, and is held only globally:
@@ -53,6 +54,8 @@ SITE_ROLES = HUMAN_ROLES
 #: Every role a user may hold.
 USER_ROLES = HUMAN_ROLES | {Role.ADMIN}
 KNOWN_ROLES = frozenset(r.value for r in Role)
+#: Token kinds that belong to one site, not to a user.
+SITE_TOKEN_KINDS = ("device", "wall")
 #: A websocket ticket opens a connection within this many seconds, once.
 TICKET_TTL_S = 30
 
@@ -105,7 +108,7 @@ class Principal:
     id: str
     username: str
     roles: frozenset[Role]
-    kind: Literal["session", "device"]
+    kind: Literal["session", "device", "wall"]
     site_id: str | None = None
     site_roles: SiteRoles = field(default_factory=_no_site_roles, hash=False)
     token_hash: str = field(default="", compare=False)
@@ -286,6 +289,11 @@ def find_user(session: Session, username: str) -> User:
     return load_user(session, user_row(session, username))
 
 
+def user_exists(session: Session, username: str) -> bool:
+    name = username.strip().lower()
+    return session.scalar(select(UserRow.id).where(UserRow.username == name)) is not None
+
+
 def list_users(session: Session) -> list[User]:
     rows = list(session.scalars(select(UserRow).order_by(UserRow.username)))
     grants = site_roles_of(session, [r.id for r in rows])
@@ -384,6 +392,17 @@ def _principal(session: Session, row: TokenRow | None, now: datetime | None) -> 
         raise Unauthorized("the token is unknown or revoked: sign in again")
     if row.expires_at is not None and row.expires_at <= _now(now):
         raise Unauthorized("the token has expired: sign in again")
+    if row.kind == "wall" and row.site_id is not None:
+        # A viewer on its one site, nothing anywhere else; ``deps`` lets it only read.
+        return Principal(
+            id=device_id(row.token_hash),
+            username=f"wall:{row.name}",
+            roles=frozenset(),
+            kind="wall",
+            site_id=row.site_id,
+            site_roles={row.site_id: frozenset({Role.VIEWER})},
+            token_hash=row.token_hash,
+        )
     if row.kind == "device":
         return Principal(
             id=device_id(row.token_hash),
@@ -448,7 +467,7 @@ def ended_tokens(session: Session, hashes: Iterable[str], now: datetime | None =
                 TokenRow.token_hash.in_(listed[start : start + 500]),
                 TokenRow.revoked.is_(False),
                 (TokenRow.expires_at.is_(None)) | (TokenRow.expires_at > moment),
-                (TokenRow.kind == "device") | (UserRow.disabled.is_(False)),
+                TokenRow.kind.in_(SITE_TOKEN_KINDS) | (UserRow.disabled.is_(False)),
             )
         )
         alive.update(session.scalars(query))
@@ -458,10 +477,11 @@ def ended_tokens(session: Session, hashes: Iterable[str], now: datetime | None =
 def issue_ticket(
     session: Session, principal: Principal, *, now: datetime | None = None
 ) -> IssuedToken:
-    """A websocket ticket for the session ``principal`` signed in with: it opens one connection
-    within :data:`TICKET_TTL_S` seconds, as that session (revoking the session ends both)."""
-    if principal.kind != "session" or not principal.token_hash:
-        raise Unauthorized("a websocket ticket is for a signed-in person's session")
+    """A websocket ticket for the session (or wall token) ``principal`` signed in with: it opens
+    one connection within :data:`TICKET_TTL_S` seconds, as that session (revoking the session
+    ends both)."""
+    if principal.kind not in ("session", "wall") or not principal.token_hash:
+        raise Unauthorized("a websocket ticket is for a signed-in person's session or a wall")
     issued = _now(now)
     # Spent and expired tickets go as new ones come: the table stays the size of a minute.
     session.execute(
@@ -513,17 +533,42 @@ def create_device_token(
     now: datetime | None = None,
 ) -> IssuedToken:
     """A token for a sensor gateway of ``site_id``; ``ttl`` None means it never expires."""
+    return _site_token(session, "device", site_id, name, ttl, now=now)
+
+
+def create_wall_token(
+    session: Session,
+    site_id: str,
+    name: str,
+    ttl: timedelta | None,
+    *,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """A read-only token for a map wall of ``site_id`` (kiosk mode): a viewer of that site
+    only, revocable like a device token; ``ttl`` None means it never expires."""
+    return _site_token(session, "wall", site_id, name, ttl, now=now)
+
+
+def _site_token(
+    session: Session,
+    kind: Literal["device", "wall"],
+    site_id: str,
+    name: str,
+    ttl: timedelta | None,
+    *,
+    now: datetime | None,
+) -> IssuedToken:
     if session.get(SiteRow, site_id) is None:
         raise NotFound(f"no site {site_id!r}", errors=[FieldError("site", "unknown site id")])
     label = name.strip()
     if not label or len(label) > 100:
         raise InvalidInput(
-            "a device name has 1 to 100 characters",
+            f"a {kind} name has 1 to 100 characters",
             errors=[FieldError("name", "1 to 100 characters")],
         )
     if ttl is not None and ttl <= timedelta(0):
         raise InvalidInput(
-            "a device token's lifetime must be positive", errors=[FieldError("ttl", "positive")]
+            f"a {kind} token's lifetime must be positive", errors=[FieldError("ttl", "positive")]
         )
     issued = _now(now)
     token = secrets.token_urlsafe(32)
@@ -531,7 +576,7 @@ def create_device_token(
     session.add(
         TokenRow(
             token_hash=token_hash(token),
-            kind="device",
+            kind=kind,
             user_id=None,
             site_id=site_id,
             name=label,

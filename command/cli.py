@@ -537,6 +537,103 @@ def device_revoke(site_id: str, device: str) -> None:
 
 
 @main.group()
+def wall() -> None:
+    """Wall tokens for map walls in kiosk mode: a viewer of one site that only reads it."""
+
+
+@wall.command("add")
+@click.argument("site_id", metavar="SITE")
+@click.argument("name")
+@click.option(
+    "--ttl-days",
+    type=click.IntRange(1, 3650),
+    default=365,
+    show_default=True,
+    help="Days until the token expires.",
+)
+@_report_errors
+def wall_add(site_id: str, name: str, ttl_days: int) -> None:
+    """Issue a read-only token for wall NAME of SITE; it is printed once, with the kiosk URL's
+    path (the token rides in the fragment, which never reaches the server or its logs)."""
+    from datetime import timedelta
+
+    from command.accounts import add_wall
+
+    with _database() as database, database.write() as session:
+        issued, _ = add_wall(session, site_id, name, timedelta(days=ttl_days), actor=_actor())
+    assert issued.expires_at is not None
+    click.echo(f"wall token for {name} at {site_id}, valid until {issued.expires_at:%Y-%m-%d}:")
+    click.echo(issued.token)
+    click.echo(f"kiosk URL: http://HOST:PORT/#wall={issued.token}")
+
+
+@wall.command("list")
+@click.argument("site_id", metavar="SITE")
+@_report_errors
+def wall_list(site_id: str) -> None:
+    """List the wall tokens of SITE: id, name, created, expires, and whether revoked or expired."""
+    from datetime import UTC, datetime
+
+    from command.accounts import list_devices
+
+    now = datetime.now(UTC)
+    with _database() as database, database.read() as session:
+        for w in list_devices(session, site_id, "wall"):
+            expires = f"{w.expires_at:%Y-%m-%d}" if w.expires_at else "never"
+            expired = w.expires_at is not None and w.expires_at <= now
+            state = "revoked" if w.revoked else "expired" if expired else "live"
+            click.echo(f"{w.id}\t{w.name}\t{w.created_at:%Y-%m-%d}\t{expires}\t{state}")
+
+
+@wall.command("revoke")
+@click.argument("site_id", metavar="SITE")
+@click.argument("wall_name", metavar="NAME|ID")
+@_report_errors
+def wall_revoke(site_id: str, wall_name: str) -> None:
+    """Revoke the wall token of SITE with that id, or every live one of that name; a running
+    server closes the wall's websocket within a second."""
+    from command.accounts import revoke_device
+
+    with _database() as database, database.write() as session:
+        revoked, _ = revoke_device(session, site_id, wall_name, actor=_actor(), kind="wall")
+    for w in revoked:
+        click.echo(f"revoked {w.id} ({w.name}) at {site_id}")
+
+
+@main.group()
+def demo() -> None:
+    """The demo's stand-ins for field equipment."""
+
+
+@demo.command("wind")
+@click.option("--site", "site_id", default="demo-works", show_default=True, help="Site id.")
+@click.option(
+    "--speed",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Wind speed, metres a second.",
+)
+@click.option(
+    "--from-deg",
+    type=float,
+    default=45.0,
+    show_default=True,
+    help="Where the wind blows from, degrees clockwise from north.",
+)
+@_report_errors
+def demo_wind(site_id: str, speed: float, from_deg: float) -> None:
+    """Give every wind station of the site a reading observed now (the demo has no real
+    stations). A plan's design release uses a wind under 10 minutes old, so ``make run`` calls
+    this before serving; a running server reads it at its next activation."""
+    from command.stored_readings import seed_wind
+
+    with _database() as database, database.write() as session:
+        stations = seed_wind(session, site_id, speed_m_s=speed, from_deg=from_deg, actor=_actor())
+    click.echo(f"wind {speed:g} m/s from {from_deg:g} deg at {site_id}, now: {', '.join(stations)}")
+
+
+@main.group()
 def fixtures() -> None:
     """Generate site folders: the demo works, or large synthetic sites for benchmarks."""
 
@@ -599,7 +696,9 @@ def osm() -> None:
 @_report_errors
 def osm_import(path: Path, site_id: str, site_name: str | None, timezone: str, mode: str) -> None:
     """Import the ways people or vehicles travel in an OSM XML file (.osm, .osm.bz2, .osm.gz)
-    as the network (highway=* only, filtered as docs/routing.md says)."""
+    as the network (highway=* only, filtered as docs/routing.md says), and the extract's
+    roads, buildings, water, landuse and place names as the basemap layer and its schools,
+    hospitals, care homes and homes as the receptors layer (gis/osm.py says how)."""
     from gis.layer_io import ImportMode
     from gis.osm import import_osm
 
@@ -623,6 +722,14 @@ def osm_import(path: Path, site_id: str, site_name: str | None, timezone: str, m
         click.echo(f"  detached part: {part}")
     if len(result.detached) > 10:
         click.echo(f"  ... and {len(result.detached) - 10} more detached parts")
+    for name, report in (("basemap", result.basemap), ("receptors", result.receptors)):
+        if report is not None:
+            click.echo(
+                f"{name} of {site_id}: {report.created} created, {report.updated} updated, "
+                f"{report.deleted} deleted"
+            )
+    left_out = ", ".join(f"{n} {reason}" for reason, n in result.surroundings_skipped.items())
+    click.echo(f"surroundings left out: {left_out or 'none'}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Request, Security, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -66,18 +66,44 @@ class RoleCheck:
 
     The roles are those held at the site of the route's ``site_id`` path parameter; on a route
     without one, global roles, or with ``anywhere`` roles held on any site (the site list,
-    signing out)."""
+    signing out).
 
-    def __init__(self, roles: frozenset[Role], *, anywhere: bool = False) -> None:
+    A wall token (kiosk mode) is a viewer of its one site that only reads: it is refused (403)
+    on every route that is not GET or HEAD, but those built with ``walls="ticket"`` (its
+    websocket ticket), and on every route built with ``walls="never"`` (a person's account)."""
+
+    def __init__(
+        self,
+        roles: frozenset[Role],
+        *,
+        anywhere: bool = False,
+        walls: Literal["read", "ticket", "never"] = "read",
+    ) -> None:
         self.roles = roles
         self.anywhere = anywhere
+        self.walls = walls
 
     def __call__(
         self, request: Request, principal: Annotated[Principal, Depends(get_principal)]
     ) -> Principal:
         site_id = request.path_params.get("site_id")
+        if principal.kind == "wall":
+            check_wall(principal, request.method, self.walls)
         check_roles(principal, self.roles, site_id, anywhere=self.anywhere)
         return principal
+
+
+WallRule = Literal["read", "ticket", "never"]
+
+
+def check_wall(principal: Principal, method: str, walls: WallRule) -> None:
+    """Refuse a wall token anything but reading (and asking for its websocket ticket)."""
+    reads = method in ("GET", "HEAD") and walls != "never"
+    if not reads and walls != "ticket":
+        raise NotPermitted(
+            f"{principal.username} is a wall token: it only reads its site",
+            errors=[FieldError("role", "a signed-in person; a wall token only reads")],
+        )
 
 
 def check_roles(
@@ -100,12 +126,15 @@ def check_roles(
         )
 
 
-def requires(*roles: Role, anywhere: bool = False) -> RoleCheck:
+def requires(
+    *roles: Role, anywhere: bool = False, walls: Literal["read", "ticket", "never"] = "read"
+) -> RoleCheck:
     """``Depends(requires(Role.PLANNER))``: the caller must hold one of ``roles`` (at the
-    route's site, or ``anywhere``)."""
+    route's site, or ``anywhere``); ``walls`` says what a wall token may do (see
+    :class:`RoleCheck`)."""
     if not roles:
         raise ValueError("requires() needs at least one role")
-    return RoleCheck(frozenset(roles), anywhere=anywhere)
+    return RoleCheck(frozenset(roles), anywhere=anywhere, walls=walls)
 
 
 #: Why a websocket with ``?access_token=`` is refused (its close reason, under 123 bytes).
@@ -193,7 +222,12 @@ ReaderDep = Annotated[Principal, Depends(requires(*HUMAN_ROLES))]
 PlannerDep = Annotated[Principal, Depends(requires(Role.PLANNER))]
 #: A site role on some site (the site list then shows only those sites).
 AnyReaderDep = Annotated[Principal, Depends(requires(*HUMAN_ROLES, anywhere=True))]
-#: Any signed-in person, an administrator too (their own account: me, logout, password).
-SignedInDep = Annotated[Principal, Depends(requires(*USER_ROLES, anywhere=True))]
+#: Any signed-in person, an administrator too (their own account: me, logout, password); never
+#: a wall token.
+SignedInDep = Annotated[Principal, Depends(requires(*USER_ROLES, anywhere=True, walls="never"))]
+#: A signed-in person or a wall token (kiosk mode): the websocket ticket.
+PersonOrWallDep = Annotated[
+    Principal, Depends(requires(*USER_ROLES, anywhere=True, walls="ticket"))
+]
 #: User and token administration; gives nothing on a site.
 AdminDep = Annotated[Principal, Depends(requires(Role.ADMIN))]

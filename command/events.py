@@ -31,7 +31,7 @@ from sqlalchemy import Row, Table, Text, cast, func, insert, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from gis.errors import FieldError, InvalidInput
+from gis.errors import CorruptEvent, FieldError, InvalidInput
 from gis.sites import load_site
 from gis.storage.tables import EventHeadRow, EventRow, SiteRow
 
@@ -222,12 +222,23 @@ def since(
     incident_id: str | None = None,
     limit: int = MAX_BATCH,
 ) -> list[LoggedEvent]:
-    """The site's events after ``after_seq``, in order (at most ``limit``)."""
-    query = select(EventRow).where(EventRow.site_id == site_id, EventRow.seq > after_seq)
+    """The site's events after ``after_seq``, in order (at most ``limit``). Read raw: a
+    corrupt row is :class:`CorruptEvent` (409, naming it), never a fault of the server."""
+    query = select(*RAW_COLUMNS).where(EventRow.site_id == site_id, EventRow.seq > after_seq)
     if incident_id is not None:
         query = query.where(EventRow.incident_id == incident_id)
-    rows = session.scalars(query.order_by(EventRow.seq).limit(limit))
-    return [logged_event(row) for row in rows]
+    out = []
+    for raw in session.execute(query.order_by(EventRow.seq).limit(limit)):
+        try:
+            out.append(read_row(raw))
+        except Unreadable as exc:
+            raise CorruptEvent(
+                f"event {raw.seq} of site {site_id} is unreadable: {exc}; the events before it "
+                f"read with ?after= up to {int(raw.seq) - 1 if isinstance(raw.seq, int) else '?'}"
+                "; see 'rallypoint audit verify'",
+                errors=[FieldError("after", f"event {raw.seq} is unreadable")],
+            ) from exc
+    return out
 
 
 def last_seq(session: Session, site_id: str) -> int:

@@ -896,6 +896,7 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
         },
         "threat": incident.assessment.as_geojson(),
         "exposure": incident.exposure.as_dict(),
+        "receptors": receptors_inside(model, incident.exposure),
         "evacuation": {
             "people": evacuees(routes, people),
             # Of those who must move: the others' routes are kept, not shown.
@@ -950,6 +951,25 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
         },
         "headcount": headcount(model, incident.moving),
         "timings_ms": incident.timings_ms,
+    }
+
+
+def receptors_inside(model: SiteModel, found: Exposure) -> dict[str, list[dict[str, Any]]]:
+    """Per threat level, the sensitive receptors inside or crossing its zone, by name: the
+    exposure has their ids only, and a commander calls a school by its name."""
+    props = {str(f["id"]): f["properties"] for f in model.layers.get("receptors", [])}
+    return {
+        str(level): [
+            {
+                "id": rid,
+                "name": props[rid].get("name"),
+                "kind": props[rid].get("kind"),
+                "population": props[rid].get("population"),
+            }
+            for rid in layers.get("receptors", ())
+            if rid in props
+        ]
+        for level, layers in found.inside.items()
     }
 
 

@@ -382,3 +382,7 @@ def redact_queries() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactQueries) for f in logger.filters):
             logger.addFilter(RedactQueries())
+    # httpx logs each request's whole URL at INFO: the webhook gateway's URL may carry its key
+    # (in the query or as user-info). The delivery's outcome is logged by the call tree itself.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -61,6 +61,7 @@ from command.site_model import (
     headcount,
     move_people,
 )
+from command.stored_readings import MAX_WIND_M_S, store_readings, stored_readings
 from gis.errors import (
     FieldError,
     IllegalTransition,
@@ -80,8 +81,6 @@ from plans.store import get_plan, list_plans
 
 log = logging.getLogger(__name__)
 
-#: The fastest wind a station may report (m/s): faster than any typhoon's gusts on record.
-MAX_WIND_M_S = 120.0
 #: A position observed this many seconds after the server's clock is refused (a device clock
 #: far ahead would otherwise hold everyone's later positions back).
 MAX_CLOCK_AHEAD_S = 60.0
@@ -90,7 +89,7 @@ MAX_CLOCK_AHEAD_S = 60.0
 #: incident is a megabyte. The rest go with a later batch or the next second's tick.
 PICTURE_EVERY_S = 0.5
 #: An activation computed on a site model that was replaced meanwhile is computed again, this
-#: many times at most (the last under the lock).
+#: many times at most (the last holding the site's planning lock, so no new model can come).
 ACTIVATION_TRIES = 3
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
 #: much (degrees) or the speed changes by 1 m/s or more.
@@ -127,9 +126,11 @@ class CommandPost:
         self.scheduler = Scheduler(clock)
         self.incidents: dict[str, Incident] = {}
         self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
-        #: site -> sensor -> its last reading, since this server started (readings that change
-        #: nothing are not logged, so they are not recovered on restart).
+        #: site -> sensor -> its last reading (readings that change nothing are not logged:
+        #: the latest are stored in ``sensor_readings`` once a second and read back on start).
         self.last_readings: dict[str, dict[str, dict[str, Any]]] = {}
+        #: site -> sensor -> its latest reading not yet stored.
+        self._unsaved_readings: dict[str, dict[str, dict[str, Any]]] = {}
         self.calltree = CallTree()
         self.stood_down: dict[str, str] = {}  # incident -> site, for a clear answer later
         self._snapshots: dict[tuple[str, str | None], tuple[Any, dict[str, Any]]] = {}
@@ -167,15 +168,16 @@ class CommandPost:
 
     # -- the site model -------------------------------------------------------------------------
 
-    def model(self, site_id: str, *, wait: bool = True) -> SiteModel:
+    def model(self, site_id: str, *, wait: bool = False) -> SiteModel:
         """The site's model, rebuilt if a layer changed. A rebuilt model takes the live
         positions over, and the site's active incidents are planned again on it (an
         ``incident.network_changed`` event each, and a new picture).
 
         Call it without the post's lock: the planning runs outside the lock, which it takes
-        only to commit. Under the lock use :meth:`_planned_model`. With ``wait`` False, a
-        planning already under way elsewhere is not waited for (the model planned on is
-        returned)."""
+        only to commit. Under the lock use :meth:`_planned_model`. A planning already under way
+        in another thread is not waited for: the model the incidents are planned on now is
+        returned, so positions, readings, snapshots and commands go on meanwhile; only the
+        layer write that caused it waits (``wait``)."""
         model = self.models.get(site_id)
         if not self._replan_due(model):
             self._planned.setdefault(site_id, model)
@@ -380,7 +382,7 @@ class CommandPost:
         """After a layer write: the site model is rebuilt now and the active incidents are
         planned again on it. Returns a warning for the editor when incidents are active."""
         try:
-            self.model(site_id)
+            self.model(site_id, wait=True)
         except Exception:  # the edit is stored: say so, never answer it with a fault
             log.exception("site %s: the incidents could not follow a layer change", site_id)
         with self._lock:
@@ -489,14 +491,16 @@ class CommandPost:
         # The picture is computed outside the lock (ticks, call-tree fallbacks and other
         # commands go on meanwhile), then logged and published under it. Should the site's
         # incidents be planned on a new model in between, it is computed again on that one;
-        # the last try holds the lock throughout.
+        # the last try holds the site's planning lock throughout.
         for attempt in range(ACTIVATION_TRIES):
-            last = attempt == ACTIVATION_TRIES - 1
-            model = self.model(site_id)
-            wind = self.last_wind(model)
-            if last:
-                self._lock.acquire()
+            # The last try holds the site's planning lock: no new model can take the place
+            # of the one it computes on, and the post's lock stays free meanwhile.
+            planning = self._planning_lock(site_id) if attempt == ACTIVATION_TRIES - 1 else None
+            if planning is not None:
+                planning.acquire()
             try:
+                model = self.model(site_id)
+                wind = self.last_wind(model)
                 with self._lock:
                     self._refuse_duplicate(site_id, request)
                     model = self._current(model)
@@ -513,9 +517,11 @@ class CommandPost:
                     self._refuse_duplicate(site_id, request)  # one logged meanwhile
                     return self._open(model, incident, drafts, before)
             finally:
-                if last:
-                    self._lock.release()
-        raise AssertionError("unreachable: the last try holds the lock")  # pragma: no cover
+                if planning is not None:
+                    planning.release()
+        raise AssertionError(
+            "unreachable: the last try holds the planning lock"
+        )  # pragma: no cover
 
     def _refuse_duplicate(self, site_id: str, request: ActivationRequest) -> None:
         if request.second_incident:
@@ -747,10 +753,11 @@ class CommandPost:
     def answer(self, token: str) -> event_log.LoggedEvent:
         """The person called answers through their call-out's link (its token): that notice,
         and only it, is acknowledged."""
+        # Looked up before the lock: an anonymous flood of made-up tokens never holds it.
+        with self.db.read() as session:
+            row = answered_by_token(session, token)
+            found = (row.site_id, row.seq, row.used_at) if row is not None else None
         with self._lock:
-            with self.db.read() as session:
-                row = answered_by_token(session, token)
-                found = (row.site_id, row.seq, row.used_at) if row is not None else None
             if found is None:
                 raise NotFound(
                     "this answer link is unknown: use the link of the call-out you received",
@@ -868,8 +875,15 @@ class CommandPost:
         notices = self.calltree.track(logged)
         if not notices:
             return
-        with self.db.write() as session:  # each notice's answer token, for its call-out
-            issue_answer_tokens(session, notices, self.clock.now())
+        try:
+            with self.db.write() as session:  # each notice's answer token, for its call-out
+                issue_answer_tokens(session, notices, self.clock.now())
+        except Exception:
+            # The notices are logged already: they go out without an answer link rather than
+            # not at all, and a commander can still answer for the person called.
+            log.exception("no answer tokens for notices %s", [n.seq for n in notices])
+            for notice in notices:
+                notice.answer_token = None
         if self.outbox is not None:
             self.outbox(notices)
 
@@ -912,6 +926,12 @@ class CommandPost:
         actor: str,
     ) -> list[event_log.LoggedEvent]:
         model = self._current(model)
+        gone = sorted({r.sensor_id for r in readings} - set(model.sensors))
+        if gone:  # deleted by a planner since the batch was checked
+            raise InvalidInput(
+                f"unknown sensors {gone[:10]}; none of the readings was taken",
+                errors=[FieldError("readings.sensor_id", f"unknown: {', '.join(gone[:10])}")],
+            )
         positions: np.ndarray | None = None
         pictures: list[tuple[Incident, Reassessment]] = []
         if winds:
@@ -922,6 +942,12 @@ class CommandPost:
         with self._lock:
             if self._current(model) is not model:  # planned on new layers meanwhile
                 model, positions = self._current(model), None
+                gone = sorted({r.sensor_id for r in readings} - set(model.sensors))
+                if gone:
+                    raise InvalidInput(
+                        f"unknown sensors {gone[:10]}; none of the readings was taken",
+                        errors=[FieldError("readings.sensor_id", f"unknown: {gone[0]}")],
+                    )
                 pictures = self._wind(model, winds[-1]) if winds else []
             pictures = [(i, a) for i, a in pictures if self.incidents.get(i.id) is i]
             tiers = dict(self.sensor_tiers.get(site_id, {}))
@@ -1006,6 +1032,7 @@ class CommandPost:
             # Logged (or nothing to log): now memory follows.
             self.sensor_tiers[site_id] = tiers
             self.last_readings.setdefault(site_id, {}).update(latest)
+            self._unsaved_readings.setdefault(site_id, {}).update(latest)
             if not logged:
                 return []
             moved = self._lay_live_over(model, positions) if positions is not None else None
@@ -1050,17 +1077,21 @@ class CommandPost:
         return out
 
     def last_wind(self, model: SiteModel) -> WindReading | None:
-        """The latest reading of any wind station of the site, if one has reported."""
+        """The latest reading of any wind station of the site, if one has reported: in memory,
+        or stored (by another process too, such as ``rallypoint demo wind``)."""
+        with self.db.read() as session:
+            stored = stored_readings(session, model.site.id).get(model.site.id, {})
         with self._lock:
             latest = self.last_readings.get(model.site.id, {})
             winds = [
                 WindReading(sensor_id, r["value"], r["direction_deg"], r["at"])
-                for sensor_id, r in latest.items()
+                for readings in (stored, latest)
+                for sensor_id, r in readings.items()
                 if r["direction_deg"] is not None
                 and sensor_id in model.sensors
                 and model.sensors[sensor_id].kind == "wind"
             ]
-        return max(winds, key=lambda w: w.at, default=None)
+        return max(winds, key=lambda w: datetime.fromisoformat(w.at), default=None)
 
     def sensor_state(self, site_id: str) -> list[dict[str, Any]]:
         """Each sensor of the site that has a tier or a reading: its tier and last reading."""
@@ -1186,9 +1217,29 @@ class CommandPost:
             "events": [e.as_dict() for e in logged],
         }
 
+    def save_readings(self) -> int:
+        """Store each sensor's latest reading taken since the last call: a restart keeps the
+        wind. How many were stored."""
+        with self._lock:
+            pending, self._unsaved_readings = self._unsaved_readings, {}
+        saved = 0
+        for done, (site_id, latest) in enumerate(pending.items()):
+            try:
+                with self.db.write() as session:
+                    saved += store_readings(session, site_id, latest)
+            except Exception:
+                with self._lock:  # not lost: newer readings taken meanwhile win
+                    for later, readings in list(pending.items())[done:]:
+                        newer = self._unsaved_readings.setdefault(later, {})
+                        self._unsaved_readings[later] = {**readings, **newer}
+                raise
+        return saved
+
     def save_positions(self) -> int:
         """Store the latest position of each person moved since the last call (called once a
-        second): a restart, a new wall and the people layer see where people are."""
+        second): a restart, a new wall and the people layer see where people are. The
+        sensors' latest readings are stored first (:meth:`save_readings`)."""
+        self.save_readings()
         with self._lock:
             pending = {
                 site_id: {pid: self.live[site_id][pid] for pid in people}
@@ -1246,7 +1297,11 @@ class CommandPost:
             except (KeyError, TypeError, ValueError, AttributeError):
                 log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
         pending: dict[str, list[event_log.LoggedEvent]] = {}
+        with self.db.read() as session:
+            readings = stored_readings(session)
         with self._lock:
+            for site_id, latest in readings.items():  # newer ones taken meanwhile win
+                self.last_readings[site_id] = {**latest, **self.last_readings.get(site_id, {})}
             self.sensor_tiers = tiers
             self.calltree = calltree
             for incident_id, (site_id, reason) in unreadable.items():
@@ -1261,6 +1316,10 @@ class CommandPost:
                     continue
                 if first.type == "incident.activated":
                     pending[incident_id] = events
+                else:  # events of an incident whose activation is gone from the log
+                    reason = f"its activation is not in the log (its first event is {first.seq})"
+                    log.error("incident %s quarantined: %s", incident_id, reason)
+                    self.quarantined[incident_id] = (first.site_id, reason)
             self._pending = pending
             self.recovery = Recovery(total=len(pending), finished=not pending)
 
@@ -1292,7 +1351,17 @@ class CommandPost:
         # The chain is checked first (in the background: a walk over the whole log): an
         # incident with a corrupt or altered event is left aside, named, not rebuilt from it.
         with self.db.read() as session:
-            broken = event_log.unreadable_incidents(session)
+            walk = event_log.ChainWalk().run(session)
+            gaps = event_log.head_breaks(walk, event_log.heads(session))
+        broken = dict(walk.broken_incidents)
+        # A log whose end does not meet its head lost events (a deleted tail may have held an
+        # incident's stand-down): no incident of that site is rebuilt as if nothing was missing.
+        for gap in gaps:
+            for incident_id, rows in self._pending.items():
+                if rows[0].site_id == gap.site_id:
+                    broken.setdefault(
+                        incident_id, f"the site's log is incomplete: {gap.subject}: {gap.reason}"
+                    )
         for incident_id, rows in list(self._pending.items()):
             site_id = rows[0].site_id
             if incident_id in broken:
@@ -1327,11 +1396,11 @@ class CommandPost:
     def _rebuilt(self, incident_id: str, rows: list[event_log.LoggedEvent]) -> Incident:
         site_id = rows[0].site_id
         for attempt in range(ACTIVATION_TRIES):
-            last = attempt == ACTIVATION_TRIES - 1
-            model = self.model(site_id)
-            if last:
-                self._lock.acquire()
+            planning = self._planning_lock(site_id) if attempt == ACTIVATION_TRIES - 1 else None
+            if planning is not None:
+                planning.acquire()
             try:
+                model = self.model(site_id)
                 with model.lock:
                     before = model.person_lonlat
                 incident = self.from_log(incident_id, rows, model=model)
@@ -1355,9 +1424,9 @@ class CommandPost:
                     )
                     return incident
             finally:
-                if last:
-                    self._lock.release()
-        raise AssertionError("unreachable: the last try holds the lock")  # pragma: no cover
+                if planning is not None:
+                    planning.release()
+        raise AssertionError("unreachable: the last try holds the planning lock")
 
     def _recovery_message(self, site_id: str) -> dict[str, Any]:
         """For the walls: how far restart recovery is, and the site's quarantined incidents."""
@@ -1447,14 +1516,30 @@ class CommandPost:
         key = (site_id, incident_id)
         if key in self._closed:
             return self._closed[key]
-        rows = self._incident_rows(site_id, incident_id)
+        unreadable: dict[str, tuple[str, str]] = {}
+        rows = self._raw_events(
+            (EventRow.site_id == site_id) & (EventRow.incident_id == incident_id), unreadable
+        )
+        if unreadable:
+            raise IncidentQuarantined(
+                f"incident '{incident_id}' cannot be shown: {unreadable[incident_id][1]}",
+                errors=[FieldError("incident", "its logged events are corrupt")],
+                extra={"reason": unreadable[incident_id][1]},
+            )
         closed = next((r for r in rows if r.type == "plan.run.stood_down"), None)
         if not rows or closed is None:
             raise NotFound(
                 f"no closed incident '{incident_id}' at site '{site_id}'",
                 errors=[FieldError("incident", "unknown")],
             )
-        incident = self.from_log(incident_id, rows)
+        try:
+            incident = self.from_log(incident_id, rows)
+        except (KeyError, TypeError, ValueError) as exc:  # read, but not as logged
+            raise IncidentQuarantined(
+                f"incident '{incident_id}' cannot be rebuilt from its logged events "
+                f"({type(exc).__name__}); see 'rallypoint audit verify'",
+                errors=[FieldError("incident", "its logged events are not as logged")],
+            ) from exc
         picture = snapshot(self.model(site_id), incident, seq=rows[-1].seq)
         closing = next((r.data for r in rows if r.type == "incident.closed"), {})
         picture["incident"]["status"] = "closed"
@@ -1492,22 +1577,26 @@ class CommandPost:
         """The site's incidents activated between ``start`` and ``end``, closed ones with when
         and by whom, newest first."""
         self.model(site_id)  # NotFound for an unknown site
-        with self.db.read() as session:
-            query = select(EventRow).where(
-                EventRow.site_id == site_id,
-                EventRow.type.in_(("incident.activated", "plan.run.stood_down", "incident.closed")),
-            )
-            rows = list(session.scalars(query.order_by(EventRow.seq)))
+        unreadable: dict[str, tuple[str, str]] = {}
+        rows = self._raw_events(
+            (EventRow.site_id == site_id)
+            & EventRow.type.in_(("incident.activated", "plan.run.stood_down", "incident.closed")),
+            unreadable,
+        )
         out: dict[str, dict[str, Any]] = {}
         for row in rows:
             key = str(row.incident_id)
             if row.type == "incident.activated":
                 if (start and row.at < start) or (end and row.at > end):
                     continue
+                request = row.data.get("request")
+                if not isinstance(request, dict):  # altered: listed, and said so
+                    unreadable.setdefault(key, (site_id, f"event {row.seq} has no request"))
+                    request = {}
                 out[key] = {
                     "id": key,
-                    "plan_id": row.data["request"]["plan_id"],
-                    "level": row.data["request"]["level"],
+                    "plan_id": request.get("plan_id"),
+                    "level": request.get("level"),
                     "activated_at": row.at.isoformat(),
                     "activated_by": row.actor,
                     "state": "active",
@@ -1519,6 +1608,10 @@ class CommandPost:
                 out[key].update(state="closed", closed_at=row.at.isoformat(), closed_by=row.actor)
             elif key in out:
                 out[key]["forced"] = bool(row.data.get("forced"))
+        # One damaged row spoils one incident's entry, never the list.
+        for key, (_, reason) in unreadable.items():
+            if key in out:
+                out[key]["unreadable"] = reason
         return sorted(out.values(), key=lambda i: str(i["activated_at"]), reverse=True)
 
 

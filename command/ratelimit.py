@@ -89,10 +89,42 @@ def _keys(username: str, address: str) -> dict[str, Limit]:
     return {user_key(username): PER_USER, address_key(address): PER_ADDRESS}
 
 
-def check(session: Session, username: str, address: str, *, now: datetime) -> None:
+def reserve(session: Session, username: str, address: str, *, now: datetime) -> None:
+    """Before a password is checked: refuse (:class:`TooManyAttempts`) while the username or
+    the address is locked, else count this attempt as a failure now, in ``session``'s write
+    transaction (the rows locked on PostgreSQL; SQLite writes one at a time). Parallel
+    attempts thus each see the ones before them: a burst of guesses sent at once gets no more
+    than the free ones. :func:`succeeded` takes the count back for a right password."""
+    check(session, username, address, now=now, lock=True)
+    session.execute(
+        delete(LoginFailureRow).where(LoginFailureRow.last_failure_at < now - FORGET_AFTER)
+    )
+    for key in _keys(username, address):
+        _count(session, key, now)
+
+
+def locked_warning(session: Session, username: str, address: str) -> None:
+    """After a wrong password (counted by :func:`reserve`): log a lock it starts."""
+    for key, limit in _keys(username, address).items():
+        failures = session.scalar(
+            select(LoginFailureRow.failures).where(LoginFailureRow.key == key)
+        )
+        if failures is not None and failures >= limit.free:
+            log.warning(
+                "sign-in locked for %.0f s after %d failures (%s)",
+                limit.delay_s(failures),
+                failures,
+                key,
+            )
+
+
+def check(
+    session: Session, username: str, address: str, *, now: datetime, lock: bool = False
+) -> None:
     """Refuse (:class:`TooManyAttempts`) while the username or the address is locked."""
     limits = _keys(username, address)
-    rows = session.scalars(select(LoginFailureRow).where(LoginFailureRow.key.in_(limits)))
+    query = select(LoginFailureRow).where(LoginFailureRow.key.in_(limits))
+    rows = session.scalars(query.with_for_update() if lock else query)
     wait = 0.0
     for row in rows:
         if now - row.last_failure_at > FORGET_AFTER:
@@ -119,9 +151,17 @@ def failed(session: Session, username: str, address: str, *, now: datetime) -> N
             )
 
 
-def succeeded(session: Session, username: str) -> None:
-    """A right password: the username's count starts over (the address's does not)."""
+def succeeded(session: Session, username: str, address: str | None = None) -> None:
+    """A right password: the username's count starts over; the address's provisional count of
+    this attempt (:func:`reserve`) is taken back, its earlier failures stay."""
     session.execute(delete(LoginFailureRow).where(LoginFailureRow.key == user_key(username)))
+    if address is not None:
+        session.execute(
+            update(LoginFailureRow)
+            .where(LoginFailureRow.key == address_key(address), LoginFailureRow.failures > 0)
+            .values(failures=LoginFailureRow.failures - 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _count(session: Session, key: str, now: datetime) -> int:

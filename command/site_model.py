@@ -36,7 +36,7 @@ from command.sensors import Sensor
 from gis.errors import FieldError, InvalidInput
 from gis.hazards.exposure import SiteIndex
 from gis.layers import Feature, feature_stamps, read_features
-from gis.model import LAYERS
+from gis.model import LAYERS as ALL_LAYERS
 from gis.sites import Site, load_site
 from gis.spatial_index import revision_token
 from gis.storage.db import Database
@@ -54,6 +54,11 @@ from routing.resources import ResourceIndex, Resources
 from routing.snapping import Snapped, snap
 
 log = logging.getLogger(__name__)
+
+#: The layers command keeps in memory: all but the basemap, which is drawn, never computed on
+#: (an extract's basemap can hold a hundred thousand buildings). Receptors are indexed, so the
+#: exposure of each threat zone lists them as it lists people.
+LAYERS = tuple(name for name in ALL_LAYERS if name != "basemap")
 
 
 _BUILDS = itertools.count(1)

@@ -143,6 +143,14 @@ class Recovering(RallypointError):
     retry_after_s = 2
 
 
+class CorruptEvent(RallypointError):
+    """A stored event cannot be read back (a damaged row): the log is read up to it."""
+
+    status_code = 409
+    slug = "corrupt-event"
+    title = "Corrupt event"
+
+
 class IncidentQuarantined(RallypointError):
     """The incident's logged events are corrupt, so restart recovery left it aside."""
 

@@ -85,7 +85,7 @@ def validate_geometry(
 
     if geom.is_empty:
         raise refuse("geometry is empty")
-    if geom.geom_type != expected_type:
+    if expected_type != "Geometry" and geom.geom_type != expected_type:
         raise refuse(f"expected a {expected_type}, got a {geom.geom_type}")
     geom = shapely.force_2d(geom)
     coords = shapely.get_coordinates(geom)

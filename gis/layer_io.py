@@ -480,6 +480,8 @@ def export_layer(db: Database, site_id: str, layer_name: str, fmt: FileFormat) -
     features = list_features(db, site_id, layer.name)
     if fmt is FileFormat.GEOJSON:
         return json.dumps(features_to_geojson(features), ensure_ascii=False).encode()
+    if fmt is FileFormat.SHAPEFILE:
+        _check_one_geometry_type(layer.name, features)
     frame = _frame(layer, features)
     with tempfile.TemporaryDirectory(prefix="rallypoint-export-") as tmp:
         if fmt is FileFormat.GPKG:
@@ -494,6 +496,18 @@ def export_layer(db: Database, site_id: str, layer_name: str, fmt: FileFormat) -
             for part in sorted(Path(tmp).glob(f"{layer.name}.*")):
                 archive.write(part, part.name)
         return buffer.getvalue()
+
+
+def _check_one_geometry_type(layer_name: str, features: Sequence[Feature]) -> None:
+    """Refuse a Shapefile export of points, lines and polygons together (the basemap's,
+    the receptors'): a Shapefile holds one geometry type."""
+    kinds = {f.geometry.geom_type.removeprefix("Multi") for f in features if f.geometry}
+    if len(kinds) > 1:
+        raise InvalidInput(
+            f"the {layer_name} layer mixes {', '.join(sorted(kinds))}, and a Shapefile holds "
+            "one geometry type; export as GeoPackage or GeoJSON instead",
+            errors=[FieldError("format", "a Shapefile holds one geometry type; use gpkg")],
+        )
 
 
 def _frame(layer: Layer, features: Sequence[Feature]) -> gpd.GeoDataFrame:

@@ -145,7 +145,7 @@ def parse_feature(
             data.get("geometry"),
             expected_type=layer.geometry_type,
             required=layer.geometry_required,
-            extent=extent,
+            extent=extent if layer.inside_site else None,
             row=row,
             max_vertices=layer.max_vertices,
         )

@@ -208,6 +208,47 @@ class NetworkEdgeProperties(_Properties):
         return self
 
 
+class BasemapKind(StrEnum):
+    """What a basemap feature draws: the site's surroundings, never routed on."""
+
+    ROAD = "road"
+    RAILWAY = "railway"
+    BUILDING = "building"
+    WATER = "water"
+    LANDUSE = "landuse"
+    PLACE = "place"  # a named point: a village, a hamlet, a locality
+
+
+class ReceptorKind(StrEnum):
+    """Sensitive receptors: places whose people cannot simply walk out of a plume."""
+
+    SCHOOL = "school"
+    KINDERGARTEN = "kindergarten"
+    HOSPITAL = "hospital"
+    CLINIC = "clinic"
+    CARE_HOME = "care_home"
+    RESIDENTIAL = "residential"
+
+
+class BasemapProperties(_Properties):
+    kind: BasemapKind
+    name: Name | None = None
+    subtype: ShortText | None = Field(
+        default=None, description="The OSM value, e.g. motorway, river, forest, village."
+    )
+
+
+class ReceptorProperties(_Properties):
+    name: Name | None = None
+    kind: ReceptorKind
+    population: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT, description="People there, counted or estimated."
+    )
+    estimate: ShortText | None = Field(
+        default=None, description="How the population was found, e.g. 'capacity tag'."
+    )
+
+
 @dataclass(frozen=True)
 class Layer:
     """A layer's name (as in URLs), geometry type and attribute schema."""
@@ -220,6 +261,8 @@ class Layer:
     #: computation does per feature is bounded by it (a walkway of a million vertices once
     #: stalled command for minutes). An edge is a piece of path between junctions.
     max_vertices: int = 1
+    #: Whether every feature lies inside the site boundary (the surroundings lie outside it).
+    inside_site: bool = True
 
     @property
     def fields(self) -> list[str]:
@@ -228,6 +271,8 @@ class Layer:
 
 #: A zone outline of more vertices than this is refused (a detailed tank farm has hundreds).
 MAX_ZONE_VERTICES = 5_000
+#: The geometry type of a layer that takes points, lines and polygons alike.
+ANY_GEOMETRY = "Geometry"
 #: A network edge of more vertices than this is refused: split the path at junctions.
 MAX_EDGE_VERTICES = 1_000
 
@@ -239,6 +284,21 @@ LAYERS: dict[str, Layer] = {
         Layer("sensors", "Point", SensorProperties),
         Layer("people", "Point", PersonProperties, geometry_required=False),
         Layer("network", "LineString", NetworkEdgeProperties, max_vertices=MAX_EDGE_VERTICES),
+        # Any geometry type: roads are lines, buildings polygons, place names points.
+        Layer(
+            "basemap",
+            ANY_GEOMETRY,
+            BasemapProperties,
+            max_vertices=MAX_ZONE_VERTICES,
+            inside_site=False,
+        ),
+        Layer(
+            "receptors",
+            ANY_GEOMETRY,
+            ReceptorProperties,
+            max_vertices=MAX_ZONE_VERTICES,
+            inside_site=False,
+        ),
     )
 }
 

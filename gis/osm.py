@@ -37,6 +37,31 @@ Each segment between two consecutive nodes becomes one network edge, ``osm-<way>
 in the way's direction (the permitted one where one-way). Segments with a node missing from the
 file (ways clipped at the extract's edge) are left out. Parts of the network that are not
 connected to the rest are kept and reported, never dropped; only nodes on imported edges count.
+
+Surroundings
+------------
+The same file also gives the ``basemap`` layer (drawn under the site by the wall, never routed
+on) and the ``receptors`` layer (see :func:`read_osm_surroundings`). A way or tagged node goes
+to the basemap by its first matching tag: ``highway`` (a road, any kind, network or not; a line),
+``railway`` rail, light_rail, tram, subway or narrow_gauge (a line), ``building`` (a closed way),
+``waterway`` (a line; riverbank, dock and basin closed) or ``natural=water`` or ``landuse``
+reservoir or basin (closed), ``landuse``, ``leisure`` park, garden or pitch, ``natural`` wood,
+scrub, grassland, heath or wetland (closed), and ``place`` with a ``name`` (a node). The OSM
+value is kept as ``subtype``, the ``name`` as name. It becomes a receptor by its tags:
+``amenity`` school, kindergarten (or childcare), hospital, clinic; ``amenity=nursing_home`` or
+``social_facility`` nursing_home or assisted_living (care_home); ``landuse=residential`` and
+``building`` residential, apartments, house, detached, semidetached_house, terrace, bungalow or
+dormitory (residential). A receptor's population is, in this order: its ``capacity`` tag
+("capacity tag"), a hospital's ``beds`` ("beds tag"); for a house-like building 2.5 people per
+dwelling (``building:flats``, else one), rounded up ("2.5 per dwelling"); for a residential or
+apartment building the same from ``building:flats`` when tagged, else its floor area
+(footprint times ``building:levels``, else 3 levels) at 40 m² a person ("floor area"); for a
+residential area 4,000 people per km² ("area density", an urban average that also counts the
+homes inside it); otherwise unknown (``None``). Closed ways are polygons (repaired when
+invalid, skipped if nothing is left), other ways lines, nodes points; only the nodes present
+in the file are used (a way clipped at the extract's edge keeps its longest present run; a
+clipped closed way is skipped). Multipolygon relations are not read: their member ways are
+drawn only when tagged themselves. Ids are ``osm-w<way>`` and ``osm-n<node>``.
 """
 
 from __future__ import annotations
@@ -44,6 +69,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import logging
+import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Mapping
@@ -55,10 +81,12 @@ from typing import Any, BinaryIO
 import networkx as nx
 import shapely
 from shapely.geometry import MultiPoint, box, mapping
+from shapely.geometry.base import BaseGeometry
 
 from gis.crs import SiteCRS
 from gis.errors import FieldError, InvalidInput
 from gis.layer_io import ImportMode, ImportReport, RawRow, import_rows
+from gis.model import MAX_COUNT
 from gis.sites import create_site
 from gis.storage.db import Database
 from gis.storage.tables import SiteRow
@@ -117,6 +145,10 @@ class OsmImport:
     skipped: dict[str, int]
     components: int
     detached: list[str] = field(default_factory=list)
+    basemap: ImportReport | None = None
+    receptors: ImportReport | None = None
+    #: Mapped ways and nodes of the surroundings left out, per reason.
+    surroundings_skipped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -267,9 +299,10 @@ def _width(value: str | None) -> float | None:
 
 
 def _read_xml(
-    path: Path,
+    path: Path, tagged: list[_Way] | None = None
 ) -> tuple[dict[int, tuple[float, float]], list[_Way], shapely.Polygon | None]:
-    """Nodes (id to lon/lat, to 1e-7 degrees), ways and the declared bounds of an OSM file."""
+    """Nodes (id to lon/lat, to 1e-7 degrees), ways and the declared bounds of an OSM file;
+    the nodes with tags are appended to ``tagged`` when given (as ways of their one node)."""
     nodes: dict[int, tuple[float, float]] = {}
     ways: list[_Way] = []
     bounds = None
@@ -289,6 +322,11 @@ def _read_xml(
                             round(float(lon), 7),
                             round(float(lat), 7),
                         )
+                        if tagged is not None and len(element):
+                            node_id = int(element.attrib["id"])
+                            tags = {t.attrib["k"]: t.attrib["v"] for t in element.iter("tag")}
+                            if tags:
+                                tagged.append(_Way(node_id, [node_id], tags))
                 elif element.tag == "way":
                     refs = [int(nd.attrib["ref"]) for nd in element.iter("nd")]
                     tags = {t.attrib["k"]: t.attrib["v"] for t in element.iter("tag")}
@@ -330,8 +368,9 @@ def import_osm(
     mode: ImportMode = ImportMode.REPLACE,
 ) -> OsmImport:
     """Import the ways of ``path`` that people or vehicles travel as the network of ``site_id``
-    (creating the site if asked)."""
+    (creating the site if asked), and its surroundings as the basemap and receptors layers."""
     network = read_osm_network(path)
+    surroundings = read_osm_surroundings(path)
     rows = [RawRow(n, f) for n, f in enumerate(network.features, start=1)]
     with db.write() as session:
         if create_site_name is not None and session.get(SiteRow, site_id) is None:
@@ -344,13 +383,36 @@ def import_osm(
             }
             create_site(session, site, actor=actor)
         report = import_rows(db.joined(session), site_id, "network", rows, actor=actor, mode=mode)
+        around = {
+            name: import_rows(
+                db.joined(session),
+                site_id,
+                name,
+                [RawRow(n, f) for n, f in enumerate(features, start=1)],
+                actor=actor,
+                mode=mode,
+            )
+            for name, features in (
+                ("basemap", surroundings.basemap),
+                ("receptors", surroundings.receptors),
+            )
+        }
     graph = network.graph
     parts = sorted(nx.weakly_connected_components(graph), key=len, reverse=True)
     detached = []
     for part in parts[1:]:
         node = graph.nodes[min(part)]
         detached.append(f"{len(part)} node(s) near lon {node['x']:.6f}, lat {node['y']:.6f}")
-    return OsmImport(report, network.ways, network.skipped, len(parts), detached)
+    return OsmImport(
+        report,
+        network.ways,
+        network.skipped,
+        len(parts),
+        detached,
+        basemap=around["basemap"],
+        receptors=around["receptors"],
+        surroundings_skipped=surroundings.skipped,
+    )
 
 
 def _extent_boundary(network: OsmNetwork) -> shapely.Polygon:
@@ -364,3 +426,193 @@ def _extent_boundary(network: OsmNetwork) -> shapely.Polygon:
     boundary = shapely.set_precision(crs.to_wgs84(rectangle), 1e-7)
     assert isinstance(boundary, shapely.Polygon)
     return boundary
+
+
+# --- surroundings: the basemap and sensitive receptors ----------------------------------------
+
+RAILWAYS = frozenset({"rail", "light_rail", "tram", "subway", "narrow_gauge"})
+WATER_AREAS = frozenset({"riverbank", "dock", "basin"})
+WATER_LANDUSE = frozenset({"reservoir", "basin"})
+GREEN_LEISURE = frozenset({"park", "garden", "pitch"})
+GREEN_NATURAL = frozenset({"wood", "scrub", "grassland", "heath", "wetland"})
+RECEPTOR_AMENITIES = {
+    "school": "school",
+    "kindergarten": "kindergarten",
+    "childcare": "kindergarten",
+    "hospital": "hospital",
+    "clinic": "clinic",
+    "nursing_home": "care_home",
+}
+CARE_FACILITIES = frozenset({"nursing_home", "assisted_living"})
+HOUSES = frozenset({"house", "detached", "semidetached_house", "terrace", "bungalow"})
+HOMES = frozenset({"residential", "apartments", "dormitory"})
+PEOPLE_PER_DWELLING = 2.5
+FLOOR_M2_PER_PERSON = 40.0
+DEFAULT_LEVELS = 3
+RESIDENTIAL_PER_KM2 = 4_000.0
+#: Polygons (closed ways) are the kinds with an area; the others are lines or points.
+AREA_KINDS = frozenset({"building", "landuse"})
+MAX_SURROUNDING_VERTICES = 5_000
+
+
+@dataclass
+class OsmSurroundings:
+    """An extract's basemap and receptor features (WGS84), and the mapped ways and nodes left
+    out, per reason."""
+
+    basemap: list[dict[str, Any]]
+    receptors: list[dict[str, Any]]
+    skipped: dict[str, int]
+
+
+def basemap_kind(tags: Mapping[str, str], closed: bool) -> tuple[str, str] | None:
+    """The basemap kind and subtype of an OSM element with these tags, or None (see the
+    module's docstring for the rule)."""
+    for key, kind in (("highway", "road"), ("railway", "railway")):
+        value = tags.get(key)
+        if value and (key == "highway" or value in RAILWAYS):
+            return kind, value
+    if "building" in tags and closed:
+        return "building", tags["building"]
+    waterway, natural, landuse = tags.get("waterway"), tags.get("natural"), tags.get("landuse")
+    if waterway and (closed or waterway not in WATER_AREAS):
+        return "water", waterway
+    if closed and (natural == "water" or landuse in WATER_LANDUSE):
+        return "water", natural if natural == "water" else str(landuse)
+    if closed and landuse:
+        return "landuse", landuse
+    if closed and tags.get("leisure") in GREEN_LEISURE:
+        return "landuse", tags["leisure"]
+    if closed and natural in GREEN_NATURAL:
+        return "landuse", str(natural)
+    if "place" in tags and tags.get("name", "").strip():
+        return "place", tags["place"]
+    return None
+
+
+def receptor_kind(tags: Mapping[str, str], closed: bool) -> str | None:
+    """The receptor kind of an OSM element with these tags, or None."""
+    amenity = tags.get("amenity", "")
+    if amenity in RECEPTOR_AMENITIES:
+        return RECEPTOR_AMENITIES[amenity]
+    if amenity == "social_facility" and tags.get("social_facility") in CARE_FACILITIES:
+        return "care_home"
+    if closed and tags.get("landuse") == "residential":
+        return "residential"
+    if closed and tags.get("building") in HOUSES | HOMES:
+        return "residential"
+    return None
+
+
+def population_estimate(
+    tags: Mapping[str, str], kind: str, area_m2: float
+) -> tuple[int | None, str | None]:
+    """People at a receptor and how that was found (the rule of the module's docstring)."""
+    capacity = _count(tags.get("capacity"))
+    if capacity is not None:
+        return capacity, "capacity tag"
+    beds = _count(tags.get("beds"))
+    if kind == "hospital" and beds is not None:
+        return beds, "beds tag"
+    if kind != "residential":
+        return None, None
+    flats = _count(tags.get("building:flats"))
+    building = tags.get("building")
+    if building in HOUSES or (building in HOMES and flats is not None):
+        return math.ceil((flats or 1) * PEOPLE_PER_DWELLING), "2.5 per dwelling"
+    if building in HOMES:
+        levels = _count(tags.get("building:levels")) or DEFAULT_LEVELS
+        return math.ceil(area_m2 * levels / FLOOR_M2_PER_PERSON), "floor area"
+    if tags.get("landuse") == "residential":
+        return math.ceil(area_m2 * RESIDENTIAL_PER_KM2 / 1e6), "area density"
+    return None, None
+
+
+def _count(value: str | None) -> int | None:
+    try:
+        number = int((value or "").strip())
+    except ValueError:
+        return None
+    return number if 0 <= number <= MAX_COUNT else None
+
+
+def read_osm_surroundings(path: Path) -> OsmSurroundings:
+    """The basemap and receptor features of an OSM file (WGS84)."""
+    tagged: list[_Way] = []
+    nodes, ways, _ = _read_xml(path, tagged)
+    basemap: list[dict[str, Any]] = []
+    receptors: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    crs: SiteCRS | None = None
+    for element, prefix in [*((w, "w") for w in ways), *((n, "n") for n in tagged)]:
+        closed = prefix == "w" and len(element.refs) >= 4 and element.refs[0] == element.refs[-1]
+        drawn = basemap_kind(element.tags, closed)
+        if drawn is not None and (drawn[0] == "place") != (prefix == "n"):
+            drawn = None  # nodes draw place names only (not traffic signals or trees)
+        receptor = receptor_kind(element.tags, closed)
+        if drawn is None and receptor is None:
+            continue
+        polygon = closed and (receptor is not None or _is_area(drawn, element.tags))
+        geometry, reason = _element_geometry(element, nodes, polygon=polygon)
+        if geometry is None:
+            skipped[str(reason)] += 1
+            continue
+        fid = f"osm-{prefix}{element.id}"
+        name = element.tags.get("name", "").strip()[:200] or None
+        if drawn is not None:
+            props: dict[str, Any] = {"kind": drawn[0], "name": name, "subtype": drawn[1][:100]}
+            basemap.append(_feature(fid, geometry, props))
+        if receptor is not None:
+            if crs is None:
+                centre = geometry.centroid
+                crs = SiteCRS.for_site(centre.x, centre.y)
+            area = float(crs.to_metric(geometry).area)
+            population, estimate = population_estimate(element.tags, receptor, area)
+            props = {"name": name, "kind": receptor, "population": population}
+            props["estimate"] = estimate
+            receptors.append(_feature(fid, geometry, props))
+    return OsmSurroundings(basemap, receptors, dict(sorted(skipped.items())))
+
+
+def _is_area(drawn: tuple[str, str] | None, tags: Mapping[str, str]) -> bool:
+    if drawn is None:
+        return False
+    linear_water = drawn[0] == "water" and tags.get("waterway", "") not in {"", *WATER_AREAS}
+    return drawn[0] in AREA_KINDS or (drawn[0] == "water" and not linear_water)
+
+
+def _element_geometry(
+    element: _Way, nodes: Mapping[int, tuple[float, float]], *, polygon: bool
+) -> tuple[BaseGeometry | None, str | None]:
+    """The element's geometry, or None and why it has none."""
+    if len(element.refs) == 1:
+        return shapely.Point(nodes[element.refs[0]]), None
+    if len(element.refs) > MAX_SURROUNDING_VERTICES:
+        return None, "too many vertices"
+    if polygon:
+        if any(ref not in nodes for ref in element.refs):
+            return None, "outside the extract"
+        ring: BaseGeometry = shapely.Polygon([nodes[ref] for ref in element.refs])
+        if not ring.is_valid:
+            ring = shapely.make_valid(ring)
+            parts = [g for g in getattr(ring, "geoms", [ring]) if g.geom_type == "Polygon"]
+            if not parts:
+                return None, "invalid polygon"
+            ring = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+        return (ring, None) if not ring.is_empty and ring.area > 0 else (None, "invalid polygon")
+    runs: list[list[tuple[float, float]]] = [[]]
+    for ref in element.refs:
+        if ref in nodes:
+            if not runs[-1] or runs[-1][-1] != nodes[ref]:
+                runs[-1].append(nodes[ref])
+        elif runs[-1]:
+            runs.append([])
+    longest = max(runs, key=len)
+    if len(longest) < 2:
+        return None, "outside the extract"
+    return shapely.LineString(longest), None
+
+
+def _feature(fid: str, geometry: BaseGeometry, props: dict[str, Any]) -> dict[str, Any]:
+    properties = {k: v for k, v in props.items() if v is not None}
+    return {"type": "Feature", "id": fid, "geometry": mapping(geometry), "properties": properties}

@@ -288,7 +288,98 @@ def generate_site(
         "people": _collection(b.people, "P", 4, to_wgs84),
         "network": _collection(b.edges, "E", 5, to_wgs84),
     }
+    if edges is None:  # the demo's neighbours; synthetic sites stand alone
+        basemap, receptors = _surroundings()
+        layers["basemap"] = _collection(basemap, "BM", 3, to_wgs84)
+        layers["receptors"] = _collection(receptors, "RC", 2, to_wgs84)
     return site, layers
+
+
+#: Where the demo's chlorine store (Z-027) stands, in the site's metric frame (metres east and
+#: north of its south-west corner), and the way its plume goes in a north-east wind.
+CHLORINE_STORE = (2.5 * BLOCK_W, 2.5 * BLOCK_H)
+SOUTH_WEST = (-math.sqrt(0.5), -math.sqrt(0.5))
+
+
+def _surroundings() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The demo works' invented neighbours, all outside the fence: a village and its primary
+    school down the plume of a chlorine leak in a north-east wind (the school 700 m from the
+    store, the village 1.3 km), an expressway between them and the works, a river south of the
+    village, and a clinic up-wind that such a plume does not reach. Drawn without the random
+    generator, so the works and its people stay as they were."""
+
+    def along(metres: float) -> tuple[float, float]:
+        return (
+            CHLORINE_STORE[0] + SOUTH_WEST[0] * metres,
+            CHLORINE_STORE[1] + SOUTH_WEST[1] * metres,
+        )
+
+    def draw(geometry: BaseGeometry, kind: str, name: str | None, subtype: str) -> dict[str, Any]:
+        return {
+            "geometry": geometry,
+            "properties": {"kind": kind, "name": name, "subtype": subtype},
+        }
+
+    school_x, school_y = along(700)
+    village_x, village_y = along(1300)
+    village = box(village_x - 250, village_y - 200, village_x + 250, village_y + 200)
+    grounds = box(school_x - 60, school_y - 40, school_x + 60, school_y + 40)
+    river = LineString(
+        [(x, village_y - 330 + 40 * math.sin(x / 200)) for x in range(-1800, 2001, 100)]
+    )
+    basemap = [
+        draw(
+            LineString([(-260, -1800), (-260, 1500)]), "road", "Bay coastal expressway", "motorway"
+        ),
+        draw(
+            LineString([(-260, village_y), (village_x, village_y)]),
+            "road",
+            "Dongwan road",
+            "residential",
+        ),
+        draw(river, "water", "Dongwan river (东湾河)", "river"),
+        draw(village, "landuse", "Dongwan village", "residential"),
+        draw(Point(village_x, village_y + 60), "place", "Dongwan village (东湾村)", "village"),
+        draw(
+            box(school_x - 30, school_y - 15, school_x + 30, school_y + 15),
+            "building",
+            "Dongwan primary school",
+            "school",
+        ),
+    ]
+    for dx, dy in itertools.product(range(-200, 201, 50), (-150, -90, 30, 90, 150)):
+        x, y = village_x + dx, village_y + dy
+        basemap.append(draw(box(x - 8, y - 6, x + 8, y + 6), "building", None, "house"))
+    receptors = [
+        {
+            "geometry": grounds,
+            "properties": {
+                "name": "Dongwan primary school (东湾小学)",
+                "kind": "school",
+                "population": 420,
+                "estimate": "enrolment and staff (invented)",
+            },
+        },
+        {
+            "geometry": village,
+            "properties": {
+                "name": "Dongwan village (东湾村)",
+                "kind": "residential",
+                "population": 850,
+                "estimate": "registered residents (invented)",
+            },
+        },
+        {
+            "geometry": Point(1500, 1000),
+            "properties": {
+                "name": "Chemical park clinic",
+                "kind": "clinic",
+                "population": 25,
+                "estimate": "staff and patients (invented)",
+            },
+        },
+    ]
+    return basemap, receptors
 
 
 def _synthetic_blocks(edges: int) -> list[list[tuple[str, str, str, int]]]:

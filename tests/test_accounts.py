@@ -5,6 +5,7 @@ line); a user changes their own password; every act is recorded."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -31,7 +32,15 @@ from gis.errors import Unauthorized
 from gis.storage.db import Database, make_engine
 from gis.storage.tables import LoginFailureRow
 from plans.clock import ManualClock
-from tests.conftest import DEMO_ID, DEMO_SITE, FAST_HASHER, TEST_PASSWORD, sign_in
+from tests.conftest import (
+    DEMO_ID,
+    DEMO_SITE,
+    FAST_HASHER,
+    TEST_PASSWORD,
+    sign_in,
+    site_database,
+)
+from tests.live_server import LiveServer
 from tests.problems import assert_problem
 
 WRONG = "not the password at all"
@@ -385,3 +394,24 @@ def test_device_tokens_from_the_command_line(cli: tuple[CliRunner, Database]) ->
         ("device.revoked", "device:gateway-1"),
         ("device.revoked", "device:gateway-2"),
     ]
+
+
+def test_a_burst_of_parallel_guesses_gets_no_more_than_the_free_ones(tmp_path: Path) -> None:
+    """The review's bypass: the lock was checked, then the password, then the failure counted,
+    so 40 guesses sent at once all passed the check. Now each attempt is counted before its
+    password is checked, one after another: a burst of 30 gets the 5 free 401s, then 429."""
+    url = site_database(tmp_path / "burst.db", {"burst-target": Role.VIEWER})
+    with LiveServer(url) as live:
+
+        def guess(i: int) -> int:
+            answer = httpx.post(
+                f"{live.base}/api/auth/login",
+                json={"username": "burst-target", "password": f"wrong-guess-{i:04d}"},
+                timeout=60,
+            )
+            return answer.status_code
+
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            statuses = list(pool.map(guess, range(30)))
+    assert sorted(set(statuses)) == [401, 429], statuses
+    assert statuses.count(401) <= ratelimit.PER_USER.free, statuses

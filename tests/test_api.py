@@ -24,6 +24,7 @@ HYDRANT: dict[str, Any] = {
     "properties": {"kind": "hydrant"},
 }
 MINIMUM = {"zones": 25, "resources": 150, "sensors": 60, "people": 400, "network": 1500}
+MINIMUM |= {"basemap": 40, "receptors": 3}  # the surroundings, outside the fence
 
 
 def test_sites_lists_the_demo_site_with_counts(client: TestClient) -> None:
@@ -222,7 +223,7 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
 
 
 def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
-    for path in ("/", "/static/app.js", "/api/sites", "/healthz", "/api/sites/nowhere"):
+    for path in ("/", "/static/main.js", "/api/sites", "/healthz", "/api/sites/nowhere"):
         answer = client.get(path)
         assert answer.headers["x-content-type-options"] == "nosniff", path
         assert answer.headers["referrer-policy"] == "no-referrer", path

@@ -263,7 +263,7 @@ def test_deleting_a_site_logs_every_feature(db: Database) -> None:
             text("SELECT count(*) FROM changes WHERE site_id = :s AND action = 'delete'"),
             {"s": DEMO_ID},
         ).scalar_one()
-    assert deleted == 48 + 321 + 77 + 430 + 1716 + 1
+    assert deleted == 48 + 321 + 77 + 430 + 1716 + 51 + 3 + 1
 
 
 # --- concurrency -------------------------------------------------------------------------

@@ -336,9 +336,25 @@ def test_without_leaflet_the_page_says_how_to_set_up(tmp_path: Path) -> None:
         assert leaflet.status_code == 503 and "make run" in leaflet.text
 
 
+def page_modules(frontend: Path = wall.FRONTEND) -> list[str]:
+    """The page's own ES modules, as the browser finds them: the module scripts of index.html,
+    then every static ``import ... from "./x.js"`` of each module, transitively (no build step)."""
+    index = (frontend / "index.html").read_text(encoding="utf-8")
+    entries = re.findall(r'<script type="module" src="/static/([\w.-]+\.js)">', index)
+    found: list[str] = []
+    while entries:
+        name = entries.pop(0)
+        if name in found:
+            continue
+        found.append(name)
+        source = (frontend / name).read_text(encoding="utf-8")
+        entries += re.findall(r'^import\s[^;]*?["\']\./([\w.-]+\.js)["\'];', source, re.M)
+    return found
+
+
 def test_the_wall_is_served_from_here() -> None:
     # No file of the page names anything outside this server.
-    for name in ("index.html", "app.js", "style.css"):
+    for name in ("index.html", "style.css", *page_modules()):
         text = (wall.FRONTEND / name).read_text(encoding="utf-8")
         assert not re.search(r"https?://|[\"'(]//[a-z]", text), name
     require(LEAFLET.is_file(), "Leaflet is not installed", NO_LEAFLET)
@@ -346,13 +362,53 @@ def test_the_wall_is_served_from_here() -> None:
     wall.mount(app)
     with TestClient(app) as client:
         page = client.get("/")
-        assert page.status_code == 200 and "/static/app.js" in page.text
-        assert client.get("/static/app.js").status_code == 200
+        assert page.status_code == 200 and "/static/main.js" in page.text
+        for name in page_modules():
+            assert client.get(f"/static/{name}").status_code == 200, name
         assert client.get("/static/style.css").status_code == 200
         assert client.get("/vendor/leaflet/leaflet.css").status_code == 200
         assert client.get("/vendor/leaflet/leaflet-src.esm.js").status_code == 200
         assert client.get("/static/node_modules/leaflet/package.json").status_code == 404
         assert client.get("/static/package.json").status_code == 404
+
+
+def test_every_module_of_the_page_is_served_as_javascript_and_no_script_is_inline() -> None:
+    """The wall is ES modules with no build step: a browser runs a module only if it comes with a
+    JavaScript MIME type, and the policy (script-src 'self') refuses inline script. Each module is
+    found by following the imports over HTTP from the page the server sends, as a browser does;
+    together they are every .js file of the page (none orphaned, none missing)."""
+    require(LEAFLET.is_file(), "Leaflet is not installed", NO_LEAFLET)
+    app = FastAPI()
+    wall.mount(app)
+    with TestClient(app) as client:
+        page = client.get("/").text
+        scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.S)
+        assert scripts, "the page loads no script"
+        for attributes, body in scripts:
+            assert 'type="module"' in attributes and 'src="/static/' in attributes, attributes
+            assert body.strip() == "", f"inline script: {body[:80]}"
+        assert not re.search(r"\son[a-z]+\s*=", page), "an inline event handler"
+        queue = [re.findall(r'src="([^"]+)"', attributes)[0] for attributes, _ in scripts]
+        served: dict[str, str] = {}
+        while queue:
+            url = queue.pop(0)
+            if url in served:
+                continue
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            served[url] = answer.headers["content-type"]
+            base = url.rsplit("/", 1)[0]
+            for target in re.findall(r'^import\s[^;]*?["\']([^"\']+)["\'];', answer.text, re.M):
+                queue.append(f"{base}/{target[2:]}" if target.startswith("./") else target)
+        javascript = ("text/javascript", "application/javascript")
+        for url, kind in served.items():
+            assert kind.split(";")[0].strip() in javascript, (url, kind)
+        assert "/vendor/leaflet/leaflet-src.esm.js" in served
+        own = {url.removeprefix("/static/") for url in served if url.startswith("/static/")}
+        pages_js = {p.name for p in wall.FRONTEND.glob("*.js")} - {"answer.js"}  # answer.html's
+        assert own == pages_js == set(page_modules())
+        assert {"main.js", "map.js", "socket.js", "state.js", "panels.js", "actions.js"} <= own
+        assert "i18n.js" in own
 
 
 # -- acting from the wall ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from gis.layer_io import (
     import_file,
     parse_format,
 )
-from gis.model import LAYERS
+from gis.model import ANY_GEOMETRY, LAYERS
 from gis.storage.db import Database
 from gis.storage.tables import ChangeRow
 from tests.conftest import DEMO_ID
@@ -44,6 +44,10 @@ def test_round_trip_keeps_geometry_and_attributes(
 ) -> None:
     """Export, re-import the file unchanged: every feature is recognised as unchanged."""
     before = snapshot(db, layer)
+    if fmt is FileFormat.SHAPEFILE and LAYERS[layer].geometry_type == ANY_GEOMETRY:
+        with pytest.raises(InvalidInput):  # points, lines and polygons: one type a Shapefile
+            export_layer(db, DEMO_ID, layer, fmt)
+        return
     data = export_layer(db, DEMO_ID, layer, fmt)
     report = import_file(db, DEMO_ID, layer, data, fmt, actor="qgis")
     assert (report.created, report.updated, report.deleted) == (0, 0, 0)

@@ -47,6 +47,7 @@ def test_upgrade_downgrade_and_models_match(empty_url: str) -> None:
         assert diff == []
         if engine.dialect.name == "postgresql":
             tables = ["zones", "resources", "sensors", "people", "network_edges"]
+            tables += ["basemap_features", "receptors"]
             assert gist == {f"ix_{t}_geom" for t in tables}
         downgrade(engine, "base")
         assert schema_is_current(engine)[0] is None

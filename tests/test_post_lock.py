@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
 import command.post as post_module
 from command.app import create_app
@@ -202,15 +202,19 @@ def test_planning_on_new_layers_does_not_hold_the_lock(command: TestClient, db: 
             )
         )
         entered(release)
+        person = post.model(DEMO_ID).person_ids[0]
         others, done = in_thread(
             lambda: (
                 post.tick(),
                 command.post(f"{BASE}/{incident_id}/notes", json={"text": "during the edit"}),
+                post.positions(DEMO_ID, {person: (121.35, 30.72, None)}),
+                post.site_snapshot(DEMO_ID),
             )
         )
         others.join(PROMPT_S)
-        assert not others.is_alive(), "a tick or a command waited for the planning"
+        assert not others.is_alive(), "a tick, a command or a position waited for the planning"
         assert done[0][1].status_code == 200
+        assert done[0][2]["accepted"] == 1
         release.set()
         edit.join(WAIT_S)
     assert answers[0].status_code == 201
@@ -335,3 +339,49 @@ def test_an_unreadable_event_row_does_not_stop_the_server(
     assert good in post.incidents and bad not in post.incidents
     assert post.calltree.open, "the open call-outs were rebuilt"
     assert_problem(client.get(f"{BASE}/{bad}"), 409, field="incident")
+
+
+def test_a_deleted_tail_quarantines_the_sites_incidents_instead_of_reviving_them(
+    command: TestClient, db: Database, restarted: Callable[..., TestClient]
+) -> None:
+    """The review's attack: delete a closed incident's last events (its stand-down) and
+    restart. The head says more events were logged than the log holds, so nothing of the site
+    is rebuilt as if complete: the incident does not come back as active."""
+    incident = command.post(BASE, json=CHLORINE_ACTIVATION).json()["incident"]["id"]
+    closed = command.post(
+        f"{BASE}/{incident}/stand-down", json={"force": True, "reason": "drill over"}
+    )
+    assert closed.status_code == 200, closed.text
+    with db.write() as session:
+        last = session.scalars(
+            select(EventRow.seq).where(EventRow.site_id == DEMO_ID).order_by(EventRow.seq.desc())
+        ).first()
+        assert last is not None
+        session.execute(
+            delete(EventRow).where(EventRow.site_id == DEMO_ID, EventRow.seq >= last - 1)
+        )
+    client = restarted()
+    post = post_of(client)
+    wait_recovered(post)
+    assert incident not in post.incidents
+    assert "incomplete" in post.quarantined[incident][1]
+    assert_problem(client.get(f"{BASE}/{incident}"), 409, field="incident")
+
+
+def test_a_corrupt_row_is_named_by_the_log_reads_not_a_fault(
+    command: TestClient, db: Database
+) -> None:
+    incident = command.post(BASE, json=CHLORINE_ACTIVATION).json()["incident"]["id"]
+    with db.write() as session:
+        seq = session.scalars(
+            select(EventRow.seq).where(EventRow.incident_id == incident).order_by(EventRow.seq)
+        ).all()[1]
+        session.execute(
+            text("UPDATE events SET data = 'null' WHERE site_id = :site AND seq = :seq"),
+            {"site": DEMO_ID, "seq": seq},
+        )
+    problem = assert_problem(command.get(f"/api/sites/{DEMO_ID}/events?after=0"), 409)
+    assert f"event {seq}" in problem["detail"]
+    assert command.get(f"/api/sites/{DEMO_ID}/events?after={seq}").status_code == 200
+    listed = command.get(f"{BASE}?state=all")
+    assert listed.status_code == 200, listed.text

@@ -15,6 +15,7 @@ a real uvicorn server on a loopback port, real websocket clients, real HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,17 +27,20 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import event, select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from command import accounts
 from command.auth import (
+    HUMAN_ROLES,
     TICKET_TTL_S,
     Role,
     create_device_token,
     create_user,
+    create_wall_token,
     ended_tokens,
+    find_user,
     issue_ticket,
     issue_token,
     redeem_ticket,
@@ -46,10 +50,11 @@ from command.auth import (
 from command.cli import main
 from command.deps import TOKEN_IN_URL
 from command.routes.sites import SITE_EXAMPLE
+from command.sessions import LiveSockets, sweep
 from gis.errors import Unauthorized
 from gis.sites import create_site
 from gis.storage.db import Database, make_engine
-from gis.storage.tables import WsTicketRow
+from gis.storage.tables import UserRow, WsTicketRow
 from tests.conftest import DEMO_ID, FAST_HASHER, TEST_PASSWORD, site_database
 from tests.live_server import LiveServer
 
@@ -320,6 +325,43 @@ def test_a_grant_on_one_site_subscribes_there_only(server: LiveServer) -> None:
     assert closed == (4403, "no role on this site any more")
 
 
+def test_the_command_line_taking_back_a_grant_closes_that_sites_wall(
+    server: LiveServer, database: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reviewer's case: ``rallypoint user revoke-grant`` works on the database alone, so
+    the server learns of it from its sweep, which re-checks each open wall's roles at its site
+    as the subscribe did. The wall on the site taken back closes with 4403 within a second; the
+    same session's wall on a site still granted stays open."""
+    monkeypatch.setenv("RALLYPOINT_DATABASE_URL", database[0])
+    engine = make_engine(database[0])
+    try:
+        with Database(engine).write() as session:
+            name, password = "cli-ungranted", TEST_PASSWORD
+            create_user(session, name, password, ["viewer"], site_id=DEMO_ID, hasher=FAST_HASHER)
+            accounts.grant(session, name, OTHER_ID, "viewer", actor="test")
+    finally:
+        engine.dispose()
+    revoke_grant = ["user", "revoke-grant", "cli-ungranted", "--site", DEMO_ID, "--role", "viewer"]
+
+    async def scenario() -> tuple[tuple[int, str], bool]:
+        async with httpx.AsyncClient(base_url=server.base) as http:
+            token = await sign_in(http, "cli-ungranted")
+        async with (
+            connect(server.ws_url, additional_headers=bearer(token)) as demo,
+            connect(server.ws_url, additional_headers=bearer(token)) as other,
+        ):
+            assert (await subscribe(demo, DEMO_ID))["type"] == "snapshot"
+            assert (await subscribe(other, OTHER_ID))["type"] == "snapshot"
+            result = await asyncio.to_thread(CliRunner().invoke, main, revoke_grant)
+            assert result.exit_code == 0, result.output
+            assert "no role" in result.output  # none left on the demo works by grant
+            return await close_of(demo), await is_open(other)
+
+    closed, other_open = asyncio.run(scenario())
+    assert closed == (4403, "no role on this site any more")
+    assert other_open
+
+
 @pytest.fixture
 def server_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """Every line the server logs at INFO and above, uvicorn's too: its loggers do not pass
@@ -374,9 +416,11 @@ def test_a_token_in_the_url_is_refused_and_never_logged(
 
 def test_the_wall_asks_for_a_ticket_not_a_token_url() -> None:
     """The map wall's code opens its socket with a ticket; no token goes in a URL."""
-    source = (Path(__file__).resolve().parent.parent / "frontend" / "app.js").read_text()
+    frontend = Path(__file__).resolve().parent.parent / "frontend"
+    source = (frontend / "socket.js").read_text()
     assert "/api/auth/ws-ticket" in source and "/ws?ticket=" in source
-    assert "access_token=" not in source
+    for module in frontend.glob("*.js"):
+        assert "access_token=" not in module.read_text(), module.name
 
 
 def test_the_sweep_finds_every_ended_token(db: Database) -> None:
@@ -397,3 +441,67 @@ def test_the_sweep_finds_every_ended_token(db: Database) -> None:
         later = datetime.now(UTC) + timedelta(seconds=61)
         hashes = {live, device, short, disabled, revoked, "0" * 64}
         assert ended_tokens(session, hashes, later) == {short, disabled, revoked, "0" * 64}
+
+
+def test_the_sweep_checks_each_open_walls_roles_at_its_site(db: Database) -> None:
+    """What the sweep closes with 4403: a person's connection whose site no longer gives them a
+    role it needs (a grant taken back, a global role taken away), read in one query for all;
+    a token that ended is 4401 instead. Wall and device tokens, a global viewer and a grant
+    still held stay; with nothing open the sweep asks the database nothing."""
+    with db.write() as session:
+        create_user(session, "global-viewer", TEST_PASSWORD, ["viewer"], hasher=FAST_HASHER)
+        for name, role in (("granted", "commander"), ("taken", "viewer"), ("gone-off", "viewer")):
+            create_user(session, name, TEST_PASSWORD, [role], site_id=DEMO_ID, hasher=FAST_HASHER)
+        create_user(session, "demoted", TEST_PASSWORD, ["viewer"], hasher=FAST_HASHER)
+        names = ("global-viewer", "granted", "taken", "demoted", "gone-off")
+        tokens = {n: issue_token(session, find_user(session, n), ttl_s=60).token for n in names}
+        signed_in = {n: resolve_token(session, token) for n, token in tokens.items()}
+        wall = resolve_token(session, create_wall_token(session, DEMO_ID, "w", None).token)
+        device = resolve_token(session, create_device_token(session, DEMO_ID, "d", None).token)
+    sockets = LiveSockets()
+    commander_only = frozenset({Role.DEVICE, Role.COMMANDER})  # the device feed's roles
+    opened = {
+        "global viewer": (signed_in["global-viewer"], DEMO_ID, HUMAN_ROLES),
+        "global viewer elsewhere": (signed_in["global-viewer"], OTHER_ID, HUMAN_ROLES),
+        "grant held": (signed_in["granted"], DEMO_ID, HUMAN_ROLES),
+        "feed of a granted commander": (signed_in["granted"], DEMO_ID, commander_only),
+        "feed of a viewer": (signed_in["global-viewer"], DEMO_ID, commander_only),
+        "granted elsewhere only": (signed_in["granted"], OTHER_ID, HUMAN_ROLES),
+        "grant taken back": (signed_in["taken"], DEMO_ID, HUMAN_ROLES),
+        "global role taken away": (signed_in["demoted"], DEMO_ID, HUMAN_ROLES),
+        "user disabled": (signed_in["gone-off"], DEMO_ID, HUMAN_ROLES),
+        "wall token": (wall, DEMO_ID, HUMAN_ROLES),
+        "device token": (device, DEMO_ID, commander_only),
+    }
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        if args[2].lstrip().upper().startswith("SELECT"):
+            statements.append(args[2])
+
+    assert db.connection is not None
+    event.listen(db.connection, "before_cursor_execute", count)
+    try:
+        assert sweep(sockets, db) == 0 and statements == []  # nothing open: no query
+        with contextlib.ExitStack() as stack:
+            watches = {
+                name: stack.enter_context(sockets.watch(who, site_id=site, needs=needs))
+                for name, (who, site, needs) in opened.items()
+            }
+            with db.write() as session:
+                accounts.revoke_grant(session, "taken", DEMO_ID, "viewer", actor="test")
+                session.get_one(UserRow, signed_in["demoted"].id).roles = []
+                accounts.disable_user(session, "gone-off", actor="test")
+            statements.clear()
+            assert sweep(sockets, db) == 5
+            assert len(statements) == 2, statements  # the tokens, then the roles
+            closed = {n: w.code for n, w in watches.items() if w.ended.is_set()}
+    finally:
+        event.remove(db.connection, "before_cursor_execute", count)
+    assert closed == {
+        "feed of a viewer": 4403,
+        "granted elsewhere only": 4403,
+        "grant taken back": 4403,
+        "global role taken away": 4403,
+        "user disabled": 4401,
+    }

@@ -1,12 +1,13 @@
 """User and token administration, for the ``admin`` role (which gives nothing on a site).
 
 Every act is recorded in ``account_events`` (``GET /api/admin/events``). Disabling a user,
-resetting a password and revoking a device token revoke the tokens concerned and close the
+resetting a password and revoking a device or wall token revoke the tokens concerned and close the
 websockets they opened, at once, with 4401.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from command import accounts, auth
 from command.auth import HUMAN_ROLES, Role
 from command.deps import AdminDep, DatabaseDep
-from command.sessions import ROLE_TAKEN, live_sockets
+from command.sessions import ROLE_TAKEN, ROLE_TAKEN_REASON, live_sockets
 from gis.errors import FieldError, InvalidInput
 
 router = APIRouter(prefix="/api/admin", tags=["administration"])
@@ -110,7 +111,7 @@ def revoke_grant(
     sockets = live_sockets(request.app)
     if sockets is not None and user.roles_at(site_id).isdisjoint(HUMAN_ROLES):
         # No role left on the site: the walls that follow it close (4403, as at subscribe).
-        sockets.end_user(user.id, "no role on this site any more", site_id=site_id, code=ROLE_TAKEN)
+        sockets.end_user(user.id, ROLE_TAKEN_REASON, site_id=site_id, code=ROLE_TAKEN)
     return user.to_json()
 
 
@@ -131,6 +132,53 @@ def revoke_device(
         revoked, hashes = accounts.revoke_device(session, site_id, device, actor=admin.username)
     _end(request, hashes, "the device token was revoked")
     return {"revoked": [d.to_json() for d in revoked]}
+
+
+class NewWall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    ttl_days: int = Field(default=365, ge=1, le=3650)
+
+
+@router.post(
+    "/sites/{site_id}/walls",
+    status_code=201,
+    summary="Issue a read-only wall token (kiosk mode); the token is shown once",
+    description="The wall opens `/#wall=<token>`: the fragment never reaches the server or "
+    "its logs. The token is a viewer of this site only and may only read and ask for a "
+    "websocket ticket; only its hash is stored.",
+)
+def add_wall(
+    response: Response, db: DatabaseDep, admin: AdminDep, site_id: str, body: NewWall
+) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "no-store"  # a token: never kept by a cache
+    with db.write() as session:
+        issued, wall = accounts.add_wall(
+            session, site_id, body.name, timedelta(days=body.ttl_days), actor=admin.username
+        )
+    return {**wall.to_json(), "token": issued.token, "kiosk_path": f"/#wall={issued.token}"}
+
+
+@router.get("/sites/{site_id}/walls", summary="The site's wall tokens (never the tokens)")
+def list_walls(db: DatabaseDep, admin: AdminDep, site_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        return {"walls": [w.to_json() for w in accounts.list_devices(session, site_id, "wall")]}
+
+
+@router.delete(
+    "/sites/{site_id}/walls/{wall}",
+    summary="Revoke a wall token by id, or every live one of that name; its websocket closes",
+)
+def revoke_wall(
+    request: Request, db: DatabaseDep, admin: AdminDep, site_id: str, wall: str
+) -> dict[str, Any]:
+    with db.write() as session:
+        revoked, hashes = accounts.revoke_device(
+            session, site_id, wall, actor=admin.username, kind="wall"
+        )
+    _end(request, hashes, "the wall token was revoked")
+    return {"revoked": [w.to_json() for w in revoked]}
 
 
 @router.get("/events", summary="The record of account administration, oldest first")

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from command import accounts, auth, ratelimit
-from command.deps import DatabaseDep, SignedInDep, TokenDep
+from command.deps import DatabaseDep, PersonOrWallDep, SignedInDep, TokenDep
 from command.problems import PROBLEM_JSON, problem_body
 from command.sessions import live_sockets
 from command.settings import Settings
@@ -95,18 +95,22 @@ def login(
     settings: Settings = request.app.state.settings
     response.headers["Cache-Control"] = "no-store"  # a token: never kept by a cache
     now, address = _clock(request).now(), _address(request)
-    with db.read() as session:
-        ratelimit.check(session, body.username, address, now=now)
+    with db.write() as session:  # counted before the password is checked: no burst gets by
+        ratelimit.reserve(session, body.username, address, now=now)
     try:
         with db.write() as session:
             issued = auth.authenticate(
                 session, body.username, body.password, ttl_s=settings.token_ttl_s
             )
-            ratelimit.succeeded(session, body.username)
+            ratelimit.succeeded(session, body.username, address)
     except Unauthorized:
         with db.write() as session:
-            ratelimit.failed(session, body.username, address, now=now)
-        log.warning("failed sign-in as %r from %s", body.username[:100], address)
+            ratelimit.locked_warning(session, body.username, address)
+            known = auth.user_exists(session, body.username)
+        # The typed name only if it is a user's: a password typed into the username box
+        # must not reach the log.
+        shown = repr(body.username.strip().lower()[:100]) if known else "an unknown username"
+        log.warning("failed sign-in as %s from %s", shown, address)
         raise
     assert issued.user is not None and issued.expires_at is not None
     return {
@@ -141,9 +145,10 @@ def me(db: DatabaseDep, principal: SignedInDep) -> dict[str, Any]:
     description="Browsers cannot send a header on a websocket; rather than the token, the URL "
     "carries this ticket: `wss://HOST/ws?ticket=...`. It opens one connection, as this "
     "session, within 30 seconds; a second use is closed with 4401. Signing out ends the "
-    "connection too.",
+    "connection too. A wall token (kiosk mode) gets one too: its websocket follows its own "
+    "site only, and revoking the token closes it.",
 )
-def ws_ticket(db: DatabaseDep, principal: SignedInDep, response: Response) -> dict[str, Any]:
+def ws_ticket(db: DatabaseDep, principal: PersonOrWallDep, response: Response) -> dict[str, Any]:
     response.headers["Cache-Control"] = "no-store"
     with db.write() as session:
         issued = auth.issue_ticket(session, principal)
@@ -167,8 +172,8 @@ def change_password(
     request: Request, db: DatabaseDep, principal: SignedInDep, body: PasswordChange
 ) -> Response:
     now, address = _clock(request).now(), _address(request)
-    with db.read() as session:
-        ratelimit.check(session, principal.username, address, now=now)
+    with db.write() as session:
+        ratelimit.reserve(session, principal.username, address, now=now)
     try:
         with db.write() as session:
             revoked = accounts.change_password(
@@ -180,8 +185,10 @@ def change_password(
             )
     except accounts.WrongPassword:
         with db.write() as session:
-            ratelimit.failed(session, principal.username, address, now=now)
+            ratelimit.locked_warning(session, principal.username, address)
         raise
+    with db.write() as session:
+        ratelimit.succeeded(session, principal.username, address)
     sockets = live_sockets(request.app)
     if sockets is not None:
         sockets.end_tokens(revoked, "the password was changed")

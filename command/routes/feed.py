@@ -106,8 +106,13 @@ async def device_feed(websocket: WebSocket, site_id: str) -> None:
         return
     await websocket.accept()
     log.info("%s feeds %s", principal.username, site_id)
-    # Revoking the token (or disabling its user) closes the feed at once, idle or not.
-    closer = asyncio.create_task(close_when_ended(websocket, app.state.sockets, principal))
+    # Revoking the token (or disabling its user) closes the feed at once, idle or not; a
+    # commander who loses the role here is closed by the sweep (4403).
+    closer = asyncio.create_task(
+        close_when_ended(
+            websocket, app.state.sockets, principal, site_id=site_id, needs=frozenset(FEEDERS)
+        )
+    )
     try:
         while True:
             frame = await websocket.receive()

@@ -1,13 +1,15 @@
 """The map wall: the browser page in ``frontend/``, and Leaflet from its npm install.
 
 Everything the page loads comes from this server: ``/`` (the page), ``/static/...`` (its own
-files) and ``/vendor/leaflet/...`` (Leaflet's ``dist`` folder, from ``npm ci --prefix frontend``),
-never from a CDN. Until the npm packages are installed, ``/`` and ``/vendor/leaflet/...`` answer
-503 with how to install them.
+files: ``main.js`` and the ES modules it imports, no build step) and ``/vendor/leaflet/...``
+(Leaflet's ``dist`` folder, from ``npm ci --prefix frontend``), never from a CDN. Until the npm
+packages are installed, ``/`` and ``/vendor/leaflet/...`` answer 503 with how to install them.
 """
 
 from __future__ import annotations
 
+import os
+from os import PathLike
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -21,6 +23,7 @@ SETUP_HINT = (
     "The map wall's browser packages (Leaflet) are not installed: run 'make run', or "
     "'npm ci --prefix frontend', then reload. The API works meanwhile (see /docs)."
 )
+JAVASCRIPT = "text/javascript; charset=utf-8"
 
 
 def leaflet_dir(frontend: Path) -> Path:
@@ -44,6 +47,20 @@ class _PageFiles(StaticFiles):
         if Path(path).parts[:1] in (("node_modules",), ("package.json",), ("package-lock.json",)):
             raise HTTPException(status_code=404)
         return await super().get_response(path, scope)
+
+    def file_response(
+        self,
+        full_path: PathLike[str] | str,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        """The page's modules as JavaScript, whatever the host's MIME table says: a browser runs
+        a ``<script type="module">`` (under ``nosniff``, any script) only with a JavaScript type."""
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if str(full_path).endswith(".js") and "content-type" in response.headers:
+            response.headers["content-type"] = JAVASCRIPT
+        return response
 
 
 def mount(app: FastAPI, frontend: Path = FRONTEND) -> None:

@@ -39,7 +39,7 @@ from command.hub import ENCODED, encode
 from command.post import CommandPost, event_message
 from command.sessions import LiveSockets
 from command.ws_frames import POLICY_VIOLATION, NotJson, Unsupported, client_message
-from gis.errors import NotFound, NotPermitted, RallypointError, Unauthorized
+from gis.errors import CorruptEvent, NotFound, NotPermitted, RallypointError, Unauthorized
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -72,9 +72,12 @@ def _catch_up(
             # The log's end first: anything committed after it is in what follows, or live.
             current = event_log.last_seq(session, site_id)
             if last_seq <= current and current - last_seq <= EVENTS_PAGE:
-                missed = event_log.since(
-                    session, site_id, last_seq, incident_id=incident, limit=EVENTS_PAGE
-                )
+                try:
+                    missed = event_log.since(
+                        session, site_id, last_seq, incident_id=incident, limit=EVENTS_PAGE
+                    )
+                except CorruptEvent:  # a damaged row: the picture instead (it names it)
+                    return [post.site_snapshot(site_id, incident)]
                 reads.charge(who, len(missed))
                 # Caught up to what was read, not to a later count: an event committed in
                 # between is then still sent live instead of being taken as already sent.

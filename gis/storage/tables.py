@@ -129,8 +129,42 @@ class NetworkEdgeRow(FeatureRow):
     geom: Mapped[BaseGeometry] = mapped_column(Geometry("LINESTRING"))
 
 
+class BasemapRow(FeatureRow):
+    """The surroundings drawn under the site: roads, buildings, water, landuse, place names."""
+
+    __tablename__ = "basemap_features"
+    layer_name = "basemap"
+
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    subtype: Mapped[str | None] = mapped_column(String(100))
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("GEOMETRY"))
+
+
+class ReceptorRow(FeatureRow):
+    """Sensitive receptors around the site: schools, hospitals, care homes, homes."""
+
+    __tablename__ = "receptors"
+    layer_name = "receptors"
+
+    name: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    population: Mapped[int | None] = mapped_column(Integer)
+    estimate: Mapped[str | None] = mapped_column(String(100))
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("GEOMETRY"))
+
+
 LAYER_ROWS: dict[str, type[FeatureRow]] = {
-    row.layer_name: row for row in (ZoneRow, ResourceRow, SensorRow, PersonRow, NetworkEdgeRow)
+    row.layer_name: row
+    for row in (
+        ZoneRow,
+        ResourceRow,
+        SensorRow,
+        PersonRow,
+        NetworkEdgeRow,
+        BasemapRow,
+        ReceptorRow,
+    )
 }
 
 
@@ -202,7 +236,7 @@ class TokenRow(Base):
     __tablename__ = "tokens"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # session | device
+    kind: Mapped[str] = mapped_column(String(16))  # session | device | wall
     user_id: Mapped[str | None] = mapped_column(
         String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
     )
@@ -213,6 +247,22 @@ class TokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SensorReadingRow(Base):
+    """Each sensor's latest reading, kept so that a restart (and a new install's demo) starts
+    with the wind known; older readings are not kept (what changed something is in the log)."""
+
+    __tablename__ = "sensor_readings"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    sensor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    direction_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
 
 
 class SiteRoleRow(Base):
