@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE = 1000
 #: Where a message keeps its JSON text once encoded (never part of the JSON itself).
 ENCODED = "__json"
+#: The parts of a ``positions`` message keyed by person, merged when messages coalesce.
+PER_PERSON = ("positions", "seen_at", "at_muster")
 
 
 def encode_bytes(value: Any) -> bytes:
@@ -58,12 +60,15 @@ class Subscriber:
         if message["type"] == "positions":
             pending = self.pending_positions
             if pending is not None and not pending.get("taken"):
-                # Coalesced: the client gets each person's latest position, not every one.
-                pending["positions"].update(message["positions"])
+                # Coalesced: the client gets each person's latest position (when it was seen,
+                # and the muster point they are at), not every one.
+                for key in PER_PERSON:
+                    if key in message:
+                        pending.setdefault(key, {}).update(message[key])
                 pending["headcount"] = message["headcount"]
                 pending["seq"] = max(pending["seq"], message["seq"])
                 return
-            message = {**message, "positions": dict(message["positions"])}
+            message = {**message, **{k: dict(message[k]) for k in PER_PERSON if k in message}}
             self.pending_positions = message
         try:
             self.queue.put_nowait(message)

@@ -691,7 +691,10 @@ def follow_positions(model: SiteModel, incident: Incident, rows: np.ndarray) -> 
     )
     change: dict[str, Any] = {}
     if entered or left or changed:
-        change = {"entered": entered, "left": left, "changed": changed}
+        # With the counts per zone now (zones nest, as the picture's exposure counts): a wall
+        # sets its figures from them, as it cannot tell from `left` which zone someone left.
+        counts = {str(k): v for k, v in found.counts().items()}
+        change = {"entered": entered, "left": left, "changed": changed, "counts": counts}
     return Followed(
         levels=levels,
         exposure=found,

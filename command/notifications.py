@@ -19,6 +19,8 @@ first contact. From there:
   is left, ``notification.unanswered`` is logged.
 
 Notifications are identified by the sequence number of the event that requested them.
+:func:`incident_notices` folds an incident's logged notification events into each notice's
+status, for the wall's call tree (``GET .../incidents/{id}/notices``).
 """
 
 from __future__ import annotations
@@ -27,17 +29,18 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from command import events as event_log
-from gis.storage.tables import NoticeTokenRow
+from gis.errors import CorruptEvent, FieldError, NotFound
+from gis.storage.tables import EventRow, NoticeTokenRow
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +209,120 @@ async def deliver(
             await asyncio.sleep(FIRST_BACKOFF_S * 2 ** (attempt - 1))
     log.warning("notification %s to %s not delivered: %s", notice.seq, notice.contact, detail)
     return False, ATTEMPTS, detail
+
+
+#: What became of a notice, as :func:`fold_notices` says it.
+NOTICE_STATUSES = ("waiting", "delivered", "failed", "acknowledged", "passed_on", "unanswered")
+#: Statuses that a later delivery outcome no longer changes (the call has moved on).
+_SETTLED = ("acknowledged", "passed_on", "unanswered")
+#: A notice's role names (the plan's, in English and Chinese), as the plan's roles call them.
+_ROLE_NAMES = (("role_name", "name"), ("role_name_zh", "name_zh"))
+
+
+def incident_notices(session: Session, site_id: str, incident_id: str) -> list[dict[str, Any]]:
+    """Every notice of an incident, active or closed, with its status, from the log (read raw:
+    a corrupt row is :class:`CorruptEvent`, 409, naming it); :class:`NotFound` for an
+    incident the site's log does not hold."""
+    query = (
+        select(*event_log.RAW_COLUMNS)
+        .where(
+            EventRow.site_id == site_id,
+            EventRow.incident_id == incident_id,
+            or_(
+                EventRow.type.startswith("notification."),
+                EventRow.type.in_(("incident.activated", "plan.run.activated")),
+            ),
+        )
+        .order_by(EventRow.seq)
+    )
+    events = []
+    for raw in session.execute(query):
+        try:
+            events.append(event_log.read_row(raw))
+        except event_log.Unreadable as exc:
+            raise CorruptEvent(
+                f"event {raw.seq} of incident {incident_id} is unreadable: {exc}; see "
+                "'rallypoint audit verify'",
+                errors=[FieldError("incident", f"event {raw.seq} is unreadable")],
+            ) from exc
+    if not any(e.type == "incident.activated" for e in events):
+        raise NotFound(
+            f"no incident '{incident_id}' at site '{site_id}'",
+            errors=[FieldError("incident", "unknown")],
+        )
+    return fold_notices(events)
+
+
+def fold_notices(events: Iterable[event_log.LoggedEvent]) -> list[dict[str, Any]]:
+    """Each ``notification.requested`` of ``events`` (in log order) as a notice with its
+    status (:data:`NOTICE_STATUSES`), in order of its ``seq``. The plan's roles, from
+    ``plan.run.activated``, give each role its name."""
+    roles: dict[str, Mapping[str, Any]] = {}
+    notices: dict[int, dict[str, Any]] = {}
+    for event in events:
+        try:
+            _fold(notices, roles, event)
+        except (KeyError, TypeError, ValueError, AttributeError):  # audit verify names it
+            log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
+    return [notices[seq] for seq in sorted(notices)]
+
+
+def _fold(
+    notices: dict[int, dict[str, Any]],
+    roles: dict[str, Mapping[str, Any]],
+    event: event_log.LoggedEvent,
+) -> None:
+    data, at = event.data, event.at.isoformat()
+    if event.type == "plan.run.activated":
+        template = data["data"]["template"]
+        roles.update({str(r["id"]): r for r in template.get("roles", [])})
+        return
+    if event.type == "notification.requested":
+        role = str(data["role"])
+        named = roles.get(role, {})
+        within = float(data["acknowledge_within_s"])
+        after = data.get("after")
+        notices[event.seq] = {
+            "seq": event.seq,
+            "role": role,
+            **{k: named[n] for k, n in _ROLE_NAMES if named.get(n)},
+            **({"level": data["level"]} if "level" in data else {}),
+            "order": data.get("order"),
+            "contact": data["contact"],
+            "index": int(data.get("index", 0)),
+            "fallback": bool(data.get("fallback", False)),
+            "after": int(after) if after is not None else None,
+            "requested_at": at,
+            "due_at": (event.at + timedelta(seconds=within)).isoformat(),
+            "status": "waiting",
+            "delivered_at": None,
+            "failure": None,
+            "acknowledged": None,
+        }
+        before = notices.get(int(after)) if after is not None else None
+        if before is not None and before["status"] not in _SETTLED:
+            before["status"] = "passed_on"
+        return
+    key = data.get("notification", data.get("after"))
+    notice = notices.get(int(key)) if key is not None else None
+    if notice is None:
+        return
+    if event.type == "notification.delivered":
+        notice["delivered_at"], notice["failure"] = at, None
+        if notice["status"] not in _SETTLED:
+            notice["status"] = "delivered"
+    elif event.type == "notification.failed":
+        notice["failure"] = str(data.get("detail") or "not delivered")
+        if notice["status"] not in _SETTLED:
+            notice["status"] = "failed"
+    elif event.type == "notification.acknowledged":
+        notice["status"] = "acknowledged"
+        notice["acknowledged"] = {
+            "by": event.actor,  # the commander's username, or "contact:<name>" by the link
+            "on_behalf": data.get("by") == "commander",
+            "channel": data.get("channel"),
+            "at": at,
+            **({"note": data["note"]} if data.get("note") else {}),
+        }
+    elif event.type == "notification.unanswered" and notice["status"] not in _SETTLED:
+        notice["status"] = "unanswered"

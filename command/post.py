@@ -53,7 +53,15 @@ from command.incidents import (
 )
 from command.notifications import CallTree, Notice, answered_by_token, issue_answer_tokens
 from command.positions import refuse_far_positions, store_positions
-from command.sensors import TIERS, Reading, proposed_plans, refuse_impossible, tier_after
+from command.sensors import (
+    TIERS,
+    Reading,
+    SensorAlarms,
+    nothing_to_acknowledge,
+    proposed_plans,
+    refuse_impossible,
+    tier_after,
+)
 from command.site_model import (
     SiteModel,
     SiteModels,
@@ -126,6 +134,8 @@ class CommandPost:
         self.scheduler = Scheduler(clock)
         self.incidents: dict[str, Incident] = {}
         self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
+        #: Each sensor's alarm awaiting (or holding) an acknowledgement, from the log.
+        self.alarms = SensorAlarms()
         #: site -> sensor -> its last reading (readings that change nothing are not logged:
         #: the latest are stored in ``sensor_readings`` once a second and read back on start).
         self.last_readings: dict[str, dict[str, dict[str, Any]]] = {}
@@ -434,6 +444,26 @@ class CommandPost:
                     extra={"reason": quarantined[1]},
                 )
 
+    def positions_now(self, site_id: str) -> dict[str, Any]:
+        """A ``positions`` message of everyone as they are now, with who is at a muster point
+        (null for the others): what a client resuming after a gap needs, as positions are not
+        logged and those sent while it was away are not replayed."""
+        self.model(site_id)  # planned on the newest layers first, outside the lock
+        with self._lock:
+            model = self._planned_model(site_id)
+            with self.db.read() as session:
+                seq = event_log.last_seq(session, site_id)
+        now = current_positions(model)
+        everyone = np.arange(len(model.person_ids))
+        return {
+            "type": "positions",
+            "seq": seq,
+            "positions": {pid: at[:2] for pid, at in now.items()},
+            "seen_at": {pid: at[2] for pid, at in now.items()},
+            "at_muster": _arrivals(model, everyone),
+            "headcount": headcount(model),
+        }
+
     def site_snapshot(self, site_id: str, incident_id: str | None = None) -> dict[str, Any]:
         """The picture of a site: every active incident (or one), as of the log's last event."""
         self.model(site_id)  # planned on the newest layers first, outside the lock
@@ -466,6 +496,10 @@ class CommandPost:
                 # Where everyone is now (lon, lat, observed at): a wall opened mid-incident
                 # draws people there, not where the people layer last had them.
                 "positions": current_positions(model),
+                # Who has arrived at a muster point (drawn apart from those still moving).
+                "at_muster": _arrivals(model),
+                # Alarms nobody has acknowledged yet: a wall that (re)connects shows them.
+                "alarms": self.alarms.unacknowledged(site_id, model.sensors),
             }
             if not self.recovery.finished:  # the wall shows how far a restart has come
                 message["recovery"] = self.recovery.as_dict()
@@ -1031,6 +1065,7 @@ class CommandPost:
                     logged = event_log.append_many(session, site_id, drafts)
             # Logged (or nothing to log): now memory follows.
             self.sensor_tiers[site_id] = tiers
+            self.alarms.follow(logged)
             self.last_readings.setdefault(site_id, {}).update(latest)
             self._unsaved_readings.setdefault(site_id, {}).update(latest)
             if not logged:
@@ -1094,11 +1129,13 @@ class CommandPost:
         return max(winds, key=lambda w: datetime.fromisoformat(w.at), default=None)
 
     def sensor_state(self, site_id: str) -> list[dict[str, Any]]:
-        """Each sensor of the site that has a tier or a reading: its tier and last reading."""
+        """Each sensor of the site that has a tier, a reading or an alarm: its tier, last
+        reading and alarm (None, or awaiting or holding an acknowledgement)."""
         model = self.model(site_id)
         with self._lock:
             tiers = dict(self.sensor_tiers.get(site_id, {}))
             latest = dict(self.last_readings.get(site_id, {}))
+            alarms = {k: a.as_dict() for k, a in self.alarms.sites.get(site_id, {}).items()}
         return [
             {
                 "id": sensor.id,
@@ -1106,10 +1143,55 @@ class CommandPost:
                 "substance": sensor.substance,
                 "tier": tiers.get(sensor.id),
                 "last_reading": latest.get(sensor.id),
+                "alarm": alarms.get(sensor.id),
             }
             for sensor in model.sensors.values()
-            if sensor.id in tiers or sensor.id in latest
+            if sensor.id in tiers or sensor.id in latest or sensor.id in alarms
         ]
+
+    def acknowledge_alarm(
+        self,
+        site_id: str,
+        sensor_id: str,
+        *,
+        actor: str,
+        by_name: str | None = None,
+        note: str | None = None,
+    ) -> event_log.LoggedEvent:
+        """Someone acknowledges a sensor's alarm: ``sensor.acknowledged``, naming who. An
+        unknown sensor is :class:`NotFound`; one with no alarm awaiting an acknowledgement is
+        :class:`IllegalTransition` (409), naming its state, and nothing is logged."""
+        model = self.model(site_id)
+        with self._lock:
+            alarm = self.alarms.of(site_id, sensor_id)
+            # A sensor deleted from the layer while its alarm waits is still acknowledged:
+            # otherwise its alarm would sound on every wall for ever.
+            if sensor_id not in model.sensors and alarm is None:
+                raise NotFound(
+                    f"no sensor '{sensor_id}' at site '{site_id}'",
+                    errors=[FieldError("sensor", "unknown")],
+                )
+            if alarm is None or alarm.acknowledged is not None:
+                tier = self.sensor_tiers.get(site_id, {}).get(sensor_id)
+                raise IllegalTransition(
+                    nothing_to_acknowledge(sensor_id, tier, alarm),
+                    errors=[FieldError("sensor", "no alarm awaits an acknowledgement")],
+                )
+            data = {
+                "sensor_id": sensor_id,
+                "tier": alarm.tier,
+                "value": alarm.value,
+                "by": actor,
+                "by_name": by_name,
+                "note": note,
+            }
+            with self.db.write() as session:
+                event = event_log.append(
+                    session, site_id, "sensor.acknowledged", actor=actor, data=data
+                )
+            self.alarms.follow([event])
+            self.hub.publish(site_id, [event_message(event)])
+            return event
 
     def _wind(self, model: SiteModel, reading: Reading) -> list[tuple[Incident, Reassessment]]:
         """Re-evaluate the site's active gas releases under a wind station's new reading."""
@@ -1205,6 +1287,7 @@ class CommandPost:
                     "seq": seq,
                     "positions": {pid: list(timed[pid][:2]) for pid in ids},
                     "seen_at": {pid: _iso(timed[pid][2]) for pid in ids},
+                    "at_muster": _arrivals(model, moved.rows),
                     "headcount": count,
                 }
             )
@@ -1276,13 +1359,17 @@ class CommandPost:
         grouped: dict[str, list[event_log.LoggedEvent]] = {}
         unreadable: dict[str, tuple[str, str]] = {}
         tiers: dict[str, dict[str, str | None]] = {}
+        alarms = SensorAlarms()
         calltree = CallTree()
         for event in self._raw_events(EventRow.incident_id.is_not(None), unreadable):
             grouped.setdefault(str(event.incident_id), []).append(event)
-        for event in self._raw_events(EventRow.type == "sensor.state", unreadable):
+        sensor_types = ("sensor.state", "sensor.acknowledged")
+        for event in self._raw_events(EventRow.type.in_(sensor_types), unreadable):
             try:
-                tiers.setdefault(event.site_id, {})[event.data["sensor_id"]] = event.data["to"]
-            except (KeyError, TypeError):  # audit verify names it
+                if event.type == "sensor.state":
+                    tiers.setdefault(event.site_id, {})[event.data["sensor_id"]] = event.data["to"]
+                alarms.follow([event])  # the alarms as they were: the same rules replayed
+            except (KeyError, TypeError, ValueError):  # audit verify names it
                 log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
         for event in self._raw_events(EventRow.type.startswith("notification."), unreadable):
             data = event.data
@@ -1303,6 +1390,7 @@ class CommandPost:
             for site_id, latest in readings.items():  # newer ones taken meanwhile win
                 self.last_readings[site_id] = {**latest, **self.last_readings.get(site_id, {})}
             self.sensor_tiers = tiers
+            self.alarms = alarms
             self.calltree = calltree
             for incident_id, (site_id, reason) in unreadable.items():
                 log.error("incident %s quarantined: %s", incident_id, reason)
@@ -1617,6 +1705,22 @@ class CommandPost:
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def _arrivals(model: SiteModel, rows: np.ndarray | None = None) -> dict[str, str | None]:
+    """Person -> the muster point whose area holds their latest position: for the people at
+    ``rows`` (None for those not at one), or (no ``rows``) for everyone at one."""
+    names = list(model.muster_areas)
+    with model.lock:  # the array is replaced whole on each move, never changed in place
+        at = model.person_muster
+    ids = model.person_ids
+    if rows is None:
+        found = np.flatnonzero(at >= 0)
+        return {ids[i]: names[m] for i, m in zip(found.tolist(), at[found].tolist(), strict=True)}
+    return {
+        ids[i]: names[m] if m >= 0 else None
+        for i, m in zip(rows.tolist(), at[rows].tolist(), strict=True)
+    }
 
 
 def actor_for(

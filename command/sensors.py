@@ -14,12 +14,15 @@ propose plans and move a plume.
 Only changes of state are events (``sensor.state``). When a sensor reaches the tier a plan's
 trigger names, for the same kind of sensor and substance, the plan is proposed
 (``plan.proposed``); the commander decides whether to activate it.
+
+A rise also raises an alarm that someone must acknowledge (:class:`SensorAlarms`, ISA-18.2
+style): ``sensor.acknowledged`` names who did.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,3 +195,111 @@ def _point(geometry: Any) -> tuple[float, float] | None:
 
 def _same(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.strip().lower() == b.strip().lower()
+
+
+# -- alarm acknowledgement (ISA-18.2) -----------------------------------------------------------
+
+
+@dataclass
+class Alarm:
+    """A sensor's alarm as the operators see it: the highest tier reached since the last
+    acknowledgement, when it was reached and the reading that reached it, and who
+    acknowledged it (None: not yet)."""
+
+    tier: str
+    since: str  # ISO 8601, the time of the sensor.state event that reached ``tier``
+    value: float
+    acknowledged: dict[str, Any] | None = None  # {by, by_name, at}
+    current: str | None = None  # the sensor's tier now (it may have fallen since)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "since": self.since,
+            "value": self.value,
+            "acknowledged": dict(self.acknowledged) if self.acknowledged else None,
+        }
+
+
+class SensorAlarms:
+    """Per site and sensor, its alarm, followed from the logged ``sensor.state`` and
+    ``sensor.acknowledged`` events (live, and replayed on a restart: the same code both ways).
+
+    ISA-18.2's rules:
+    - A rise to a tier (warning, alarm or high alarm) makes the alarm *unacknowledged* at that
+      tier, or at the highest tier reached since the last acknowledgement.
+    - It stays unacknowledged when the reading falls back, down to normal ("return to normal
+      unacknowledged"), until someone acknowledges it.
+    - Acknowledged, it stays listed while the sensor is in a tier and goes once it is normal.
+      A rise above the acknowledged tier makes it unacknowledged again; a rise back to the
+      acknowledged tier (or below) does not.
+    """
+
+    def __init__(self) -> None:
+        self.sites: dict[str, dict[str, Alarm]] = {}
+
+    def of(self, site_id: str, sensor_id: str) -> Alarm | None:
+        return self.sites.get(site_id, {}).get(sensor_id)
+
+    def follow(self, events: Iterable[Any]) -> None:
+        """Apply logged events (``site_id``, ``type``, ``at``, ``data``); other types pass."""
+        for event in events:
+            if event.type == "sensor.state":
+                self._state(event.site_id, event.data, event.at.isoformat())
+            elif event.type == "sensor.acknowledged":
+                self._acknowledged(event.site_id, event.data, event.at.isoformat())
+
+    def _state(self, site_id: str, data: Mapping[str, Any], at: str) -> None:
+        alarms = self.sites.setdefault(site_id, {})
+        sensor_id = str(data["sensor_id"])
+        before, after = data.get("from"), data.get("to")
+        alarm = alarms.get(sensor_id)
+        if alarm is not None:
+            alarm.current = after
+        if after is None:  # back to normal: only an acknowledged alarm goes
+            if alarm is not None and alarm.acknowledged is not None:
+                del alarms[sensor_id]
+            return
+        rising = before is None or TIERS.index(after) > TIERS.index(before)
+        if not rising:
+            return
+        if alarm is None or TIERS.index(after) > TIERS.index(alarm.tier):
+            alarms[sensor_id] = Alarm(after, at, float(data["value"]), None, after)
+
+    def _acknowledged(self, site_id: str, data: Mapping[str, Any], at: str) -> None:
+        alarms = self.sites.get(site_id, {})
+        sensor_id = str(data["sensor_id"])
+        alarm = alarms.get(sensor_id)
+        if alarm is None or alarm.acknowledged is not None:
+            return  # nothing waited for it (a log edited by hand): nothing to undo
+        if alarm.current is None:  # back to normal already: acknowledged, it is over
+            del alarms[sensor_id]
+            return
+        alarm.acknowledged = {"by": data.get("by"), "by_name": data.get("by_name"), "at": at}
+
+    def unacknowledged(self, site_id: str, sensors: Mapping[str, Sensor]) -> list[dict[str, Any]]:
+        """The site's alarms not yet acknowledged, for a wall that (re)connects: oldest first."""
+        out = [
+            {
+                "id": sensor_id,
+                "tier": alarm.tier,
+                "since": alarm.since,
+                "value": alarm.value,
+                "substance": sensors[sensor_id].substance if sensor_id in sensors else None,
+            }
+            for sensor_id, alarm in self.sites.get(site_id, {}).items()
+            if alarm.acknowledged is None
+        ]
+        return sorted(out, key=lambda a: (a["since"], a["id"]))
+
+
+def nothing_to_acknowledge(sensor_id: str, tier: str | None, alarm: Alarm | None) -> str:
+    """Why an acknowledgement of ``sensor_id`` changes nothing, naming its state."""
+    now = f"in {tier}" if tier else "normal"
+    if alarm is None or alarm.acknowledged is None:
+        return f"{sensor_id} has no alarm to acknowledge: it is {now}"
+    by = alarm.acknowledged.get("by_name") or alarm.acknowledged.get("by")
+    return (
+        f"{sensor_id}'s alarm ({alarm.tier}) was acknowledged already, by {by} at "
+        f"{alarm.acknowledged.get('at')}; it is {now}"
+    )

@@ -1,9 +1,11 @@
 // Acting from the wall: moving steps, assigning and releasing duties (Wall methods, mixed into it
 // by state.js), and the commander's activation panel with its proposals. The server has the
-// last word; every refusal is shown where it happened, in the server's own words.
+// last word; every refusal is shown where it happened, in the server's own words. The wall's
+// own words come from the message table (i18n.js), and follow a language switch.
 import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import { api, problemText, send } from "./api.js";
 import { $, el } from "./dom.js";
+import { currentLanguage, localized, t } from "./i18n.js";
 
 // The moves a step allows from each status (plans/engine.py); the server has the last word.
 const STEP_MOVES = {
@@ -12,13 +14,16 @@ const STEP_MOVES = {
   acknowledged: ["start", "skip", "fail"],
   in_progress: ["complete", "skip", "fail"],
 };
+// Each move's button and, for those that ask something first, its confirm button (message keys).
 const STEP_ACTIONS = {
-  acknowledge: { label: "Acknowledge" },
-  start: { label: "Start" },
-  complete: { label: "Complete", confirm: "Complete" },
-  skip: { label: "Skip", confirm: "Skip step" },
-  fail: { label: "Fail", confirm: "Fail step" },
+  acknowledge: { label: "stepact.acknowledge" },
+  start: { label: "stepact.start" },
+  complete: { label: "stepact.complete", confirm: "stepact.confirm_complete" },
+  skip: { label: "stepact.skip", confirm: "stepact.confirm_skip" },
+  fail: { label: "stepact.fail", confirm: "stepact.confirm_fail" },
 };
+// The language a step's buttons were last labelled in (a step item -> its language).
+const labelledIn = new WeakMap();
 
 export const actionMethods = {
   // -- acting on steps ---------------------------------------------------------------------------
@@ -45,7 +50,11 @@ export const actionMethods = {
     const actions = this.actionsFor(step, shown, about);
     const doneWhen = about?.done_when?.kind || "";
     const key = `${step.status}|${actions.join(",")}|${doneWhen}`;
-    if (item.dataset.actions === key) return; // unchanged: keep a half-typed reason
+    if (item.dataset.actions === key) {
+      // Unchanged: keep a half-typed reason; only the words follow a language switch.
+      if (labelledIn.get(item) !== currentLanguage()) this.labelActions(item, step, about);
+      return;
+    }
     item.dataset.actions = key;
     const box = item.querySelector(".step-actions");
     const form = item.querySelector(".step-form");
@@ -53,15 +62,34 @@ export const actionMethods = {
     form.replaceChildren();
     box.replaceChildren();
     for (const action of actions) {
-      const { label } = STEP_ACTIONS[action];
-      const button = el(
-        "button",
-        { type: "button", "data-action": action, title: `${label} step ${step.id}` },
-        this.actionField(action, about) ? `${label}…` : label,
-      );
+      const button = el("button", { type: "button", "data-action": action });
       button.addEventListener("click", () => this.chooseAction(item, step, shown, action));
       box.append(button);
     }
+    this.labelActions(item, step, about);
+  },
+
+  // The words of a step's buttons, and of its open form, in the wall's language.
+  labelActions(item, step, about) {
+    labelledIn.set(item, currentLanguage());
+    for (const button of item.querySelectorAll(".step-actions button[data-action]")) {
+      const action = button.dataset.action;
+      const label = t(STEP_ACTIONS[action].label);
+      button.title = t("stepact.title", { action: label, step: step.id });
+      button.textContent = this.actionField(action, about) ? t("stepact.asks", { action: label }) : label;
+    }
+    const form = item.querySelector(".step-form");
+    const action = form.dataset.action;
+    const field = action && !form.hidden ? this.actionField(action, about) : null;
+    if (!field) return;
+    const words = form.querySelector("label")?.firstChild;
+    if (words?.nodeType === Node.TEXT_NODE) words.data = `${field.label} `;
+    const input = form.querySelector("input");
+    if (input) input.placeholder = field.placeholder || "";
+    const submit = form.querySelector("button[data-confirm]");
+    if (submit) submit.textContent = t(STEP_ACTIONS[action].confirm);
+    const cancel = form.querySelector("button.quiet-button");
+    if (cancel) cancel.textContent = t("stepact.cancel");
   },
 
   // Skip and fail ask for a reason; completing a step done by a value or an action asks for it.
@@ -77,8 +105,8 @@ export const actionMethods = {
       placeholder: field.placeholder || "",
     });
     if (field.type === "number") input.step = "any";
-    const submit = el("button", { type: "submit", "data-confirm": action }, STEP_ACTIONS[action].confirm);
-    const cancel = el("button", { type: "button", class: "quiet-button" }, "Cancel");
+    const submit = el("button", { type: "submit", "data-confirm": action }, t(STEP_ACTIONS[action].confirm));
+    const cancel = el("button", { type: "button", class: "quiet-button" }, t("stepact.cancel"));
     form.replaceChildren(el("label", {}, `${field.label} `, input), submit, cancel);
     form.dataset.action = action;
     form.hidden = false;
@@ -100,18 +128,25 @@ export const actionMethods = {
     input.focus();
   },
 
+  // What a move asks before it is sent, with its words in the wall's language (or null).
   actionField(action, about) {
     if (action === "skip" || action === "fail") {
-      return { name: "reason", type: "text", label: `Why ${action === "skip" ? "skip" : "did it fail"}?` };
+      return { name: "reason", type: "text", label: t(action === "skip" ? "stepact.why_skip" : "stepact.why_fail") };
     }
     if (action !== "complete") return null;
     const done = about?.done_when;
     const name = done?.name ? done.name.replaceAll("_", " ") : "";
     if (done?.kind === "value") {
-      return { name: "value", type: "number", label: `${name || "value"}${done.unit ? ` (${done.unit})` : ""}` };
+      const what = name || t("stepact.value");
+      return { name: "value", type: "number", label: done.unit ? t("stepact.with_unit", { name: what, unit: done.unit }) : what };
     }
     if (done?.kind === "action") {
-      return { name: "reference", type: "text", label: `Reference${name ? ` (${name})` : ""}`, placeholder: "e.g. call log no." };
+      return {
+        name: "reference",
+        type: "text",
+        label: name ? t("stepact.reference_named", { name }) : t("stepact.reference"),
+        placeholder: t("stepact.reference_example"),
+      };
     }
     return null;
   },
@@ -130,7 +165,7 @@ export const actionMethods = {
       if (form.dataset.action === action) form.hidden = true;
     } catch (failure) {
       if (failure.status === 401) return;
-      error.textContent = `${STEP_ACTIONS[action].label} refused: ${problemText(failure)}`;
+      error.textContent = t("stepact.refused", { action: t(STEP_ACTIONS[action].label), detail: problemText(failure) });
       for (const control of controls) control.disabled = false;
     }
   },
@@ -148,7 +183,7 @@ export const actionMethods = {
       await send("POST", this.dutyPath(shown), body); // the duty.assigned event shows it
       form.username.value = "";
     } catch (failure) {
-      if (failure.status !== 401) error.textContent = `Not assigned: ${problemText(failure)}`;
+      if (failure.status !== 401) error.textContent = t("duty.not_assigned", { detail: problemText(failure) });
     } finally {
       button.disabled = false;
     }
@@ -161,7 +196,7 @@ export const actionMethods = {
     try {
       await send("DELETE", `${this.dutyPath(shown)}/${encodeURIComponent(role)}/${encodeURIComponent(username)}`);
     } catch (failure) {
-      if (failure.status !== 401) error.textContent = `Not released: ${problemText(failure)}`;
+      if (failure.status !== 401) error.textContent = t("duty.not_released", { detail: problemText(failure) });
       button.disabled = false;
     }
   },
@@ -174,57 +209,66 @@ export const actionMethods = {
 // typed, the plan's design release (`design`: its key in `scenario.design_release`), the plan's
 // substance (`substance`), the last wind a wind station reported (`wind`), the site's clock, or
 // a stated cautious choice (`value`). Otherwise it stays empty; if the model needs it
-// (`required`), the panel says so by the field and sends nothing.
+// (`required`), the panel says so by the field and sends nothing. `label` and `placeholder` are
+// message keys.
 const HAZARD_MODELS = {
   // The plan's design release: the server takes the figures from the plan and the wind from
   // its last wind station reading. Only a gas needs a wind; one typed here is sent instead.
   plan: {
     fields: [
-      { name: "wind_speed_m_s", label: "Wind speed (m/s)", type: "number", wind: "speed", gas: true, required: "unless-station" },
-      { name: "wind_from_deg", label: "Wind from (degrees)", type: "number", wind: "from", gas: true, required: "unless-station" },
+      { name: "wind_speed_m_s", label: "act.field.wind_speed_m_s", type: "number", wind: "speed", gas: true, required: "unless-station" },
+      { name: "wind_from_deg", label: "act.field.wind_from_deg", type: "number", wind: "from", gas: true, required: "unless-station" },
     ],
   },
   toxic_release: {
     fields: [
-      { name: "substance", label: "Substance", type: "text", substance: true, required: true },
-      { name: "rate_g_s", label: "Release rate (g/s)", type: "number", design: "rate_g_s", required: true },
-      { name: "wind_speed_m_s", label: "Wind speed (m/s)", type: "number", wind: "speed", required: true },
-      { name: "wind_from_deg", label: "Wind from (degrees)", type: "number", wind: "from", required: true },
-      { name: "release_height_m", label: "Release height (m)", type: "number", design: "release_height_m", placeholder: "0: at ground level" },
-      { name: "daytime", label: "Daytime", type: "checkbox", value: "daytime" },
-      { name: "insolation", label: "Sunshine (by day)", type: "select", options: ["strong", "moderate", "slight"], value: "moderate" },
+      { name: "substance", label: "act.field.substance", type: "text", substance: true, required: true },
+      { name: "rate_g_s", label: "act.field.rate_g_s", type: "number", design: "rate_g_s", required: true },
+      { name: "wind_speed_m_s", label: "act.field.wind_speed_m_s", type: "number", wind: "speed", required: true },
+      { name: "wind_from_deg", label: "act.field.wind_from_deg", type: "number", wind: "from", required: true },
+      { name: "release_height_m", label: "act.field.release_height_m", type: "number", design: "release_height_m", placeholder: "act.placeholder.ground_level" },
+      { name: "daytime", label: "act.field.daytime", type: "checkbox", value: "daytime" },
+      { name: "insolation", label: "act.field.insolation", type: "select", options: ["strong", "moderate", "slight"], value: "moderate" },
       // A clear night is the most stable air and the longest plume: the cautious choice.
-      { name: "cloud_cover_octas", label: "Cloud cover at night (octas; 0 clear: longest plume)", type: "number", value: 0 },
+      { name: "cloud_cover_octas", label: "act.field.cloud_cover_octas", type: "number", value: 0 },
     ],
   },
   pool_fire: {
     fields: [
-      { name: "fuel", label: "Fuel", type: "text", design: "fuel", substance: true, required: true },
-      { name: "diameter_m", label: "Pool diameter (m)", type: "number", design: "diameter_m", required: true },
+      { name: "fuel", label: "act.field.fuel", type: "text", design: "fuel", substance: true, required: true },
+      { name: "diameter_m", label: "act.field.diameter_m", type: "number", design: "diameter_m", required: true },
     ],
   },
   explosion: {
     fields: [
-      { name: "substance", label: "Substance", type: "text", substance: true },
-      { name: "mass_kg", label: "Mass in the cloud (kg)", type: "number", design: "mass_kg", required: true, unless: "tnt_kg" },
-      { name: "tnt_kg", label: "Or TNT equivalent (kg)", type: "number" },
+      { name: "substance", label: "act.field.substance", type: "text", substance: true },
+      { name: "mass_kg", label: "act.field.mass_kg", type: "number", design: "mass_kg", required: true, unless: "tnt_kg" },
+      { name: "tnt_kg", label: "act.field.tnt_kg", type: "number" },
     ],
   },
   radius: {
-    fields: [{ name: "radii_m", label: "Radii, innermost first (m)", type: "list", design: "radii_m", required: true }],
+    fields: [{ name: "radii_m", label: "act.field.radii_m", type: "list", design: "radii_m", required: true }],
   },
   erg: {
     fields: [
-      { name: "substance", label: "Substance", type: "text", substance: true, required: true },
-      { name: "spill", label: "Spill", type: "select", options: ["small", "large"], value: "large" },
-      { name: "daytime", label: "Daytime", type: "checkbox", value: "daytime" },
-      { name: "wind_from_deg", label: "Wind from (degrees)", type: "number", wind: "from", required: true },
+      { name: "substance", label: "act.field.substance", type: "text", substance: true, required: true },
+      { name: "spill", label: "act.field.spill", type: "select", options: ["small", "large"], value: "large" },
+      { name: "daytime", label: "act.field.daytime", type: "checkbox", value: "daytime" },
+      { name: "wind_from_deg", label: "act.field.wind_from_deg", type: "number", wind: "from", required: true },
     ],
   },
 };
+// The words of the selects' options (their values are what is sent).
+const OPTION_LABELS = {
+  strong: "act.option.strong",
+  moderate: "act.option.moderate",
+  slight: "act.option.slight",
+  small: "act.option.small",
+  large: "act.option.large",
+};
+const optionText = (value) => (OPTION_LABELS[value] ? t(OPTION_LABELS[value]) : String(value));
 // A plan's scenario hazard -> the model that draws its threat zones (the rest: fixed radii).
 const SCENARIO_MODELS = { toxic_release: "toxic_release", fire: "pool_fire", explosion: "explosion" };
-const TIER_LABELS = { warning: "Warning", alarm: "ALARM", high_alarm: "HIGH ALARM" };
 // The panel's own inputs (the hazard model's come and go with the model).
 const ACTIVATION_FIELDS = ["plan_id", "level", "location", "model", "capacity_aware"];
 const WIND_POLL_MS = 30_000; // while the panel is open, the station's wind is asked again this often
@@ -244,37 +288,50 @@ function latestWind(sensors) {
   return best;
 }
 
+// A list as an input's value: the panel parses it back (request()), so always with commas.
 const listText = (value) => (Array.isArray(value) ? value.join(", ") : String(value));
+// A list in a sentence, in the wall's language.
+const listWords = (value) => (Array.isArray(value) ? value.join(t("act.list_separator")) : String(value));
 
-// A design release in a few words: "1250 g/s of chlorine from 1 m".
+// A design release in a few words: "1250 g/s of chlorine, from 1 m".
 function designText(design, substance) {
   const parts = [];
-  if (design.rate_g_s != null) parts.push(`${design.rate_g_s} g/s${substance ? ` of ${substance}` : ""}`);
-  if (design.release_height_m != null) parts.push(`from ${design.release_height_m} m`);
-  if (design.fuel != null) parts.push(`a pool fire of ${design.fuel}`);
-  if (design.diameter_m != null) parts.push(`${design.diameter_m} m across`);
-  if (design.mass_kg != null) parts.push(`${design.mass_kg} kg${substance ? ` of ${substance}` : ""} in the cloud`);
-  if (design.radii_m != null) parts.push(`radii ${listText(design.radii_m)} m`);
-  return parts.join(", ");
+  if (design.rate_g_s != null) {
+    parts.push(substance ? t("design.rate_of", { rate: design.rate_g_s, substance }) : t("design.rate", { rate: design.rate_g_s }));
+  }
+  if (design.release_height_m != null) parts.push(t("design.height", { height: design.release_height_m }));
+  if (design.fuel != null) parts.push(t("design.fuel", { fuel: design.fuel }));
+  if (design.diameter_m != null) parts.push(t("design.diameter", { diameter: design.diameter_m }));
+  if (design.mass_kg != null) {
+    parts.push(substance ? t("design.mass_of", { mass: design.mass_kg, substance }) : t("design.mass", { mass: design.mass_kg }));
+  }
+  if (design.radii_m != null) parts.push(t("design.radii", { radii: listWords(design.radii_m) }));
+  return parts.join(t("design.separator"));
 }
 
-// The hazard an incident was activated with (its picture's `incident.hazard`), in a few words.
-function hazardText(hazard) {
+// The hazard an incident was activated with (its picture's `incident.hazard`), in a few words of
+// the wall's language.
+export function hazardText(hazard) {
   if (!hazard) return "";
-  const wind = hazard.wind_from_deg != null
-    ? `wind ${hazard.wind_speed_m_s != null ? `${hazard.wind_speed_m_s} m/s ` : ""}from ${hazard.wind_from_deg}°`
-    : "";
+  let wind = "";
+  if (hazard.wind_from_deg != null) {
+    wind = hazard.wind_speed_m_s != null
+      ? t("hazard.wind", { speed: hazard.wind_speed_m_s, deg: hazard.wind_from_deg })
+      : t("hazard.wind_from", { deg: hazard.wind_from_deg });
+  }
   switch (hazard.model) {
     case "toxic_release":
-      return `${hazard.rate_g_s} g/s of ${hazard.substance}, ${wind}`;
+      return t("hazard.toxic_release", { rate: hazard.rate_g_s, substance: hazard.substance, wind });
     case "pool_fire":
-      return `pool fire of ${hazard.fuel}, ${hazard.diameter_m} m`;
+      return t("hazard.pool_fire", { fuel: hazard.fuel, diameter: hazard.diameter_m });
     case "explosion":
-      return hazard.tnt_kg != null ? `${hazard.tnt_kg} kg TNT` : `${hazard.mass_kg} kg of ${hazard.substance}`;
+      return hazard.tnt_kg != null
+        ? t("hazard.explosion_tnt", { tnt: hazard.tnt_kg })
+        : t("hazard.explosion", { mass: hazard.mass_kg, substance: hazard.substance });
     case "radius":
-      return `radii ${listText(hazard.radii_m)} m`;
+      return t("hazard.radius", { radii: listWords(hazard.radii_m) });
     case "erg":
-      return `ERG, ${hazard.spill} spill of ${hazard.substance}, ${wind}`;
+      return t("hazard.erg", { spill: optionText(hazard.spill), substance: hazard.substance, wind });
     default:
       return hazard.model;
   }
@@ -283,7 +340,9 @@ function hazardText(hazard) {
 // The commander's panel: a plan, a level, a place clicked on the map and the hazard, then one
 // "Activate". A plan with a design release activates it ("model": "plan") under the last wind a
 // station reported; the figures are prefilled from the plan and the station only, never guessed.
-// Proposed plans (a sensor's alarm) show as a banner whose one click does that.
+// Proposed plans (a sensor's alarm) show as a banner whose one click does that. Everything the
+// panel says is kept as what to say (a message key and its figures, or the server's words), so
+// a language switch ("rp-language") says it again in the other language.
 export class Activation {
   constructor(wall) {
     this.wall = wall;
@@ -301,14 +360,18 @@ export class Activation {
     this.choosing = 0; // the latest plan choice (a slower earlier one must not win)
     this.chosen = Promise.resolve(); // the hazard inputs of the chosen plan, once filled in
     this.errors = new Map(); // field name -> its error element
-    this.refusal = null; // the last refusal: {text, fields}
+    this.said = new Map(); // field name -> what its error element says: functions giving text
+    this.saying = null; // what the panel's error line says: a function giving its text
+    this.labelled = []; // the hazard inputs' words: {field, words (the label's text node), input}
+    this.result = null; // the last activation: {plan, level, incident, hazard}
+    this.refusal = null; // the last refusal: {text, fields, say (gives text again, if local)}
 
     const signal = this.abort.signal;
     const form = $("activate-form");
     $("activate").hidden = false;
     $("activate-plan").replaceChildren();
-    $("activate-location").textContent = "Click the map where it happens.";
-    $("activate-result").replaceChildren();
+    this.paintLocation();
+    this.paintResult();
     for (const name of ACTIVATION_FIELDS) this.errors.set(name, $(`activate-error-${name}`));
     this.clearErrors();
     this.fields("toxic_release");
@@ -331,7 +394,10 @@ export class Activation {
     $("activate").addEventListener("toggle", () => {
       if ($("activate").open) this.refreshWind();
     }, { signal });
+    // setLanguage has written the page's static text already; the panel's own follows.
+    document.addEventListener("rp-language", () => this.repaint(), { signal });
     wall.map.on("click", (event) => {
+      if (event.personHit) return; // a click on a person's dot is about them, not a place
       if (!$("activate").hidden && $("activate").open) this.pick([event.latlng.lng, event.latlng.lat], true);
     });
     this.windTimer = setInterval(() => {
@@ -350,21 +416,45 @@ export class Activation {
     return encodeURIComponent(this.wall.site.id);
   }
 
+  // Everything the panel wrote, again in the wall's language (what was typed stays).
+  repaint() {
+    for (const option of $("activate-plan").options) option.textContent = this.planOption(option.value);
+    this.paintModelOption();
+    this.paintLocation();
+    this.labelFields();
+    this.paintWind();
+    if (this.plan) this.paintDesign($("activate-model").value);
+    this.paintResult();
+    for (const name of this.said.keys()) this.paintError(name);
+    if (this.refusal?.say) this.refusal.text = this.refusal.say();
+    this.sayError(this.saying);
+    this.marker?.setTooltipContent(t("act.pick"));
+  }
+
   async loadPlans() {
     let plans;
     try {
       ({ plans } = await api(`/api/sites/${this.site()}/plans`));
     } catch (error) {
-      if (error.status !== 401) $("activate-error").textContent = `Cannot list the plans: ${problemText(error)}`;
+      if (error.status !== 401) {
+        const detail = problemText(error);
+        this.sayError(() => t("act.plans_failed", { detail }));
+      }
       return;
     }
     const select = $("activate-plan");
     for (const plan of plans) {
       this.plans.set(plan.id, plan);
-      select.append(el("option", { value: plan.id }, `${plan.title} (${plan.id})`));
+      select.append(el("option", { value: plan.id }, this.planOption(plan.id)));
     }
-    if (!plans.length) $("activate-error").textContent = "The site has no plan yet.";
+    if (!plans.length) this.sayError(() => t("act.no_plans"));
     else await this.choosePlan(select.value);
+  }
+
+  // A plan in the plan select: its title in the wall's language (title_zh in Chinese), and id.
+  planOption(planId) {
+    const plan = this.plans.get(planId);
+    return t("act.plan_option", { title: localized(plan, "title") || planId, id: planId });
   }
 
   // -- the wind ----------------------------------------------------------------------------------
@@ -409,18 +499,21 @@ export class Activation {
     let text;
     if (station) {
       const age = Date.now() - station.time;
-      const old = age > WIND_OLD_MS ? `, ${Math.round(age / 60_000)} min ago` : "";
-      const stale = this.stationError ? `; could not ask again: ${this.stationError}` : "";
-      const reported = `from ${station.sensor} at ${this.wall.at(station.at)}${old}${stale}`;
+      const reported = t("act.wind_reported", {
+        station: station.sensor,
+        time: this.wall.at(station.at),
+        age: age > WIND_OLD_MS ? t("act.wind_age", { minutes: Math.round(age / 60_000) }) : "",
+        stale: this.stationError ? t("act.wind_stale", { detail: this.stationError }) : "",
+      });
       text = typed
-        ? `Typed: sent instead of the station's wind (${station.speed} m/s from ${station.from}°, ${reported}).`
-        : `Reading ${reported}.`;
+        ? t("act.wind_typed_over", { speed: station.speed, from: station.from, reported })
+        : t("act.wind_reading", { reported });
       note.dataset.source = typed ? "typed" : "station";
     } else {
       const why = this.stationError
-        ? `The wind stations' readings cannot be read (${this.stationError})`
-        : "No wind station has reported yet";
-      text = typed ? "Typed: no wind station has reported." : `${why}: type the wind${plan ? ", or the server will ask for it" : ""}.`;
+        ? t("act.wind_unreadable", { detail: this.stationError })
+        : t("act.wind_none");
+      text = typed ? t("act.wind_typed_only") : t(plan ? "act.wind_type_plan" : "act.wind_type", { why });
       note.dataset.source = typed ? "typed" : "none";
     }
     note.textContent = text;
@@ -446,11 +539,17 @@ export class Activation {
     const scenario = template?.scenario || { hazard: summary.hazard };
     const design = scenario.design_release || null;
     this.plan = { id: planId, scenario, design };
-    const option = $("activate-model").querySelector("option[value='plan']");
-    option.disabled = !design;
-    option.textContent = design ? "Design release (from the plan)" : "Design release (this plan gives none)";
+    $("activate-model").querySelector("option[value='plan']").disabled = !design;
+    this.paintModelOption();
     this.fields(design ? "plan" : SCENARIO_MODELS[scenario.hazard] || "radius");
     $("activate-hazard").dataset.plan = planId; // filled in for this plan
+  }
+
+  // The model option "design release" says whether the chosen plan gives one.
+  paintModelOption() {
+    if (!this.plan) return; // no plan chosen yet: the page's own words (index.html)
+    const option = $("activate-model").querySelector("option[value='plan']");
+    option.textContent = t(this.plan.design ? "design.option" : "design.option_none");
   }
 
   // The hazard model's inputs: what was `typed` first, then what is known (see HAZARD_MODELS).
@@ -462,8 +561,12 @@ export class Activation {
     const box = $("activate-hazard-fields");
     box.replaceChildren();
     for (const name of [...this.errors.keys()]) {
-      if (!ACTIVATION_FIELDS.includes(name)) this.errors.delete(name);
+      if (!ACTIVATION_FIELDS.includes(name)) {
+        this.errors.delete(name);
+        this.said.delete(name);
+      }
     }
+    this.labelled = [];
     const wanted = HAZARD_MODELS[model].fields.filter((f) => !f.gas || scenario?.hazard === "toxic_release");
     for (const field of wanted) {
       const id = `activate-${field.name}`;
@@ -471,11 +574,10 @@ export class Activation {
       let input;
       if (field.type === "select") {
         input = el("select", { id, name: field.name });
-        for (const option of field.options) input.append(el("option", { value: option }, option));
+        for (const option of field.options) input.append(el("option", { value: option }));
       } else {
         input = el("input", { id, name: field.name, type: field.type === "list" ? "text" : field.type });
         if (field.type === "number") input.step = "any";
-        if (field.placeholder) input.placeholder = field.placeholder;
       }
       input.setAttribute("aria-describedby", error.id);
       input.dataset.kind = field.type;
@@ -496,18 +598,32 @@ export class Activation {
       if (source) input.dataset.source = source;
       if (field.type === "checkbox") input.checked = Boolean(value);
       else if (value !== undefined && value !== null) input.value = String(value);
+      const words = document.createTextNode(""); // labelFields writes it
       const label = field.type === "checkbox"
-        ? el("label", { class: "check" }, input, ` ${field.label}`)
-        : el("label", {}, `${field.label} `, input);
+        ? el("label", { class: "check" }, input, words)
+        : el("label", {}, words, input);
       box.append(el("div", { class: "field" }, label, error));
       this.errors.set(field.name, error);
+      this.labelled.push({ field, words, input });
       if (field.name === "wind_from_deg") {
         // Where the wind comes from, below its inputs (paintWind).
         box.append(el("p", { class: "hint wind-note", id: "activate-wind-note", "aria-live": "polite" }));
       }
     }
+    this.labelFields();
     this.paintWind();
     this.paintDesign(model);
+  }
+
+  // The hazard inputs' labels, placeholders and options, in the wall's language.
+  labelFields() {
+    for (const { field, words, input } of this.labelled) {
+      words.data = field.type === "checkbox" ? ` ${t(field.label)}` : `${t(field.label)} `;
+      if (field.placeholder) input.placeholder = t(field.placeholder);
+      if (field.type === "select") {
+        for (const option of input.options) option.textContent = optionText(option.value);
+      }
+    }
   }
 
   // What the plan's design release says, and its basis: where the figures come from.
@@ -520,15 +636,16 @@ export class Activation {
     }
     note.hidden = false;
     if (!plan.design) {
-      note.replaceChildren("This plan gives no design release: type the figures.");
+      note.replaceChildren(t("design.none"));
       return;
     }
     const what = designText(plan.design, plan.scenario.substances?.[0]);
     const gas = plan.scenario.hazard === "toxic_release";
     const head = model === "plan"
-      ? `The plan's design release: ${what}${gas ? ", under the station's wind unless typed below; day or night by the site's clock" : ""}.`
-      : `Prefilled from the plan's design release (${what}).`;
-    note.replaceChildren(el("span", {}, head), " ", el("small", { class: "basis" }, `Basis: ${plan.design.basis}`));
+      ? t(gas ? "design.plan_gas" : "design.plan", { what })
+      : t("design.prefilled", { what });
+    const basis = t("design.basis", { basis: localized(plan.design, "basis") });
+    note.replaceChildren(el("span", {}, head), " ", el("small", { class: "basis" }, basis));
   }
 
   // Day at the site: 06:00 to 18:00 local time.
@@ -557,13 +674,35 @@ export class Activation {
     this.location = [lon, lat];
     if (byUser) this.dirty = true;
     this.clearError("location");
-    $("activate-location").textContent = `lat ${lat.toFixed(6)}, lon ${lon.toFixed(6)}`;
+    this.paintLocation();
     this.marker?.remove();
     this.marker = L.circleMarker([lat, lon], {
       pane: "dots", className: "rp-pick", radius: 9, color: "#000", weight: 3, dashArray: "3 3", fillColor: "#fff", fillOpacity: 0.6,
     })
-      .bindTooltip("Where the plan is activated")
+      .bindTooltip(t("act.pick"))
       .addTo(this.wall.map);
+  }
+
+  // The place picked, or how to pick one.
+  paintLocation() {
+    const [lon, lat] = this.location || [];
+    $("activate-location").textContent = this.location
+      ? t("act.location", { lat: lat.toFixed(6), lon: lon.toFixed(6) })
+      : t("act.click_map");
+  }
+
+  // The last activation, under the panel: its incident and the hazard it was drawn with.
+  paintResult() {
+    const result = this.result;
+    if (!result) {
+      $("activate-result").replaceChildren();
+      return;
+    }
+    const used = hazardText(result.hazard);
+    $("activate-result").replaceChildren(
+      el("span", { "data-incident": result.incident }, t("act.activated", result)),
+      used ? el("span", { class: "used" }, t("act.used", { hazard: used })) : null,
+    );
   }
 
   request() {
@@ -615,18 +754,18 @@ export class Activation {
   async send() {
     this.clearErrors();
     this.refusal = null;
-    $("activate-result").replaceChildren();
+    this.result = null;
+    this.paintResult();
     const missing = this.missing();
-    if (!this.location) this.showError("location", "Click the map where it happens.");
+    if (!this.location) this.showError("location", () => t("act.click_map"));
     for (const input of missing) {
-      const why = input.dataset.wind && !this.station
-        ? "required: no wind station has reported, type the wind"
-        : "required: nothing known fills it in, type the figure";
-      this.showError(input.name, why);
+      const why = input.dataset.wind && !this.station ? "act.required_wind" : "act.required";
+      this.showError(input.name, () => t(why));
     }
     if (!this.location || missing.length) {
       const names = [...(this.location ? [] : ["location"]), ...missing.map((input) => input.name)];
-      this.refuse({ text: "fill in the fields marked", fields: names });
+      const say = () => t("act.fill_marked");
+      this.refuse({ text: say(), fields: names, say });
       return false;
     }
     const request = this.request();
@@ -635,16 +774,12 @@ export class Activation {
     try {
       const picture = await send("POST", `/api/sites/${this.site()}/incidents`, request);
       // The picture arrives over the websocket like every other screen's.
-      const id = picture.incident.id;
-      const used = hazardText(picture.incident.hazard);
-      $("activate-result").replaceChildren(
-        el("span", { "data-incident": id }, `Activated ${request.plan_id} at ${request.level}: ${id}`),
-        used ? el("span", { class: "used" }, ` (${used})`) : null,
-      );
+      this.result = { plan: request.plan_id, level: request.level, incident: picture.incident.id, hazard: picture.incident.hazard };
+      this.paintResult();
       this.location = null;
       this.marker?.remove();
       this.marker = null;
-      $("activate-location").textContent = "Click the map where it happens.";
+      this.paintLocation();
       this.dirty = false;
       this.dismissPlan(request.plan_id);
       $("activate").open = false; // make room for the incident; the result stays in the summary
@@ -665,7 +800,7 @@ export class Activation {
       const name = String(field).split(".").reverse().find((part) => this.errors.has(part)) ||
         (String(field).includes("hazard") ? "model" : null);
       if (!name) continue;
-      this.showError(name, reason);
+      this.showError(name, () => reason); // the server's own words, in its language
       fields.push(name);
     }
     if (fields.some((name) => name.startsWith("wind_"))) {
@@ -681,28 +816,41 @@ export class Activation {
 
   refuse(refusal) {
     this.refusal = refusal;
-    $("activate-error").textContent = `Not activated: ${refusal.text}`;
+    this.sayError(() => t("act.not_activated", { detail: refusal.text }));
     $("activate").open = true;
     const first = this.hazardInputs().find((input) => input.getAttribute("aria-invalid") === "true");
     first?.focus();
   }
 
-  showError(name, text) {
+  // The panel's error line: `say` gives its text (again after a language switch), or nothing.
+  sayError(say) {
+    this.saying = say;
+    $("activate-error").textContent = say ? say() : "";
+  }
+
+  // `say` gives a field's error text: each one is added to what the field says already.
+  showError(name, say) {
+    if (!this.errors.has(name)) return;
+    this.said.set(name, [...(this.said.get(name) || []), say]);
+    this.paintError(name);
+    document.querySelector(`[aria-describedby="${this.errors.get(name).id}"]`)?.setAttribute("aria-invalid", "true");
+  }
+
+  paintError(name) {
     const error = this.errors.get(name);
-    if (!error) return;
-    error.textContent = error.textContent ? `${error.textContent}; ${text}` : text;
-    document.querySelector(`[aria-describedby="${error.id}"]`)?.setAttribute("aria-invalid", "true");
+    if (error) error.textContent = (this.said.get(name) || []).map((say) => say()).join("; ");
   }
 
   clearError(name) {
     const error = this.errors.get(name);
+    this.said.delete(name);
     if (!error) return;
     error.textContent = "";
     document.querySelector(`[aria-describedby="${error.id}"]`)?.removeAttribute("aria-invalid");
   }
 
   clearErrors() {
-    $("activate-error").textContent = "";
+    this.sayError(null);
     for (const name of this.errors.keys()) this.clearError(name);
     for (const input of this.hazardInputs()) input.removeAttribute("aria-invalid");
   }
@@ -711,8 +859,9 @@ export class Activation {
   async prefill(planId, lonlat) {
     await this.loaded;
     if (!this.plans.has(planId)) {
-      $("activate-error").textContent = `Plan ${planId} is not among the site's plans.`;
-      this.refusal = { text: `plan ${planId} is not among the site's plans`, fields: [] };
+      this.sayError(() => t("act.unknown_plan", { plan: planId }));
+      const say = () => t("act.unknown_plan_reason", { plan: planId });
+      this.refusal = { text: say(), fields: [], say };
       return false;
     }
     $("activate").open = true;
@@ -726,26 +875,23 @@ export class Activation {
 
   // -- proposals ---------------------------------------------------------------------------------
 
-  propose(event) {
-    const { sensor_id: sensorId, tier, plans = [], running = {} } = event.data || {};
-    if (!plans.length && !Object.keys(running).length) return;
-    const sensor = this.wall.sensors.get(String(sensorId));
+  // A plan as a commander knows it: its title in the wall's language.
+  planLabel(planId) {
+    return localized(this.plans.get(planId), "title") || planId;
+  }
+
+  // The plans an alarm proposes (Alarms.proposed), offered on its entry in the alarm bar: one
+  // click activates the plan at the sensor, with its design release under the station's wind;
+  // "Review first" fills the panel instead.
+  offer(item, entry, sensor, error) {
     const where = sensor?.geometry?.type === "Point" ? sensor.geometry.coordinates : null;
-    const name = sensor?.properties?.name || sensorId;
-    const box = $("proposals");
-    box.querySelector(`.proposal[data-sensor="${CSS.escape(String(sensorId))}"]`)?.remove();
-    const error = el("p", { class: "error", role: "alert" });
-    const banner = el(
-      "section",
-      { class: "proposal", "data-sensor": String(sensorId), "data-seq": String(event.seq), "aria-label": "Proposed plan" },
-      el("h2", {}, `${TIER_LABELS[tier] || tier}: ${name}`),
-      el("p", {}, `${this.wall.at(event.at)} · sensor ${sensorId}${where ? "" : " (position unknown: click the map)"} proposes:`),
-    );
-    for (const planId of plans) {
-      const title = this.plans.get(planId)?.title || planId;
-      // One click: the plan, at the sensor, with its design release under the station's wind.
-      const activate = el("button", { type: "button", class: "activate-now", "data-plan": planId, "data-title": title }, "");
-      const review = el("button", { type: "button", class: "quiet-button", "data-review": planId }, "Review first");
+    if (!where) item.append(el("p", { class: "quiet" }, t("alarm.unknown_place")));
+    for (const planId of entry.plans) {
+      const title = this.planLabel(planId);
+      const level = t(`response.${$("activate-level").value}`);
+      const activate = el("button", { type: "button", class: "activate-now", "data-plan": planId, "data-title": title },
+        t("alarm.activate", { plan: title, level }));
+      const review = el("button", { type: "button", class: "quiet-button", "data-review": planId }, t("alarm.review"));
       activate.addEventListener("click", async () => {
         error.textContent = "";
         activate.disabled = true;
@@ -757,54 +903,39 @@ export class Activation {
       review.addEventListener("click", () => {
         this.prefill(planId, where).then(() => $("activate").scrollIntoView({ block: "start" }));
       });
-      banner.append(el("p", { class: "proposal-plan", "data-plan": planId }, activate, " ", review));
+      item.append(el("p", { class: "proposal-plan", "data-plan": planId }, activate, " ", review));
     }
-    // A plan already running for this place is pointed to, never offered again.
-    for (const [planId, incidentId] of Object.entries(running)) {
-      const title = this.plans.get(planId)?.title || planId;
-      banner.append(el("p", { class: "proposal-running", "data-plan": planId, "data-incident": incidentId }, `${title}: already running as incident ${incidentId}`));
+    // Ready for one click, unless the commander is filling the panel in already.
+    if (!this.dirty && where && entry.plans.length && entry.proposedSeq !== this.prefilledFor) {
+      this.prefilledFor = entry.proposedSeq;
+      this.prefill(entry.plans[0], where);
     }
-    const dismiss = el("button", { type: "button", class: "quiet-button dismiss" }, "Dismiss");
-    dismiss.addEventListener("click", () => {
-      banner.remove();
-      box.hidden = !box.children.length;
-    });
-    banner.append(dismiss, error);
-    box.prepend(banner);
-    box.hidden = false;
-    this.paintLevels();
-    if (!this.dirty && where && plans.length) this.prefill(plans[0], where); // ready for one click
   }
 
-  // Why a banner's one click did not activate, and what to do about it.
+  // Why a one-click activation did not happen, and what to do about it.
   refusalText() {
     const refusal = this.refusal;
-    if (!refusal) return "Not activated: see the activation panel.";
+    if (!refusal) return t("alarm.not_activated_panel");
     const wind = refusal.fields.some((name) => name.startsWith("wind_"));
-    const todo = wind
-      ? " Type the wind (speed, and where it comes from) in the panel below, then Activate again."
-      : refusal.fields.length
-        ? " Complete the fields marked in the panel below, then Activate again."
-        : "";
-    const text = /[.!?]$/.test(refusal.text) ? refusal.text : `${refusal.text}.`;
-    return `Not activated: ${text}${todo}`;
+    const todo = wind ? t("alarm.todo_wind") : refusal.fields.length ? t("alarm.todo_fields") : "";
+    const text = refusal.say ? refusal.say() : refusal.text; // in the language shown now
+    const stop = /[.!?。！？]$/.test(text) ? "" : t("punct.stop");
+    return [t("act.not_activated", { detail: `${text}${stop}` }), todo].filter(Boolean).join(" ");
   }
 
-  // The banners' buttons say the level they activate at: the panel's.
+  // The alarms' buttons say the level they activate at: the panel's.
   paintLevels() {
     const level = $("activate-level").value;
-    for (const button of $("proposals").querySelectorAll("button.activate-now[data-plan]")) {
-      button.textContent = `Activate ${button.dataset.title} at ${level}`;
+    for (const button of $("alarms").querySelectorAll("button.activate-now[data-plan]")) {
+      button.textContent = t("alarm.activate", { plan: button.dataset.title, level: t(`response.${level}`) });
     }
   }
 
+  // Activated: the alarm no longer offers the plan (the alarm itself stays until acknowledged).
   dismissPlan(planId) {
-    const box = $("proposals");
-    for (const row of box.querySelectorAll(`.proposal-plan[data-plan="${CSS.escape(planId)}"]`)) {
-      const banner = row.closest(".proposal");
-      row.remove();
-      if (!banner.querySelector(".proposal-plan")) banner.remove();
+    for (const entry of this.wall.alarms?.entries.values() || []) {
+      if (entry.plans?.includes(planId)) entry.plans = entry.plans.filter((p) => p !== planId);
     }
-    box.hidden = !box.children.length;
+    this.wall.alarms?.paint();
   }
 }

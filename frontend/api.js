@@ -1,7 +1,7 @@
 // Asking the server: the signed-in user's token on every request, and a refusal as an HttpError
 // carrying the server's own words (problem+json, RFC 9457).
 import { t } from "./i18n.js";
-import { signOut } from "./session.js";
+import { isKiosk, kioskRefused, signOut } from "./session.js";
 
 export const TOKEN_KEY = "rallypoint.token";
 
@@ -24,7 +24,8 @@ export async function api(path, options = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401 && path !== "/api/auth/login") {
-    signOut(t("session.ended"));
+    if (isKiosk()) kioskRefused("kiosk.revoked");
+    else signOut(t("session.ended"));
     throw new HttpError(401, "signed out");
   }
   const body = response.headers.get("content-type")?.includes("json")

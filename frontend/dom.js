@@ -8,7 +8,7 @@ export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (key === "class") node.className = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role") node.setAttribute(key, value);
     else node[key] = value;
   }
   for (const child of children) {
@@ -24,9 +24,15 @@ export function text(value) {
 }
 
 export function show(section) {
-  for (const id of ["login", "sites", "wall"]) $(id).hidden = id !== section;
-  $("sign-out").hidden = section === "login";
-  $("change-site").hidden = section !== "wall";
+  for (const id of ["login", "sites", "wall", "kiosk"]) $(id).hidden = id !== section;
+  const kiosk = document.body.classList.contains("kiosk");
+  $("sign-out").hidden = section === "login" || kiosk;
+  $("change-site").hidden = section !== "wall" || kiosk;
+}
+
+// The site's time now, for the header.
+export function clock(format) {
+  return format.format(new Date());
 }
 
 export function setStatus(state, text = t(`status.${state}`)) {
@@ -37,9 +43,9 @@ export function setStatus(state, text = t(`status.${state}`)) {
 
 
 export function duration(seconds) {
-  if (seconds === null || seconds === undefined) return t("duration.none");
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return t("duration.none");
   const s = Math.round(seconds);
-  return s < 60
-    ? t("duration.seconds", { s })
-    : t("duration.minutes", { min: Math.floor(s / 60), s: String(s % 60).padStart(2, "0") });
+  if (s < 60) return t("duration.seconds", { s });
+  if (s < 3600) return t("duration.minutes", { min: Math.floor(s / 60), s: String(s % 60).padStart(2, "0") });
+  return t("duration.hours", { h: Math.floor(s / 3600), min: String(Math.floor(s / 60) % 60).padStart(2, "0") });
 }

@@ -4,11 +4,16 @@
 // the header and the sign-in form and starts; frontend/README.md maps the modules.
 import { TOKEN_KEY } from "./api.js";
 import { $, show } from "./dom.js";
-import { changeSite, chooseSite, login, signOut } from "./session.js";
+import { currentLanguage, setLanguage, translatePage } from "./i18n.js";
+import { changeSite, chooseSite, isKiosk, login, signOut, startKiosk, takeKioskToken } from "./session.js";
 
+translatePage();
+$("language").value = currentLanguage();
+$("language").addEventListener("change", () => setLanguage($("language").value));
 $("login-form").addEventListener("submit", login);
 $("sign-out").addEventListener("click", () => signOut());
 $("change-site").addEventListener("click", changeSite);
 
-if (sessionStorage.getItem(TOKEN_KEY)) chooseSite();
+if (takeKioskToken() || isKiosk()) startKiosk();
+else if (sessionStorage.getItem(TOKEN_KEY)) chooseSite();
 else show("login");

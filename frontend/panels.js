@@ -1,7 +1,27 @@
-// The side panel: each incident's card (steps, duties, resources, muster verdicts), the muster
-// headcount and the recovery banner (Wall methods, mixed into it by state.js; proposals are
-// the activation panel's, in actions.js).
-import { $, duration, el } from "./dom.js";
+// The side panel: each incident's article (a compact card with the plan, the response level, the
+// time since activation and the wind; then tabs for steps, people, resources, call tree, log and
+// command), the incident switch when more than one runs, and the recovery banner (Wall methods,
+// mixed into it by state.js). Everything is painted from the picture and the events, in the
+// wall's language; `repaint()` paints it again when the language changes.
+import { $, clock, duration, el } from "./dom.js";
+import { localized, t } from "./i18n.js";
+
+export const TABS = ["steps", "people", "resources", "calltree", "log", "command"];
+const LIST_MAX = 60; // the longest list of ids a tab shows before "…and N more"
+const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+
+// Where a wind comes from, as a compass point in the wall's language.
+export function compass(deg) {
+  return t(`compass.${COMPASS[Math.round((((deg % 360) + 360) % 360) / 45) % 8]}`);
+}
+
+// A threat level named for what it means: "AEGL-3 · life-threatening", never "L3" (that is a
+// response level). The criterion is the zone's own label without its averaging time.
+export function threatName(level, zoneLabel) {
+  const criterion = String(zoneLabel || "").replace(/\s*\(.*\)\s*$/, "").trim();
+  const meaning = t(`threat.meaning.${level}`);
+  return criterion ? t("threat.name", { criterion, meaning }) : `${t("threat.unnamed", { level })} · ${meaning}`;
+}
 
 // After a restart the server rebuilds its incidents in the background: the wall says how far
 // it has come, and names any incident left aside because its logged events are corrupt.
@@ -13,83 +33,227 @@ export function showRecovery(recovery, quarantined) {
   }
   box.replaceChildren();
   if (recovery && !recovery.finished) {
-    box.append(el("p", { class: "recovering" },
-      `Server restarted: rebuilding incidents from the log, ${recovery.done} of ${recovery.total} done`));
+    box.append(el("p", { class: "recovering" }, t("recovery.progress", { done: recovery.done, total: recovery.total })));
   }
   for (const item of quarantined || []) {
-    box.append(el("p", { class: "quarantined", "data-incident": item.id },
-      `Incident ${item.id} is quarantined and not shown: ${item.reason}. Check the log with 'rallypoint audit verify'.`));
+    box.append(el("p", { class: "quarantined", "data-incident": item.id }, t("recovery.quarantined", { id: item.id, reason: item.reason })));
   }
   box.hidden = !box.childElementCount;
 }
 
 export const panelMethods = {
+  // The article of an incident: made once, its parts painted again with every new picture (the
+  // tab shown, a half-typed note and the call tree stay).
   card(shown) {
-    const { incident, plan, exposure, evacuation } = shown.picture;
-    const counts = exposure?.counts || {};
-    const inside = [3, 2, 1].map((level) => `L${level}: ${counts[level]?.people ?? 0}`).join(", ");
-    const moving = evacuation.people.length;
-    const trapped = evacuation.trapped.length;
-    const steps = el("ol", { class: "steps" });
-    for (const step of plan.steps) steps.append(this.stepItem(step, shown));
-    const nearest = el("ul", { class: "nearest" });
-    for (const [kind, found] of Object.entries(shown.picture.resources)) {
-      if (found[0]) nearest.append(el("li", {}, `${kind}: ${found[0].id}, ${duration(found[0].travel_time_s)}`));
-    }
-    return el(
+    const id = shown.picture.incident.id;
+    const tabs = el("div", { class: "tabs", role: "tablist" });
+    const article = el(
       "article",
-      { class: "incident", "data-incident": incident.id },
-      el("h2", {}, `${incident.plan_id} — ${plan.level}`),
-      el("p", { class: "facts" }, `Activated ${this.at(incident.activated_at)} by ${incident.activated_by}`),
-      el("p", { class: "facts" }, `People inside threat zones: ${inside}`),
-      el("p", { class: "facts" }, `To move: ${moving}${trapped ? `, ${trapped} without a safe route` : ""}`),
-      ...this.musterVerdicts(shown),
-      ...this.threatNotes(shown),
-      this.dutiesSection(shown),
-      el("h3", {}, "Plan steps"),
-      steps,
-      el("h3", {}, "Nearest resources"),
-      nearest,
+      { class: "incident", "data-incident": id },
+      el("header", { class: "incident-head" }),
+      el("div", { class: "incident-alerts" }),
+      tabs,
     );
+    for (const name of TABS) {
+      const button = el("button", {
+        type: "button",
+        role: "tab",
+        class: "tab",
+        id: `tab-${id}-${name}`,
+        "data-tab": name,
+      });
+      button.setAttribute("aria-controls", `panel-${id}-${name}`);
+      button.addEventListener("click", () => this.showTab(shown, name));
+      tabs.append(button);
+      const panel = el("section", { class: "tab-panel", role: "tabpanel", id: `panel-${id}-${name}`, "data-tab": name });
+      panel.setAttribute("aria-labelledby", button.id);
+      article.append(panel);
+    }
+    shown.tab ||= "steps";
+    shown.element = article;
+    this.commandPanel(shown); // made once: a typed note or reason survives new pictures
+    this.paintCard(shown);
+    return article;
   },
 
-  // Muster points the zones make unusable (never routed to) or reach at their edge (a warning),
-  // and what to do when none is usable.
+  // Everything the picture says, painted again (a new picture, a new language).
+  paintCard(shown) {
+    this.paintHead(shown);
+    this.paintAlerts(shown);
+    this.paintStepsPanel(shown);
+    this.paintPeople(shown);
+    this.paintResources(shown);
+    this.paintCallTree(shown);
+    this.paintLog(shown);
+    this.paintCommand(shown);
+    this.paintTabs(shown);
+  },
+
+  showTab(shown, name) {
+    shown.tab = name;
+    if (name === "people" && shown.peopleStale) this.paintPeople(shown);
+    this.paintTabs(shown);
+  },
+
+  paintTabs(shown) {
+    const counts = {
+      steps: this.overdueSteps(shown).length,
+      calltree: this.unansweredNotices(shown).length,
+      people: shown.picture.evacuation.trapped.length,
+    };
+    for (const button of shown.element.querySelectorAll(".tabs .tab")) {
+      const name = button.dataset.tab;
+      const selected = name === shown.tab;
+      button.setAttribute("aria-selected", String(selected));
+      button.tabIndex = selected ? 0 : -1;
+      const label = t(`tab.${name}`);
+      button.textContent = counts[name] ? t("tab.count", { label, count: counts[name] }) : label;
+      button.classList.toggle("alerting", Boolean(counts[name]));
+    }
+    for (const panel of shown.element.querySelectorAll(".tab-panel")) panel.hidden = panel.dataset.tab !== shown.tab;
+  },
+
+  // -- the card ----------------------------------------------------------------------------------
+
+  planTitle(shown) {
+    const template = this.templateOf(shown);
+    return localized(template, "title") || shown.picture.incident.plan_id;
+  },
+
+  paintHead(shown) {
+    const { incident, plan } = shown.picture;
+    const head = shown.element.querySelector(".incident-head");
+    const level = plan.level;
+    head.replaceChildren(
+      el("h2", { class: "incident-title" }, this.planTitle(shown)),
+      el("span", { class: "response-badge", "data-level": level }, t("response.badge", { level: t(`response.${level}`) })),
+      el("p", { class: "incident-time", "data-since": incident.activated_at }, ""),
+      el("p", { class: "incident-wind" }, ""),
+      el("p", { class: "facts" }, `${t("incident.hazard", { what: this.hazardWords(incident.hazard) })} · ${t("incident.by", { who: incident.activated_by })}`),
+    );
+    this.paintClock(shown);
+    this.paintWind(shown);
+  },
+
+  // The hazard as the model took it, in a few words.
+  hazardWords(hazard) {
+    if (!hazard) return "";
+    const parts = [hazard.substance || hazard.fuel || "", hazard.rate_g_s != null ? `${hazard.rate_g_s} g/s` : ""];
+    if (hazard.diameter_m != null) parts.push(`Ø ${hazard.diameter_m} m`);
+    if (hazard.mass_kg != null) parts.push(`${hazard.mass_kg} kg`);
+    if (hazard.tnt_kg != null) parts.push(`${hazard.tnt_kg} kg TNT`);
+    if (hazard.radii_m != null) parts.push(`${[].concat(hazard.radii_m).join("/")} m`);
+    return parts.filter(Boolean).join(", ") || hazard.model;
+  },
+
+  // The time since activation; called every second by the wall's ticker.
+  paintClock(shown) {
+    const line = shown.element.querySelector(".incident-time");
+    if (!line) return;
+    const since = Date.parse(shown.picture.incident.activated_at);
+    const elapsed = (Date.now() - since) / 1000;
+    line.textContent = t("incident.since", { elapsed: duration(Math.max(0, elapsed)), time: this.at(shown.picture.incident.activated_at) });
+  },
+
+  // The wind the plume was drawn under (the incident's hazard), and the station's latest.
+  paintWind(shown) {
+    const line = shown.element.querySelector(".incident-wind");
+    if (!line) return;
+    const hazard = shown.picture.incident.hazard || {};
+    const station = this.wind; // {sensor, speed, from, at} from the sensors' state, or null
+    const from = hazard.wind_from_deg ?? station?.from;
+    const speed = hazard.wind_speed_m_s ?? station?.speed;
+    if (from == null) {
+      line.textContent = t("wind.none");
+      return;
+    }
+    const words = t("wind.line", { speed: speed ?? "?", compass: compass(from), deg: Math.round(from) });
+    const source = station
+      ? t("wind.source", { station: this.sensorName(station.sensor), age: t("time.ago", { duration: duration((Date.now() - Date.parse(station.at)) / 1000) }) })
+      : t("wind.incident");
+    line.textContent = `${words} · ${source}`;
+  },
+
+  // Muster verdicts, a layer change and the hazard model's notes: above the tabs.
+  paintAlerts(shown) {
+    const box = shown.element.querySelector(".incident-alerts");
+    box.replaceChildren(...this.musterVerdicts(shown), ...this.threatNotes(shown));
+  },
+
   musterVerdicts(shown) {
     const { evacuation } = shown.picture;
     const out = [];
     const none = evacuation.no_usable_muster;
     if (none) {
-      const what = none.shelter_in_place ? `Shelter in place: ${none.shelter_in_place}` : "The plan gives no shelter-in-place instruction.";
-      out.push(el("p", { class: "alert no-muster", role: "alert" }, `No usable muster point. ${what}`));
+      const what = none.shelter_in_place ? t("verdict.shelter", { text: none.shelter_in_place }) : t("verdict.no_shelter");
+      out.push(el("p", { class: "alert no-muster", role: "alert" }, t("verdict.no_muster", { what })));
     }
     for (const [muster, why] of Object.entries(evacuation.unusable_musters || {})) {
-      out.push(el("p", { class: "alert muster-unusable", "data-muster": muster }, `${this.musters.get(muster) || muster}: not used — ${why}`));
+      out.push(el("p", { class: "alert muster-unusable", "data-muster": muster }, t("verdict.unusable", { name: this.musterName(muster), why })));
     }
     for (const [muster, why] of Object.entries(evacuation.muster_warnings || {})) {
-      out.push(el("p", { class: "warning muster-warning", "data-muster": muster }, `${this.musters.get(muster) || muster}: ${why}`));
+      out.push(el("p", { class: "warning muster-warning", "data-muster": muster }, t("verdict.warning", { name: this.musterName(muster), why })));
     }
-    if (shown.layersChanged) out.push(el("p", { class: "warning layers-changed", role: "status" }, shown.layersChanged));
+    if (shown.layersChanged) {
+      const { at, layers, rerouted, error } = shown.layersChanged;
+      const text = error
+        ? t("layers.failed", { time: this.at(at), layers, error })
+        : t("layers.changed", { time: this.at(at), layers, rerouted });
+      out.push(el("p", { class: "warning layers-changed", role: "status" }, text));
+    }
     return out;
   },
 
-  // What the hazard model assumed or could not give (a missing level of concern, a dense gas).
   threatNotes(shown) {
     const notes = shown.picture.threat?.properties?.notes || [];
     if (!notes.length) return [];
     const list = el("ul", { class: "threat-notes" });
     for (const note of notes) list.append(el("li", {}, note));
-    return [el("h3", {}, "Threat zone notes"), list];
+    // Folded (the card stays short); the summary says how many there are.
+    return [el("details", { class: "notes" }, el("summary", {}, t("notes.title", { count: notes.length })), list)];
+  },
+
+  musterName(id) {
+    return this.musters.get(id) || id;
+  },
+
+  sensorName(id) {
+    return this.sensors.get(String(id))?.properties?.name || id;
+  },
+
+  // -- steps ---------------------------------------------------------------------------------------
+
+  paintStepsPanel(shown) {
+    const panel = shown.element.querySelector(".tab-panel[data-tab='steps']");
+    // What needs doing first: overdue, then the open steps by deadline, then those waiting,
+    // then the finished and the withdrawn (a new level's steps come to the top, not the end).
+    const rank = (step) => {
+      if (step.withdrawn || ["done", "skipped", "failed"].includes(step.status)) return 3;
+      if (step.overdue) return 0;
+      return step.status === "waiting" ? 2 : 1;
+    };
+    const due = (step) => (step.due_at ? Date.parse(step.due_at) : Infinity);
+    const ordered = shown.picture.plan.steps
+      .map((step, index) => ({ step, index }))
+      .sort((a, b) => rank(a.step) - rank(b.step) || due(a.step) - due(b.step) || a.index - b.index);
+    const steps = el("ol", { class: "steps" });
+    for (const { step } of ordered) steps.append(this.stepItem(step, shown));
+    panel.replaceChildren(steps);
+  },
+
+  overdueSteps(shown) {
+    return shown.picture.plan.steps.filter((s) => s.overdue && !s.withdrawn && !["done", "skipped"].includes(s.status));
   },
 
   stepItem(step, shown) {
     const item = el(
       "li",
       { class: "step", "data-step": step.id, "data-status": step.status },
-      el("span", { class: "step-id" }, step.id),
-      el("span", { class: "step-status" }, step.status.replace("_", " ")),
       el("span", { class: "step-title" }, ""),
+      el("span", { class: "step-status" }, ""),
       el("span", { class: "step-meta" }, ""),
+      el("span", { class: "step-countdown", "data-due": step.due_at || "" }, ""),
+      el("span", { class: "step-id" }, step.id),
       el("div", { class: "step-actions" }),
       el("form", { class: "step-form", hidden: true }),
       el("p", { class: "step-error error", role: "alert" }),
@@ -100,15 +264,33 @@ export const panelMethods = {
 
   paintStep(item, step, shown) {
     item.dataset.status = step.status;
-    item.classList.toggle("overdue", Boolean(step.overdue) && !["done", "skipped"].includes(step.status));
+    const open = !["done", "skipped"].includes(step.status) && !step.withdrawn;
+    item.classList.toggle("overdue", Boolean(step.overdue) && open);
     item.classList.toggle("withdrawn", Boolean(step.withdrawn));
-    item.querySelector(".step-status").textContent = step.status.replace("_", " ");
-    const due = step.due_at ? `due ${this.at(step.due_at)}` : "no deadline";
-    const overdue = item.classList.contains("overdue") ? " — OVERDUE" : "";
-    item.querySelector(".step-meta").textContent = `${this.roleName(shown, step.role)} · ${step.level} · ${due}${overdue}`;
+    item.querySelector(".step-status").textContent = t(`step.status.${step.status}`);
+    const due = step.due_at ? t("step.due", { time: this.at(step.due_at) }) : t("step.no_deadline");
+    const overdue = item.classList.contains("overdue") ? ` — ${t("step.overdue")}` : "";
+    item.querySelector(".step-meta").textContent =
+      t("step.meta", { role: this.roleName(shown, step.role), level: step.level, due }) + overdue;
     const about = this.templateSteps.get(shown.key)?.get(step.id);
-    item.querySelector(".step-title").textContent = about?.title || "";
+    item.querySelector(".step-title").textContent = localized(about, "title") || step.id;
+    const countdown = item.querySelector(".step-countdown");
+    countdown.dataset.due = open && step.due_at ? step.due_at : "";
+    this.paintCountdown(countdown);
     this.paintActions(item, step, shown, about);
+    if (shown.element) this.paintTabs(shown);
+  },
+
+  // "in 1 min 20 s" or "2 min 05 s late": every second, for the open steps with a deadline.
+  paintCountdown(node) {
+    const due = node.dataset.due;
+    if (!due) {
+      node.textContent = "";
+      return;
+    }
+    const left = (Date.parse(due) - Date.now()) / 1000;
+    node.textContent = left >= 0 ? t("time.in", { duration: duration(left) }) : t("time.late", { duration: duration(-left) });
+    node.classList.toggle("late", left < 0);
   },
 
   paintSteps(shown) {
@@ -119,19 +301,151 @@ export const panelMethods = {
   },
 
   roleName(shown, role) {
+    const template = this.templateOf(shown);
+    const fromPlan = template?.roles?.find((r) => r.id === role);
+    if (fromPlan) return localized(fromPlan, "name");
     return shown.picture.plan.roles?.find((r) => r.id === role)?.name || role;
   },
 
-  // -- duties --------------------------------------------------------------------------------------
+  // -- people --------------------------------------------------------------------------------------
 
-  // Who holds which plan role in this incident; a commander assigns and releases them.
+  // Who of those who must move is at a muster point now: the server's word (at_muster) where the
+  // wall has it, else the picture's list of the missing.
+  // Kept until someone arrives or leaves, or a new picture: the key figures ask on every event.
+  arrivals(shown) {
+    const cached = shown.arrivalsCache;
+    if (cached && cached.version === this.arrivalsVersion && cached.picture === shown.picture) return cached.found;
+    const people = shown.picture.evacuation.people;
+    const arrived = people.filter((p) => this.atMuster.get(p.id));
+    const found = { people, arrived, missing: people.filter((p) => !this.atMuster.get(p.id)) };
+    shown.arrivalsCache = { version: this.arrivalsVersion, picture: shown.picture, found };
+    return found;
+  },
+
+  paintPeople(shown) {
+    shown.peopleStale = false;
+    const panel = shown.element.querySelector(".tab-panel[data-tab='people']");
+    const { evacuation, exposure, headcount } = shown.picture;
+    const { people, missing } = this.arrivals(shown);
+    const expected = new Map();
+    for (const p of people) if (p.muster) expected.set(p.muster, (expected.get(p.muster) || 0) + 1);
+    const arrivedAt = new Map();
+    const allAt = new Map();
+    for (const p of people) {
+      const at = this.atMuster.get(p.id);
+      if (at) arrivedAt.set(at, (arrivedAt.get(at) || 0) + 1);
+    }
+    for (const [, at] of this.atMuster) if (at) allAt.set(at, (allAt.get(at) || 0) + 1);
+    const musters = el("ul", { class: "muster-list", id: `headcount-${shown.picture.incident.id}` });
+    for (const [muster, name] of this.musters) {
+      const due = expected.get(muster) || 0;
+      const came = arrivedAt.get(muster) || 0;
+      const extra = Math.max(0, (allAt.get(muster) || 0) - came);
+      if (!due && !came && !extra) continue;
+      const row = el("li", { "data-muster": muster },
+        el("span", { class: "muster-count" }, t("people.muster_row", { name, arrived: came, expected: due })),
+        el("progress", { max: Math.max(due, 1), value: Math.min(came, Math.max(due, 1)) }),
+      );
+      row.querySelector("progress").setAttribute("aria-label", name);
+      if (extra) row.append(el("span", { class: "quiet" }, ` ${t("people.muster_extra", { count: extra })}`));
+      musters.append(row);
+    }
+    const total = headcount ? el("p", { class: "quiet site-total" }, t("people.site_total", this.siteCount(headcount))) : null;
+    const missingList = this.idList(missing.map((p) => `${p.id} → ${this.musterName(p.muster || "")}`), "missing-list");
+    const trapped = this.idList(evacuation.trapped.map((x) => t("people.trapped_row", { id: x.id, why: x.reason })), "trapped-list");
+    const exposed = el("ul", { class: "exposed-list" });
+    for (const zone of this.threatZones(shown.picture)) {
+      const count = exposure?.counts?.[zone.level]?.people ?? 0;
+      exposed.append(el("li", { "data-level": String(zone.level) }, t("people.exposed_row", { name: threatName(zone.level, zone.label), people: count })));
+    }
+    const receptors = el("ul", { class: "receptor-list" });
+    const seen = new Set();
+    for (const level of ["3", "2", "1"]) {
+      for (const r of shown.picture.receptors?.[level] || []) {
+        if (seen.has(r.id)) continue;
+        seen.add(r.id);
+        receptors.append(el("li", { "data-receptor": r.id, "data-level": level },
+          t("people.receptor_row", { name: r.name, kind: this.receptorKind(r.kind), population: r.population ?? "?" })));
+      }
+    }
+    if (!receptors.children.length) receptors.append(el("li", { class: "quiet" }, t("people.receptors_none")));
+    panel.replaceChildren(
+      el("h3", { id: `people-musters-${shown.picture.incident.id}` }, t("people.headcount")),
+      total,
+      musters,
+      el("h3", { class: "missing-head" }, `${t("people.missing")} (${missing.length})`),
+      missing.length ? missingList : el("p", { class: "quiet" }, t("people.missing_none")),
+      el("h3", { class: "trapped-head" }, `${t("people.trapped")} (${evacuation.trapped.length})`),
+      evacuation.trapped.length ? trapped : el("p", { class: "quiet" }, t("people.trapped_none")),
+      el("h3", { class: "exposed-head" }, t("people.exposed")),
+      exposed,
+      el("h3", {}, t("people.receptors")),
+      receptors,
+    );
+  },
+
+  siteCount(headcount) {
+    return { accounted: headcount.accounted, on_site: headcount.on_site };
+  },
+
+  receptorKind(kind) {
+    const key = `receptor.${kind}`;
+    try {
+      return t(key);
+    } catch {
+      return t("receptor.other");
+    }
+  },
+
+  idList(rows, className) {
+    const list = el("ul", { class: `id-list ${className}` });
+    for (const row of rows.slice(0, LIST_MAX)) list.append(el("li", {}, row));
+    if (rows.length > LIST_MAX) list.append(el("li", { class: "quiet" }, t("people.more", { count: rows.length - LIST_MAX })));
+    return list;
+  },
+
+  threatZones(picture) {
+    return picture.threat.features
+      .filter((f) => f.properties.kind === "threat_zone")
+      .map((f) => f.properties)
+      .sort((a, b) => b.level - a.level);
+  },
+
+  // -- resources -----------------------------------------------------------------------------------
+
+  paintResources(shown) {
+    const panel = shown.element.querySelector(".tab-panel[data-tab='resources']");
+    const list = el("ul", { class: "nearest" });
+    for (const [kind, found] of Object.entries(shown.picture.resources)) {
+      const nearest = found[0];
+      if (!nearest) continue;
+      list.append(el("li", { "data-resource": nearest.id }, this.resourceText(kind, nearest)));
+    }
+    if (!list.children.length) list.append(el("li", { class: "quiet" }, t("resources.none")));
+    const unreachable = Object.keys(shown.picture.resources_unreachable || {});
+    panel.replaceChildren(
+      el("h3", {}, t("resources.nearest")),
+      list,
+      unreachable.length ? el("p", { class: "warning" }, t("resources.unreachable", { kinds: unreachable.join(", ") })) : null,
+    );
+  },
+
+  resourceText(kind, nearest) {
+    const feature = this.resourcesById.get(nearest.id);
+    const name = feature?.properties?.name || nearest.id;
+    const mode = ["walk", "drive"].includes(nearest.mode) ? t(`mode.${nearest.mode}`) : nearest.mode;
+    return t("resources.row", { kind: kind.replaceAll("_", " "), name, time: duration(nearest.travel_time_s), mode });
+  },
+
+  // -- duties (in the command tab) -------------------------------------------------------------------
+
   dutiesSection(shown) {
     const section = el("section", { class: "duties" });
     if (!("duties" in shown.picture.plan)) {
       section.hidden = true; // a server without duty assignments
       return section;
     }
-    section.append(el("h3", {}, "Duties"), el("ul", { class: "duty-list" }));
+    section.append(el("h3", {}, t("duty.title")), el("ul", { class: "duty-list" }));
     if (this.isCommander()) {
       const roles = el("select", { name: "role", required: true });
       for (const role of this.planRoles(shown)) roles.append(el("option", { value: role.id }, role.name));
@@ -139,9 +453,9 @@ export const panelMethods = {
       const form = el(
         "form",
         { class: "duty-form" },
-        el("label", {}, "Role ", roles),
-        el("label", {}, "Username ", username),
-        el("button", { type: "submit" }, "Assign"),
+        el("label", {}, `${t("duty.role")} `, roles),
+        el("label", {}, `${t("duty.username")} `, username),
+        el("button", { type: "submit" }, t("duty.assign")),
       );
       form.addEventListener("submit", (event) => {
         event.preventDefault();
@@ -156,12 +470,12 @@ export const panelMethods = {
 
   planRoles(shown) {
     const { roles = [], command_role: command } = shown.picture.plan;
-    const all = [...roles];
-    if (command && !all.some((r) => r.id === command)) all.unshift({ id: command, name: command });
+    const all = roles.map((r) => ({ id: r.id, name: this.roleName(shown, r.id) }));
+    if (command && !all.some((r) => r.id === command)) all.unshift({ id: command, name: this.roleName(shown, command) });
     return all;
   },
 
-  paintDuties(shown, section = shown.element.querySelector(".duties")) {
+  paintDuties(shown, section = shown.element?.querySelector(".duties")) {
     const list = section?.querySelector(".duty-list");
     if (!list) return;
     list.replaceChildren();
@@ -176,8 +490,8 @@ export const panelMethods = {
         if (this.isCommander()) {
           const release = el(
             "button",
-            { type: "button", class: "release", title: `Release ${username} from ${role.name}` },
-            "Release",
+            { type: "button", class: "release", title: t("duty.release_title", { username, role: role.name }) },
+            t("duty.release"),
           );
           release.addEventListener("click", () => this.releaseDuty(shown, role.id, username, release));
           holder.append(" ", release);
@@ -186,29 +500,44 @@ export const panelMethods = {
       }
       list.append(row);
     }
-    if (!list.children.length) list.append(el("li", { class: "quiet" }, "No duties assigned yet."));
+    if (!list.children.length) list.append(el("li", { class: "quiet" }, t("duty.none")));
   },
 
-  showHeadcount(headcount) {
-    const list = $("headcount-list");
-    list.replaceChildren();
-    if (!headcount) {
-      $("headcount-total").textContent = "–";
-      return;
+  // -- the incident switch ---------------------------------------------------------------------------
+
+  // With more than one incident, a row of buttons picks the one the card, the tabs and the key
+  // figures show; the map draws them all.
+  paintSwitch() {
+    const nav = $("incident-switch");
+    nav.replaceChildren();
+    nav.hidden = this.incidents.size < 2;
+    for (const [id, shown] of this.incidents) {
+      const button = el("button", { type: "button", "data-incident": id, class: "switch" },
+        `${this.planTitle(shown)} · ${shown.picture.plan.level}`);
+      button.setAttribute("aria-pressed", String(id === this.selected));
+      button.addEventListener("click", () => this.select(id));
+      nav.append(button);
     }
-    const missing = headcount.on_site - headcount.accounted;
-    $("headcount-total").textContent =
-      `${headcount.accounted} of ${headcount.on_site} at muster points` + (missing ? `, ${missing} not yet` : "");
-    const expected = new Map();
+  },
+
+  select(id) {
+    if (!this.incidents.has(id)) return;
+    this.selected = id;
+    for (const [other, shown] of this.incidents) shown.element.hidden = other !== id;
+    this.paintSwitch();
+    this.paintKpis();
+    this.paintLegend();
+    this.paintWindControl();
+  },
+
+  // Every second: the time since activation, the countdowns and the wind's age.
+  tickPanels() {
     for (const shown of this.incidents.values()) {
-      for (const p of shown.picture.evacuation.people) {
-        if (p.muster) expected.set(p.muster, (expected.get(p.muster) || 0) + 1);
-      }
+      if (shown.element.hidden) continue;
+      this.paintClock(shown);
+      this.paintWind(shown);
+      for (const node of shown.element.querySelectorAll(".step-countdown[data-due]:not([data-due=''])")) this.paintCountdown(node);
     }
-    for (const [muster, count] of Object.entries(headcount.at)) {
-      const name = this.musters.get(muster) || muster;
-      const due = expected.get(muster);
-      list.append(el("li", { "data-muster": muster }, `${name}: ${count}${due ? ` (expecting ${due})` : ""}`));
-    }
+    $("clock").textContent = clock(this.time);
   },
 };

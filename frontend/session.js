@@ -5,6 +5,55 @@ import { t } from "./i18n.js";
 import { Wall } from "./state.js";
 
 const SITE_KEY = "rallypoint.site";
+const KIOSK_KEY = "rallypoint.kiosk"; // set: this tab is a kiosk wall, signed in by a wall token
+const KIOSK_RETRY_MS = 5000;
+
+// -- kiosk walls ---------------------------------------------------------------------------------
+
+// A wall started from `/#wall=<token>` (`rallypoint wall add`): the token goes from the URL into
+// this tab's storage and out of the address bar and history at once; the wall opens its one
+// site, reconnects by itself and never shows a sign-in. A refused token says so full-screen.
+export function takeKioskToken() {
+  const match = /^#wall=([A-Za-z0-9_\-.~]+)$/.exec(location.hash);
+  if (!match) return false;
+  sessionStorage.setItem(TOKEN_KEY, match[1]);
+  sessionStorage.setItem(KIOSK_KEY, "1");
+  history.replaceState(null, "", location.pathname + location.search);
+  return true;
+}
+
+export function isKiosk() {
+  return sessionStorage.getItem(KIOSK_KEY) === "1";
+}
+
+export function kioskRefused(key) {
+  wall?.close();
+  wall = null;
+  setStatus("offline");
+  show("kiosk");
+  $("kiosk-title").textContent = t(key);
+  $("kiosk-detail").textContent = key === "kiosk.revoked" ? t("kiosk.revoked_detail") : "";
+  $("kiosk").dataset.reason = key;
+}
+
+// The kiosk's one site; while the server cannot be reached, it waits and asks again.
+export async function startKiosk() {
+  document.body.classList.add("kiosk");
+  let sites;
+  try {
+    ({ sites } = await api("/api/sites"));
+  } catch (error) {
+    if (error.status === 401) return; // shown by api(): kioskRefused
+    if (error.status === 403) return kioskRefused("kiosk.forbidden");
+    show("kiosk");
+    $("kiosk-title").textContent = t("kiosk.waiting");
+    $("kiosk-detail").textContent = error.message;
+    setTimeout(startKiosk, KIOSK_RETRY_MS);
+    return;
+  }
+  if (!sites.length) return kioskRefused("kiosk.no_site");
+  return openSite(sites[0]);
+}
 
 // -- signing in, choosing a site ---------------------------------------------------------------
 
@@ -33,6 +82,7 @@ export async function login(event) {
 }
 
 export function signOut(message = "") {
+  if (isKiosk()) return kioskRefused("kiosk.revoked");
   const token = sessionStorage.getItem(TOKEN_KEY);
   sessionStorage.removeItem(TOKEN_KEY);
   if (token) {
@@ -85,6 +135,9 @@ async function openSite(site) {
   } catch (error) {
     if (error.status !== 401 && !opened.closed) {
       $("wall-error").textContent = t("site.cannot_load", { detail: error.message });
+      // A kiosk has nobody to press a button: it tries again by itself.
+      if (isKiosk() && error.status === 403) kioskRefused("kiosk.forbidden");
+      else if (isKiosk()) setTimeout(() => wall === opened && openSite(site), KIOSK_RETRY_MS);
     }
     return;
   }

@@ -5,7 +5,7 @@ import { api, TOKEN_KEY } from "./api.js";
 import { $, setStatus } from "./dom.js";
 import { t } from "./i18n.js";
 import { showRecovery } from "./panels.js";
-import { chooseSite, signOut } from "./session.js";
+import { chooseSite, isKiosk, kioskRefused, signOut } from "./session.js";
 
 const SILENCE_MS = 60_000; // no message (not even a ping) for this long: reconnect
 const RETRY_MAX_MS = 15_000;
@@ -13,14 +13,14 @@ const RETRY_MAX_MS = 15_000;
 export const socketMethods = {
   async connect() {
     if (this.closed) return;
-    if (!sessionStorage.getItem(TOKEN_KEY)) return signOut();
+    if (!sessionStorage.getItem(TOKEN_KEY)) return isKiosk() ? kioskRefused("kiosk.revoked") : signOut();
     setStatus(this.lastSeq === null ? "connecting" : "reconnecting");
     // The socket opens with a single-use ticket (30 s): the token itself never goes in a URL.
     let ticket;
     try {
       ({ ticket } = await api("/api/auth/ws-ticket", { method: "POST" }));
     } catch (error) {
-      if (this.closed || error.status === 401) return; // a 401 has signed out already
+      if (this.closed || error.status === 401) return; // a 401 has signed out (or shown the kiosk's refusal)
       const wait = this.retryMs;
       this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
       setStatus("reconnecting", t("status.retry_in", { seconds: Math.round(wait / 1000) }));
@@ -34,7 +34,8 @@ export const socketMethods = {
     this.socket = socket;
     socket.addEventListener("open", () => {
       socket.send(
-        JSON.stringify({ type: "subscribe", site: this.site.id, incident: null, last_seq: this.lastSeq }),
+        // Positions in their compact form: ids, integer coordinates, muster indices (docs/protocol.md).
+        JSON.stringify({ type: "subscribe", site: this.site.id, incident: null, last_seq: this.lastSeq, positions: "compact" }),
       );
       this.heard();
     });
@@ -66,13 +67,14 @@ export const socketMethods = {
     if (socket !== this.socket || this.closed) return;
     clearTimeout(this.silenceTimer);
     this.socket = null;
-    if (event.code === 4401) return signOut(t("session.ended"));
+    if (event.code === 4401) return isKiosk() ? kioskRefused("kiosk.revoked") : signOut(t("session.ended"));
     if (event.code === 4403) {
       setStatus("offline");
+      if (isKiosk()) return kioskRefused("kiosk.forbidden");
       $("wall-error").textContent = t("wall.role_refused");
       return;
     }
-    if (event.code === 4404) return chooseSite();
+    if (event.code === 4404) return isKiosk() ? kioskRefused("kiosk.no_site") : chooseSite();
     // A resync (4008) reconnects at once; anything else backs off, up to RETRY_MAX_MS.
     const wait = event.code === 4008 ? 0 : this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
@@ -98,7 +100,12 @@ export const socketMethods = {
         this.seen(message.seq);
         // Where everyone is now: the people layer may still hold older positions.
         for (const [id, at] of Object.entries(message.positions || {})) this.people.set(id, at.slice(0, 2));
+        if (message.at_muster) {
+          this.atMuster = new Map(Object.entries(message.at_muster));
+          this.arrivalsVersion += 1;
+        }
         this.replaceAll(message.incidents);
+        if (message.alarms) this.alarms.reset(message.alarms);
         showRecovery(message.recovery, message.quarantined);
         this.live();
         break;
@@ -119,7 +126,7 @@ export const socketMethods = {
         this.render(message.snapshot);
         break;
       case "positions":
-        this.move(message.positions, message.headcount);
+        this.move(message, message.headcount);
         break;
       case "resync":
         // Too far behind: the server closes (4008) and we come back after the last seq seen.

@@ -4,8 +4,11 @@
 // actions) and are mixed in here, so every one of them is `this.something` as before.
 import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import { actionMethods } from "./actions.js";
+import { Alarms } from "./alarms.js";
 import { api } from "./api.js";
-import { $ } from "./dom.js";
+import { commandMethods } from "./commands.js";
+import { $, setStatus } from "./dom.js";
+import { kpiMethods } from "./kpis.js";
 import { mapMethods } from "./map.js";
 import { panelMethods } from "./panels.js";
 import { socketMethods } from "./socket.js";
@@ -28,6 +31,9 @@ const PICTURE_EVENTS = new Set([
   "incident.network_changed",
 ]);
 const PICTURE_WAIT_MS = 500;
+const SENSORS_WAIT_MS = 300;
+const WIND_POLL_MS = 10_000; // a wind reading alone is no event: the card asks this often
+const PEOPLE_PAINT_MS = 1000; // the people tab's lists follow positions at most once a second
 
 export class Wall {
   constructor(site) {
@@ -38,9 +44,13 @@ export class Wall {
     this.retryMs = 1000;
     this.retryTimer = null;
     this.silenceTimer = null;
-    this.incidents = new Map(); // id -> {picture, layers, element, events}
+    this.incidents = new Map(); // id -> {picture, layers, element, events, tab, notices, log}
+    this.selected = null; // the incident the card, the tabs and the key figures show
     this.pending = new Map(); // incident id -> timer fetching its picture
     this.people = new Map(); // person id -> [lon, lat]
+    this.atMuster = new Map(); // person id -> the muster point they are at (the server's word)
+    this.arrivalsVersion = 0; // counts changes to atMuster (the key figures' cache)
+    this.wind = null; // the latest wind station reading: {sensor, speed, from, at}
     this.musterAreas = new Map(); // muster id -> its zone feature (the incident marks verdicts)
     this.resourcesById = new Map(); // resource id -> feature
     this.musters = new Map(); // muster zone id -> name
@@ -48,6 +58,7 @@ export class Wall {
     this.me = null; // the signed-in user: {username, display_name, roles}
     this.templates = new Map(); // "plan@version" -> promise of the plan's template (or null)
     this.templateSteps = new Map(); // "plan@version" -> Map(step id -> the template's step)
+    this.templateDocs = new Map(); // "plan@version" -> the template, once loaded
     this.activation = null; // the activation panel, for commanders
     this.routeAsked = 0; // counts route requests (routeNow): only the newest answer is drawn
     this.routePopup = null; // {incidentId, popup} of the route shown now
@@ -57,21 +68,54 @@ export class Wall {
     container.replaceChildren();
     this.map = L.map(container, { zoomSnap: 0.25, attributionControl: false });
     // Panes keep the drawing order whatever arrives first.
-    for (const [name, z] of [["zones", 410], ["network", 420], ["threat", 430], ["routes", 440], ["dots", 450]]) {
+    for (const [name, z] of [
+      ["basemap", 300], ["zones", 410], ["network", 420], ["receptors", 425], ["labels", 428], ["threat", 430],
+      ["routes", 440], ["sensors", 445], ["dots", 450], ["alerts", 460],
+    ]) {
       this.map.createPane(name).style.zIndex = z;
     }
+    this.map.getPane("basemap").style.pointerEvents = "none";
+    // Names of places, zones and receptors lie under the people and the threat: never over a dot.
+    this.map.getPane("labels").style.pointerEvents = "none";
+    // The map's box changes when key figures or alarms come and go: Leaflet is told.
+    this.resized = new ResizeObserver(() => this.resizedMap());
+    this.resized.observe(container);
     const [w, s, e, n] = site.bbox;
-    this.map.fitBounds([[s, w], [n, e]]);
-    L.control.scale({ imperial: false }).addTo(this.map);
+    this.frame([[s, w], [n, e]]);
+    L.control.scale({ imperial: false, position: "bottomright" }).addTo(this.map);
+    this.followUser();
+    this.followPeople();
     $("wall-error").textContent = "";
-    $("headcount-list").replaceChildren();
-    $("headcount-total").textContent = "–";
     for (const card of document.querySelectorAll("#incidents .incident")) card.remove();
     $("no-incident").hidden = false;
     $("activate").hidden = true;
     $("activate-result").replaceChildren();
-    $("proposals").replaceChildren();
-    $("proposals").hidden = true;
+    this.alarms = new Alarms(this);
+    this.paintKpis();
+    this.paintSwitch();
+    this.ticker = setInterval(() => this.tickPanels(), 1000);
+    this.windTimer = setInterval(() => !document.hidden && this.refreshWind(), WIND_POLL_MS);
+    this.onLanguage = () => this.repaint();
+    document.addEventListener("rp-language", this.onLanguage);
+  }
+
+  // The language changed: everything the wall drew is painted again in it.
+  repaint() {
+    setStatus($("status").dataset.state); // the badge, in the new language
+    for (const shown of this.incidents.values()) {
+      this.paintCard(shown);
+      for (const dot of shown.layers.personDots?.values() || []) dot.getTooltip()?.setContent(dot.labelText());
+      if (shown.command?.confirm && !shown.command.confirm.hidden) this.closeConfirm(shown); // asked again, in it
+    }
+    this.paintKpis();
+    this.paintSwitch();
+    this.alarms.paint();
+    this.paintMapTexts();
+    this.activation?.paintLevels();
+  }
+
+  templateOf(shown) {
+    return this.templateDocs.get(shown.key) || null;
   }
 
   isCommander() {
@@ -89,6 +133,13 @@ export class Wall {
 
   close() {
     this.closed = true;
+    clearInterval(this.ticker);
+    this.resized.disconnect();
+    clearInterval(this.windTimer);
+    clearTimeout(this.peopleTimer);
+    clearTimeout(this.sensorsTimer);
+    document.removeEventListener("rp-language", this.onLanguage);
+    this.alarms.close();
     clearTimeout(this.retryTimer);
     clearTimeout(this.silenceTimer);
     for (const timer of this.pending.values()) clearTimeout(timer);
@@ -109,7 +160,7 @@ export class Wall {
     const keep = new Set(pictures.map((p) => p.incident.id));
     for (const id of [...this.incidents.keys()]) if (!keep.has(id)) this.remove(id);
     for (const picture of pictures) this.render(picture);
-    if (!pictures.length) this.showHeadcount(null);
+    this.paintKpis();
   }
 
   remove(id) {
@@ -118,8 +169,16 @@ export class Wall {
     this.closeRoute(id);
     shown.layers.remove();
     shown.element.remove();
+    clearTimeout(shown.noticesTimer);
     this.incidents.delete(id);
+    this.refreshPeople();
     $("no-incident").hidden = this.incidents.size > 0;
+    if (this.selected === id) this.selected = null;
+    this.select([...this.incidents.keys()].pop() ?? null);
+    this.paintLegend();
+    this.paintWindControl();
+    this.paintKpis();
+    this.paintSwitch();
   }
 
   render(picture) {
@@ -133,20 +192,33 @@ export class Wall {
     if (old) {
       this.closeRoute(id); // drawn under the zones of the picture being replaced
       old.layers.remove();
-      old.element.remove();
     }
     const key = `${picture.incident.plan_id}@${picture.incident.plan_version}`;
-    const shown = { picture, layers: this.draw(picture), element: null, events, key, layersChanged: old?.layersChanged };
-    shown.element = this.card(shown);
+    // Who stands at a muster point is the server's word only: the snapshot's and positions'
+    // at_muster (a resume brings everyone's after caught_up). The picture's list of the missing
+    // says who is not; it never says where the others are.
+    for (const m of picture.headcount?.missing || []) this.atMuster.delete(m.id);
+    this.arrivalsVersion += 1;
+    const shown = old || { events: [], log: [], firstLevel: picture.plan.level };
+    Object.assign(shown, { picture, key, events, layersChanged: old?.layersChanged });
+    shown.layers = this.draw(picture);
     this.incidents.set(id, shown);
-    $("incidents").append(shown.element);
+    this.refreshPeople();
+    if (old) this.paintCard(shown);
+    else {
+      this.card(shown);
+      $("incidents").append(shown.element);
+      this.loadNotices(shown);
+    }
     $("no-incident").hidden = true;
     for (const event of events) this.applyToPicture(shown, event); // events newer than a fetched picture
-    this.showHeadcount(picture.headcount);
-    if (!this.templateSteps.has(key)) {
-      // The plan's own text: step titles, what counts as done, which steps are optional.
+    if (!this.selected || !this.incidents.has(this.selected) || !old) this.select(id);
+    else this.select(this.selected);
+    this.frameIncident(shown);
+    if (!this.templateDocs.has(key)) {
+      // The plan's own text: step titles, role names, what counts as done, which steps are optional.
       this.template(picture.incident.plan_id, picture.incident.plan_version).then(() => {
-        if (this.incidents.get(id) === shown) this.paintSteps(shown);
+        if (this.incidents.get(id) === shown) this.paintCard(shown);
       });
     }
   }
@@ -163,7 +235,10 @@ export class Wall {
           for (const pack of Object.values(plan.template.levels || {})) {
             for (const step of pack.steps || []) steps.set(step.id, step);
           }
-          if (version) this.templateSteps.set(key, steps);
+          if (version) {
+            this.templateSteps.set(key, steps);
+            this.templateDocs.set(key, plan.template);
+          }
           return plan.template;
         },
         (error) => {
@@ -184,23 +259,50 @@ export class Wall {
 
   apply(event) {
     const id = event.incident_id;
-    if (event.type === "plan.proposed") return this.activation?.propose(event);
-    // Readings came in: the activation panel's wind follows the stations.
-    if (event.type === "incident.wind_changed" || event.type === "sensor.state") this.activation?.refreshWind();
+    // Alarms are for every wall; a proposal is offered on its alarm.
+    if (event.type === "sensor.state") {
+      this.alarms.state(event);
+      this.paintSensor(String(event.data?.sensor_id), event.data?.to ?? null);
+    }
+    if (event.type === "sensor.acknowledged") this.alarms.acknowledged(event);
+    if (event.type === "plan.proposed") return this.alarms.proposed(event);
+    // Readings came in: the wind on the card and in the activation panel follow the stations.
+    if (event.type === "incident.wind_changed" || event.type === "sensor.state") this.sensorsChanged();
     if (event.type === "plan.run.stood_down") return this.remove(id);
     if (PICTURE_EVENTS.has(event.type)) this.expectPicture(id);
     const shown = this.incidents.get(id);
     if (!shown) return;
     if (event.type === "incident.network_changed") {
-      const rerouted = event.data?.rerouted?.length || 0;
-      const layers = (event.data?.layers || []).join(", ");
-      shown.layersChanged = event.data?.error
-        ? `Site layers changed at ${this.at(event.at)} (${layers}): the incident could not be planned on them (${event.data.error}); the last picture is kept.`
-        : `Site layers changed at ${this.at(event.at)} (${layers}): routes planned again, ${rerouted} people rerouted.`;
+      shown.layersChanged = {
+        at: event.at,
+        layers: (event.data?.layers || []).join(", "),
+        rerouted: event.data?.rerouted?.length || 0,
+        error: event.data?.error || null,
+      };
+    }
+    if (event.type.startsWith("notification.")) this.loadNotices(shown);
+    // Who is inside each zone now (people walked in or out): the key figures follow.
+    if (event.type === "incident.people_moved" && event.data?.counts) {
+      shown.picture.exposure = { ...shown.picture.exposure, counts: event.data.counts };
+      shown.peopleStale = true;
+      if (shown.tab === "people") this.paintPeopleSoon();
     }
     shown.events.push(event);
     if (shown.events.length > 500) shown.events.splice(0, shown.events.length - 500);
+    this.logEvent(shown, event);
     this.applyToPicture(shown, event);
+    if (this.selected === id) this.paintKpis();
+  }
+
+  // Sensors' states changed: asked again once a burst of events is over (a catch-up may bring
+  // hundreds), for the wind, the detectors' tiers and the alarms, and the activation panel.
+  sensorsChanged() {
+    clearTimeout(this.sensorsTimer);
+    this.sensorsTimer = setTimeout(() => {
+      if (this.closed) return;
+      this.activation?.refreshWind();
+      this.refreshWind();
+    }, SENSORS_WAIT_MS);
   }
 
   // Every event is applied by setting a state, never by counting: applying one twice is harmless.
@@ -246,17 +348,80 @@ export class Wall {
     this.pending.set(id, timer);
   }
 
-  move(positions, headcount) {
-    for (const [id, lonlat] of Object.entries(positions || {})) {
-      this.people.set(id, lonlat);
-      for (const shown of this.incidents.values()) {
-        shown.layers.personDots?.get(id)?.setLatLng([lonlat[1], lonlat[0]]);
+  // Positions (about 4 messages a second), compact ({ids, origin, unit_deg, xy, musters, at})
+  // or full ({positions: {id: [lon, lat]}, at_muster}) (docs/protocol.md): the dots move, those who arrived at a muster point
+  // are drawn as arrived, the key figures follow at once and the people tab at most once a
+  // second. Nothing here touches the DOM per person: the people canvas draws on the next frame.
+  move(message, headcount) {
+    const ids = message.ids || Object.keys(message.positions || {});
+    const n = ids.length;
+    const lonlat = new Float64Array(2 * n);
+    const arrivals = [];
+    const arrive = (id, muster) => {
+      if ((this.atMuster.get(id) || null) === (muster || null)) return;
+      this.arrivalsVersion += 1;
+      if (muster) this.atMuster.set(id, muster);
+      else this.atMuster.delete(id);
+      arrivals.push(id);
+    };
+    if (message.xy) {
+      const [lon0, lat0] = message.origin;
+      const unit = message.unit_deg;
+      const xy = message.xy;
+      for (let i = 0; i < 2 * n; i += 2) {
+        lonlat[i] = lon0 + unit * xy[i];
+        lonlat[i + 1] = lat0 + unit * xy[i + 1];
+      }
+      const at = message.at;
+      if (at) for (let i = 0; i < n; i += 1) if (at[i] > -2) arrive(ids[i], at[i] >= 0 ? message.musters[at[i]] : null);
+    } else {
+      ids.forEach((id, i) => {
+        lonlat[2 * i] = message.positions[id][0];
+        lonlat[2 * i + 1] = message.positions[id][1];
+      });
+      for (const [id, muster] of Object.entries(message.at_muster || {})) arrive(id, muster);
+    }
+    // Where everyone is, kept in place (no array per person per message).
+    const people = this.people;
+    for (let i = 0; i < n; i += 1) {
+      const at = people.get(ids[i]);
+      if (at) {
+        at[0] = lonlat[2 * i];
+        at[1] = lonlat[2 * i + 1];
+      } else people.set(ids[i], [lonlat[2 * i], lonlat[2 * i + 1]]);
+    }
+    this.peopleLayer.moveFlat(ids, lonlat);
+    for (const id of arrivals) this.peopleLayer.setArrived(id, Boolean(this.atMuster.get(id)));
+    for (const shown of this.incidents.values()) {
+      const dots = shown.layers.personDots; // the trapped: few, SVG
+      if (!dots?.size) continue;
+      for (const [id, dot] of dots) {
+        const at = people.get(id);
+        if (at) dot.setLatLng([at[1], at[0]]);
       }
     }
-    if (headcount) this.showHeadcount(headcount);
+    if (headcount) this.headcount = headcount;
+    if (arrivals.length || headcount) {
+      this.paintKpis();
+      this.paintPeopleSoon();
+    }
+  }
+
+  paintPeopleSoon() {
+    if (this.peopleTimer) return;
+    this.peopleTimer = setTimeout(() => {
+      this.peopleTimer = null;
+      const shown = this.incidents.get(this.selected);
+      if (shown && !this.closed) {
+        if (this.headcount) shown.picture.headcount = { ...shown.picture.headcount, ...this.headcount };
+        // Painted when seen: a hidden tab is painted when it is opened (showTab).
+        if (shown.tab === "people") this.paintPeople(shown);
+        else shown.peopleStale = true;
+      }
+    }, PEOPLE_PAINT_MS);
   }
 }
 
 // The only use of imports while the modules load: this module must be the first to load the
 // method modules (frontend/README.md), so that they are all loaded by now.
-Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods);
+Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods, kpiMethods, commandMethods);

@@ -285,9 +285,11 @@ class PlanRun:
         self._emit("note", self.clock.now(), actor.id, step_id, {"text": _reason(text, "text")})
         return self.events[start:]
 
-    def escalate(self, actor: Actor) -> list[PlanEvent]:
-        """L(n) -> L(n+1): the next level's steps and call tree join the run."""
+    def escalate(self, actor: Actor, *, reason: str | None = None) -> list[PlanEvent]:
+        """L(n) -> L(n+1): the next level's steps and call tree join the run. A ``reason``
+        given is logged with the order."""
         self._check_commander(actor)
+        why = _reason(reason) if reason is not None else None
         level = self.state.level
         if level == Level.L4:
             raise IllegalTransition(
@@ -303,15 +305,22 @@ class PlanRun:
             "run.escalated",
             now,
             actor.id,
-            data={"from": level.value, "to": new.value, "restored": restored},
+            data={
+                "from": level.value,
+                "to": new.value,
+                "restored": restored,
+                **({"reason": why} if why is not None else {}),
+            },
         )
         self._emit_call_tree(new, now, actor.id)
         self._emit_readiness(now)
         return self.events[start:]
 
-    def deescalate(self, actor: Actor) -> list[PlanEvent]:
-        """L(n) -> L(n-1): the unfinished steps of L(n) are withdrawn (kept, not lost)."""
+    def deescalate(self, actor: Actor, *, reason: str | None = None) -> list[PlanEvent]:
+        """L(n) -> L(n-1): the unfinished steps of L(n) are withdrawn (kept, not lost). A
+        ``reason`` given is logged with the order."""
         self._check_commander(actor)
+        why = _reason(reason) if reason is not None else None
         level = self.state.level
         if level == Level.L1:
             raise IllegalTransition(
@@ -329,7 +338,12 @@ class PlanRun:
             "run.deescalated",
             self.clock.now(),
             actor.id,
-            data={"from": level.value, "to": new.value, "withdrawn": withdrawn},
+            data={
+                "from": level.value,
+                "to": new.value,
+                "withdrawn": withdrawn,
+                **({"reason": why} if why is not None else {}),
+            },
         )
         return self.events[start:]
 

@@ -32,5 +32,10 @@ if [ ! -x "$CHROMIUM" ]; then
     || { log "$CHROMIUM is missing and cannot be installed (needs apt-get as root or with sudo): the browser tests will be skipped, or fail with CI=true"; exit 1; }
   [ -x "$CHROMIUM" ] || { log "the chromium package did not provide $CHROMIUM"; exit 1; }
 fi
+# A CJK font: the wall speaks Chinese, and the plans' and places' names are Chinese. WenQuanYi
+# Micro Hei is Debian's small one (a wall's own OS usually has Noto Sans CJK or YaHei already).
+if command -v fc-list >/dev/null && [ -z "$(fc-list :lang=zh family 2>/dev/null | head -n1)" ]; then
+  apt_install fonts-wqy-microhei || log "no Chinese font could be installed: Chinese text will show as boxes"
+fi
 # Debian's wrapper script complains on stderr about its own memory check; the version is what counts.
 log "$("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM (version unknown)")"

@@ -7,12 +7,13 @@ With ``CI=true`` a missing Chromium or Leaflet install fails these tests instead
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, WebSocket, sync_playwright
 from shapely.geometry import shape
 from sqlalchemy import create_engine, select, update
@@ -238,11 +240,19 @@ def test_the_wall_follows_an_incident(server: LiveServer, watched: Watched) -> N
     for level in (3, 2, 1):
         page.wait_for_selector(f"#map path.rp-threat-{level}", state="attached")
     assert count(page, f"{card} li.step") == len(picture["plan"]["steps"])
-    assert count(page, "#map path.rp-person") == len(picture["evacuation"]["people"]) > 0
+    # Everyone with a route is a dot on the people canvas; the trapped are markers of their own.
+    people = picture["evacuation"]["people"]
+    routed = [p for p in people if p["muster"] is not None]
+    page.wait_for_function(
+        "n => document.querySelector('canvas.rp-people')?.dataset.people === String(n)",
+        arg=len(routed),
+    )
+    assert routed and count(page, "#map path.rp-person") == len(people) - len(routed)
     assert count(page, "#map path.rp-route") == 1
     nearest = [kind for kind, found in picture["resources"].items() if found]
     assert count(page, "#map path.rp-resource") == len(nearest) > 0
-    assert "at muster points" in page.inner_text("#headcount-total")
+    total = f"{card} .site-total"  # in the people tab
+    assert "at muster points" in (page.text_content(total) or "")
     assert not page.locator("#no-incident").is_visible()
 
     # A step moves: its event updates the panel.
@@ -255,10 +265,8 @@ def test_the_wall_follows_an_incident(server: LiveServer, watched: Watched) -> N
     page.wait_for_selector(f"{card} li.step[data-step='{ready}'][data-status='acknowledged']")
 
     # Positions move the dots and the headcount follows: one person reaches a muster point.
-    person = picture["evacuation"]["people"][0]["id"]
-    dot = f"#map path.rp-person.rp-p-{person}"
-    dot_before = page.get_attribute(dot, "d")
-    headcount_before = page.inner_text("#headcount-total")
+    person = routed[0]["id"]
+    headcount_before = page.text_content(total)
     muster = next(f for f in layers["zones"] if f["properties"]["kind"] == "muster_point")
     there = shape(muster["geometry"]).representative_point()
     sent = httpx.post(
@@ -267,13 +275,11 @@ def test_the_wall_follows_an_incident(server: LiveServer, watched: Watched) -> N
         headers=auth,
     )
     assert sent.status_code == 200, sent.text
+    wait_for_dot(page, (there.x, there.y), ARRIVED)  # moved there, and drawn as arrived
+    page.click(f"{card} .tab[data-tab='people']")  # the people tab is painted when shown
     page.wait_for_function(
-        "([dot, before]) => document.querySelector(dot).getAttribute('d') !== before",
-        arg=[dot, dot_before],
-    )
-    page.wait_for_function(
-        "before => document.querySelector('#headcount-total').textContent !== before",
-        arg=headcount_before,
+        "([total, before]) => document.querySelector(total).textContent !== before",
+        arg=[total, headcount_before],
     )
 
     # Pings are answered (the server closes a client silent for two heartbeats).
@@ -300,12 +306,18 @@ def test_a_dropped_connection_resumes_after_the_last_event(
     page.click("#login-submit")
     page.click(f"#site-list button[data-site='{DEMO_ID}']")
     page.wait_for_selector("#status[data-state='live']")
-    page.wait_for_selector(".incident li.step")  # from the snapshot
+    page.wait_for_selector(".incident:not([hidden]) li.step")  # from the snapshot
 
     # The server tells the page to resync and drops it; the page comes back by itself and
     # subscribes with the last sequence number it saw.
     assert watched.sent_of("subscribe") == [
-        {"type": "subscribe", "site": DEMO_ID, "incident": None, "last_seq": None}
+        {
+            "type": "subscribe",
+            "site": DEMO_ID,
+            "incident": None,
+            "last_seq": None,
+            "positions": "compact",
+        }
     ]
     watched.watch_status()
     hub: Hub = server.app.state.hub
@@ -338,7 +350,8 @@ def test_without_leaflet_the_page_says_how_to_set_up(tmp_path: Path) -> None:
 
 def page_modules(frontend: Path = wall.FRONTEND) -> list[str]:
     """The page's own ES modules, as the browser finds them: the module scripts of index.html,
-    then every static ``import ... from "./x.js"`` of each module, transitively (no build step)."""
+    then every static ``import ... from "./x.js"`` of each module and every worker module it
+    starts (``new URL("./x.js", import.meta.url)``), transitively (no build step)."""
     index = (frontend / "index.html").read_text(encoding="utf-8")
     entries = re.findall(r'<script type="module" src="/static/([\w.-]+\.js)">', index)
     found: list[str] = []
@@ -349,6 +362,7 @@ def page_modules(frontend: Path = wall.FRONTEND) -> list[str]:
         found.append(name)
         source = (frontend / name).read_text(encoding="utf-8")
         entries += re.findall(r'^import\s[^;]*?["\']\./([\w.-]+\.js)["\'];', source, re.M)
+        entries += re.findall(r'new URL\(\s*"\./([\w.-]+\.js)",\s*import\.meta\.url', source)
     return found
 
 
@@ -400,6 +414,9 @@ def test_every_module_of_the_page_is_served_as_javascript_and_no_script_is_inlin
             base = url.rsplit("/", 1)[0]
             for target in re.findall(r'^import\s[^;]*?["\']([^"\']+)["\'];', answer.text, re.M):
                 queue.append(f"{base}/{target[2:]}" if target.startswith("./") else target)
+            # A worker's module, as a browser starts it: new URL("./x.js", import.meta.url).
+            for target in re.findall(r'new URL\(\s*"\./([^"]+)",\s*import\.meta\.url', answer.text):
+                queue.append(f"{base}/{target}")
         javascript = ("text/javascript", "application/javascript")
         for url, kind in served.items():
             assert kind.split(";")[0].strip() in javascript, (url, kind)
@@ -460,7 +477,18 @@ def incident_picture(server: LiveServer, auth: dict[str, str], incident: str) ->
 
 
 def click_zone(page: Page, zone: str) -> None:
-    """Click the map, as a person would, in the middle of a zone's outline on the screen."""
+    """Click the map, as a person would, in the middle of a zone's outline on the screen, once
+    zoomed in on it (the wall frames the plume of an incident, and a zone is then small)."""
+    page.evaluate(
+        """zone => {
+            const map = document.querySelector('#map').leafletMap;
+            const path = document.querySelector(`#map path.rp-z-${zone}`);
+            const box = path.getBBox();
+            const centre = map.layerPointToLatLng([box.x + box.width / 2, box.y + box.height / 2]);
+            map.setView(centre, 18, { animate: false });
+        }""",
+        zone,
+    )
     box = page.locator(f"#map path.rp-z-{zone}").bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -755,11 +783,11 @@ def test_a_proposed_plan_is_activated_with_one_click(server: LiveServer, watched
     report_wind(server, auth, 4.5, 270)
     raise_chlorine_alarm(server, auth)
 
-    banner = f"#proposals .proposal[data-sensor='{CL2_DETECTOR}']"
+    banner = f"#alarms .alarm[data-sensor='{CL2_DETECTOR}']"
     page.wait_for_selector(banner)
     assert "ALARM" in page.inner_text(banner)
     button = f"{banner} button.activate-now[data-plan='chlorine-leak']"
-    assert page.inner_text(button).endswith("at L1")  # the level it activates at, said
+    assert "at L1" in page.inner_text(button)  # the level it activates at, said
     # The panel is ready for it: the plan's design release under the station's wind.
     page.wait_for_selector("#activate-hazard[data-plan='chlorine-leak']", state="attached")
     page.wait_for_function(
@@ -779,7 +807,9 @@ def test_a_proposed_plan_is_activated_with_one_click(server: LiveServer, watched
     page.wait_for_selector(f".incident[data-incident='{incident}'] li.step")
     for level in (3, 2, 1):
         page.wait_for_selector(f"#map path.rp-inc-{incident}.rp-threat-{level}", state="attached")
-    page.wait_for_selector(banner, state="detached")
+    # The alarm no longer offers the plan; it stays until someone acknowledges it.
+    page.wait_for_selector(f"{banner} .proposal-plan", state="detached")
+    assert page.is_visible(f"{banner} .alarm-ack")
     assert watched.activations[-1]["hazard"] == {"model": "plan"}
     picture = incident_picture(server, auth, str(incident))
     where = sensor_position(server, auth, CL2_DETECTOR)
@@ -801,7 +831,7 @@ def test_without_a_wind_reading_the_one_click_asks_for_the_wind(
     page.wait_for_selector("#activate-plan option[value='chlorine-leak']", state="attached")
     auth = sign_in(windless)
     raise_chlorine_alarm(windless, auth)
-    banner = f"#proposals .proposal[data-sensor='{CL2_DETECTOR}']"
+    banner = f"#alarms .alarm[data-sensor='{CL2_DETECTOR}']"
     button = f"{banner} button.activate-now[data-plan='chlorine-leak']"
     page.wait_for_selector(banner)
     page.wait_for_selector("#activate-hazard[data-plan='chlorine-leak']", state="attached")
@@ -880,13 +910,14 @@ def test_a_responder_acts_on_the_steps_of_their_duty(
         # The commander gives them the role from the wall.
         page = watched.page
         open_wall(page, server)
+        page.click(f"{card} .tab[data-tab='command']")  # duties are in the command tab
         page.wait_for_selector(f"{card} .duty-form")
         page.select_option(f"{card} .duty-form select[name='role']", role)
         page.fill(f"{card} .duty-form input[name='username']", RESPONDER)
         page.click(f"{card} .duty-form button[type='submit']")
         holder = f"{card} .duty-list li[data-role='{role}'] .holder[data-username='{RESPONDER}']"
         page.wait_for_selector(holder)
-        theirs.wait_for_selector(f"{holder}.mine")  # their own wall shows it, as theirs
+        theirs.wait_for_selector(f"{holder}.mine", state="attached")  # on their wall, as theirs
 
         # Now they may act on that role's steps, and only on those.
         step = next(
@@ -905,7 +936,7 @@ def test_a_responder_acts_on_the_steps_of_their_duty(
         )  # only the commander skips a step that is not optional
         theirs.click(f"{item} button[data-action='acknowledge']")
         theirs.wait_for_selector(f"{item}[data-status='acknowledged']")
-        page.wait_for_selector(f"{item}[data-status='acknowledged']")
+        page.wait_for_selector(f"{item}[data-status='acknowledged']", state="attached")
         moves = [
             e
             for e in step_events(server, auth, incident, step)
@@ -931,14 +962,51 @@ def metres_apart(a: list[float], b: list[float]) -> float:
     return 6_371_000 * math.hypot(dx, dy)
 
 
-def dot_centre(page: Page, selector: str) -> tuple[float, float]:
-    """A circle marker's centre in the map's pixels: Leaflet draws it 'M x-r,y a r,r ...'."""
-    found = re.match(
-        r"M\s*(-?[\d.]+)[ ,](-?[\d.]+)\s*a\s*(-?[\d.]+)", page.get_attribute(selector, "d") or ""
+def on_screen(page: Page, lonlat: Sequence[float]) -> tuple[float, float]:
+    """Where a point is on the page, by Leaflet's own projection of the map as shown."""
+    x, y = page.evaluate(
+        """([lon, lat]) => {
+            const box = document.querySelector('#map');
+            const p = box.leafletMap.latLngToContainerPoint([lat, lon]);
+            const r = box.getBoundingClientRect();
+            return [r.left + p.x, r.top + p.y];
+        }""",
+        [lonlat[0], lonlat[1]],
     )
-    assert found, selector
-    x, y, r = (float(v) for v in found.groups())
-    return x + r, y
+    return float(x), float(y)
+
+
+def pixel(page: Page, at: tuple[float, float]) -> tuple[int, int, int]:
+    """The colour Chromium shows at a point of the page: a 1x1 screenshot, decoded."""
+    png = page.screenshot(clip={"x": round(at[0]), "y": round(at[1]), "width": 1, "height": 1})
+    colour = Image.open(io.BytesIO(png)).convert("RGB").getpixel((0, 0))
+    assert isinstance(colour, tuple), colour
+    return int(colour[0]), int(colour[1]), int(colour[2])
+
+
+def near(colour: tuple[int, int, int], wanted: tuple[int, int, int], slack: int = 40) -> bool:
+    return all(abs(a - b) <= slack for a, b in zip(colour, wanted, strict=True))
+
+
+MOVING = (17, 17, 17)  # a person to move: a black dot (frontend/people-paint.js)
+ARRIVED = (255, 255, 255)  # arrived: a white dot in a green ring
+
+
+def zoom_to(page: Page, lonlat: Sequence[float], zoom: int = 19) -> None:
+    """Centre the map on a point, zoomed in, as a person would before clicking a dot there."""
+    page.evaluate(
+        "([lon, lat, zoom]) => document.querySelector('#map').leafletMap"
+        ".setView([lat, lon], zoom, { animate: false })",
+        [lonlat[0], lonlat[1], zoom],
+    )
+
+
+def wait_for_dot(page: Page, lonlat: Sequence[float], colour: tuple[int, int, int]) -> None:
+    """Until the page shows a dot of ``colour`` at ``lonlat`` (read from a screenshot)."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not near(pixel(page, on_screen(page, lonlat)), colour):
+        assert time.monotonic() < deadline, f"no {colour} dot at {lonlat}"
+        page.wait_for_timeout(50)
 
 
 def line_start(page: Page, selector: str) -> tuple[float, float]:
@@ -998,10 +1066,9 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
     )
     page = watched.page
     open_wall(page, server)
-    dot = f"#map path.rp-person.rp-inc-{incident}.rp-p-{person}"
-    page.wait_for_selector(dot)
-    before = dot_centre(page, dot)
-    drawn = page.get_attribute(dot, "d")  # read before the move: its message may come first
+    page.wait_for_selector("canvas.rp-people[data-drawn]")
+    zoom_to(page, where[person])  # zoomed out on the plume, the site's dots crowd each other
+    wait_for_dot(page, where[person], MOVING)
 
     sent = httpx.post(
         f"{server.base}/api/sites/{DEMO_ID}/positions",
@@ -1009,10 +1076,8 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
         headers=auth,
     )
     assert sent.status_code == 200, sent.text
-    page.wait_for_function(
-        "([dot, before]) => document.querySelector(dot).getAttribute('d') !== before",
-        arg=[dot, drawn],
-    )
+    zoom_to(page, there)  # at the plume's framing, 10 m is less than a pixel
+    wait_for_dot(page, there, MOVING)
 
     def asked() -> list[str]:
         return [u for u in watched.urls if "/route?" in u]
@@ -1021,7 +1086,7 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
 
     # The click asks once for the route from where they are now, and draws it.
     with page.expect_response(lambda r: "/route?" in r.url) as answered:
-        page.click(dot)
+        page.mouse.click(*on_screen(page, there))
     answer = answered.value.json()
     assert answer["person"] == person and answer["muster"] is not None and answer["route"]
     assert metres_apart(answer["from"], there) < 1
@@ -1032,7 +1097,19 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
     page.wait_for_selector(chosen)
     assert count(page, chosen) == 1
     scale = metres_per_pixel(page)
-    start, now = line_start(page, chosen), dot_centre(page, dot)
+    # The line starts at their new position, not where the picture's route starts (the
+    # popup may have panned the map: both are read in its present view).
+    box = page.locator("#map").bounding_box()
+    assert box is not None
+    start = line_start(page, chosen)
+    start = (start[0], start[1])
+    now = on_screen(page, there)
+    origin = page.evaluate(
+        "() => { const m = document.querySelector('#map').leafletMap;"
+        " const p = m.containerPointToLayerPoint([0, 0]); return [p.x, p.y]; }"
+    )
+    start = (start[0] - origin[0] + box["x"], start[1] - origin[1] + box["y"])
+    before = on_screen(page, where[person])
     assert math.dist(start, now) * scale < 5  # at their new position...
     assert math.dist(start, before) * scale > 40  # ...not where the picture's route starts
     label = page.inner_text(f".rp-route-now[data-person='{person}'] .route-label")
@@ -1054,7 +1131,7 @@ def test_a_clicked_person_gets_the_route_from_where_they_are_now(
     )
     page.click(".rp-route-popup .leaflet-popup-close-button")  # and the highlight goes
     page.wait_for_selector(chosen, state="detached")
-    page.click(dot)
+    page.mouse.click(*on_screen(page, there))
     refused = page.locator(f".rp-route-now[data-person='{person}'] .route-label.error")
     refused.wait_for()
     assert "404" in refused.inner_text() and gone in refused.inner_text()
@@ -1086,7 +1163,7 @@ def test_the_wall_shows_muster_verdicts_threat_notes_and_a_layer_change(
     page.click(f"#site-list button[data-site='{DEMO_ID}']")
     page.wait_for_selector(f"{card} .muster-unusable[data-muster='Z-032']")
     assert "not used" in page.inner_text(f"{card} .muster-unusable[data-muster='Z-032']")
-    assert "heavier than air" in page.inner_text(f"{card} .threat-notes")
+    assert "heavier than air" in (page.text_content(f"{card} .threat-notes") or "")
     # Marked on the map too, once for this incident.
     assert count(page, f"path.rp-muster-unusable.rp-mv-Z-032.rp-inc-{incident}") == 1
 
@@ -1131,8 +1208,9 @@ def test_a_name_with_html_is_shown_as_text_and_the_policy_blocks_inline_script(
     page = watched.page
     open_wall(page, server)
     page.hover("#map path.rp-z-Z-010")
-    page.wait_for_selector(".leaflet-tooltip")
-    assert name in page.inner_text(".leaflet-tooltip")
+    hovered = ".leaflet-tooltip:not(.rp-place-label, .rp-receptor-label, .rp-zone-label)"
+    page.wait_for_selector(hovered)
+    assert name in page.inner_text(hovered)
     assert count(page, ".leaflet-tooltip img, .leaflet-tooltip b") == 0
     assert page.evaluate("window.pwned") is None
     assert watched.errors == []

@@ -153,6 +153,22 @@ def test_steps_escalation_and_stand_down_through_the_api(command: TestClient) ->
     assert_problem(command.post(f"{BASE}/{incident}/escalate"), 409, field="incident")
 
 
+def test_a_level_change_logs_its_reason_and_a_bad_reason_changes_nothing(
+    command: TestClient,
+) -> None:
+    incident = activate(command)["incident"]["id"]
+    up = command.post(f"{BASE}/{incident}/escalate", json={"reason": "plume reaches the road"})
+    assert up.status_code == 200, up.text
+    assert up.json()["events"][0]["data"]["data"]["reason"] == "plume reaches the road"
+    # An empty reason is refused, naming the field, and the level stays.
+    assert_problem(command.post(f"{BASE}/{incident}/deescalate", json={"reason": ""}), 422)
+    assert command.get(f"{BASE}/{incident}").json()["plan"]["level"] == "L3"
+    down = command.post(f"{BASE}/{incident}/deescalate", json={"reason": "leak isolated"})
+    logged = down.json()["events"][0]["data"]["data"]
+    assert (logged["from"], logged["to"], logged["reason"]) == ("L3", "L2", "leak isolated")
+    assert_problem(command.post(f"{BASE}/{incident}/escalate", json={"why": "x"}), 422)
+
+
 def test_deadlines_fire_on_the_clock(command: TestClient, clock: ManualClock) -> None:
     activate(command)
     post = post_of(command)

@@ -218,6 +218,8 @@ def test_walking_into_and_out_of_a_threat_zone_is_logged(command: TestClient) ->
     exposure = command.get(f"{SITE}/incidents/{incident}").json()["exposure"]
     assert all("P-0400" in exposure["inside"][level]["people"] for level in ("1", "2", "3"))
     assert exposure["counts"]["3"]["people"] == len(exposure["inside"]["3"]["people"])
+    # The event carries the counts now, as the picture has them: a wall sets its figures so.
+    assert event["data"]["counts"] == exposure["counts"]
     out = command.post(
         f"{SITE}/positions", json={"positions": [{"person_id": "P-0400", "lon": lon, "lat": lat}]}
     ).json()

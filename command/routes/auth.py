@@ -133,8 +133,21 @@ def logout(request: Request, db: DatabaseDep, principal: SignedInDep, token: Tok
     return Response(status_code=204)
 
 
-@router.get("/me", summary="Who the token belongs to: global roles, and roles granted per site")
-def me(db: DatabaseDep, principal: SignedInDep) -> dict[str, Any]:
+@router.get(
+    "/me",
+    summary="Who the token belongs to: global roles, and roles granted per site",
+    description="A wall token (kiosk mode) is answered too: its name, `kind: wall`, and the "
+    "viewer role on its one site.",
+)
+def me(db: DatabaseDep, principal: PersonOrWallDep) -> dict[str, Any]:
+    if principal.kind == "wall":
+        return {
+            "username": principal.username,
+            "display_name": principal.username,
+            "roles": [],
+            "site_roles": {s: sorted(r) for s, r in sorted(principal.site_roles.items())},
+            "kind": "wall",
+        }
     with db.read() as session:
         return auth.find_user(session, principal.username).to_json()
 

@@ -15,6 +15,7 @@ from command.event_reads import PAGE as EVENTS_PAGE
 from command.event_reads import EventReadBudget
 from command.hub import encode_bytes
 from command.incidents import ActivationRequest
+from command.notifications import incident_notices
 from command.post import CommandPost, actor_for
 from gis.errors import FieldError, InvalidInput, NotFound
 from gis.geometry import validate_geometry
@@ -115,6 +116,18 @@ def get_incident(post: PostDep, _: ReaderDep, site_id: str, incident_id: str) ->
     post.incident(site_id, incident_id)
     picture = post.site_snapshot(site_id, incident_id)
     return Response(encode_bytes(picture["incidents"][0]), media_type="application/json")
+
+
+@router.get(
+    "/incidents/{incident_id}/notices",
+    summary="The incident's call tree: every notice with its status (active or closed)",
+)
+def list_notices(db: DatabaseDep, _: ReaderDep, site_id: str, incident_id: str) -> dict[str, Any]:
+    """Folded from the incident's logged ``notification.*`` events, in order of ``seq``:
+    ``waiting``, ``delivered``, ``failed`` (still waiting), ``acknowledged``, ``passed_on``
+    (to the next contact) or ``unanswered`` (no contact left)."""
+    with db.read() as session:
+        return {"notices": incident_notices(session, site_id, incident_id)}
 
 
 @router.get(
@@ -308,6 +321,14 @@ def stand_down(
     )
 
 
+class LevelChange(BaseModel):
+    """Why the response level changes: logged with the order (the wall asks for it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
 # After the notes route: "/notes" would otherwise match "{command}".
 @router.post("/incidents/{incident_id}/{command}", summary="Escalate or de-escalate the plan")
 def incident_command(
@@ -316,10 +337,14 @@ def incident_command(
     site_id: str,
     incident_id: str,
     command: Literal["escalate", "deescalate"],
+    body: LevelChange | None = None,
 ) -> dict[str, Any]:
+    reason = body.reason if body else None
     incident = post.incident(site_id, incident_id)
     actor = actor_for(principal.username, principal.roles_at(site_id), incident.run.state.template)
-    return _events(post.command(site_id, incident_id, lambda run: getattr(run, command)(actor)))
+    return _events(
+        post.command(site_id, incident_id, lambda run: getattr(run, command)(actor, reason=reason))
+    )
 
 
 class OnBehalf(BaseModel):

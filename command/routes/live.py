@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends
+from pydantic import BaseModel, ConfigDict, Field
 
-from command.auth import Principal, Role
-from command.deps import ReaderDep, requires
+from command.auth import Principal, Role, user_row
+from command.deps import DatabaseDep, ReaderDep, requires
 from command.routes.incidents import PostDep
 from command.sensors import parse_readings
 from gis.errors import FieldError, InvalidInput, NotPermitted
@@ -17,6 +18,9 @@ from gis.errors import FieldError, InvalidInput, NotPermitted
 router = APIRouter(prefix="/api/sites/{site_id}", tags=["live inputs"])
 
 FeederDep = Annotated[Principal, Depends(requires(Role.DEVICE, Role.COMMANDER))]
+#: A person in the incident's command or response acknowledges an alarm (never a viewer, a
+#: wall token or a device: an acknowledgement says a person has seen it).
+AcknowledgerDep = Annotated[Principal, Depends(requires(Role.COMMANDER, Role.RESPONDER))]
 MAX_POSITIONS = 20_000
 
 
@@ -35,6 +39,38 @@ def own_site(principal: Principal, site_id: str) -> None:
 )
 def sensor_state(post: PostDep, _: ReaderDep, site_id: str) -> dict[str, Any]:
     return {"sensors": post.sensor_state(site_id)}
+
+
+class AlarmAck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+@router.post(
+    "/sensors/{sensor_id}/acknowledge",
+    summary="Acknowledge a sensor's alarm (a commander or a responder): the event names who",
+)
+def acknowledge_alarm(
+    post: PostDep,
+    db: DatabaseDep,
+    principal: AcknowledgerDep,
+    site_id: str,
+    sensor_id: str,
+    body: AlarmAck | None = None,
+) -> dict[str, Any]:
+    """The alarm stays unacknowledged, even back to normal, until someone acknowledges it
+    here; 409 when there is nothing to acknowledge (no alarm, or acknowledged already)."""
+    with db.read() as session:
+        by_name = user_row(session, principal.username).display_name
+    event = post.acknowledge_alarm(
+        site_id,
+        sensor_id,
+        actor=principal.username,
+        by_name=by_name,
+        note=body.note if body else None,
+    )
+    return event.as_dict()
 
 
 @router.post("/readings", summary="Sensor readings (devices of the site, or a commander)")
