@@ -28,6 +28,7 @@ from gis.site_bundle import load_bundle
 from gis.storage.db import Database, downgrade, make_engine, schema_is_current, upgrade
 from plans.clock import ManualClock
 from plans.store import load_plan_files
+from tests.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "fixtures" / "demo-site"
@@ -182,6 +183,23 @@ CHLORINE_ACTIVATION: dict[str, Any] = {
         "wind_from_deg": 45,
     },
 }
+
+
+def live_with_tokens(path: Path, users: Mapping[str, Role]) -> Iterator[tuple[Any, dict[str, str]]]:
+    """A real server (tests/live_server.py) on a SQLite file holding the demo site, and a token
+    for each of ``users`` (username -> role): for module fixtures of websocket tests."""
+    url = site_database(path, users)
+    engine = make_engine(url)
+    try:
+        with Database(engine).write() as session:
+            tokens = {
+                name: issue_token(session, find_user(session, name), ttl_s=3600).token
+                for name in users
+            }
+    finally:
+        engine.dispose()
+    with LiveServer(url) as server:
+        yield server, tokens
 
 
 def site_database(path: Path, users: Mapping[str, Role] | None = None) -> str:

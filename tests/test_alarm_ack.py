@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from command.app import create_app
-from command.auth import Role, create_device_token, create_wall_token, find_user, issue_token
+from command.auth import Role, create_device_token, create_wall_token
 from command.settings import Settings
-from gis.storage.db import Database, make_engine
+from gis.storage.db import Database
 from plans.clock import ManualClock
-from tests.conftest import DEMO_ID, sign_in, site_database
+from tests.conftest import DEMO_ID, live_with_tokens, sign_in
 from tests.live_server import LiveServer
 from tests.problems import assert_problem
 from tests.test_incidents import post_of
@@ -249,20 +248,8 @@ def test_a_restart_rebuilds_the_alarms_from_the_log(
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     """A real server on a SQLite file, and tokens of a commander, a responder and a viewer."""
-    path: Path = tmp_path_factory.mktemp("alarm-ack") / "rallypoint.db"
     users = {"chief": Role.COMMANDER, "medic": Role.RESPONDER, "watcher": Role.VIEWER}
-    url = site_database(path, users)
-    engine = make_engine(url)
-    try:
-        with Database(engine).write() as session:
-            tokens = {
-                name: issue_token(session, find_user(session, name), ttl_s=3600).token
-                for name in users
-            }
-    finally:
-        engine.dispose()
-    with LiveServer(url) as server:
-        yield server, tokens
+    yield from live_with_tokens(tmp_path_factory.mktemp("alarm-ack") / "rallypoint.db", users)
 
 
 def test_a_wall_that_connects_is_shown_the_open_alarms(

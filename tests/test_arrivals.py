@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from websockets.asyncio.client import connect
 
-from command.auth import Role, find_user, issue_token
+from command.auth import Role
 from command.hub import Subscriber
-from gis.storage.db import Database, make_engine
-from tests.conftest import DEMO_ID, site_database
+from tests.conftest import DEMO_ID, live_with_tokens
 from tests.live_server import LiveServer
 from tests.test_incidents import CHLORINE_STORE, post_of
 from tests.test_ws import WAIT_S, auth, subscribed
@@ -36,20 +34,8 @@ def place(person: str, lonlat: list[float]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     """A real server on a SQLite file, and tokens of a commander and a viewer."""
-    path: Path = tmp_path_factory.mktemp("arrivals") / "rallypoint.db"
     users = {"chief": Role.COMMANDER, "watcher": Role.VIEWER}
-    url = site_database(path, users)
-    engine = make_engine(url)
-    try:
-        with Database(engine).write() as session:
-            tokens = {
-                name: issue_token(session, find_user(session, name), ttl_s=3600).token
-                for name in users
-            }
-    finally:
-        engine.dispose()
-    with LiveServer(url) as server:
-        yield server, tokens
+    yield from live_with_tokens(tmp_path_factory.mktemp("arrivals") / "rallypoint.db", users)
 
 
 def test_the_positions_and_the_snapshot_say_who_has_arrived(

@@ -103,6 +103,15 @@ def activate(server: LiveServer, auth: dict[str, str], **changes: Any) -> dict[s
     return picture
 
 
+def wall_with_incident(page: Page, server: LiveServer) -> tuple[dict[str, str], str, str]:
+    """A commander's wall open on the demo site, and an incident activated through the API:
+    the commander's headers, the incident's id and its card's selector."""
+    open_wall(page, server)
+    auth = sign_in(server)
+    incident = str(activate(server, auth)["incident"]["id"])
+    return auth, incident, f".incident[data-incident='{incident}']"
+
+
 def kpi(page: Page, key: str) -> str:
     return page.inner_text(f"#kpis .kpi[data-kpi='{key}'] .kpi-value")
 
@@ -329,10 +338,7 @@ def test_a_commander_escalates_deescalates_notes_and_stands_down_from_the_wall(
     server: LiveServer, watched: Watched
 ) -> None:
     page = watched.page
-    open_wall(page, server)
-    auth = sign_in(server)
-    incident = activate(server, auth)["incident"]["id"]
-    card = f".incident[data-incident='{incident}']"
+    auth, incident, card = wall_with_incident(page, server)
     page.wait_for_selector(f"{card} li.step")
     page.click(f"{card} .tab[data-tab='command']")
 
@@ -402,10 +408,7 @@ def test_the_call_tree_shows_each_notice_and_a_commander_answers_for_someone(
     server: LiveServer, watched: Watched
 ) -> None:
     page = watched.page
-    open_wall(page, server)
-    auth = sign_in(server)
-    incident = activate(server, auth)["incident"]["id"]
-    card = f".incident[data-incident='{incident}']"
+    auth, incident, card = wall_with_incident(page, server)
     notices = httpx.get(f"{server.base}{BASE}/incidents/{incident}/notices", headers=auth).json()[
         "notices"
     ]
@@ -458,10 +461,7 @@ def test_the_wall_switches_to_chinese_with_the_plans_own_words_and_remembers(
     server: LiveServer, watched: Watched
 ) -> None:
     page = watched.page
-    open_wall(page, server)
-    auth = sign_in(server)
-    incident = activate(server, auth)["incident"]["id"]
-    card = f".incident[data-incident='{incident}']"
+    _, _, card = wall_with_incident(page, server)
     page.wait_for_selector(f"{card} li.step[data-step='l1-detect-report']")
     page.wait_for_selector(f"{card} .step-title:has-text('Confirm the Cl2 detector alarm')")
     page.select_option("#language", "zh-CN")
