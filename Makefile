@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# pytest-xdist workers for 'make test': auto is one per core, 0 runs the suite in one process
+PYTEST_WORKERS ?= auto
 
 .PHONY: run test lint typecheck frontend chromium demo-fixture clean
 
@@ -31,9 +33,10 @@ run: $(VENV)/.installed-run frontend
 	$(BIN)/rallypoint demo wind --site demo-works
 	$(BIN)/rallypoint serve
 
-## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS
+## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS,
+##       a file's tests on one worker, the workers in parallel (PYTEST_WORKERS)
 test: lint typecheck frontend chromium
-	scripts/with-postgis.sh $(BIN)/pytest $(PYTEST_ARGS)
+	scripts/with-postgis.sh $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -18,10 +18,8 @@ from shapely.geometry import shape
 from websockets.asyncio.client import connect
 
 from command.auth import Role, create_device_token, create_user, issue_token
-from gis.site_bundle import load_bundle
-from gis.storage.db import Database, make_engine, upgrade
-from plans.store import load_plan_files
-from tests.conftest import DEMO_ID, DEMO_PLANS, DEMO_SITE, FAST_HASHER, TEST_PASSWORD
+from gis.storage.db import Database, make_engine
+from tests.conftest import DEMO_ID, DEMO_SITE, FAST_HASHER, TEST_PASSWORD, site_database
 from tests.live_server import LiveServer
 from tests.test_incidents import chlorine
 from tests.test_ws import Subscriber, subscribe_message
@@ -36,12 +34,8 @@ N1, E1 = "Z-004", "Z-032"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     path: Path = tmp_path_factory.mktemp("live-picture") / "rallypoint.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    db = Database(engine)
-    load_bundle(db, DEMO_SITE, actor="test-setup")
-    with db.write() as session:
-        load_plan_files(session, DEMO_ID, sorted(DEMO_PLANS.glob("*.yaml")), actor="test-setup")
+    engine = make_engine(site_database(path))
+    with Database(engine).write() as session:
         tokens = {}
         for name, role in (("commander", Role.COMMANDER), ("planner", Role.PLANNER)):
             user = create_user(session, name, TEST_PASSWORD, [role], hasher=FAST_HASHER)

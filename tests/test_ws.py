@@ -29,14 +29,17 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from command import events as event_log
 from command.auth import Role, create_device_token, create_user, issue_token
-from gis.site_bundle import load_bundle
-from gis.storage.db import Database, make_engine, upgrade
+from gis.storage.db import Database, make_engine
 from plans.engine import Actor
-from plans.store import load_plan_files
-from tests.conftest import CHLORINE_ACTIVATION, DEMO_ID, DEMO_SITE, FAST_HASHER, ROOT, TEST_PASSWORD
+from tests.conftest import (
+    CHLORINE_ACTIVATION,
+    DEMO_ID,
+    FAST_HASHER,
+    TEST_PASSWORD,
+    site_database,
+)
 from tests.live_server import LiveServer
 
-PLANS = sorted((ROOT / "fixtures" / "plans").glob("*.yaml"))
 WAIT_S = 10.0  # the longest any single await may take before the test fails
 
 
@@ -55,13 +58,9 @@ class Tokens:
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Tokens]:
     """A database file with the demo site, its plans and three tokens (copied per server)."""
     path = tmp_path_factory.mktemp("ws") / "template.db"
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(site_database(path))
     try:
-        upgrade(engine)
-        db = Database(engine)
-        load_bundle(db, DEMO_SITE, actor="test-setup")
-        with db.write() as session:
-            load_plan_files(session, DEMO_ID, PLANS, actor="test-setup")
+        with Database(engine).write() as session:
             commander = create_user(
                 session, "commander", TEST_PASSWORD, [Role.COMMANDER], hasher=FAST_HASHER
             )
