@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from command.audit import Checkpointer, anchor_files
+from command.cap import CapAlert, post_cap
+from command.drills import DrillDesk
 from command.event_reads import EventReadBudget
 from command.hub import Hub
 from command.middleware import (
@@ -28,6 +30,7 @@ from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
 from command.ratelimit import TooManyAttempts
+from command.reviews import generate_review
 from command.routes import (
     admin,
     auth,
@@ -37,9 +40,12 @@ from command.routes import (
     live,
     notices,
     plans,
+    replay,
+    reviews,
     sites,
     ws,
 )
+from command.routes import drills as drills_routes
 from command.routes.docs import mount as mount_api_docs
 from command.routes.wall import mount as mount_map_wall
 from command.sessions import LiveSockets, sweep_forever
@@ -80,10 +86,11 @@ async def _tick(post: CommandPost, anchor: Checkpointer | None = None) -> None:
 
 
 def _webhook_sender(
-    post: CommandPost, url: str, public_url: str | None = None
+    post: CommandPost, url: str, public_url: str | None = None, *, exercise: bool = False
 ) -> asyncio.Task[None]:
     """Post new call-tree notices to the outbound gateway, each in its own task, with retries;
-    the outcome of each is logged."""
+    the outcome of each is logged. ``exercise``: the gateway configured as exercise-safe,
+    the only one a drill's call-outs reach."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Notice] = asyncio.Queue()
 
@@ -91,7 +98,10 @@ def _webhook_sender(
         for notice in notices:
             loop.call_soon_threadsafe(queue.put_nowait, notice)
 
-    post.outbox = outbox
+    if exercise:
+        post.exercise_outbox = outbox
+    else:
+        post.outbox = outbox
 
     async def send() -> None:
         async with httpx.AsyncClient() as client:
@@ -108,6 +118,31 @@ def _webhook_sender(
                 task = asyncio.create_task(one(await queue.get()))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
+
+    return asyncio.create_task(send())
+
+
+def _cap_sender(post: CommandPost, url: str) -> asyncio.Task[None]:
+    """Post each CAP alert to the platform, with the call-outs' retries; each outcome is
+    logged (``cap.delivered`` or ``cap.failed``, naming the alert)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[CapAlert] = asyncio.Queue()
+
+    def outbox(alerts: list[CapAlert]) -> None:
+        for alert in alerts:
+            loop.call_soon_threadsafe(queue.put_nowait, alert)
+
+    post.cap_outbox = outbox
+
+    async def send() -> None:
+        async with httpx.AsyncClient() as client:
+            while True:
+                alert = await queue.get()
+                ok, attempts, detail = await post_cap(client, url, alert)
+                try:
+                    await run_in_threadpool(post.cap_delivered, alert, ok, attempts, detail)
+                except Exception:
+                    log.exception("could not log the delivery of CAP alert %s", alert.identifier)
 
     return asyncio.create_task(send())
 
@@ -162,7 +197,25 @@ def create_app(
             if settings.webhook_url
             else None
         )
+        exercise_sender = (
+            _webhook_sender(post, settings.exercise_webhook_url, settings.public_url, exercise=True)
+            if settings.exercise_webhook_url
+            else None
+        )
+        cap_sender = (
+            _cap_sender(post, settings.cap_webhook_url) if settings.cap_webhook_url else None
+        )
+        post.cap_exercise_safe = settings.cap_exercise_safe
+        post.cap_enabled = bool(settings.cap_webhook_url) or settings.cap_alerts
+        app.state.drills = drills = DrillDesk(post)
+
+        def review(site_id: str, incident_id: str, drill_id: str | None) -> None:
+            # The after-action review, the moment an incident stands down or a drill ends.
+            generate_review(db, post.model(site_id), site_id, incident_id, now=post.clock.now())
+
+        drills.on_closed = review
         await run_in_threadpool(post.recover_state)
+        await run_in_threadpool(drills.recover)
         recovery = None
         if background_recovery if background_recovery is not None else database is None:
             recovery = asyncio.create_task(run_in_threadpool(post.recover_incidents))
@@ -184,7 +237,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in (ticker, sender, sweeper, recovery):
+            for task in (ticker, sender, exercise_sender, cap_sender, sweeper, recovery):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -223,6 +276,9 @@ def create_app(
     app.include_router(ws.router)
     app.include_router(feed.router)
     app.include_router(notices.router)
+    app.include_router(reviews.router)
+    app.include_router(drills_routes.router)
+    app.include_router(replay.router)  # after drills: /drills/scenarios/* is theirs
 
     # Open to all, as a load balancer or monitor asks it without signing in.
     @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")

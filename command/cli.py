@@ -210,6 +210,69 @@ def plan_list(site_id: str) -> None:
             click.echo(f"{s['id']}\tv{s['version']}\t{s['scenario']}\t{s['title']}")
 
 
+@main.group()
+def drill() -> None:
+    """Drills (docs/drills.md): what is scheduled, running and ended, and overdue reviews."""
+
+
+@drill.command("list")
+@click.option("--site", "site_id", required=True)
+@_report_errors
+def drill_list(site_id: str) -> None:
+    """List a site's drills: state, window (never a blind drill's sealed start), when it
+    started and ended, and its review: signed off, open, or OVERDUE (not signed off 72 hours
+    after the end)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from command.reviews import overdue_reviews
+    from gis.sites import load_site
+    from gis.storage.tables import DrillRow, ReviewRow
+
+    now = datetime.now(UTC)
+    with _database() as database:
+        with database.read() as session:
+            load_site(session, site_id)  # a clear error for an unknown site
+            drills = list(
+                session.scalars(
+                    select(DrillRow)
+                    .where(DrillRow.site_id == site_id)
+                    .order_by(DrillRow.created_at)
+                )
+            )
+            reviews = {
+                r.drill_id: r
+                for r in session.scalars(
+                    select(ReviewRow).where(
+                        ReviewRow.site_id == site_id, ReviewRow.drill_id.is_not(None)
+                    )
+                )
+            }
+        late = {r["drill_id"] for r in overdue_reviews(database, now=now, site_id=site_id)}
+    if not drills:
+        click.echo(f"no drills at {site_id}")
+    for row in drills:
+        window = f"{row.window['start']} .. {row.window['end']}" if row.window else "announced"
+        review = reviews.get(row.id)
+        if row.id in late:
+            verdict = "review OVERDUE (not signed off 72 h after the end)"
+        elif review is None:
+            verdict = "no review" if row.state in ("ended", "aborted") else ""
+        elif review.signed_off_at is not None:
+            verdict = (
+                f"review signed off {review.signed_off_at.isoformat()} by {review.signed_off_by}"
+            )
+        else:
+            verdict = "review open"
+        started = row.started_at.isoformat() if row.started_at else "-"
+        ended = row.ended_at.isoformat() if row.ended_at else "-"
+        click.echo(
+            f"{row.id}\t{row.scenario_id} v{row.scenario_version}\t{row.state}\t{window}"
+            f"\tstarted {started}\tended {ended}\t{verdict}".rstrip()
+        )
+
+
 @plan.command("document")
 @click.argument("plan_id")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))

@@ -36,6 +36,8 @@ from gis.sites import load_site
 from gis.storage.tables import EventHeadRow, EventRow, SiteRow
 
 GENESIS = "0" * 64
+#: What every message of a drill carries (call-outs, their webhook payloads, the wall).
+EXERCISE_LABEL = "EXERCISE / 演练"
 #: The head table, for plain SQL (an append's extra statements stay cheap).
 HEADS = typing.cast(Table, EventHeadRow.__table__)
 #: At most this many events in one answer to "what did I miss".
@@ -132,15 +134,51 @@ def append(
     data: Mapping[str, Any] | None = None,
     incident_id: str | None = None,
     at: datetime | None = None,
+    exercises: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> LoggedEvent:
     """Append one event in ``session``'s transaction (it commits, or not, with the change)."""
-    [event] = append_many(session, site_id, [Draft(kind, actor, data or {}, incident_id, at)])
+    [event] = append_many(
+        session,
+        site_id,
+        [Draft(kind, actor, data or {}, incident_id, at)],
+        exercises=exercises,
+        now=now,
+    )
     return event
 
 
-def append_many(session: Session, site_id: str, drafts: Sequence[Draft]) -> list[LoggedEvent]:
+def mark_exercise(drafts: Sequence[Draft], exercises: Mapping[str, str]) -> list[Draft]:
+    """Drafts of a drill's incident (``exercises``: incident id -> drill id) marked as exercise
+    in their data, so that every record of a drill says so; its call-outs also carry the
+    exercise label."""
+    out = []
+    for draft in drafts:
+        drill = exercises.get(draft.incident_id) if draft.incident_id else None
+        if drill is None or "exercise" in draft.data:
+            out.append(draft)
+            continue
+        data = {**draft.data, "exercise": drill}
+        if draft.type == "notification.requested":
+            data["label"] = EXERCISE_LABEL
+        out.append(Draft(draft.type, draft.actor, data, draft.incident_id, draft.at))
+    return out
+
+
+def append_many(
+    session: Session,
+    site_id: str,
+    drafts: Sequence[Draft],
+    *,
+    exercises: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> list[LoggedEvent]:
     """Append events in order, in ``session``'s transaction, chained one to the next; the site's
-    head moves in the same transaction, so a rolled-back append leaves no trace in either."""
+    head moves in the same transaction, so a rolled-back append leaves no trace in either.
+    Drafts of the incidents in ``exercises`` are marked as a drill's (:func:`mark_exercise`).
+    A draft without its own time is stamped ``now`` (the caller's clock), else the system's."""
+    if exercises:
+        drafts = mark_exercise(drafts, exercises)
     # Writers of one site queue on its row (PostGIS); SQLite writers are serialised anyway.
     if session.get(SiteRow, site_id, with_for_update=True) is None:
         load_site(session, site_id)  # raises NotFound
@@ -150,7 +188,7 @@ def append_many(session: Session, site_id: str, drafts: Sequence[Draft]) -> list
     head = (int(row[0]), str(row[1])) if row is not None else None
     seq, prev_hash = _chain_end(session, site_id, head)
     out: list[LoggedEvent] = []
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     for draft in drafts:
         seq += 1
         at = (draft.at or now).astimezone(UTC)

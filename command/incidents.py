@@ -268,6 +268,18 @@ class Incident:
     routes_stale: bool = False
     #: Nearest-resource kinds short of reachable units: kind -> [{id, reason}].
     resources_unreachable: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: The drill this incident is the exercise of (``command.drills``); None: a real incident.
+    exercise: str | None = None
+    #: Network edges (feature ids) closed for this incident, and resources out of service for
+    #: it: its routes and nearest resources avoid them; the site model is not changed.
+    closed_edges: tuple[str, ...] = ()
+    resources_out: frozenset[str] = frozenset()
+    #: Everyone who must move stands at a muster point (``incident.mustered`` was logged when
+    #: it last became so); people who must move and are not there make it False again.
+    mustered: bool = False
+    #: Everyone who has had to move since the activation (person ids): full muster is when
+    #: they all stand at a muster point.
+    to_account: set[str] = field(default_factory=set)
 
     def apply_duty(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Follow a ``duty.assigned`` or ``duty.released`` event."""
@@ -404,8 +416,9 @@ def log_activation(
     session: Session, incident: Incident, drafts: Sequence[event_log.Draft]
 ) -> list[event_log.LoggedEvent]:
     """Log a prepared activation's events in ``session``'s transaction."""
+    exercises = {incident.id: incident.exercise} if incident.exercise else None
     with _stage(incident.timings_ms, "log"):
-        logged = event_log.append_many(session, incident.site_id, drafts)
+        logged = event_log.append_many(session, incident.site_id, drafts, exercises=exercises)
     incident.seq = logged[-1].seq
     log.info("incident %s activated at %s: %s", incident.id, incident.site_id, incident.timings_ms)
     return logged
@@ -539,9 +552,12 @@ class Reassessment:
     resources_unreachable: dict[str, list[dict[str, Any]]]
     change: ExposureChange  # who entered or left the zones
     rerouted: list[str]  # the people who must move whose route changed
+    closed_edges: tuple[str, ...] = ()
+    resources_out: frozenset[str] = frozenset()
 
     def apply(self, incident: Incident) -> None:
         incident.request = self.request
+        incident.closed_edges, incident.resources_out = self.closed_edges, self.resources_out
         incident.assessment, incident.exposure = self.assessment, self.exposure
         # Computed outside the post's lock: a command may have changed the level meanwhile.
         incident.routes = self.routes
@@ -561,6 +577,7 @@ def _routes(
     lonlat: np.ndarray,
     snapped: Snapped | None,
     template: PlanTemplate,
+    closed: Sequence[str] = (),
 ) -> EvacuationRoutes:
     upwind = None
     if isinstance(hazard, ToxicReleaseSpec | ErgSpec):
@@ -574,16 +591,26 @@ def _routes(
         wind=upwind,
         snapped_people=snapped,
         unusable_from_level=template.scenario.musters_unusable_from_level,
+        closed=closed,
     )
 
 
 def nearest_resources(
-    model: SiteModel, source: tuple[float, float]
+    model: SiteModel,
+    source: tuple[float, float],
+    *,
+    closed: Sequence[str] = (),
+    out: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, list[ResourceRoute]], dict[str, list[dict[str, Any]]]]:
-    """The 5 nearest reachable available units of each kind, and the units of the kinds short
-    of 5 that cannot be reached, with the reason."""
-    found = model.resources.nearest_resources(source, k=5)
-    return found.routes, {
+    """The 5 nearest reachable available units of each kind (none of ``out``, over no edge
+    of ``closed``), and the units of the kinds short of 5 that cannot be reached, with the
+    reason."""
+    found = model.resources.nearest_resources(source, k=5 + len(out), closed=closed)
+    routes = {
+        kind: [r for r in found_routes if r.id not in out][:5]
+        for kind, found_routes in found.routes.items()
+    }
+    return routes, {
         kind: [
             {
                 "id": u.id,
@@ -598,9 +625,17 @@ def nearest_resources(
     }
 
 
-def reassess(model: SiteModel, incident: Incident, hazard: Any | None = None) -> Reassessment:
-    """The incident again, under a new wind (``hazard``) or on a rebuilt site model: zones,
-    exposure, routes, resources, who must move, and what changed."""
+def reassess(
+    model: SiteModel,
+    incident: Incident,
+    hazard: Any | None = None,
+    *,
+    closed_edges: tuple[str, ...] | None = None,
+    resources_out: frozenset[str] | None = None,
+) -> Reassessment:
+    """The incident again, under a new wind (``hazard``), on a rebuilt site model, or with
+    other edges closed or resources out of service for it: zones, exposure, routes,
+    resources, who must move, and what changed."""
     hazard = incident.request.hazard if hazard is None else hazard
     source = incident.assessment.source_lonlat
     template = incident.run.state.template
@@ -610,16 +645,28 @@ def reassess(model: SiteModel, incident: Incident, hazard: Any | None = None) ->
         version = model.positions_version
     levels = people_levels(assessment.zones, lonlat)
     found = with_people(exposure(assessment, model.index), model.person_ids, levels)
-    routes = _routes(model, assessment, hazard, lonlat, snapped, template)
+    closed = closed_edges if closed_edges is not None else incident.closed_edges
+    routes = _routes(model, assessment, hazard, lonlat, snapped, template, closed)
     # "Rerouted" compares routes from the same positions: people who only walked on (everyone,
     # during an evacuation) are not news; a route that the new wind changed is.
     before = incident.routes
     if incident.positions_version != version and incident.model_build == model.build:
         before = _routes(
-            model, incident.assessment, incident.request.hazard, lonlat, snapped, template
+            model,
+            incident.assessment,
+            incident.request.hazard,
+            lonlat,
+            snapped,
+            template,
+            incident.closed_edges,
         )
     moving = must_move(incident.run.state.level, levels)
-    nearest, unreachable = nearest_resources(model, (source[0], source[1]))
+    nearest, unreachable = nearest_resources(
+        model,
+        (source[0], source[1]),
+        closed=closed,
+        out=resources_out if resources_out is not None else incident.resources_out,
+    )
     return Reassessment(
         request=incident.request.model_copy(update={"hazard": hazard}),
         assessment=assessment,
@@ -633,6 +680,8 @@ def reassess(model: SiteModel, incident: Incident, hazard: Any | None = None) ->
         resources_unreachable=unreachable,
         change=exposure_change(incident.exposure, found),
         rerouted=rerouted(before, routes, [routes.person_ids[int(i)] for i in moving]),
+        closed_edges=closed,
+        resources_out=resources_out if resources_out is not None else incident.resources_out,
     )
 
 
@@ -896,6 +945,8 @@ def snapshot(model: SiteModel, incident: Incident, *, seq: int) -> dict[str, Any
             "activated_by": incident.activated_by,
             "location": incident.request.location,
             "hazard": incident.request.hazard.model_dump(mode="json"),
+            # A drill's incident: every wall shows the exercise banner while it runs.
+            "exercise": incident.exercise,
         },
         "threat": incident.assessment.as_geojson(),
         "exposure": incident.exposure.as_dict(),

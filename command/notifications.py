@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +82,8 @@ class CallTree:
             if event.type != "notification.requested":
                 continue
             data = dict(event.data)
+            # The contact called now and those left after them: ``index`` counts in this list
+            # (the event's own "index" is the place in the whole call tree, for the record).
             contacts = [data["contact"], *data.get("fallbacks", [])]
             notice = Notice(
                 site_id=event.site_id,
@@ -89,7 +91,7 @@ class CallTree:
                 incident_id=event.incident_id,
                 role=str(data["role"]),
                 contacts=contacts,
-                index=int(data.get("index", 0)),
+                index=0,
                 acknowledge_within_s=float(data["acknowledge_within_s"]),
                 due_at=event.at + timedelta(seconds=float(data["acknowledge_within_s"])),
                 data=data,
@@ -104,11 +106,14 @@ class CallTree:
             notice.acknowledged = True
         return notice
 
-    def overdue(self, now: datetime) -> list[tuple[str, event_log.Draft]]:
-        """Drafts for every notice unanswered past its time: the next contact, or unanswered."""
+    def overdue(
+        self, now: datetime, *, skip: Collection[str] = ()
+    ) -> list[tuple[str, event_log.Draft]]:
+        """Drafts for every notice unanswered past its time: the next contact, or unanswered
+        (none of the incidents in ``skip``: held drills')."""
         out: list[tuple[str, event_log.Draft]] = []
         for key, notice in sorted(self.open.items(), key=lambda kv: kv[1].due_at):
-            if notice.due_at > now:
+            if notice.due_at > now or notice.incident_id in skip:
                 continue
             del self.open[key]
             nxt = notice.index + 1
@@ -117,7 +122,7 @@ class CallTree:
                     **notice.data,
                     "contact": notice.contacts[nxt],
                     "fallbacks": notice.contacts[nxt + 1 :],
-                    "index": nxt,
+                    "index": int(notice.data.get("index", 0)) + 1,
                     "fallback": True,
                     "after": notice.seq,
                 }
@@ -187,6 +192,12 @@ async def deliver(
         "role": notice.role,
         "contact": notice.contact,
         "acknowledge_within_s": notice.acknowledge_within_s,
+        # A drill's call-out says so first, whatever the gateway shows of the rest.
+        **(
+            {"exercise": notice.data["exercise"], "label": notice.data.get("label")}
+            if notice.data.get("exercise")
+            else {}
+        ),
         **(
             {
                 "answer_token": notice.answer_token,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import shapely
@@ -34,6 +34,9 @@ from sqlalchemy.orm import Session
 
 from command import events as event_log
 from command.auth import find_user
+from command.cap import ALERTING as CAP_ALERTING
+from command.cap import CapAlert
+from command.cap import alerts_for_events as cap_alerts
 from command.hub import ENCODED, Hub, encode, encode_bytes
 from command.incidents import (
     ActivationRequest,
@@ -99,6 +102,8 @@ PICTURE_EVERY_S = 0.5
 #: An activation computed on a site model that was replaced meanwhile is computed again, this
 #: many times at most (the last holding the site's planning lock, so no new model can come).
 ACTIVATION_TRIES = 3
+#: Sensor tiers that are alarms (a warning asks for a check; these suspend a drill).
+ALARMING = ("alarm", "high_alarm")
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
 #: much (degrees) or the speed changes by 1 m/s or more.
 WIND_CHANGE_DEG = 10.0
@@ -123,6 +128,31 @@ class Recovery:
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, "done": self.done, "finished": self.finished}
+
+
+class DrillHooks(Protocol):
+    """What the command post tells the drill desk (``command.drills.DrillDesk``)."""
+
+    def real_incident(self, site_id: str, incident_id: str) -> None: ...
+
+    def real_alarm(self, site_id: str, sensor_id: str, tier: str) -> None: ...
+
+    def incident_closed(self, site_id: str, incident_id: str) -> None: ...
+
+    def tick(self) -> list[event_log.LoggedEvent]: ...
+
+    def inject_readings(
+        self, site_id: str, drill_id: str, readings: Sequence[Reading], *, actor: str
+    ) -> list[Any]: ...
+
+    def inject_positions(
+        self,
+        site_id: str,
+        drill_id: str,
+        moves: Mapping[str, tuple[float, float, datetime | None]],
+        *,
+        actor: str,
+    ) -> dict[str, Any]: ...
 
 
 class CommandPost:
@@ -152,6 +182,9 @@ class CommandPost:
         self.live: dict[str, dict[str, tuple[float, float, float]]] = {}
         #: site -> people whose latest position is not yet stored (written once a second).
         self._unsaved: dict[str, set[str]] = {}
+        #: site -> person -> their real latest position, not yet stored, while a drill's inject
+        #: holds their live one (what is stored is the real one).
+        self._real_live: dict[str, dict[str, tuple[float, float, float]]] = {}
         #: site -> the build of its site model the incidents are planned on.
         self._planned_on: dict[str, int] = {}
         self._planned_tokens: dict[str, dict[str, str | None]] = {}
@@ -175,6 +208,29 @@ class CommandPost:
         self.recovery = Recovery(finished=True)
         self._pending: dict[str, list[event_log.LoggedEvent]] = {}
         self.quarantined: dict[str, tuple[str, str]] = {}
+        #: Drills (``command.drills``): incident id -> the drill it is the exercise of (every
+        #: event of such an incident is marked), and each running drill's own detector tiers,
+        #: which injected readings move instead of the real ones.
+        self.exercises: dict[str, str] = {}
+        self.exercise_tiers: dict[str, dict[str, str | None]] = {}
+        #: Drills that injected a wind: their incidents follow it, not the real stations.
+        self.exercise_wind: set[str] = set()
+        #: Drills' incidents whose drill is held or suspended: their due times and call-tree
+        #: fallbacks wait (a drill must not page anyone during a real emergency).
+        self.paused: set[str] = set()
+        #: The drill desk, told of real incidents and alarms (a drill yields to them), and
+        #: where a drill's call-outs go: only a channel configured as exercise-safe, if any.
+        self.drills: DrillHooks | None = None
+        self.exercise_outbox: Callable[[list[Notice]], None] | None = None
+        #: CAP 1.2 alerts (``command.cap``) owed for activations, level changes and closes:
+        #: made on the next tick, off the activation's path, then logged (``cap.alert``) and
+        #: handed to ``cap_outbox`` (the park's or authority's platform), if set; a drill's
+        #: (status Exercise) only when that platform is exercise-safe.
+        self._cap_due: list[tuple[Incident, list[event_log.LoggedEvent]]] = []
+        self.cap_outbox: Callable[[list[CapAlert]], None] | None = None
+        self.cap_exercise_safe = False
+        #: Whether alerts are made at all: a platform is configured, or they are asked for.
+        self.cap_enabled = False
 
     # -- the site model -------------------------------------------------------------------------
 
@@ -339,7 +395,9 @@ class CommandPost:
             for incident, again in pictures
         ]
         with self.db.write() as session:
-            logged = event_log.append_many(session, site_id, drafts)
+            logged = event_log.append_many(
+                session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+            )
         if not pictures:
             self.hub.publish(site_id, [event_message(e) for e in logged])
             return
@@ -517,11 +575,19 @@ class CommandPost:
     # -- changing -------------------------------------------------------------------------------
 
     def activate(
-        self, site_id: str, request: ActivationRequest, *, actor: str
+        self,
+        site_id: str,
+        request: ActivationRequest,
+        *,
+        actor: str,
+        exercise: Mapping[str, Any] | None = None,
+        incident_id: str | None = None,
     ) -> tuple[str, bytes]:
         """One action: the plan runs, the picture is computed, logged and broadcast. Returns the
         incident's id and its picture as JSON, encoded once for the answer and every
-        subscriber."""
+        subscriber. ``exercise`` (``drill_id``, ``scenario_id``, ``scenario_version``) makes it
+        a drill's incident: marked in every record, and no real activation yields to it. A
+        real activation suspends the site's running drills."""
         # The picture is computed outside the lock (ticks, call-tree fallbacks and other
         # commands go on meanwhile), then logged and published under it. Should the site's
         # incidents be planned on a new model in between, it is computed again on that one;
@@ -536,28 +602,52 @@ class CommandPost:
                 model = self.model(site_id)
                 wind = self.last_wind(model)
                 with self._lock:
-                    self._refuse_duplicate(site_id, request)
+                    self._refuse_duplicate(site_id, request, exercise is not None)
                     model = self._current(model)
                 with model.lock:
                     before = model.person_lonlat
                 with self.db.read() as session:
                     stored = get_plan(session, site_id, request.plan_id)
                 incident, drafts = prepare(
-                    stored, model, request, actor=actor, clock=self.clock, wind=wind
+                    stored,
+                    model,
+                    request,
+                    actor=actor,
+                    clock=self.clock,
+                    wind=wind,
+                    incident_id=incident_id,
                 )
+                if exercise is not None:
+                    incident.exercise = str(exercise["drill_id"])
+                    first = drafts[0]
+                    drafts[0] = event_log.Draft(
+                        first.type,
+                        first.actor,
+                        {**first.data, "exercise": dict(exercise)},
+                        first.incident_id,
+                        first.at,
+                    )
                 with self._lock:
                     if self._current(model) is not model:
                         continue
-                    self._refuse_duplicate(site_id, request)  # one logged meanwhile
-                    return self._open(model, incident, drafts, before)
+                    # one logged meanwhile
+                    self._refuse_duplicate(site_id, request, exercise is not None)
+                    opened = self._open(model, incident, drafts, before)
+                break
             finally:
                 if planning is not None:
                     planning.release()
-        raise AssertionError(
-            "unreachable: the last try holds the planning lock"
-        )  # pragma: no cover
+        else:  # pragma: no cover
+            raise AssertionError("unreachable: the last try holds the planning lock")
+        # With no lock held (the desk takes its own, then the post's): a real incident comes
+        # first, and the site's running drills are suspended.
+        if exercise is None and self.drills is not None:
+            self.drills.real_incident(site_id, opened[0])
+        return opened
 
-    def _refuse_duplicate(self, site_id: str, request: ActivationRequest) -> None:
+    def _refuse_duplicate(
+        self, site_id: str, request: ActivationRequest, exercise: bool = False
+    ) -> None:
         if request.second_incident:
             return
         for incident_id, rows in self._pending.items():
@@ -572,7 +662,7 @@ class CommandPost:
                     errors=[FieldError("plan_id", f"being rebuilt: {incident_id}")],
                     extra={"incident_id": incident_id, "recovery": self.recovery.as_dict()},
                 )
-        running = self.running_at(site_id, request.plan_id, request.location)
+        running = self.running_at(site_id, request.plan_id, request.location, exercise=exercise)
         if running is not None:
             raise IncidentConflict(
                 f"plan '{request.plan_id}' already runs for this place as incident "
@@ -591,14 +681,18 @@ class CommandPost:
         """Under the lock: log a computed activation, follow the people who moved while it
         was computed, and publish its picture."""
         site_id = model.site.id
+        if incident.exercise is not None:
+            self.exercises[incident.id] = incident.exercise
         with self.db.write() as session:
             logged = log_activation(session, incident, drafts)
         moved = self._lay_live_over(model, before)
         if len(moved):
             follow_positions(model, incident, moved).apply(incident)
         self.incidents[incident.id] = incident
+        incident.to_account = {model.person_ids[int(i)] for i in incident.moving}
         self.scheduler.add(incident.run)
         self._track(logged)
+        self._owe_cap(incident, logged)
         seq = logged[-1].seq
         picture = snapshot(model, incident, seq=seq)
         body = encode_bytes(picture)
@@ -609,9 +703,12 @@ class CommandPost:
         self.hub.publish(site_id, [*map(event_message, logged), message])
         return incident.id, body
 
-    def running_at(self, site_id: str, plan_id: str, place: Any) -> Incident | None:
+    def running_at(
+        self, site_id: str, plan_id: str, place: Any, *, exercise: bool = False
+    ) -> Incident | None:
         """The active incident of ``plan_id`` whose threat zones cover ``place`` (GeoJSON, or
-        a shapely geometry), if any."""
+        a shapely geometry), if any: among drills' incidents with ``exercise``, else among
+        real ones (a drill never holds back a real activation, nor a real one a drill)."""
         try:
             point = place if isinstance(place, BaseGeometry) else shapely.geometry.shape(place)
             point = point.representative_point()
@@ -619,6 +716,8 @@ class CommandPost:
             return None
         for incident in self.incidents.values():
             if incident.site_id != site_id or incident.request.plan_id != plan_id:
+                continue
+            if (incident.exercise is not None) != exercise:
                 continue
             source = shapely.Point(incident.assessment.source_lonlat)
             if source.equals(point) or any(
@@ -648,18 +747,22 @@ class CommandPost:
                 drafts.insert(0, closing(incident))
             try:
                 with self.db.write() as session:
-                    logged = event_log.append_many(session, site_id, drafts)
+                    logged = event_log.append_many(
+                        session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+                    )
             except Exception:
                 # The log is the truth: memory goes back to what it holds.
                 incident.run = PlanRun.replay(run.events[:before], self.clock)
-                self.scheduler.add(incident.run)
+                if incident_id not in self.paused:
+                    self.scheduler.add(incident.run)
                 raise
             self.scheduler.watch(run)
             self._track(logged)
+            self._owe_cap(incident, logged)
             incident.seq = logged[-1].seq if logged else incident.seq
             if not run.active:
                 # Stood down: the log keeps the record; memory and new snapshots let it go.
-                self.scheduler.runs.pop(run.run_id, None)
+                self.scheduler.remove(run.run_id)
                 self.incidents.pop(incident_id, None)
                 self.stood_down[incident_id] = site_id
             messages = [event_message(e) for e in logged]
@@ -723,12 +826,15 @@ class CommandPost:
                 )
 
             text = reason.strip() if reason and reason.strip() else "incident closed"
-            return self.command(
+            logged = self.command(
                 site_id,
                 incident_id,
                 lambda run: run.stand_down(actor, reason=text),
                 closing=closing,
             )
+        if self.drills is not None:
+            self.drills.incident_closed(site_id, incident_id)
+        return logged
 
     def tick(self) -> list[event_log.LoggedEvent]:
         """Fire passed due times (call every second): log and publish the overdue events."""
@@ -742,19 +848,25 @@ class CommandPost:
                 incident = self.incidents[incident_id]
                 with self.db.write() as session:
                     logged = event_log.append_many(
-                        session, incident.site_id, plan_drafts(incident, plan_events)
+                        session,
+                        incident.site_id,
+                        plan_drafts(incident, plan_events),
+                        exercises=self.exercises,
+                        now=self.clock.now(),
                     )
                 self.hub.publish(incident.site_id, [event_message(e) for e in logged])
                 out += logged
             # Call-tree contacts who did not answer in time: the next one is called. After a
             # long gap a fallback may be overdue already: go on until no call is.
-            while overdue := self.calltree.overdue(self.clock.now()):
+            while overdue := self.calltree.overdue(self.clock.now(), skip=self.paused):
                 by_site: dict[str, list[event_log.Draft]] = {}
                 for site_id, draft in overdue:
                     by_site.setdefault(site_id, []).append(draft)
                 for site_id, drafts in by_site.items():
                     with self.db.write() as session:
-                        logged = event_log.append_many(session, site_id, drafts)
+                        logged = event_log.append_many(
+                            session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+                        )
                     self._track(logged)
                     self.hub.publish(site_id, [event_message(e) for e in logged])
                     out += logged
@@ -766,7 +878,121 @@ class CommandPost:
                     seq = event_log.last_seq(session, site_id)
                 self.hub.publish(site_id, self._due_pictures(model, seq, wait=False))
             self._picture_due.clear()
-            return out
+        self.send_cap()  # logged and published; not among the deadlines fired
+        if self.drills is not None:  # outside the lock: the desk calls in as any client does
+            out += self.drills.tick()
+        return out
+
+    def cap_delivered(self, alert: CapAlert, ok: bool, attempts: int, detail: str) -> None:
+        """Log the outcome of posting a CAP alert (called by the sender)."""
+        site_id = (
+            self.incidents[alert.incident_id].site_id
+            if alert.incident_id in (self.incidents)
+            else self.stood_down.get(alert.incident_id)
+        )
+        if site_id is None:  # pragma: no cover (an alert is made for a known incident)
+            return
+        with self._lock, self.db.write() as session:
+            event = event_log.append(
+                session,
+                site_id,
+                "cap.delivered" if ok else "cap.failed",
+                actor="system",
+                incident_id=alert.incident_id,
+                data={"identifier": alert.identifier, "attempts": attempts, "detail": detail},
+                at=self.clock.now(),
+                exercises=self.exercises,
+                now=self.clock.now(),
+            )
+            self.hub.publish(site_id, [event_message(event)])
+
+    def pause_incident(self, incident_id: str) -> None:
+        """A drill held or suspended: its incident's deadlines and call-tree fallbacks wait."""
+        with self._lock:
+            self.paused.add(incident_id)
+            self.scheduler.remove(incident_id)
+
+    def resume_incident(self, incident_id: str) -> None:
+        """The drill goes on: what fell due meanwhile fires on the next tick."""
+        with self._lock:
+            self.paused.discard(incident_id)
+            incident = self.incidents.get(incident_id)
+            if incident is not None and incident.run.active:
+                self.scheduler.add(incident.run)
+
+    def _owe_cap(self, incident: Incident, logged: Sequence[event_log.LoggedEvent]) -> None:
+        alerting = [e for e in logged if e.type in CAP_ALERTING]
+        if alerting and self.cap_enabled:
+            self._cap_due.append((incident, alerting))
+
+    def send_cap(self) -> list[event_log.LoggedEvent]:
+        """The CAP alerts owed: made, checked against the CAP 1.2 schema, logged as
+        ``cap.alert`` events and handed to the platform's outbox."""
+        with self._lock:
+            due, self._cap_due = self._cap_due, []
+        out: list[event_log.LoggedEvent] = []
+        for incident, alerting in due:
+            try:
+                out += self._cap(incident, alerting)
+            except Exception:  # an alert not made is logged as such; command goes on
+                log.exception("no CAP alert for incident %s", incident.id)
+        return out
+
+    def _cap(
+        self, incident: Incident, alerting: Sequence[event_log.LoggedEvent]
+    ) -> list[event_log.LoggedEvent]:
+        site_id = incident.site_id
+        model = self._planned_model(site_id)
+        with self.db.read() as session:
+            first = session.scalar(
+                select(EventRow)
+                .where(
+                    EventRow.site_id == site_id,
+                    EventRow.incident_id == incident.id,
+                    EventRow.type == "incident.activated",
+                )
+                .limit(1)
+            )
+        if first is None:  # pragma: no cover (logged in the same transaction as its picture)
+            return []
+        activation = event_log.LoggedEvent(
+            first.site_id,
+            first.seq,
+            first.at,
+            first.type,
+            first.actor,
+            first.incident_id,
+            first.data,
+            first.prev_hash,
+            first.hash,
+        )
+        zones = [
+            (z.label or f"threat zone {z.level}", z.geometry) for z in incident.assessment.zones
+        ]
+        alerts = cap_alerts(
+            alerting,
+            lambda _: zones,
+            sender=f"rallypoint.{site_id}",
+            site_name=model.site.name,
+            site_tz=model.site.timezone,
+            activations={incident.id: activation},
+        )
+        if not alerts:
+            return []
+        drafts = [
+            event_log.Draft("cap.alert", "system", a.log_data(), incident.id, self.clock.now())
+            for a in alerts
+        ]
+        with self._lock:
+            with self.db.write() as session:
+                logged = event_log.append_many(
+                    session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+                )
+            self.hub.publish(site_id, [event_message(e) for e in logged])
+        send = [a for a in alerts if a.status == "Actual" or self.cap_exercise_safe]
+        if send and self.cap_outbox is not None:
+            self.cap_outbox(send)
+        return logged
 
     def acknowledge(
         self, site_id: str, seq: int, *, actor: str, channel: str, note: str | None = None
@@ -832,6 +1058,8 @@ class CommandPost:
                 actor=actor,
                 incident_id=notice.incident_id,
                 data=data,
+                exercises=self.exercises,
+                now=self.clock.now(),
             )
             session.execute(
                 update(NoticeTokenRow)
@@ -880,7 +1108,14 @@ class CommandPost:
             kind = "duty.assigned" if assign else "duty.released"
             with self.db.write() as session:
                 event = event_log.append(
-                    session, site_id, kind, actor=actor, incident_id=incident_id, data=data
+                    session,
+                    site_id,
+                    kind,
+                    actor=actor,
+                    incident_id=incident_id,
+                    data=data,
+                    exercises=self.exercises,
+                    now=self.clock.now(),
                 )
             incident.apply_duty(kind, data)
             incident.seq = event.seq
@@ -902,6 +1137,8 @@ class CommandPost:
                     "attempts": attempts,
                     "detail": detail,
                 },
+                exercises=self.exercises,
+                now=self.clock.now(),
             )
         self.hub.publish(notice.site_id, [event_message(event)])
 
@@ -918,16 +1155,57 @@ class CommandPost:
             log.exception("no answer tokens for notices %s", [n.seq for n in notices])
             for notice in notices:
                 notice.answer_token = None
-        if self.outbox is not None:
-            self.outbox(notices)
+        real = [n for n in notices if not n.data.get("exercise")]
+        drill = [n for n in notices if n.data.get("exercise")]
+        if real and self.outbox is not None:
+            self.outbox(real)
+        if drill:
+            # A drill's call-outs reach no real outside channel: only one configured as
+            # exercise-safe; otherwise the log says each was held back.
+            if self.exercise_outbox is not None:
+                self.exercise_outbox(drill)
+            else:
+                self._withheld(drill)
+
+    def _withheld(self, notices: Sequence[Notice]) -> None:
+        drafts = [
+            event_log.Draft(
+                "notification.withheld",
+                "system",
+                {
+                    "notification": n.seq,
+                    "contact": n.contact,
+                    "reason": "a drill's call-out: no exercise-safe channel is configured",
+                },
+                n.incident_id,
+                self.clock.now(),
+            )
+            for n in notices
+        ]
+        site_id = notices[0].site_id
+        with self.db.write() as session:
+            logged = event_log.append_many(
+                session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+            )
+        self.hub.publish(site_id, [event_message(e) for e in logged])
 
     def readings(
-        self, site_id: str, readings: Sequence[Reading], *, actor: str
+        self,
+        site_id: str,
+        readings: Sequence[Reading],
+        *,
+        actor: str,
+        exercise: str | None = None,
     ) -> list[event_log.LoggedEvent]:
         """Take sensor readings: tier changes, proposed plans and wind changes are logged and
         sent; readings that change nothing are not events. A batch is taken whole or not at
         all: nothing is kept in memory (tiers, last readings, re-evaluated plumes) until the
-        batch's events are logged."""
+        batch's events are logged.
+
+        ``exercise`` names the drill whose inject they are: the same checks and the same events,
+        marked, but on the drill's own detector tiers and its incident's plume only; no real
+        tier, last reading, alarm or plume moves. A real reading that raises an alarm suspends
+        the site's running drills."""
         model = self.model(site_id)
         unknown = sorted({r.sensor_id for r in readings} - set(model.sensors))
         if unknown:
@@ -949,7 +1227,13 @@ class CommandPost:
         winds = [r for r in readings if model.sensors[r.sensor_id].kind == "wind"]
         # A wind change re-evaluates the plumes outside the lock, in order per site.
         with self._planning_lock(site_id) if winds else contextlib.nullcontext():
-            return self._readings(site_id, model, readings, winds, actor)
+            logged = self._readings(site_id, model, readings, winds, actor, exercise)
+        if exercise is None and self.drills is not None:
+            for event in logged:
+                tier = event.data.get("to") if event.type == "sensor.state" else None
+                if tier is not None and tier in ALARMING:
+                    self.drills.real_alarm(site_id, str(event.data["sensor_id"]), str(tier))
+        return logged
 
     def _readings(
         self,
@@ -958,6 +1242,7 @@ class CommandPost:
         readings: Sequence[Reading],
         winds: Sequence[Reading],
         actor: str,
+        exercise: str | None = None,
     ) -> list[event_log.LoggedEvent]:
         model = self._current(model)
         gone = sorted({r.sensor_id for r in readings} - set(model.sensors))
@@ -972,7 +1257,7 @@ class CommandPost:
             with model.lock:
                 positions = model.person_lonlat
             # The plume follows the newest wind of the batch: one re-evaluation, not one each.
-            pictures = self._wind(model, winds[-1])
+            pictures = self._wind(model, winds[-1], exercise)
         with self._lock:
             if self._current(model) is not model:  # planned on new layers meanwhile
                 model, positions = self._current(model), None
@@ -982,9 +1267,11 @@ class CommandPost:
                         f"unknown sensors {gone[:10]}; none of the readings was taken",
                         errors=[FieldError("readings.sensor_id", f"unknown: {gone[0]}")],
                     )
-                pictures = self._wind(model, winds[-1]) if winds else []
+                pictures = self._wind(model, winds[-1], exercise) if winds else []
             pictures = [(i, a) for i, a in pictures if self.incidents.get(i.id) is i]
-            tiers = dict(self.sensor_tiers.get(site_id, {}))
+            held = self.exercise_tiers if exercise is not None else self.sensor_tiers
+            tiers = dict(held.get(exercise if exercise is not None else site_id, {}))
+            mark = {"exercise": exercise} if exercise is not None else {}
             now = self.clock.now().isoformat()
             latest = {
                 r.sensor_id: {
@@ -1017,6 +1304,7 @@ class CommandPost:
                             "from": before,
                             "to": after,
                             "value": reading.value,
+                            **mark,
                         },
                     )
                 )
@@ -1029,7 +1317,14 @@ class CommandPost:
                     plan_id: found.id
                     for plan_id in proposed
                     if sensor.lonlat is not None
-                    and (found := self.running_at(site_id, plan_id, shapely.Point(sensor.lonlat)))
+                    and (
+                        found := self.running_at(
+                            site_id,
+                            plan_id,
+                            shapely.Point(sensor.lonlat),
+                            exercise=exercise is not None,
+                        )
+                    )
                 }
                 if proposed:
                     drafts.append(
@@ -1041,6 +1336,7 @@ class CommandPost:
                                 "tier": after,
                                 "plans": [p for p in proposed if p not in running],
                                 "running": running,
+                                **mark,
                             },
                         )
                     )
@@ -1062,17 +1358,86 @@ class CommandPost:
             logged = []
             if drafts:
                 with self.db.write() as session:
-                    logged = event_log.append_many(session, site_id, drafts)
+                    logged = event_log.append_many(
+                        session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+                    )
             # Logged (or nothing to log): now memory follows.
-            self.sensor_tiers[site_id] = tiers
-            self.alarms.follow(logged)
-            self.last_readings.setdefault(site_id, {}).update(latest)
-            self._unsaved_readings.setdefault(site_id, {}).update(latest)
+            if exercise is not None:  # the drill's own tiers; the real ones stay as they are
+                self.exercise_tiers[exercise] = tiers
+                if winds:
+                    self.exercise_wind.add(exercise)
+            else:
+                self.sensor_tiers[site_id] = tiers
+                self.alarms.follow(logged)
+                self.last_readings.setdefault(site_id, {}).update(latest)
+                self._unsaved_readings.setdefault(site_id, {}).update(latest)
             if not logged:
                 return []
             moved = self._lay_live_over(model, positions) if positions is not None else None
             self._publish_pictures(model, pictures, logged, moved)
             return logged
+
+    def restrict(
+        self,
+        site_id: str,
+        incident_id: str,
+        *,
+        actor: str,
+        reason: str,
+        edge_id: str | None = None,
+        resource_id: str | None = None,
+    ) -> list[event_log.LoggedEvent]:
+        """Close a network edge, or take a resource out of service, for one incident (a drill's
+        inject): its routes and nearest resources are computed again without it, logged
+        (``incident.road_closed`` or ``incident.resource_out``, with who is rerouted) and sent
+        with the new picture. The site model itself is not changed."""
+        model = self.model(site_id)
+        if edge_id is not None and edge_id not in {
+            str(f["id"]) for f in model.layers.get("network", [])
+        }:
+            raise InvalidInput(
+                f"no network edge '{edge_id}' at site '{site_id}'",
+                errors=[FieldError("edge_id", "unknown")],
+            )
+        if resource_id is not None and resource_id not in {
+            str(f["id"]) for f in model.layers.get("resources", [])
+        }:
+            raise InvalidInput(
+                f"no resource '{resource_id}' at site '{site_id}'",
+                errors=[FieldError("resource_id", "unknown")],
+            )
+        with self._planning_lock(site_id):
+            model = self._current(model)
+            with model.lock:
+                positions = model.person_lonlat
+            incident = self.incident(site_id, incident_id)
+            closed = incident.closed_edges
+            if edge_id is not None and edge_id not in closed:
+                closed = (*closed, edge_id)
+            out = incident.resources_out | ({resource_id} if resource_id else set())
+            again = reassess(model, incident, closed_edges=closed, resources_out=frozenset(out))
+            with self._lock:
+                if self.incidents.get(incident_id) is not incident:
+                    raise NotFound(
+                        f"incident '{incident_id}' closed meanwhile",
+                        errors=[FieldError("incident", "closed")],
+                    )
+                kind = "incident.road_closed" if edge_id else "incident.resource_out"
+                target = {"edge_id": edge_id} if edge_id else {"resource_id": resource_id}
+                draft = event_log.Draft(
+                    kind,
+                    actor,
+                    {**target, "reason": reason, "rerouted": again.rerouted},
+                    incident_id,
+                    self.clock.now(),
+                )
+                with self.db.write() as session:
+                    logged = event_log.append_many(
+                        session, site_id, [draft], exercises=self.exercises, now=self.clock.now()
+                    )
+                moved = self._lay_live_over(model, positions)
+                self._publish_pictures(model, [(incident, again)], logged, moved)
+                return logged
 
     def route(
         self, model: SiteModel, incident_id: str, lonlat: tuple[float, float]
@@ -1187,14 +1552,23 @@ class CommandPost:
             }
             with self.db.write() as session:
                 event = event_log.append(
-                    session, site_id, "sensor.acknowledged", actor=actor, data=data
+                    session,
+                    site_id,
+                    "sensor.acknowledged",
+                    actor=actor,
+                    data=data,
+                    now=self.clock.now(),
                 )
             self.alarms.follow([event])
             self.hub.publish(site_id, [event_message(event)])
             return event
 
-    def _wind(self, model: SiteModel, reading: Reading) -> list[tuple[Incident, Reassessment]]:
-        """Re-evaluate the site's active gas releases under a wind station's new reading."""
+    def _wind(
+        self, model: SiteModel, reading: Reading, exercise: str | None = None
+    ) -> list[tuple[Incident, Reassessment]]:
+        """Re-evaluate the site's active gas releases under a wind station's new reading (a
+        drill's injected wind: its incident's only; the real wind: every incident's, drills'
+        too, as they run under the real weather)."""
         if reading.direction_deg is None:
             return []
         out = []
@@ -1202,6 +1576,10 @@ class CommandPost:
             hazard = incident.request.hazard
             if incident.site_id != model.site.id or not incident.run.active:
                 continue
+            if exercise is not None and incident.exercise != exercise:
+                continue
+            if exercise is None and incident.exercise in self.exercise_wind:
+                continue  # its drill set its wind: the scenario's, not the station's
             if not isinstance(hazard, ToxicReleaseSpec):
                 continue
             turned = abs((reading.direction_deg - hazard.wind_from_deg + 180) % 360 - 180)
@@ -1214,13 +1592,22 @@ class CommandPost:
         return out
 
     def positions(
-        self, site_id: str, moves: Mapping[str, tuple[float, float, datetime | None]]
+        self,
+        site_id: str,
+        moves: Mapping[str, tuple[float, float, datetime | None]],
+        *,
+        exercise: str | None = None,
+        restore: bool = False,
     ) -> dict[str, Any]:
         """Live positions (person -> lon, lat, observed at; receipt time when not given). A
         position observed before the one held is ignored and counted. The site model moves
         the people; each active incident follows: who is in which zone, who must move, and
         the moved people's routes from where they are now. Subscribers get each latest
-        position (coalesced per client) and the headcount."""
+        position (coalesced per client) and the headcount.
+
+        ``exercise`` names the drill whose inject they are: the walls see them as any others,
+        but they are never stored as the people's positions (a restart forgets them, and the
+        drill puts them back when it ends)."""
         model = self.model(site_id)
         refuse_far_positions(model.site, moves)
         now = self.clock.now()
@@ -1237,8 +1624,18 @@ class CommandPost:
         # A device clock a little ahead is taken as now: kept as given, it would hold back the
         # person's true later positions that carry no time of their own.
         timed = {pid: (x, y, min(at or now, now).timestamp()) for pid, (x, y, at) in moves.items()}
+        if restore:  # back to where and when they were really seen (None: never)
+            timed = {
+                pid: (x, y, at.timestamp() if at is not None else -math.inf)
+                for pid, (x, y, at) in moves.items()
+            }
         with self._lock:
             model = self._current(model)
+            if restore:  # what a drill's inject moved is no newer than the truth it hid
+                with model.lock:
+                    times = model.person_seen_at.copy()
+                    times[[model.person_row[p] for p in timed if p in model.person_row]] = -math.inf
+                    model.person_seen_at = times
             moved = move_people(model, timed)
             if moved.unknown:
                 log.info(
@@ -1250,14 +1647,25 @@ class CommandPost:
                 )
             ids = [model.person_ids[int(r)] for r in moved.rows]
             live = self.live.setdefault(site_id, {})
+            truth = self._real_live.setdefault(site_id, {})
+            unsaved = self._unsaved.setdefault(site_id, set())
             for pid in ids:
+                if exercise is not None and pid in unsaved and pid not in truth:
+                    truth[pid] = live[pid]  # a real position not yet stored: stored, not this
+                elif exercise is None:
+                    truth.pop(pid, None)
                 live[pid] = timed[pid]
-            self._unsaved.setdefault(site_id, set()).update(ids)
+            if exercise is None:
+                unsaved.update(ids)
             count = headcount(model)
+            # A drill's positions move its own incident only: a real incident never counts a
+            # person where an inject put them.
             followed = [
                 (incident, follow_positions(model, incident, moved.rows))
                 for incident in self.incidents.values()
-                if incident.site_id == site_id and len(moved.rows)
+                if incident.site_id == site_id
+                and len(moved.rows)
+                and (exercise is None or incident.exercise == exercise)
             ]
             # Who walked into or out of a threat zone, or must move now: logged, as the
             # commander must know.
@@ -1271,12 +1679,41 @@ class CommandPost:
                 for incident, f in followed
                 if f.change or f.must_move
             ]
+            # Full muster: everyone who has had to move since the activation stands at a
+            # muster point now (the review's "time to full muster", when it happened).
+            with model.lock:
+                at_muster = model.person_muster >= 0
+            mustered: dict[str, bool] = {}
+            for incident, f in followed:
+                accounted = incident.to_account | {model.person_ids[int(i)] for i in f.moving}
+                rows = [model.person_row[p] for p in accounted if p in model.person_row]
+                mustered[incident.id] = bool(rows) and bool(at_muster[rows].all())
+                if mustered[incident.id] and not incident.mustered:
+                    drafts.append(
+                        event_log.Draft(
+                            "incident.mustered",
+                            "system",
+                            {
+                                "to_account": len(rows),
+                                "headcount": {k: count[k] for k in ("at", "accounted")},
+                            },
+                            incident.id,
+                        )
+                    )
             with self.db.write() if drafts else self.db.read() as session:
-                logged = event_log.append_many(session, site_id, drafts) if drafts else []
+                logged = (
+                    event_log.append_many(
+                        session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+                    )
+                    if drafts
+                    else []
+                )
                 seq = event_log.last_seq(session, site_id)
             messages: list[dict[str, Any]] = [*map(event_message, logged)]
             for incident, f in followed:
                 f.apply(incident)
+                incident.to_account |= {model.person_ids[int(i)] for i in f.moving}
+                incident.mustered = mustered[incident.id]
                 if f.must_move:  # new people to route: the wall draws them from the picture
                     incident.seq = seq
                     self._picture_due.add(incident.id)
@@ -1286,7 +1723,10 @@ class CommandPost:
                     "type": "positions",
                     "seq": seq,
                     "positions": {pid: list(timed[pid][:2]) for pid in ids},
-                    "seen_at": {pid: _iso(timed[pid][2]) for pid in ids},
+                    "seen_at": {
+                        pid: _iso(timed[pid][2]) if math.isfinite(timed[pid][2]) else None
+                        for pid in ids
+                    },
                     "at_muster": _arrivals(model, moved.rows),
                     "headcount": count,
                 }
@@ -1325,7 +1765,10 @@ class CommandPost:
         self.save_readings()
         with self._lock:
             pending = {
-                site_id: {pid: self.live[site_id][pid] for pid in people}
+                site_id: {
+                    pid: self._real_live.get(site_id, {}).pop(pid, self.live[site_id][pid])
+                    for pid in people
+                }
                 for site_id, people in self._unsaved.items()
                 if people
             }
@@ -1499,7 +1942,8 @@ class CommandPost:
                     if len(moved):
                         follow_positions(model, incident, moved).apply(incident)
                     self.incidents[incident_id] = incident
-                    self.scheduler.add(incident.run)
+                    if incident_id not in self.paused:
+                        self.scheduler.add(incident.run)
                     self._pending.pop(incident_id, None)
                     self.recovery.done += 1
                     seq = max(incident.seq, self._last_seq(site_id))
@@ -1582,9 +2026,34 @@ class CommandPost:
         incident.run = run
         incident.moving = must_move(run.state.level, incident.levels)
         incident.activated_at = first.at
+        drill = first.data.get("exercise")
+        if isinstance(drill, Mapping) and drill.get("drill_id"):
+            incident.exercise = str(drill["drill_id"])
+            self.exercises[incident_id] = incident.exercise
+            if any(
+                r.type == "incident.wind_changed" and r.actor.startswith("drill:") for r in rows
+            ):
+                self.exercise_wind.add(incident.exercise)
         for r in rows:
             if r.type in ("duty.assigned", "duty.released"):
                 incident.apply_duty(r.type, r.data)
+        # Who had to move: those at activation and each who had to since (a restart forgets
+        # who walked out of the zones; they are counted again from the log's must_move).
+        incident.to_account = {model.person_ids[int(i)] for i in incident.moving} | {
+            str(p)
+            for r in rows
+            if r.type == "incident.people_moved"
+            for p in r.data.get("must_move", [])
+        }
+        incident.mustered = any(r.type == "incident.mustered" for r in rows)
+        closed = tuple(
+            dict.fromkeys(str(r.data["edge_id"]) for r in rows if r.type == "incident.road_closed")
+        )
+        out = frozenset(
+            str(r.data["resource_id"]) for r in rows if r.type == "incident.resource_out"
+        )
+        if closed or out:  # closed for this incident: its picture avoids them again
+            reassess(model, incident, closed_edges=closed, resources_out=out).apply(incident)
         incident.seq = rows[-1].seq
         return incident
 
@@ -1691,6 +2160,8 @@ class CommandPost:
                     "closed_at": None,
                     "closed_by": None,
                     "forced": False,
+                    # A drill's incident: real statistics and reports leave it out.
+                    "exercise": _drill_of(row.data.get("exercise")),
                 }
             elif key in out and row.type == "plan.run.stood_down":
                 out[key].update(state="closed", closed_at=row.at.isoformat(), closed_by=row.actor)
@@ -1701,6 +2172,13 @@ class CommandPost:
             if key in out:
                 out[key]["unreadable"] = reason
         return sorted(out.values(), key=lambda i: str(i["activated_at"]), reverse=True)
+
+
+def _drill_of(exercise: Any) -> str | None:
+    """The drill id of an activation's ``exercise`` data, if any."""
+    if isinstance(exercise, Mapping) and exercise.get("drill_id"):
+        return str(exercise["drill_id"])
+    return None
 
 
 def _iso(epoch_s: float) -> str:

@@ -81,6 +81,27 @@ class Settings(BaseSettings):
         default=None,
         description="Outbound gateway (SMS/phone) that call-tree notifications are posted to.",
     )
+    exercise_webhook_url: str | None = Field(
+        default=None,
+        description="The gateway configured as exercise-safe: the only outside channel a "
+        "drill's call-outs reach (each marked EXERCISE / 演练). Without it they are logged as "
+        "withheld.",
+    )
+    cap_webhook_url: str | None = Field(
+        default=None,
+        description="The park's or authority's platform that CAP 1.2 alerts (activation, level "
+        "changes, stand-down) are posted to, as application/cap+xml.",
+    )
+    cap_alerts: bool = Field(
+        default=False,
+        description="Make and log CAP 1.2 alerts even with no platform to post them to (with "
+        "RALLYPOINT_CAP_WEBHOOK_URL set they are made anyway).",
+    )
+    cap_exercise_safe: bool = Field(
+        default=False,
+        description="Whether that platform takes drills' alerts (status Exercise); if not, a "
+        "drill's alerts are logged only.",
+    )
     public_url: str | None = Field(
         default=None,
         description="The server's address as the people called reach it (for the answer link "

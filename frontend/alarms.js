@@ -136,19 +136,31 @@ export class Alarms {
   // raises the alarm again; back to normal, an acknowledged alarm is over.
   state(event) {
     const d = event.data || {};
-    const id = String(d.sensor_id);
+    // A drill's injected reading is its own alarm, marked, beside any real one of the sensor.
+    const id = d.exercise ? `${d.sensor_id}#${d.exercise}` : String(d.sensor_id);
     const old = this.entries.get(id);
+    if (d.exercise && d.to === null) {
+      this.entries.delete(id); // a drill's alarm awaits no acknowledgement
+      this.paint();
+      return;
+    }
     const rank = (tier) => ["warning", "alarm", "high_alarm"].indexOf(tier);
     if (d.to === null) this.acked.delete(id);
     const acked = this.acked.get(id);
     const rose = d.to && (d.from === null || d.from === undefined || rank(d.to) > rank(d.from));
     if (rose && (!old || rank(d.to) > rank(old.tier)) && (!acked || rank(d.to) > rank(acked))) {
       this.acked.delete(id);
-      this.entries.set(id, { ...old, id, tier: d.to, since: event.at, value: d.value, substance: d.substance, cleared: false });
+      this.entries.set(id, { ...old, id, sensor: String(d.sensor_id), exercise: d.exercise || null, tier: d.to, since: event.at, value: d.value, substance: d.substance, cleared: false });
     } else if (old) {
       old.cleared = d.to === null;
       old.value = d.value;
     }
+    this.paint();
+  }
+
+  // A drill ended: its alarms go with it.
+  drillEnded(drillId) {
+    for (const [id, entry] of this.entries) if (entry.exercise === drillId) this.entries.delete(id);
     this.paint();
   }
 
@@ -164,7 +176,7 @@ export class Alarms {
   // reading dipped and rose again) raises nothing.
   proposed(event) {
     const d = event.data || {};
-    const id = String(d.sensor_id);
+    const id = d.exercise ? `${d.sensor_id}#${d.exercise}` : String(d.sensor_id);
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.plans = d.plans || [];
@@ -205,17 +217,18 @@ export class Alarms {
     const wall = this.wall;
     box.replaceChildren();
     for (const entry of this.entries.values()) {
-      const sensor = wall.sensors.get(entry.id);
-      const name = sensor?.properties?.name || entry.id;
+      const sensor = wall.sensors.get(entry.sensor || entry.id);
+      const name = sensor?.properties?.name || entry.sensor || entry.id;
       const unit = sensor?.properties?.unit || "";
-      const item = el("section", { class: "alarm", "data-sensor": entry.id, "data-tier": entry.tier || "", "aria-label": t("alarm.region") },
-        el("h2", {}, t("alarm.title", { tier: t(`tier.${entry.tier || "alarm"}`), sensor: name })),
+      const title = t("alarm.title", { tier: t(`tier.${entry.tier || "alarm"}`), sensor: name });
+      const item = el("section", { class: "alarm", "data-sensor": entry.sensor || entry.id, "data-tier": entry.tier || "", "data-exercise": entry.exercise || "", "aria-label": t("alarm.region") },
+        el("h2", {}, entry.exercise ? `${t("exercise.label")} · ${title}` : title),
         el("p", { class: "alarm-detail" }, entry.cleared
           ? t("alarm.cleared")
           : t("alarm.detail", { substance: entry.substance || "", value: `${entry.value ?? "?"}${unit ? ` ${unit}` : ""}`, time: wall.at(entry.since) })),
       );
       const error = el("p", { class: "error alarm-error", role: "alert" });
-      if (this.mayAcknowledge()) {
+      if (this.mayAcknowledge() && !entry.exercise) {
         const ack = el("button", { type: "button", class: "alarm-ack", title: t("alarm.acknowledge_title", { sensor: name }) }, t("alarm.acknowledge"));
         ack.addEventListener("click", () => this.acknowledge(entry.id, ack, error));
         item.append(ack);
@@ -226,7 +239,11 @@ export class Alarms {
         show.addEventListener("click", () => wall.select(incidentId));
         item.append(show);
       }
-      if (entry.plans?.length) wall.activation?.offer(item, entry, sensor, error);
+      // A drill's proposal is never a button: one click would make a real incident (and
+      // suspend the drill). The drill's own incident answers it.
+      if (entry.plans?.length && entry.exercise) {
+        item.append(el("p", { class: "alarm-detail exercise-proposal" }, t("exercise.proposal", { plans: entry.plans.map((p) => wall.activation?.planLabel(p) || p).join(", ") })));
+      } else if (entry.plans?.length) wall.activation?.offer(item, entry, sensor, error);
       item.append(error);
       box.append(item);
     }

@@ -6,6 +6,7 @@ import { TOKEN_KEY } from "./api.js";
 import { $, show } from "./dom.js";
 import { currentLanguage, setLanguage, translatePage } from "./i18n.js";
 import { changeSite, chooseSite, isKiosk, login, signOut, startKiosk, takeKioskToken } from "./session.js";
+import { setUpReplay } from "./replay.js"; // after session.js: it extends the Wall of state.js
 
 translatePage();
 $("language").value = currentLanguage();
@@ -13,6 +14,7 @@ $("language").addEventListener("change", () => setLanguage($("language").value))
 $("login-form").addEventListener("submit", login);
 $("sign-out").addEventListener("click", () => signOut());
 $("change-site").addEventListener("click", changeSite);
+setUpReplay();
 
 if (takeKioskToken() || isKiosk()) startKiosk();
 else if (sessionStorage.getItem(TOKEN_KEY)) chooseSite();

@@ -125,6 +125,8 @@ export const panelMethods = {
     const head = shown.element.querySelector(".incident-head");
     const level = plan.level;
     head.replaceChildren(
+      // A drill's incident says so on its card too, not only in the banner (banner.js).
+      ...(incident.exercise ? [el("span", { class: "exercise-badge" }, t("exercise.label"))] : []),
       el("h2", { class: "incident-title" }, this.planTitle(shown)),
       el("span", { class: "response-badge", "data-level": level }, t("response.badge", { level: t(`response.${level}`) })),
       el("p", { class: "incident-time", "data-since": incident.activated_at }, ""),
@@ -151,7 +153,7 @@ export const panelMethods = {
     const line = shown.element.querySelector(".incident-time");
     if (!line) return;
     const since = Date.parse(shown.picture.incident.activated_at);
-    const elapsed = (Date.now() - since) / 1000;
+    const elapsed = (this.now() - since) / 1000;
     line.textContent = t("incident.since", { elapsed: duration(Math.max(0, elapsed)), time: this.at(shown.picture.incident.activated_at) });
   },
 
@@ -288,7 +290,7 @@ export const panelMethods = {
       node.textContent = "";
       return;
     }
-    const left = (Date.parse(due) - Date.now()) / 1000;
+    const left = (Date.parse(due) - this.now()) / 1000;
     node.textContent = left >= 0 ? t("time.in", { duration: duration(left) }) : t("time.late", { duration: duration(-left) });
     node.classList.toggle("late", left < 0);
   },
@@ -512,8 +514,9 @@ export const panelMethods = {
     nav.replaceChildren();
     nav.hidden = this.incidents.size < 2;
     for (const [id, shown] of this.incidents) {
-      const button = el("button", { type: "button", "data-incident": id, class: "switch" },
-        `${this.planTitle(shown)} · ${shown.picture.plan.level}`);
+      const exercise = shown.picture.incident.exercise;
+      const button = el("button", { type: "button", "data-incident": id, class: exercise ? "switch exercise" : "switch" },
+        `${exercise ? `${t("exercise.label")} · ` : ""}${this.planTitle(shown)} · ${shown.picture.plan.level}`);
       button.setAttribute("aria-pressed", String(id === this.selected));
       button.addEventListener("click", () => this.select(id));
       nav.append(button);
@@ -528,6 +531,7 @@ export const panelMethods = {
     this.paintKpis();
     this.paintLegend();
     this.paintWindControl();
+    this.paintBanner();
   },
 
   // Every second: the time since activation, the countdowns and the wind's age.

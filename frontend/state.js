@@ -6,8 +6,10 @@ import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import { actionMethods } from "./actions.js";
 import { Alarms } from "./alarms.js";
 import { api } from "./api.js";
+import { bannerMethods } from "./banner.js";
 import { commandMethods } from "./commands.js";
 import { $, setStatus } from "./dom.js";
+import { DrillConsole } from "./drill-console.js";
 import { kpiMethods } from "./kpis.js";
 import { mapMethods } from "./map.js";
 import { panelMethods } from "./panels.js";
@@ -63,6 +65,9 @@ export class Wall {
     this.routeAsked = 0; // counts route requests (routeNow): only the newest answer is drawn
     this.routePopup = null; // {incidentId, popup} of the route shown now
     this.time = this.timeFormat(site.timezone);
+    this.drills = new Map(); // drill id -> what its drill.* events said (the exercise banner)
+    this.drillConsole = null; // the drill controller's console (drill-console.js), for them only
+    if (!this.isReplay) Wall.live = this; // the wall following the site live (a replay is not)
 
     const container = $("map");
     container.replaceChildren();
@@ -90,9 +95,10 @@ export class Wall {
     $("no-incident").hidden = false;
     $("activate").hidden = true;
     $("activate-result").replaceChildren();
-    this.alarms = new Alarms(this);
+    this.alarms = this.makeAlarms();
     this.paintKpis();
     this.paintSwitch();
+    this.paintBanner();
     this.ticker = setInterval(() => this.tickPanels(), 1000);
     this.windTimer = setInterval(() => !document.hidden && this.refreshWind(), WIND_POLL_MS);
     this.onLanguage = () => this.repaint();
@@ -111,7 +117,19 @@ export class Wall {
     this.paintSwitch();
     this.alarms.paint();
     this.paintMapTexts();
+    this.paintBanner();
+    this.drillConsole?.paint();
     this.activation?.paintLevels();
+  }
+
+  // The alarm bar under the header is the live wall's (a replay has its own quiet one).
+  makeAlarms() {
+    return new Alarms(this);
+  }
+
+  // The moment the wall shows: now, live; the replay's own time in a replay (replay.js).
+  now() {
+    return Date.now();
   }
 
   templateOf(shown) {
@@ -133,6 +151,8 @@ export class Wall {
 
   close() {
     this.closed = true;
+    if (Wall.live === this) Wall.live = null;
+    this.drillConsole?.close();
     clearInterval(this.ticker);
     this.resized.disconnect();
     clearInterval(this.windTimer);
@@ -161,6 +181,8 @@ export class Wall {
     for (const id of [...this.incidents.keys()]) if (!keep.has(id)) this.remove(id);
     for (const picture of pictures) this.render(picture);
     this.paintKpis();
+    // Live, with the user known: a drill controller's console, for them only.
+    if (!this.drillConsole && !this.closed) this.drillConsole = DrillConsole.open(this);
   }
 
   remove(id) {
@@ -212,13 +234,15 @@ export class Wall {
     }
     $("no-incident").hidden = true;
     for (const event of events) this.applyToPicture(shown, event); // events newer than a fetched picture
-    if (!this.selected || !this.incidents.has(this.selected) || !old) this.select(id);
+    // A new incident takes the wall, but an exercise never takes it from a real one.
+    if (!this.selected || !this.incidents.has(this.selected) || (!old && !this.exerciseYields(picture))) this.select(id);
     else this.select(this.selected);
     this.frameIncident(shown);
     if (!this.templateDocs.has(key)) {
       // The plan's own text: step titles, role names, what counts as done, which steps are optional.
       this.template(picture.incident.plan_id, picture.incident.plan_version).then(() => {
         if (this.incidents.get(id) === shown) this.paintCard(shown);
+        this.paintBanner?.(); // the exercise banner names the plan by its title too
       });
     }
   }
@@ -259,10 +283,14 @@ export class Wall {
 
   apply(event) {
     const id = event.incident_id;
+    if (event.type.startsWith("drill.")) this.drillEvent(event); // the banner, the console
+    if (event.type === "drill.ended") this.alarms.drillEnded(event.data?.drill_id);
     // Alarms are for every wall; a proposal is offered on its alarm.
     if (event.type === "sensor.state") {
       this.alarms.state(event);
-      this.paintSensor(String(event.data?.sensor_id), event.data?.to ?? null);
+      // A drill's injected reading is its alarm's alone: the detector on the map keeps its
+      // real tier.
+      if (!event.data?.exercise) this.paintSensor(String(event.data?.sensor_id), event.data?.to ?? null);
     }
     if (event.type === "sensor.acknowledged") this.alarms.acknowledged(event);
     if (event.type === "plan.proposed") return this.alarms.proposed(event);
@@ -424,4 +452,5 @@ export class Wall {
 
 // The only use of imports while the modules load: this module must be the first to load the
 // method modules (frontend/README.md), so that they are all loaded by now.
-Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods, kpiMethods, commandMethods);
+Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods, kpiMethods, commandMethods, bannerMethods);
+Wall.live = null; // the wall shown live now, if any (replay.js pauses it during a replay)

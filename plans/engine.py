@@ -585,8 +585,16 @@ class Scheduler:
         self.runs[run.run_id] = run
         self.watch(run)
 
+    def remove(self, run_id: str) -> None:
+        """Stop watching a run (stood down, or a drill's run while the drill is held): none of
+        its due times fires until it is added again."""
+        self.runs.pop(run_id, None)
+        self._queued.pop(run_id, None)
+
     def watch(self, run: PlanRun) -> None:
         """Call after a command on ``run``: its next due time may have changed."""
+        if run.run_id not in self.runs:
+            return  # not watched (held): added again, it is watched again
         due = run.next_due() if run.active else None
         if due is None:
             self._queued.pop(run.run_id, None)

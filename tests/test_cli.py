@@ -48,6 +48,8 @@ COMMANDS = [
     ["device", "add"],
     ["device", "list"],
     ["device", "revoke"],
+    ["drill"],
+    ["drill", "list"],
 ]
 
 
@@ -224,3 +226,45 @@ def _session() -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def test_drill_list_flags_a_review_not_signed_off_in_72_hours(cli: CliRunner) -> None:
+    """A drill run in June and ended, its review never signed off: OVERDUE in December."""
+    from datetime import UTC, datetime
+
+    from fastapi.testclient import TestClient
+
+    from command.app import create_app
+    from command.auth import Role, create_user
+    from command.settings import Settings
+    from gis.storage.db import Database, make_engine
+    from plans.clock import ManualClock
+    from tests.conftest import DEMO_PLANS, FAST_HASHER, TEST_PASSWORD
+    from tests.test_drills import SCENARIO
+
+    assert cli.invoke(main, ["db", "upgrade"]).exit_code == 0
+    cli.invoke(main, ["site", "load", str(DEMO_SITE)])
+    cli.invoke(main, ["plan", "load", str(DEMO_PLANS), "--site", "demo-works"])
+    url = os.environ["RALLYPOINT_DATABASE_URL"]
+    db = Database(make_engine(url))
+    with db.write() as session:
+        create_user(session, "ctl", TEST_PASSWORD, ["drill_controller"], hasher=FAST_HASHER)
+    clock = ManualClock(datetime(2026, 6, 1, 20, 0, tzinfo=UTC))
+    app = create_app(Settings(database_url=url), database=db, clock=clock, ticking=False)
+    with TestClient(app) as client:
+        token = client.post(
+            "/api/auth/login", json={"username": "ctl", "password": TEST_PASSWORD}
+        ).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        site = "/api/sites/demo-works/drills"
+        assert client.post(f"{site}/scenarios", json=SCENARIO).status_code == 201
+        drill = client.post(site, json={"scenario_id": SCENARIO["id"], "mode": "announced"})
+        drill_id = drill.json()["id"]
+        clock.advance(600)
+        assert client.post(f"{site}/{drill_id}/end", json={}).status_code == 200
+    db.dispose()
+    listing = cli.invoke(main, ["drill", "list", "--site", "demo-works"])
+    assert listing.exit_code == 0, listing.output
+    assert drill_id in listing.output and "ended" in listing.output
+    assert "review OVERDUE" in listing.output
+    assert Role.DRILL_CONTROLLER.value not in listing.output  # lists drills, not people

@@ -272,3 +272,36 @@ def test_audit_verify_command(tmp_path: Path) -> None:
     assert broken.exit_code == 1
     assert "event 2" in broken.output
     db.dispose()
+
+
+def test_full_muster_is_logged_when_the_last_person_to_move_arrives(command: TestClient) -> None:
+    """``incident.mustered``: the moment everyone who must move stands at a muster point (the
+    review's time to full muster), logged once."""
+    incident_id = activate(command)["incident"]["id"]
+    post = post_of(command)
+    incident = post.incidents[incident_id]
+    model = post.model(DEMO_ID)
+    moving = [model.person_ids[int(i)] for i in incident.moving]
+    assert len(moving) > 1
+    muster = [121.34490975, 30.7184466]  # inside muster point Z-033's area
+
+    def arrive(people: list[str]) -> list[dict[str, Any]]:
+        rows = [{"person_id": p, "lon": muster[0], "lat": muster[1]} for p in people]
+        answer = command.post(f"/api/sites/{DEMO_ID}/positions", json={"positions": rows})
+        assert answer.status_code == 200, answer.text
+        events: list[dict[str, Any]] = answer.json()["events"]
+        return events
+
+    assert not any(e["type"] == "incident.mustered" for e in arrive(moving[:-1]))
+    last = arrive(moving[-1:])
+    [mustered] = [e for e in last if e["type"] == "incident.mustered"]
+    assert mustered["incident_id"] == incident_id
+    assert mustered["data"]["to_account"] == len(moving)
+    assert not any(e["type"] == "incident.mustered" for e in arrive(moving[:1]))  # once
+    # The review says full muster came then, from the positions.
+    closed = command.post(f"{BASE}/{incident_id}/stand-down", json={"force": True, "reason": "x"})
+    assert closed.status_code == 200, closed.text
+    review = command.get(f"/api/sites/{DEMO_ID}/reviews/{incident_id}")
+    assert review.status_code == 200, review.text
+    assert review.json()["muster"]["complete_seq"] == mustered["seq"]
+    assert review.json()["muster"]["complete_at"] == mustered["at"]

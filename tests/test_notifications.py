@@ -267,3 +267,37 @@ def test_notes_follow_the_readmes_roles(
         f"{SITE}/incidents/{incident}/notes", json={"text": "seen smoke at gate 3"}, headers=headers
     )
     assert answer.status_code == status, answer.text
+
+
+def test_each_fallback_call_out_goes_to_the_contact_its_event_names(
+    command: TestClient, clock: ManualClock
+) -> None:
+    """Found with the drills (issue 14): a fallback's notice counted its place in the whole call
+    tree inside the shorter list of the contacts left, so the gateway got the wrong person for
+    the second fallback, and an IndexError for the last one."""
+    sent: list[Any] = []
+    post: CommandPost = command.app.state.post  # type: ignore[attr-defined]
+    post.outbox = sent.extend  # what the webhook sender is handed, notice by notice
+    activate(command)
+    requested = events(command, "notification.requested")
+    longest = max(requested, key=lambda e: len(e["data"]["fallbacks"]))
+    assert len(longest["data"]["fallbacks"]) >= 1
+    chain = [longest["data"]["contact"], *longest["data"]["fallbacks"]]
+    for _ in chain[1:]:
+        clock.advance(max(e["data"]["acknowledge_within_s"] for e in requested) + 1)
+        post.tick()
+    called = [
+        e
+        for e in events(command, "notification.requested")
+        if e["seq"] == longest["seq"] or e["data"].get("fallback")
+    ]
+    for event in called:
+        notice = next(n for n in sent if n.seq == event["seq"])
+        assert notice.contact == event["data"]["contact"]
+    ours = [longest["data"]["contact"]]
+    after = longest["seq"]
+    while nxt := next((e for e in called if e["data"].get("after") == after), None):
+        ours.append(nxt["data"]["contact"])
+        assert nxt["data"]["index"] == len(ours) - 1
+        after = nxt["seq"]
+    assert ours == chain

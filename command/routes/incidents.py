@@ -94,6 +94,7 @@ def list_incidents(
                     "level": i.run.state.level.value,
                     "active": i.run.active,
                     "activated_at": i.activated_at.isoformat(),
+                    "exercise": i.exercise,
                 }
                 for i in list(post.incidents.values())
                 if i.site_id == site_id

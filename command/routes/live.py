@@ -17,7 +17,11 @@ from gis.errors import FieldError, InvalidInput, NotPermitted
 
 router = APIRouter(prefix="/api/sites/{site_id}", tags=["live inputs"])
 
-FeederDep = Annotated[Principal, Depends(requires(Role.DEVICE, Role.COMMANDER))]
+#: Devices and commanders feed the site; a drill controller feeds a running drill only (its
+#: injects, through the very same checks), naming it with ``"drill"`` in the body.
+FeederDep = Annotated[
+    Principal, Depends(requires(Role.DEVICE, Role.COMMANDER, Role.DRILL_CONTROLLER))
+]
 #: A person in the incident's command or response acknowledges an alarm (never a viewer, a
 #: wall token or a device: an acknowledgement says a person has seen it).
 AcknowledgerDep = Annotated[Principal, Depends(requires(Role.COMMANDER, Role.RESPONDER))]
@@ -73,7 +77,33 @@ def acknowledge_alarm(
     return event.as_dict()
 
 
-@router.post("/readings", summary="Sensor readings (devices of the site, or a commander)")
+def drill_named(principal: Principal, site_id: str, body: dict[str, Any]) -> str | None:
+    """The drill a feed is an inject into (``"drill"``, taken out of ``body``), checked before
+    anything is looked up: only a drill controller names one, and a drill controller feeds
+    nothing else."""
+    drill = body.pop("drill", None)
+    roles = principal.roles_at(site_id)
+    if drill is None:
+        if principal.kind != "device" and roles.isdisjoint({Role.COMMANDER}):
+            raise InvalidInput(
+                'a drill controller injects into a running drill only: name it with "drill"',
+                errors=[FieldError("drill", "the running drill's id")],
+            )
+        return None
+    if Role.DRILL_CONTROLLER not in roles or principal.kind == "device":
+        raise NotPermitted(
+            "only a drill controller injects into a drill",
+            errors=[FieldError("drill", "a drill controller's field")],
+        )
+    if not isinstance(drill, str) or not drill:
+        raise InvalidInput("name the drill by its id", errors=[FieldError("drill", "a drill id")])
+    return drill
+
+
+@router.post(
+    "/readings",
+    summary="Sensor readings (devices of the site, a commander, or a drill controller's inject)",
+)
 def post_readings(
     post: PostDep,
     principal: FeederDep,
@@ -81,12 +111,20 @@ def post_readings(
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     own_site(principal, site_id)
+    body = dict(body)
+    drill = drill_named(principal, site_id, body)
     readings = parse_readings(body)
-    logged = post.readings(site_id, readings, actor=principal.username)
+    if drill is not None and post.drills is not None:
+        logged = post.drills.inject_readings(site_id, drill, readings, actor=principal.username)
+    else:
+        logged = post.readings(site_id, readings, actor=principal.username)
     return {"accepted": len(readings), "events": [e.as_dict() for e in logged]}
 
 
-@router.post("/positions", summary="People's positions (devices of the site, or a commander)")
+@router.post(
+    "/positions",
+    summary="People's positions (devices of the site, a commander, or a drill controller's inject)",
+)
 def post_positions(
     post: PostDep,
     principal: FeederDep,
@@ -94,7 +132,12 @@ def post_positions(
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     own_site(principal, site_id)
-    return post.positions(site_id, parse_positions(body))
+    body = dict(body)
+    drill = drill_named(principal, site_id, body)
+    moves = parse_positions(body)
+    if drill is not None and post.drills is not None:
+        return post.drills.inject_positions(site_id, drill, moves, actor=principal.username)
+    return post.positions(site_id, moves)
 
 
 def parse_positions(body: Any) -> dict[str, tuple[float, float, datetime | None]]:

@@ -365,3 +365,71 @@ class NoticeTokenRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DrillScenarioRow(Base):
+    """One version of a drill scenario (``plans.drills``): what a double-blind drill tests, its
+    injects and the player actions expected. Only drill controllers read these; versions are
+    never changed, an edit adds the next one."""
+
+    __tablename__ = "drill_scenarios"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    scenario_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(2000))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class DrillRow(Base):
+    """A drill: scheduled (blind: a window, the start drawn and sealed here; announced: now),
+    then running, held, suspended by a real incident, and ended. The sealed start is never
+    served to anyone; the site's event log hears of the drill only when it starts."""
+
+    __tablename__ = "drills"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), index=True
+    )
+    scenario_id: Mapped[str] = mapped_column(String(64))
+    scenario_version: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16))
+    window: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    sealed_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    incident_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The run's own bookkeeping (injects fired, time held), rebuilt from the log on restart.
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ReviewRow(Base):
+    """The after-action review of one ended incident (a drill's or a real one): generated
+    from the event log when it ends, edited (causes, corrective actions) until signed off,
+    then frozen with its hash (which the log also records)."""
+
+    __tablename__ = "reviews"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    drill_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    generated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    edits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
+    signed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    signed_off_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
