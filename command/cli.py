@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from command.auth import HUMAN_ROLES, USER_ROLES
-from command.settings import Settings
+from command.settings import Settings, database_source, describe_database, missing_sqlite_file
 from gis.errors import RallypointError
 from gis.storage.db import Database, make_engine, schema_is_current, upgrade
 
@@ -25,15 +25,30 @@ def _actor() -> str:
         return "cli"
 
 
+def _existing_database_url() -> str:
+    """The database URL in force, refusing (with which database and where its URL came from)
+    a SQLite file that does not exist: only 'rallypoint db upgrade' creates a database."""
+    url = Settings().database_url
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise click.ClickException(
+            f"no database at {missing} (from {database_source()}): "
+            "'rallypoint db upgrade' creates one there, or point RALLYPOINT_DATABASE_URL "
+            "(or database_url in a settings file, RALLYPOINT_CONFIG) at yours"
+        )
+    return url
+
+
 @contextmanager
 def _database() -> Iterator[Database]:
-    db = Database(make_engine(Settings().database_url))
+    url = _existing_database_url()
+    db = Database(make_engine(url))
     try:
         current, head = schema_is_current(db.engine)
         if current != head:
             raise click.ClickException(
-                f"the database schema is at {current}, the code needs {head}: "
-                "run 'rallypoint db upgrade' first"
+                f"the database {describe_database(url)} (from {database_source()}) has schema "
+                f"{current}, the code needs {head}: run 'rallypoint db upgrade' first"
             )
         yield db
     finally:
@@ -67,7 +82,11 @@ def main() -> None:
     Configuration comes from RALLYPOINT_* environment variables (see the README); the database
     is RALLYPOINT_DATABASE_URL, an embedded SQLite file under var/ by default.
     """
-    logging.basicConfig(level=Settings().log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+    except ValueError as exc:  # a bad setting, or RALLYPOINT_CONFIG naming no file
+        raise click.ClickException(str(exc)) from exc
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     # Alembic announces every connection; its news matters only to 'db upgrade'.
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -83,7 +102,9 @@ def serve(host: str | None, port: int | None) -> None:
     from command.serving import uvicorn_options
 
     settings = Settings()
+    _existing_database_url()  # never serve a database made empty on the way
     host, port = host or settings.host, port or settings.port
+    click.echo(f"database: {describe_database(settings.database_url)} ({database_source()})")
     click.echo(f"Rallypoint serving on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
     # access_log off: RequestLog already writes one line per request.
     uvicorn.run(
@@ -104,18 +125,26 @@ def db() -> None:
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def db_upgrade(revision: str) -> None:
-    """Create or migrate the schema of RALLYPOINT_DATABASE_URL."""
-    engine = make_engine(Settings().database_url)
+    """Create or migrate the schema of the database (RALLYPOINT_DATABASE_URL or the settings
+    file's database_url): the one command that creates a database."""
+    url = Settings().database_url
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        missing.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
     upgrade(engine, revision)
     current, _ = schema_is_current(engine)
-    click.echo(f"database schema at revision {current}")
+    made = "created" if missing is not None else "at"
+    click.echo(f"database {describe_database(url)} ({database_source()}): {made} schema {current}")
     engine.dispose()
 
 
 @db.command("current")
 def db_current() -> None:
-    """Show the schema revision of the database and of the code."""
-    engine = make_engine(Settings().database_url)
+    """Show which database is used, its schema revision and the code's."""
+    url = _existing_database_url()
+    click.echo(f"database {describe_database(url)} ({database_source()})")
+    engine = make_engine(url)
     current, head = schema_is_current(engine)
     click.echo(f"database: {current}  code: {head}")
     engine.dispose()

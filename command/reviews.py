@@ -390,7 +390,13 @@ def edit_review(
     with db.write() as session:
         row = _row(session, site_id, incident_id, roles, write=True)
         _check_open(row)
-        check_version(row.version, version, source, f"the review of incident '{incident_id}'")
+        check_version(
+            row.version,
+            version,
+            source,
+            f"the review of incident '{incident_id}'",
+            body_field="version",
+        )
         known = {i["id"] for i in _items(row.body)}
         edits = {key: dict(value) for key, value in row.edits.items()}
         problems = []
@@ -468,7 +474,13 @@ def sign_off(
     with db.write() as session:
         row = _row(session, site_id, incident_id, roles, write=True)
         _check_open(row)
-        check_version(row.version, version, source, f"the review of incident '{incident_id}'")
+        check_version(
+            row.version,
+            version,
+            source,
+            f"the review of incident '{incident_id}'",
+            body_field="version",
+        )
         digest = review_hash(row.body, row.edits)
         data: dict[str, Any] = {
             "incident_id": incident_id,

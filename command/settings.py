@@ -1,18 +1,91 @@
-"""Settings, read from ``RALLYPOINT_*`` environment variables and validated at start."""
+"""Settings, read from ``RALLYPOINT_*`` environment variables (or a settings file, see
+:func:`config_file`) and validated at start."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+#: Names a settings file (TOML, the settings' names without the prefix: database_url = "...").
+CONFIG_ENV = "RALLYPOINT_CONFIG"
+#: Where a settings file is looked for when RALLYPOINT_CONFIG names none, first found wins.
+CONFIG_PLACES = (
+    Path("rallypoint.toml"),
+    Path.home() / ".config" / "rallypoint" / "rallypoint.toml",
+    Path("/etc/rallypoint/rallypoint.toml"),
+)
+
+
+def config_file() -> Path | None:
+    """The settings file in force: RALLYPOINT_CONFIG's (it must exist), else the first of
+    :data:`CONFIG_PLACES` that does, else none. Environment variables override it."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{CONFIG_ENV} names {path}, which is not a file")
+        return path
+    return next((p for p in CONFIG_PLACES if p.is_file()), None)
+
+
+def database_source() -> str:
+    """Where the database URL came from, for messages that say which database was used."""
+    if os.environ.get("RALLYPOINT_DATABASE_URL"):
+        return "RALLYPOINT_DATABASE_URL"
+    path = config_file()
+    if path is not None:
+        return f"the settings file {path.resolve()}"
+    return "the default (no RALLYPOINT_DATABASE_URL, no settings file)"
+
+
+def describe_database(url: str) -> str:
+    """The database a URL names, for people: a SQLite file's absolute path, or the URL
+    without its password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        name = parsed.database or ":memory:"
+        return name if name == ":memory:" else str(Path(name).resolve())
+    return parsed.render_as_string(hide_password=True)
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, when it does not exist yet (opening it would make it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).resolve()
+    return None if path.exists() else path
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RALLYPOINT_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then RALLYPOINT_* variables, then the settings file (:func:`config_file`)."""
+        path = config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
 
     database_url: str = Field(
         default="sqlite:///var/rallypoint.db",

@@ -442,13 +442,20 @@ def _log(
 
 
 def check_version(
-    current: int, expected: int | None, source: VersionSource | None, what: str
+    current: int,
+    expected: int | None,
+    source: VersionSource | None,
+    what: str,
+    *,
+    body_field: str | None = "properties.version",
 ) -> None:
+    """Refuse a change that names no version (428) or a stale one (412 from If-Match, else
+    409). ``body_field`` is where the body may name it instead of If-Match (None: nowhere)."""
     if expected is None:
+        where = f"If-Match header or {body_field}" if body_field else 'If-Match header, e.g. "3"'
         raise VersionRequired(
-            f"say which version of {what} you are changing (If-Match header or "
-            f"properties.version); it is at version {current}",
-            errors=[FieldError("version", "required")],
+            f"say which version of {what} you are changing ({where}); it is at version {current}",
+            errors=[FieldError("If-Match" if body_field is None else "version", "required")],
         )
     if expected != current:
         error = PreconditionFailed if source == "header" else VersionConflict

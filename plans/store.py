@@ -194,7 +194,9 @@ def update_plan(
         raise NotFound(
             f"no plan '{plan_id}' at site '{site_id}'", errors=[FieldError("plan", "unknown")]
         )
-    check_version(current.version, expected_version, version_source, f"plan '{plan_id}'")
+    check_version(
+        current.version, expected_version, version_source, f"plan '{plan_id}'", body_field=None
+    )
     if isinstance(data, Mapping) and data.get("id", plan_id) != plan_id:
         raise InvalidInput(
             f"the body is plan '{data.get('id')}', the path names '{plan_id}'",

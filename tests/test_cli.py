@@ -268,3 +268,50 @@ def test_drill_list_flags_a_review_not_signed_off_in_72_hours(cli: CliRunner) ->
     assert drill_id in listing.output and "ended" in listing.output
     assert "review OVERDUE" in listing.output
     assert Role.DRILL_CONTROLLER.value not in listing.output  # lists drills, not people
+
+
+def test_outside_the_repo_the_cli_creates_no_database_and_says_which_it_looked_for(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: run elsewhere, the CLI made an empty var/rallypoint.db and then said "no site
+    'demo-works'". Now it names the database it looked for, and where that came from."""
+    monkeypatch.delenv("RALLYPOINT_DATABASE_URL")
+    monkeypatch.delenv("RALLYPOINT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for command in (["site", "list"], ["plan", "list", "--site", "demo-works"], ["db", "current"]):
+        result = cli.invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert str(tmp_path / "var" / "rallypoint.db") in result.output
+        assert "rallypoint db upgrade" in result.output and "the default" in result.output
+    assert not (tmp_path / "var").exists()  # nothing created
+    made = cli.invoke(main, ["db", "upgrade"])
+    assert made.exit_code == 0 and "created" in made.output
+    assert (tmp_path / "var" / "rallypoint.db").is_file()
+
+
+def test_a_settings_file_names_the_database(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RALLYPOINT_DATABASE_URL")
+    elsewhere = tmp_path / "plant" / "site.db"
+    config = tmp_path / "rallypoint.toml"
+    config.write_text(f'database_url = "sqlite:///{elsewhere}"\n', encoding="utf-8")
+    monkeypatch.setenv("RALLYPOINT_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path / "..")
+    made = cli.invoke(main, ["db", "upgrade"])
+    assert made.exit_code == 0, made.output
+    assert str(elsewhere) in made.output and str(config) in made.output
+    assert elsewhere.is_file()
+    assert cli.invoke(main, ["site", "list"]).exit_code == 0
+    # The environment wins over the file.
+    other = tmp_path / "other.db"
+    monkeypatch.setenv("RALLYPOINT_DATABASE_URL", f"sqlite:///{other}")
+    refused = cli.invoke(main, ["site", "list"])
+    assert refused.exit_code == 1 and str(other) in refused.output
+    assert "RALLYPOINT_DATABASE_URL" in refused.output
+    monkeypatch.setenv("RALLYPOINT_CONFIG", str(tmp_path / "missing.toml"))
+    monkeypatch.delenv("RALLYPOINT_DATABASE_URL")
+    broken = cli.invoke(main, ["site", "list"])
+    assert (
+        broken.exit_code == 1 and "missing.toml" in broken.output and "not a file" in broken.output
+    )

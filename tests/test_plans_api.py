@@ -47,7 +47,11 @@ def test_create_list_get_and_version(anonymous_client: TestClient, db: Database)
     ]
     changed = plan_data()
     changed["levels"]["L1"]["steps"][0]["target"]["within_s"] = 90
-    assert_problem(client.put(f"{BASE}/chlorine-leak", json=changed), 428, field="version")
+    # Issue 15: the 428 named properties.version, which plans do not have.
+    required = assert_problem(
+        client.put(f"{BASE}/chlorine-leak", json=changed), 428, field="If-Match"
+    )
+    assert "properties.version" not in required["detail"] and "If-Match" in required["detail"]
     assert_problem(
         client.put(f"{BASE}/chlorine-leak", json=changed, headers={"If-Match": '"7"'}),
         412,
