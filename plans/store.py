@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,6 +37,23 @@ class StoredPlan:
     template: PlanTemplate
     created_at: datetime
     created_by: str
+    #: The YAML as its planner wrote it, if it came as YAML.
+    source: str | None = None
+
+    def yaml(self) -> str:
+        """The plan as YAML: the planner's own text (comments kept) when it came as YAML, else
+        written from the stored plan."""
+        if self.source is not None:
+            return self.source
+        header = (
+            f"# plan {self.template.id} version {self.version}: sent as JSON, written out as YAML\n"
+        )
+        body = yaml.safe_dump(
+            self.template.model_dump(mode="json", exclude_none=True),
+            allow_unicode=True,
+            sort_keys=False,
+        )
+        return header + body
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,7 +82,12 @@ class StoredPlan:
 
 def _stored(row: PlanTemplateRow) -> StoredPlan:
     return StoredPlan(
-        row.site_id, row.version, template_from_data(row.body), row.created_at, row.created_by
+        row.site_id,
+        row.version,
+        template_from_data(row.body),
+        row.created_at,
+        row.created_by,
+        row.source,
     )
 
 
@@ -152,9 +175,16 @@ def _checked(session: Session, site_id: str, data: Any) -> PlanTemplate:
 
 
 def create_plan(
-    session: Session, site_id: str, data: Any, *, actor: str, now: datetime | None = None
+    session: Session,
+    site_id: str,
+    data: Any,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    source: str | None = None,
 ) -> StoredPlan:
-    """Store a new plan as version 1 (409 if its id is taken)."""
+    """Store a new plan as version 1 (409 if its id is taken); ``source``: the YAML it was
+    read from, kept as written."""
     load_site(session, site_id)
     template = _checked(session, site_id, data)
     exists = session.scalar(
@@ -167,7 +197,7 @@ def create_plan(
             f"plan '{template.id}' exists at site '{site_id}': change it with PUT",
             errors=[FieldError("id", "taken")],
         )
-    return _insert(session, site_id, template, 1, actor, now)
+    return _insert(session, site_id, template, 1, actor, now, source)
 
 
 def update_plan(
@@ -180,6 +210,7 @@ def update_plan(
     expected_version: int | None,
     version_source: VersionSource | None,
     now: datetime | None = None,
+    source: str | None = None,
 ) -> StoredPlan:
     """Store the next version of a plan, if the caller saw the current one."""
     load_site(session, site_id)
@@ -203,7 +234,7 @@ def update_plan(
             errors=[FieldError("id", f"must be '{plan_id}'")],
         )
     template = _checked(session, site_id, data)
-    return _insert(session, site_id, template, current.version + 1, actor, now)
+    return _insert(session, site_id, template, current.version + 1, actor, now, source)
 
 
 def _insert(
@@ -213,6 +244,7 @@ def _insert(
     version: int,
     actor: str,
     now: datetime | None,
+    source: str | None = None,
 ) -> StoredPlan:
     row = PlanTemplateRow(
         site_id=site_id,
@@ -221,6 +253,7 @@ def _insert(
         title=template.title,
         scenario_key=template.scenario.key,
         body=template.model_dump(mode="json"),
+        source=source,
         created_at=now or datetime.now(UTC),
         created_by=actor,
     )
@@ -246,6 +279,7 @@ def load_plan_files(
     for path in sorted(paths):
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else data_from_yaml(text)
+        yaml_text = None if path.suffix == ".json" else text
         try:
             template = template_from_data(data)
         except ValidationError as exc:
@@ -258,7 +292,7 @@ def load_plan_files(
         try:
             current = get_plan(session, site_id, template.id)
         except NotFound:
-            create_plan(session, site_id, template, actor=actor)
+            create_plan(session, site_id, template, actor=actor, source=yaml_text)
             done.append((template.id, "created"))
             continue
         if if_exists == "fail":
@@ -277,6 +311,7 @@ def load_plan_files(
             actor=actor,
             expected_version=current.version,
             version_source="body",
+            source=yaml_text,
         )
         done.append((template.id, f"version {stored.version}"))
     return done

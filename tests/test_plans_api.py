@@ -195,3 +195,44 @@ def test_demo_plans_load_all_or_nothing_and_validate_against_the_site(
     assert "command_role" in {e.field for e in caught.value.errors}
     with db.read() as session:
         assert session.scalars(select(PlanTemplateRow.plan_id)).all() == []
+
+
+def test_yaml_in_the_same_yaml_out_comments_kept(client: TestClient) -> None:
+    """Issue 15: a planner's YAML came back as JSON, its comments gone. Each version keeps the
+    text as written; ``Accept: application/yaml`` returns it byte for byte."""
+    text = (FIXTURE_PLANS / "chlorine-leak.yaml").read_text(encoding="utf-8")
+    assert "#" in text  # the fixture has comments to keep
+    yaml_type = {"Content-Type": "application/yaml"}
+    made = client.post(BASE, content=text.encode(), headers=yaml_type)
+    assert made.status_code == 201, made.text
+    back = client.get(f"{BASE}/chlorine-leak", headers={"Accept": "application/yaml"})
+    assert back.status_code == 200 and back.headers["content-type"].startswith("application/yaml")
+    assert back.text == text and back.headers["etag"] == '"1"'
+    assert back.headers["vary"] == "Accept"
+    edited = text.replace("within_s: 120", "within_s: 90  # faster, after the 2026 drill", 1)
+    assert edited != text
+    put = client.put(
+        f"{BASE}/chlorine-leak", content=edited.encode(), headers={**yaml_type, "If-Match": '"1"'}
+    )
+    assert put.status_code == 200, put.text
+    latest = client.get(f"{BASE}/chlorine-leak", headers={"Accept": "application/yaml"}).text
+    first = client.get(
+        f"{BASE}/chlorine-leak", params={"version": 1}, headers={"Accept": "application/yaml"}
+    ).text
+    assert latest == edited and first == text
+    assert client.get(f"{BASE}/chlorine-leak").json()["version"] == 2  # JSON by default
+    # A version sent as JSON is written out as YAML that reads back to the same plan.
+    as_json = client.get(f"{BASE}/chlorine-leak").json()["template"]
+    put = client.put(f"{BASE}/chlorine-leak", json=as_json, headers={"If-Match": '"2"'})
+    assert put.status_code == 200, put.text
+    written = client.get(f"{BASE}/chlorine-leak", headers={"Accept": "application/yaml"}).text
+    assert written.startswith("# plan chlorine-leak version 3")
+    again = client.get(f"{BASE}/chlorine-leak").json()["template"]
+    assert plan_from(written) == again
+
+
+def plan_from(text: str) -> dict[str, object]:
+    from plans.model import data_from_yaml, template_from_data
+
+    loaded: dict[str, object] = template_from_data(data_from_yaml(text)).model_dump(mode="json")
+    return loaded

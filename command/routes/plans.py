@@ -39,6 +39,7 @@ async def plan_body(request: Request) -> Any:
             "the body is not UTF-8 text", errors=[FieldError("body", "UTF-8 text")]
         ) from exc
     if kind in YAML_TYPES:
+        request.state.plan_yaml = text  # kept as written, comments and all
         return await run_in_threadpool(data_from_yaml, text)
     if kind not in ("application/json", ""):
         raise UnsupportedFormat(
@@ -121,25 +122,55 @@ def validate_plan(
     response_class=Response,
     openapi_extra=_BODY_DOC,
 )
-def create_plan(planner: PlannerDep, db: DatabaseDep, site_id: str, body: PlanBody) -> Response:
+def create_plan(
+    planner: PlannerDep, db: DatabaseDep, request: Request, site_id: str, body: PlanBody
+) -> Response:
     with db.write() as session:
-        plan = store.create_plan(session, site_id, body, actor=planner.username)
+        plan = store.create_plan(
+            session, site_id, body, actor=planner.username, source=_yaml_sent(request)
+        )
     response = _json(plan.to_json(), version=plan.version, status=201)
     response.headers["Location"] = f"/api/sites/{site_id}/plans/{plan.template.id}"
     return response
 
 
-@router.get("/{plan_id}", summary="A plan, latest or ?version=N", response_class=Response)
+def _yaml_sent(request: Request) -> str | None:
+    """The YAML text of the request's plan, when it came as YAML."""
+    text: str | None = getattr(request.state, "plan_yaml", None)
+    return text
+
+
+def _wants_yaml(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return any(part.split(";")[0].strip().lower() in YAML_TYPES for part in accept.split(","))
+
+
+@router.get(
+    "/{plan_id}",
+    summary="A plan, latest or ?version=N: JSON, or with Accept: application/yaml the YAML as "
+    "its planner wrote it",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "application/yaml": {}}}},
+)
 def get_plan(
     reader: ReaderDep,
     db: DatabaseDep,
+    request: Request,
     site_id: str,
     plan_id: str,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     with db.read() as session:
         plan = store.get_plan(session, site_id, plan_id, version=version)
-    return _json(plan.to_json(), version=plan.version)
+    if _wants_yaml(request):
+        return Response(
+            plan.yaml(),
+            media_type="application/yaml; charset=utf-8",
+            headers={"ETag": f'"{plan.version}"', "Vary": "Accept"},
+        )
+    response = _json(plan.to_json(), version=plan.version)
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 @router.put(
@@ -152,6 +183,7 @@ def update_plan(
     planner: PlannerDep,
     db: DatabaseDep,
     if_match: IfMatchDep,
+    request: Request,
     site_id: str,
     plan_id: str,
     body: PlanBody,
@@ -165,6 +197,7 @@ def update_plan(
             actor=planner.username,
             expected_version=if_match,
             version_source="header" if if_match is not None else None,
+            source=_yaml_sent(request),
         )
     return _json(plan.to_json(), version=plan.version)
 

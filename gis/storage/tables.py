@@ -211,6 +211,8 @@ class PlanTemplateRow(Base):
     title: Mapped[str] = mapped_column(String(2000))
     scenario_key: Mapped[str] = mapped_column(String(64), index=True)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The YAML the planner wrote, comments and all (None: the version came as JSON).
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
 
