@@ -138,6 +138,20 @@ def record(client: TestClient, controller: dict[str, str], drill_id: str) -> lis
     return found
 
 
+def activate_real(client: TestClient, *, second: bool = False) -> Any:
+    """A real activation of the drill's plan at the drill's place (the answer)."""
+    return client.post(
+        f"{SITE}/incidents",
+        json={
+            "plan_id": "chlorine-leak",
+            "level": "L1",
+            "location": SCENARIO["location"],
+            "hazard": SCENARIO["hazard"],
+            **({"second_incident": True} if second else {}),
+        },
+    )
+
+
 def write_scenario(
     client: TestClient, controller: dict[str, str], scenario: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -383,15 +397,7 @@ def test_an_announced_drill_starts_at_once_and_a_real_activation_suspends_it(
     drill = answer.json()
     assert drill["state"] == "running" and drill["incident_id"]
     # The same plan, really, at the same place: not held back by the drill's incident.
-    real = command.post(
-        f"{SITE}/incidents",
-        json={
-            "plan_id": "chlorine-leak",
-            "level": "L1",
-            "location": SCENARIO["location"],
-            "hazard": SCENARIO["hazard"],
-        },
-    )
+    real = activate_real(command)
     assert real.status_code == 201, real.text
     state = command.get(f"{DRILLS}/{drill['id']}", headers=controller).json()
     assert state["state"] == "suspended"
@@ -765,15 +771,7 @@ def test_a_suspended_drills_incident_pages_nobody_and_goes_overdue_on_nothing(
 ) -> None:
     post = post_of(command)
     drill = announced(command, controller, SCENARIO)
-    real = command.post(
-        f"{SITE}/incidents",
-        json={
-            "plan_id": "chlorine-leak",
-            "level": "L1",
-            "location": SCENARIO["location"],
-            "hazard": SCENARIO["hazard"],
-        },
-    )
+    real = activate_real(command)
     assert real.status_code == 201, real.text
     before = events(command)[-1]["seq"]
     for _ in range(20):  # twenty minutes of a real emergency
@@ -804,15 +802,7 @@ def test_a_blind_drill_due_during_a_real_incident_starts_suspended(
         json={"scenario_id": "night-chlorine", "mode": "blind", "window": window},
         headers=controller,
     ).json()
-    real = command.post(
-        f"{SITE}/incidents",
-        json={
-            "plan_id": "chlorine-leak",
-            "level": "L1",
-            "location": SCENARIO["location"],
-            "hazard": SCENARIO["hazard"],
-        },
-    )
+    real = activate_real(command)
     assert real.status_code == 201
     with db.read() as session:
         row = session.get(DrillRow, drill["id"])
@@ -876,16 +866,7 @@ def test_an_inject_neither_reaches_the_stored_positions_nor_a_real_incident(
     command: TestClient, controller: dict[str, str], clock: ManualClock
 ) -> None:
     post = post_of(command)
-    real = command.post(
-        f"{SITE}/incidents",
-        json={
-            "plan_id": "chlorine-leak",
-            "level": "L1",
-            "location": SCENARIO["location"],
-            "hazard": SCENARIO["hazard"],
-            "second_incident": True,
-        },
-    ).json()["incident"]["id"]
+    real = activate_real(command, second=True).json()["incident"]["id"]
     drill = announced(command, controller, {**SCENARIO, "injects": [], "expected": []})
     assert drill["state"] == "suspended"  # a real incident runs: the controller decides
     resumed = command.post(f"{DRILLS}/{drill['id']}/resume", json={}, headers=controller)
