@@ -388,15 +388,7 @@ def edit_review(
     date). Only the fields given change; ``None`` clears one. Needs the version edited (412 on a
     stale ``If-Match``, 409 on a stale ``version``); a signed-off review is frozen (409)."""
     with db.write() as session:
-        row = _row(session, site_id, incident_id, roles, write=True)
-        _check_open(row)
-        check_version(
-            row.version,
-            version,
-            source,
-            f"the review of incident '{incident_id}'",
-            body_field="version",
-        )
+        row = _editable(session, site_id, incident_id, roles, version, source)
         known = {i["id"] for i in _items(row.body)}
         edits = {key: dict(value) for key, value in row.edits.items()}
         problems = []
@@ -449,6 +441,27 @@ def _field(name: str, value: Any) -> Any:
     return text or None
 
 
+def _editable(
+    session: Session,
+    site_id: str,
+    incident_id: str,
+    roles: frozenset[Role],
+    version: int | None,
+    source: VersionSource | None,
+) -> ReviewRow:
+    """The review to change: the caller may, it is not signed off, and they saw its version."""
+    row = _row(session, site_id, incident_id, roles, write=True)
+    _check_open(row)
+    check_version(
+        row.version,
+        version,
+        source,
+        f"the review of incident '{incident_id}'",
+        body_field="version",
+    )
+    return row
+
+
 def _check_open(row: ReviewRow) -> None:
     if row.signed_off_at is not None:
         raise IllegalTransition(
@@ -472,15 +485,7 @@ def sign_off(
     """Freeze the review at the version the signer read: its hash is stored and logged
     (``review.signed_off``) in one transaction."""
     with db.write() as session:
-        row = _row(session, site_id, incident_id, roles, write=True)
-        _check_open(row)
-        check_version(
-            row.version,
-            version,
-            source,
-            f"the review of incident '{incident_id}'",
-            body_field="version",
-        )
+        row = _editable(session, site_id, incident_id, roles, version, source)
         digest = review_hash(row.body, row.edits)
         data: dict[str, Any] = {
             "incident_id": incident_id,
