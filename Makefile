@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for 'make test': auto is one per core, 0 runs the suite in one process
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint typecheck frontend chromium demo-fixture clean
+.PHONY: run test lint typecheck frontend chromium gdal demo-fixture clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -35,7 +35,7 @@ run: $(VENV)/.installed-run frontend
 
 ## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS,
 ##       a file's tests on one worker, the workers in parallel (PYTEST_WORKERS)
-test: lint typecheck frontend chromium
+test: lint typecheck frontend chromium gdal
 	scripts/with-postgis.sh $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -59,6 +59,11 @@ frontend/node_modules/.package-lock.json: frontend/package.json frontend/package
 ##           without it they are skipped, except with CI=true, where that is an error
 chromium:
 	@scripts/chromium.sh || [ "$${CI:-}" != true ]
+
+## gdal: Debian's gdal-bin for the OGC API Features client tests (scripts/gdal.sh installs it if
+##       missing); without it they are skipped, except with CI=true, where that is an error
+gdal:
+	@scripts/gdal.sh || [ "$${CI:-}" != true ]
 
 ## demo-fixture: regenerate fixtures/demo-site from gis/sitegen.py
 demo-fixture: $(VENV)/.installed-run

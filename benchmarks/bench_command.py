@@ -62,7 +62,7 @@ from command.settings import Settings
 from gis.site_bundle import load_bundle, write_bundle
 from gis.storage.db import Database, make_engine, upgrade
 from plans.model import data_from_yaml
-from plans.store import create_plan, load_plan_files, site_inventory
+from plans.store import approve_as_operator, create_plan, load_plan_files, site_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "fixtures" / "demo-site"
@@ -197,12 +197,13 @@ def prepare(folder: Path, edges: int, people: int, cache: Path) -> Setup:
     loaded, _ = load_bundle(db, bundle, actor="bench")
     load_s = time.perf_counter() - start
     with db.write() as session:
-        create_plan(
+        made = create_plan(
             session,
             loaded.id,
             synthetic_plan(site_inventory(session, loaded.id)),
             actor="bench",
         )
+        approve_as_operator(session, loaded.id, made.template.id, "bench")
     centre = shape(site["boundary"]).centroid
     notes.append(
         f"synthetic site {loaded.id}: {len(layers['network']['features'])} edges, "

@@ -68,7 +68,7 @@ from command.auth import Role, create_user
 from gis.site_bundle import load_bundle, write_bundle
 from gis.sitegen import generate_site
 from gis.storage.db import Database, make_engine, upgrade
-from plans.store import create_plan, site_inventory
+from plans.store import approve_as_operator, create_plan, site_inventory
 from tests.live_server import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -206,7 +206,8 @@ def build_database(folder: Path, sizes: Sequence[int]) -> tuple[str, list[Site]]
             loaded, _ = load_bundle(db, bundle, actor="bench")
             with db.write() as session:
                 inventory = site_inventory(session, loaded.id)
-                create_plan(session, loaded.id, synthetic_plan(inventory), actor="bench")
+                made = create_plan(session, loaded.id, synthetic_plan(inventory), actor="bench")
+                approve_as_operator(session, loaded.id, made.template.id, "bench")
             centre = shape(site["boundary"]).centroid
             musters = {
                 str(f["id"]): (shape(f["geometry"]).centroid.x, shape(f["geometry"]).centroid.y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ from command.cap import CapAlert, post_cap
 from command.drills import DrillDesk
 from command.event_reads import EventReadBudget
 from command.hub import Hub
+from command.layer_listener import LayerFollower, LayerListener, conninfo
 from command.middleware import (
     BodyLimit,
     BodyTimeout,
@@ -39,6 +40,7 @@ from command.routes import (
     layers,
     live,
     notices,
+    ogc,
     plans,
     replay,
     reviews,
@@ -46,6 +48,7 @@ from command.routes import (
     ws,
 )
 from command.routes import drills as drills_routes
+from command.routes import topology as topology_routes
 from command.routes.docs import mount as mount_api_docs
 from command.routes.wall import mount as mount_map_wall
 from command.sessions import LiveSockets, sweep_forever
@@ -65,22 +68,36 @@ class SchemaOutOfDate(RallypointError):
     title = "Database schema out of date"
 
 
+async def _in_thread(work: Callable[[], object]) -> None:
+    """Run ``work`` in a worker thread; cancelled meanwhile, wait for it to finish first.
+
+    Cancelling the await alone would leave the thread running on after the server stopped,
+    using a database (a test's connection) that is no longer its own."""
+    task = asyncio.ensure_future(run_in_threadpool(work))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
 async def _tick(post: CommandPost, anchor: Checkpointer | None = None) -> None:
     """Fire passed plan deadlines once a second (the overdue events are logged and sent); sign
     the audit log's heads that moved, every RALLYPOINT_AUDIT_CHECKPOINT_S."""
     while True:
         await asyncio.sleep(1.0)
         try:
-            await run_in_threadpool(post.tick)
+            await _in_thread(post.tick)
         except Exception:
             log.exception("deadline tick failed; next tick retries")
         try:
-            await run_in_threadpool(post.save_positions)
+            await _in_thread(post.save_positions)
         except Exception:
             log.exception("storing positions failed; the next second retries")
         if anchor is not None:
             try:
-                await run_in_threadpool(anchor.tick)
+                await _in_thread(anchor.tick)
             except Exception:
                 log.exception("audit checkpoint failed; tried again in audit_checkpoint_s")
 
@@ -234,10 +251,21 @@ def create_app(
             anchor = Checkpointer(db, files, post.clock, settings.audit_checkpoint_s)
         app.state.audit = anchor
         ticker = asyncio.create_task(_tick(post, anchor)) if ticking else None
+        # Layer changes to the walls: those no write announced (another process's import)
+        # within a second; edits made in the PostGIS tables (QGIS, psql) at once.
+        follower = LayerFollower(post)
+        following = asyncio.create_task(follower.sweep_forever()) if ticking else None
+        app.state.layer_listener = listener = (
+            LayerListener(follower, conninfo(db)) if db.is_postgis else None
+        )
+        listening = asyncio.create_task(listener.run()) if listener is not None else None
         try:
             yield
         finally:
-            for task in (ticker, sender, exercise_sender, cap_sender, sweeper, recovery):
+            for task in (
+                *(ticker, sender, exercise_sender, cap_sender, sweeper, recovery),
+                *(following, listening),
+            ):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -270,6 +298,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(sites.router)
     app.include_router(layers.router)
+    app.include_router(topology_routes.router)  # the site's topology rules
     app.include_router(plans.router)
     app.include_router(incidents.router)
     app.include_router(live.router)
@@ -279,6 +308,7 @@ def create_app(
     app.include_router(reviews.router)
     app.include_router(drills_routes.router)
     app.include_router(replay.router)  # after drills: /drills/scenarios/* is theirs
+    app.include_router(ogc.router)  # OGC API - Features for QGIS and GDAL, under /ogc
 
     # Open to all, as a load balancer or monitor asks it without signing in.
     @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")

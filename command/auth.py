@@ -39,6 +39,7 @@ class Role(StrEnum):
     COMMANDER = "commander"
     DRILL_CONTROLLER = "drill_controller"
     PLANNER = "planner"
+    APPROVER = "approver"  # approves plan versions others wrote (plans.workflow)
     RESPONDER = "responder"
     VIEWER = "viewer"
     ADMIN = "admin"  # users and tokens only: nothing on a site, never granted per site
@@ -48,7 +49,14 @@ class Role(StrEnum):
 #: The roles that act on sites: each reads the site it is held on. They may be held globally
 #: or granted on one site. (Named HUMAN_ROLES since before there was an admin.)
 HUMAN_ROLES = frozenset(
-    {Role.COMMANDER, Role.DRILL_CONTROLLER, Role.PLANNER, Role.RESPONDER, Role.VIEWER}
+    {
+        Role.COMMANDER,
+        Role.DRILL_CONTROLLER,
+        Role.PLANNER,
+        Role.APPROVER,
+        Role.RESPONDER,
+        Role.VIEWER,
+    }
 )
 SITE_ROLES = HUMAN_ROLES
 #: Every role a user may hold.

@@ -191,7 +191,11 @@ def site_list() -> None:
 
 @main.group()
 def plan() -> None:
-    """Plan templates: load YAML/JSON files, list, print."""
+    """Plan templates: load YAML/JSON files, list, compare, move through the workflow, print.
+
+    The workflow commands act as the server's operator (cli:<user>), on the plan's latest
+    version, named by --version as its ETag ("4", or "4.2" for a draft saved twice); each is
+    logged in the site's event log. Whoever saved or submitted a version may not approve it."""
 
 
 @plan.command("load")
@@ -204,9 +208,21 @@ def plan() -> None:
     show_default=True,
     help="What to do with a plan already there (replace stores a new version if it changed).",
 )
+@click.option(
+    "--draft",
+    is_flag=True,
+    help="Store new or changed plans as drafts for review, instead of approved.",
+)
+@click.option("--change-note", default=None, help='Default: "loaded from FILE".')
 @_report_errors
-def plan_load(path: Path, site_id: str, if_exists: str) -> None:
-    """Load a plan file, or every *.yaml, *.yml and *.json file of a folder, all or nothing."""
+def plan_load(
+    path: Path, site_id: str, if_exists: str, draft: bool, change_note: str | None
+) -> None:
+    """Load a plan file, or every *.yaml, *.yml and *.json file of a folder, all or nothing.
+
+    The operator's load approves what it stores (in force for activations at once, logged as
+    approved by the operator via 'plan load'), unless --draft."""
+    from command.plan_log import PlanLog
     from plans.store import load_plan_files
 
     files = (
@@ -221,6 +237,9 @@ def plan_load(path: Path, site_id: str, if_exists: str) -> None:
             files,
             actor=_actor(),
             if_exists=if_exists,  # type: ignore[arg-type]  # click.Choice checked it
+            approve=not draft,
+            change_note=change_note,
+            record=PlanLog(session, site_id),
         )
     for plan_id, what in results:
         click.echo(f"{plan_id}: {what}")
@@ -230,13 +249,124 @@ def plan_load(path: Path, site_id: str, if_exists: str) -> None:
 @click.option("--site", "site_id", required=True)
 @_report_errors
 def plan_list(site_id: str) -> None:
-    """List a site's plans (latest versions)."""
+    """List a site's plans: the version in force (approved), and the latest with its state."""
     from plans.store import list_plans
 
     with _database() as database, database.read() as session:
-        for p in list_plans(session, site_id):
-            s = p.summary()
-            click.echo(f"{s['id']}\tv{s['version']}\t{s['scenario']}\t{s['title']}")
+        for s in list_plans(session, site_id):
+            approved = s["approved_version"]
+            in_force = f"v{approved} approved" if approved else "not approved"
+            latest = (
+                f"\tv{s['latest_version']} {s['latest_status']}"
+                if s["latest_version"] != approved
+                else ""
+            )
+            click.echo(f"{s['id']}\t{in_force}{latest}\t{s['scenario']}\t{s['title']}")
+
+
+@plan.command("versions")
+@click.argument("plan_id")
+@click.option("--site", "site_id", required=True)
+@_report_errors
+def plan_versions(plan_id: str, site_id: str) -> None:
+    """Every version of a plan: ETag, state, change note, and each step of its history."""
+    from plans.store import plan_versions as versions
+
+    with _database() as database, database.read() as session:
+        found = versions(session, site_id, plan_id)
+    for v in found:
+        note = f"\t{v['change_note']}" if v["change_note"] else ""
+        click.echo(f"v{v['version']}\t{v['etag']}\t{v['status']}{note}")
+        for h in v["history"]:
+            said = h.get("change_note") or h.get("reason") or h.get("comment") or ""
+            seq = f" (event {h['seq']})" if "seq" in h else ""
+            click.echo(f"  {h['at']}\t{h['action']}\t{h['by']}{seq}\t{said}".rstrip())
+
+
+@plan.command("diff")
+@click.argument("plan_id")
+@click.option("--site", "site_id", required=True)
+@click.option("--from", "from_version", type=int, default=None, help="Default: the approved one.")
+@click.option("--to", "to_version", type=int, default=None, help="Default: the latest.")
+@click.option("--json", "as_json", is_flag=True, help="The changes as JSON.")
+@_report_errors
+def plan_diff(
+    plan_id: str, site_id: str, from_version: int | None, to_version: int | None, as_json: bool
+) -> None:
+    """What changed between two versions of a plan: steps, levels, call trees, materials,
+    scripts (by default, what the latest version changes from the one in force)."""
+    import json
+
+    from plans.approval import version_diff
+
+    with _database() as database, database.read() as session:
+        found = version_diff(
+            session, site_id, plan_id, from_version=from_version, to_version=to_version
+        )
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+    else:
+        click.echo(found["text"], nl=False)
+
+
+def _workflow_command(action: str) -> click.Command:
+    """``plan submit|approve|return|withdraw PLAN --site S --version ETAG [--note TEXT]``."""
+    needs = {
+        "submit": ("--change-note", "What the version changes (if the draft has none yet)."),
+        "approve": ("--comment", "A comment kept with the approval."),
+        "return": ("--reason", "Why it goes back to draft (required)."),
+        "withdraw": ("--reason", "Why the draft is withdrawn."),
+    }
+    option, help_text = needs[action]
+    summary = {
+        "submit": "Submit the plan's draft for approval.",
+        "approve": "Approve the plan's submitted version: in force for activation from now.",
+        "return": "Return the plan's submitted version to draft, with a reason.",
+        "withdraw": "Withdraw the plan's draft; the approved version stays in force.",
+    }[action]
+
+    @plan.command(action, help=summary)
+    @click.argument("plan_id")
+    @click.option("--site", "site_id", required=True)
+    @click.option(
+        "--version",
+        "version",
+        required=True,
+        help='The ETag of the version you act on, as "plan versions" shows it ("4", "4.2").',
+    )
+    @click.option(option, "text", default=None, help=help_text)
+    @_report_errors
+    def command(plan_id: str, site_id: str, version: str, text: str | None) -> None:
+        from command.plan_log import PlanLog
+        from plans import approval
+        from plans.workflow import parse_etag
+
+        expected = parse_etag(version, field_name="--version")
+        with _database() as database, database.write() as session:
+            log = PlanLog(session, site_id)
+            common: dict[str, Any] = {
+                "actor": _actor(),
+                "expected": expected,
+                "header": False,
+                "record": log,
+                "via": "cli",
+            }
+            if action == "submit":
+                done = approval.submit_plan(session, site_id, plan_id, change_note=text, **common)
+            elif action == "approve":
+                done = approval.approve_plan(session, site_id, plan_id, comment=text, **common)
+            elif action == "return":
+                done = approval.return_plan(session, site_id, plan_id, reason=text, **common)
+            else:
+                done = approval.withdraw_plan(session, site_id, plan_id, reason=text, **common)
+        seq = f" (event {log.logged[-1].seq})" if log.logged else ""
+        click.echo(f"{plan_id} version {done.version} ({done.etag}): {done.status.value}{seq}")
+
+    return command
+
+
+for _action in ("submit", "approve", "return", "withdraw"):
+    _workflow_command(_action)
 
 
 @main.group()
@@ -337,9 +467,16 @@ def layer() -> None:
     help="merge: add and update (rows must carry their current version); "
     "replace: the file becomes the whole layer.",
 )
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Rows others changed since the file was read: merge those whose edits touched other "
+    "attributes, skip and list the rest, and import everything else.",
+)
 @_report_errors
-def layer_import(site_id: str, layer_name: str, file: Path, mode: str) -> None:
-    """Import FILE into LAYER of SITE_ID; any bad row refuses the whole file."""
+def layer_import(site_id: str, layer_name: str, file: Path, mode: str, merge: bool) -> None:
+    """Import FILE into LAYER of SITE_ID; any bad row refuses the whole file, and so does a row
+    others changed since it was read unless --merge."""
     from gis.layer_io import ArchiveLimits, ImportMode, format_from_path, import_file
 
     settings = Settings()
@@ -356,11 +493,11 @@ def layer_import(site_id: str, layer_name: str, file: Path, mode: str) -> None:
             actor=_actor(),
             mode=ImportMode(mode),
             limits=limits,
+            merge=merge,
         )
-    click.echo(
-        f"{layer_name}: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.deleted} deleted"
-    )
+    click.echo(f"{layer_name}: {report.summary()}")
+    for conflict in report.conflicts:
+        click.echo(f"  row {conflict['row']}: skipped: {conflict['detail']}")
 
 
 @layer.command("export")
@@ -379,8 +516,8 @@ def layer_export(site_id: str, layer_name: str, file: Path) -> None:
 
 @main.group()
 def user() -> None:
-    """Users who sign in, and their roles (commander, drill_controller, planner, responder,
-    viewer on every site or granted on one; admin for users and tokens only)."""
+    """Users who sign in, and their roles (commander, drill_controller, planner, approver,
+    responder, viewer on every site or granted on one; admin for users and tokens only)."""
 
 
 def _new_password(password_stdin: bool) -> str:

@@ -24,6 +24,7 @@ DEMO_ROLES = (
     Role.COMMANDER,
     Role.DRILL_CONTROLLER,
     Role.PLANNER,
+    Role.APPROVER,
     Role.RESPONDER,
     Role.VIEWER,
     Role.ADMIN,

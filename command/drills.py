@@ -60,8 +60,9 @@ from plans.drills import (
     parse_window,
 )
 from plans.engine import Actor
-from plans.store import get_plan
+from plans.store import approved_plan
 from plans.validation import schema_problems
+from plans.workflow import PlanNotApproved
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +172,16 @@ class DrillDesk:
         model = self.post.model(site_id)
         problems: list[FieldError] = []
         with self.db.read() as session:
-            try:
-                stored = get_plan(session, site_id, scenario.plan_id)
+            try:  # a drill runs the plan in force, as a real activation would
+                stored = approved_plan(session, site_id, scenario.plan_id)
             except NotFound:
                 stored = None
                 problems.append(FieldError("plan_id", f"no plan '{scenario.plan_id}' at the site"))
+            except PlanNotApproved:
+                stored = None
+                problems.append(
+                    FieldError("plan_id", f"plan '{scenario.plan_id}' has no approved version")
+                )
         if stored is not None and scenario.level.value not in {
             lv.value for lv in stored.template.levels
         }:

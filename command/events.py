@@ -180,7 +180,9 @@ def append_many(
     if exercises:
         drafts = mark_exercise(drafts, exercises)
     # Writers of one site queue on its row (PostGIS); SQLite writers are serialised anyway.
-    if session.get(SiteRow, site_id, with_for_update=True) is None:
+    # NO KEY UPDATE: a transaction that added a feature holds the row's KEY SHARE lock (the
+    # foreign key) until it ends, a planner's open one in QGIS too; FOR UPDATE would wait it out.
+    if session.get(SiteRow, site_id, with_for_update={"key_share": True}) is None:
         load_site(session, site_id)  # raises NotFound
     row = session.execute(
         select(HEADS.c.seq, HEADS.c.hash).where(HEADS.c.site_id == site_id)

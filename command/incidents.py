@@ -43,7 +43,7 @@ from gis.hazards.zones import ThreatAssessment, ThreatZone
 from plans.clock import Clock
 from plans.engine import Actor, PlanEvent, PlanRun
 from plans.model import Level, PlanTemplate
-from plans.store import StoredPlan, get_plan
+from plans.store import StoredPlan, approved_plan, get_plan
 from routing.capacity import site_capacity_plan
 from routing.evacuation import EvacuationRoutes, Wind, evacuation_routes
 from routing.resources import ResourceRoute
@@ -396,8 +396,12 @@ def activate(
 ) -> tuple[Incident, list[event_log.LoggedEvent]]:
     """Run the pipeline and log its events in ``session``'s transaction (``dry_run``: log
     nothing; restart recovery recomputes the picture of an incident already logged). A
-    ``plan`` hazard is resolved first, under ``wind`` when it gives none."""
-    stored = get_plan(session, model.site.id, request.plan_id, version=plan_version)
+    ``plan`` hazard is resolved first, under ``wind`` when it gives none. The plan is its
+    approved version, or ``plan_version`` (the one an incident already logged ran on)."""
+    if plan_version is None:
+        stored = approved_plan(session, model.site.id, request.plan_id)
+    else:
+        stored = get_plan(session, model.site.id, request.plan_id, version=plan_version)
     incident, drafts = prepare(
         stored,
         model,

@@ -54,6 +54,7 @@ from command.incidents import (
     route_from,
     snapshot,
 )
+from command.layer_feed import LayerFeed
 from command.notifications import CallTree, Notice, answered_by_token, issue_answer_tokens
 from command.positions import refuse_far_positions, store_positions
 from command.sensors import (
@@ -88,7 +89,7 @@ from gis.storage.tables import EventRow, NoticeTokenRow
 from plans.clock import Clock
 from plans.engine import FINISHED, Actor, PlanEvent, PlanRun, Scheduler
 from plans.model import PlanTemplate
-from plans.store import get_plan, list_plans
+from plans.store import approved_plan, approved_plans, get_plan
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,8 @@ class CommandPost:
         self.cap_exercise_safe = False
         #: Whether alerts are made at all: a platform is configured, or they are asked for.
         self.cap_enabled = False
+        #: Layer changes to the walls (``layer.changed``), from the log's end at start.
+        self.layer_feed = LayerFeed(db, hub, clock, lock=self._lock, warning=self.layer_warning)
 
     # -- the site model -------------------------------------------------------------------------
 
@@ -447,12 +450,23 @@ class CommandPost:
         return out
 
     def layer_changed(self, site_id: str) -> dict[str, Any] | None:
-        """After a layer write: the site model is rebuilt now and the active incidents are
-        planned again on it. Returns a warning for the editor when incidents are active."""
+        """After a layer write (the layers API, or an edit in the database the listener heard
+        of): the changes not yet sent go to the walls (``layer.changed``, command.layer_feed),
+        then the site model is rebuilt and the active incidents are planned again on it (their
+        ``incident.network_changed`` follows). Returns a warning for the editor when
+        incidents are active."""
+        try:
+            self.layer_feed.follow()
+        except Exception:  # the walls hear of it with the next change, or the next second
+            log.exception("site %s: the layer changes could not be sent to the walls", site_id)
         try:
             self.model(site_id, wait=True)
         except Exception:  # the edit is stored: say so, never answer it with a fault
             log.exception("site %s: the incidents could not follow a layer change", site_id)
+        return self.layer_warning(site_id)
+
+    def layer_warning(self, site_id: str) -> dict[str, Any] | None:
+        """The editor's warning when incidents are active on the site (None when none is)."""
         with self._lock:
             active = sorted(i.id for i in self.incidents.values() if i.site_id == site_id)
         if not active:
@@ -607,7 +621,7 @@ class CommandPost:
                 with model.lock:
                     before = model.person_lonlat
                 with self.db.read() as session:
-                    stored = get_plan(session, site_id, request.plan_id)
+                    stored = approved_plan(session, site_id, request.plan_id)  # in force
                 incident, drafts = prepare(
                     stored,
                     model,
@@ -1284,7 +1298,7 @@ class CommandPost:
             }
             drafts: list[event_log.Draft] = []
             with self.db.read() as session:
-                plans = [p.template for p in list_plans(session, site_id)]
+                plans = [p.template for p in approved_plans(session, site_id)]
             for reading in readings:
                 sensor = model.sensors[reading.sensor_id]
                 if sensor.kind == "wind":

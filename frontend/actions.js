@@ -442,6 +442,8 @@ export class Activation {
       }
       return;
     }
+    // Only a plan's approved version is activated: one never approved is not offered.
+    plans = plans.filter((plan) => plan.approved_version != null);
     const select = $("activate-plan");
     for (const plan of plans) {
       this.plans.set(plan.id, plan);

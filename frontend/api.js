@@ -19,6 +19,12 @@ export class HttpError extends Error {
 }
 
 export async function api(path, options = {}) {
+  return (await apiResponse(path, options)).body;
+}
+
+// The same, with the answer's status and headers besides its body (the layer editor reads the
+// server's warnings from a header).
+export async function apiResponse(path, options = {}) {
   const headers = { Accept: "application/json", ...(options.headers || {}) };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -35,7 +41,7 @@ export async function api(path, options = {}) {
     const problem = body && typeof body === "object" ? body : null;
     throw new HttpError(response.status, problem?.detail || problem?.title || String(body), problem);
   }
-  return body;
+  return { body, status: response.status, headers: response.headers };
 }
 
 export function send(method, path, body) {

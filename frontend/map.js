@@ -7,6 +7,7 @@ import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import { Activation } from "./actions.js";
 import { api, HttpError, problemText } from "./api.js";
 import { duration, el, text } from "./dom.js";
+import { Editor } from "./editor.js";
 import { t } from "./i18n.js";
 import { compass, threatName } from "./panels.js";
 import { PeopleLayer } from "./people.js";
@@ -77,9 +78,35 @@ export const mapMethods = {
     const named = new Set(receptors.features.map((f) => f.properties.name));
     this.drawBasemap(basemap, named);
     this.drawReceptors(receptors);
+    this.zonesById = new Map(zones.features.map((f) => [String(f.id), f])); // redrawn on a change
+    this.drawZones();
+    this.networkById = new Map(network.features.map((f) => [String(f.id), f])); // redrawn on a change
+    this.drawNetwork();
+    for (const f of people.features) {
+      if (f.geometry) this.people.set(String(f.id), f.geometry.coordinates);
+    }
+    for (const f of resources.features) this.resourcesById.set(String(f.id), f);
+    for (const f of sensors.features) this.sensors.set(String(f.id), f);
+    this.drawSensors();
+    this.addWindControl();
+    this.addLegend();
+    await this.refreshWind();
+    if (this.isCommander() && !this.closed) this.activation = new Activation(this);
+    if (!this.closed) this.editor = Editor.open(this); // planners only
+  },
+
+  // The site's zones (this.zonesById), drawn afresh: at loading, and when a layer change or the
+  // planner's editor (editor.js) changed one.
+  drawZones() {
+    this.zoneLayer?.remove();
+    this.zoneLabelGroup?.remove();
+    if (this.labelZoom) this.map.off("zoomend", this.labelZoom);
+    this.musters.clear();
+    this.musterAreas.clear();
+    const zones = { type: "FeatureCollection", features: [...this.zonesById.values()] };
     const isMuster = (f) => f.properties.kind === "muster_point";
     this.zoneLabels = [];
-    L.geoJSON(zones, {
+    this.zoneLayer = L.geoJSON(zones, {
       pane: "zones",
       style: (f) => ({
         className: `rp-zone rp-z-${String(f.id).replace(/\s/g, "_")}${isMuster(f) ? " rp-muster" : ""}`,
@@ -102,45 +129,48 @@ export const mapMethods = {
       },
     }).addTo(this.map);
     const labels = L.layerGroup(this.zoneLabels);
-    const labelZoom = () => {
+    this.zoneLabelGroup = labels;
+    const labelZoom = (this.labelZoom = () => {
       if (this.map.getZoom() >= ZONE_LABEL_ZOOM) labels.addTo(this.map);
       else labels.remove();
-    };
+    });
     this.map.on("zoomend", labelZoom);
     labelZoom();
     for (const f of zones.features.filter(isMuster)) {
       this.musters.set(String(f.id), f.properties.name);
       this.musterAreas.set(String(f.id), f);
     }
-    L.geoJSON(network, {
+  },
+
+  // The network (this.networkById), drawn afresh: at loading, and after a layer change.
+  drawNetwork() {
+    this.networkLayer?.remove();
+    const network = { type: "FeatureCollection", features: [...this.networkById.values()] };
+    this.networkLayer = L.geoJSON(network, {
       pane: "network",
       interactive: false,
       style: (f) => ({
-        className: "rp-network",
+        className: `rp-network rp-e-${String(f.id).replace(/\s/g, "_")}`,
         color: f.properties.vehicle ? "#7b8794" : "#a3acb9",
         weight: f.properties.vehicle ? 3 : 1.5,
         opacity: 0.9,
       }),
     }).addTo(this.map);
-    for (const f of people.features) {
-      if (f.geometry) this.people.set(String(f.id), f.geometry.coordinates);
-    }
-    for (const f of resources.features) this.resourcesById.set(String(f.id), f);
-    for (const f of sensors.features) this.sensors.set(String(f.id), f);
-    this.drawSensors();
-    this.addWindControl();
-    this.addLegend();
-    await this.refreshWind();
-    if (this.isCommander() && !this.closed) this.activation = new Activation(this);
   },
 
   // -- the surroundings ----------------------------------------------------------------------------
 
   // Roads, buildings, water, landuse and place names around the site: a basemap drawn from the
   // site's own layer (the OSM importer or the demo), so nothing comes from a tile server.
+  // Also again after a layer change (what was drawn before is taken away first).
   drawBasemap(basemap, named = new Set()) {
+    this.basemapLayer?.remove();
+    this.basemapLabels?.remove();
+    this.basemapById = new Map(basemap.features.map((f) => [String(f.id), f]));
+    this.basemapNamed = named;
     const renderer = L.canvas({ pane: "basemap" });
-    L.geoJSON(basemap, {
+    this.basemapLabels = L.layerGroup().addTo(this.map);
+    this.basemapLayer = L.geoJSON(basemap, {
       pane: "basemap",
       interactive: false,
       filter: (f) => f.properties.kind !== "place",
@@ -153,14 +183,16 @@ export const mapMethods = {
       L.tooltip({ pane: "labels", permanent: true, direction: "center", className: `rp-place-label rp-place-${f.properties.kind}`, interactive: false })
         .setLatLng(at)
         .setContent(text(name))
-        .addTo(this.map);
+        .addTo(this.basemapLabels);
     }
   },
 
   // Schools, hospitals and homes near the site, with their names, always labelled.
   drawReceptors(receptors) {
+    this.receptorGroup?.remove(); // drawn again after a layer change
+    this.receptorsById = new Map(receptors.features.map((f) => [String(f.id), f]));
     this.receptorLayers = new Map();
-    L.geoJSON(receptors, {
+    this.receptorGroup = L.geoJSON(receptors, {
       pane: "receptors",
       style: () => ({ className: "rp-receptor", color: "#1d4e89", weight: 2, fillColor: "#9ecae1", fillOpacity: 0.5 }),
       pointToLayer: (f, latlng) => L.circleMarker(latlng, { radius: 8 }),
@@ -176,13 +208,16 @@ export const mapMethods = {
 
   // -- detectors -----------------------------------------------------------------------------------
 
+  // Also again after a layer change (the markers drawn before are taken away first).
   drawSensors() {
+    for (const marker of this.sensorMarkers?.values() || []) marker.remove();
     this.sensorMarkers = new Map();
     for (const [id, f] of this.sensors) {
       if (f.geometry?.type !== "Point" || f.properties.kind === "wind") continue;
       const [lon, lat] = f.geometry.coordinates;
       // A click on a detector is also a click on the map (the activation panel's place).
-      const marker = L.marker([lat, lon], { pane: "sensors", icon: this.sensorIcon(null), keyboard: false, bubblingMouseEvents: true });
+      const tier = this.sensorTiers?.get(id) || null;
+      const marker = L.marker([lat, lon], { pane: "sensors", icon: this.sensorIcon(tier), keyboard: false, bubblingMouseEvents: true });
       marker.bindTooltip(() => text(t("map.sensor", {
         name: f.properties.name, substance: f.properties.substance || "", tier: t(`tier.${this.sensorTiers?.get(id) || "normal"}`),
       })));
@@ -256,6 +291,7 @@ export const mapMethods = {
     box.replaceChildren();
     if (from == null) {
       box.append(el("span", { class: "rp-wind-text" }, t("wind.none")));
+      box.setAttribute("aria-label", t("wind.none")); // an image needs its words, this one too
       box.dataset.from = "";
       return;
     }

@@ -9,6 +9,8 @@ import { chooseSite, isKiosk, kioskRefused, signOut } from "./session.js";
 
 const SILENCE_MS = 60_000; // no message (not even a ping) for this long: reconnect
 const RETRY_MAX_MS = 15_000;
+// The site's layers a wall holds and follows by `layer.changed` (site-layers.js).
+const LIVE_LAYERS = ["zones", "network", "sensors", "resources", "basemap", "receptors"];
 
 export const socketMethods = {
   async connect() {
@@ -97,6 +99,8 @@ export const socketMethods = {
         this.send({ type: "pong" });
         break;
       case "snapshot":
+        // A resume answered with a picture (too much was missed): layer changes among it too.
+        if (this.lastSeq !== null) for (const layer of LIVE_LAYERS) this.reloadLayer?.(layer);
         this.seen(message.seq);
         // Where everyone is now: the people layer may still hold older positions.
         for (const [id, at] of Object.entries(message.positions || {})) this.people.set(id, at.slice(0, 2));

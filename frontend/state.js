@@ -13,6 +13,7 @@ import { DrillConsole } from "./drill-console.js";
 import { kpiMethods } from "./kpis.js";
 import { mapMethods } from "./map.js";
 import { panelMethods } from "./panels.js";
+import { siteLayerMethods } from "./site-layers.js";
 import { socketMethods } from "./socket.js";
 
 const STEP_EVENTS = {
@@ -62,6 +63,7 @@ export class Wall {
     this.templateSteps = new Map(); // "plan@version" -> Map(step id -> the template's step)
     this.templateDocs = new Map(); // "plan@version" -> the template, once loaded
     this.activation = null; // the activation panel, for commanders
+    this.editor = null; // the layer editor (editor.js), for planners
     this.routeAsked = 0; // counts route requests (routeNow): only the newest answer is drawn
     this.routePopup = null; // {incidentId, popup} of the route shown now
     this.time = this.timeFormat(site.timezone);
@@ -120,6 +122,7 @@ export class Wall {
     this.paintBanner();
     this.drillConsole?.paint();
     this.activation?.paintLevels();
+    this.editor?.repaint();
   }
 
   // The alarm bar under the header is the live wall's (a replay has its own quiet one).
@@ -164,6 +167,7 @@ export class Wall {
     clearTimeout(this.silenceTimer);
     for (const timer of this.pending.values()) clearTimeout(timer);
     this.activation?.close();
+    this.editor?.close();
     const socket = this.socket;
     this.socket = null;
     socket?.close(1000, "closed");
@@ -283,6 +287,7 @@ export class Wall {
 
   apply(event) {
     const id = event.incident_id;
+    if (event.type === "layer.changed") return this.layerChanged(event.data); // site-layers.js
     if (event.type.startsWith("drill.")) this.drillEvent(event); // the banner, the console
     if (event.type === "drill.ended") this.alarms.drillEnded(event.data?.drill_id);
     // Alarms are for every wall; a proposal is offered on its alarm.
@@ -452,5 +457,5 @@ export class Wall {
 
 // The only use of imports while the modules load: this module must be the first to load the
 // method modules (frontend/README.md), so that they are all loaded by now.
-Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods, kpiMethods, commandMethods, bannerMethods);
+Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods, kpiMethods, commandMethods, bannerMethods, siteLayerMethods);
 Wall.live = null; // the wall shown live now, if any (replay.js pauses it during a replay)

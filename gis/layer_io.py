@@ -27,8 +27,17 @@ import pandas as pd
 import pyogrio
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from gis.errors import FieldError, InvalidInput, PayloadTooLarge, UnsupportedFormat
+from gis import topology
+from gis.conflicts import Conflict, logged_changes, snapshot, three_way
+from gis.errors import (
+    FieldError,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedFormat,
+    VersionConflict,
+)
 from gis.layers import (
     META_FIELDS,
     Feature,
@@ -39,11 +48,13 @@ from gis.layers import (
     jsonable,
     list_features,
     parse_feature,
+    read_features,
+    since,
     update_row,
 )
 from gis.model import Layer
 from gis.nesting import check_json_depth
-from gis.sites import load_site
+from gis.sites import Site, load_site
 from gis.storage.db import Database
 from gis.storage.tables import LAYER_ROWS
 
@@ -338,6 +349,15 @@ class ImportReport:
     unchanged: int = 0
     deleted: int = 0
     errors: list[FieldError] = field(default_factory=list)
+    #: Rows changed by others since the file was read, merged with those changes (``merge``).
+    merged: int = 0
+    #: Rows skipped (``merge``) because both edits changed a field: each a conflict
+    #: description (``Conflict.to_json`` with ``row`` and ``detail``).
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    #: Topology warnings (a door cut off, naming the parts), in words and as data
+    #: (:meth:`gis.topology.Violation.to_json`).
+    warnings: list[str] = field(default_factory=list)
+    violations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -345,9 +365,28 @@ class ImportReport:
             "mode": self.mode,
             "created": self.created,
             "updated": self.updated,
+            "merged": self.merged,
             "unchanged": self.unchanged,
             "deleted": self.deleted,
+            "skipped": len(self.conflicts),
+            "conflicts": self.conflicts,
+            "warnings": self.warnings,
+            "violations": self.violations,
+            "summary": self.summary(),
         }
+
+    def summary(self) -> str:
+        text = (
+            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.deleted} deleted, {self.merged} merged"
+        )
+        if self.conflicts:
+            rows = ", ".join(f"row {c['row']} ({c['feature']})" for c in self.conflicts)
+            text += (
+                f"; {len(self.conflicts)} row(s) skipped, changed by others in the same "
+                f"fields: {rows}"
+            )
+        return text
 
 
 def import_rows(
@@ -358,8 +397,15 @@ def import_rows(
     *,
     actor: str,
     mode: ImportMode = ImportMode.MERGE,
+    merge: bool = False,
+    check_topology: bool = True,
 ) -> ImportReport:
-    """Validate every row, then apply all of them in one transaction, or none."""
+    """Validate every row, then apply all of them in one transaction, or none.
+
+    A row of a version others changed since (stale) refuses the import too, with who changed
+    what. With ``merge``, such a row is merged three-way with those changes when the two edits
+    changed different fields, skipped (and listed in the report) when not, and the rest of the
+    file is applied."""
     layer = get_layer(layer_name)
     with db.write() as session:
         site = load_site(session, site_id)
@@ -367,6 +413,7 @@ def import_rows(
         model = LAYER_ROWS[layer.name]
         existing = {r.id: r for r in session.scalars(select(model).where(model.site_id == site_id))}
         parsed: list[tuple[int, ParsedFeature]] = []
+        stale: list[tuple[int, ParsedFeature]] = []
         seen: dict[str, int] = {}
         errors: list[FieldError] = []
         for raw in rows:
@@ -397,14 +444,7 @@ def import_rows(
                     )
                     continue
                 if current is not None and feature.version not in (None, current.version):
-                    errors.append(
-                        FieldError(
-                            "version",
-                            f"stale: the feature is at version {current.version}, "
-                            f"the file has {feature.version}",
-                            raw.row,
-                        )
-                    )
+                    stale.append((raw.row, feature))  # explained, and maybe merged, below
                     continue
                 if current is not None and mode is ImportMode.MERGE and feature.version is None:
                     errors.append(
@@ -417,16 +457,44 @@ def import_rows(
                     )
                     continue
             parsed.append((raw.row, feature))
+        found = _stale_rows(session, site, layer, stale)
+        listed = {"conflicts": [c.to_json() for c, _ in found[:MAX_REPORTED_ERRORS]]}
         if errors:
             cut = (
                 " (only the first errors are listed)" if len(errors) >= MAX_REPORTED_ERRORS else ""
             )
             bad_rows = len({e.row for e in errors})
+            room = max(0, MAX_REPORTED_ERRORS - len(errors))
+            errors.extend(_stale_error(c) for c, _ in found[:room])
             raise InvalidInput(
                 f"the import was refused and nothing changed: {bad_rows} bad row(s){cut}",
                 errors=errors,
+                extra=listed if found else None,
             )
+        if found and not merge:
+            mergeable = sum(1 for _, m in found if m is not None)
+            cut = " (only the first are listed)" if len(found) > MAX_REPORTED_ERRORS else ""
+            raise VersionConflict(
+                f"the import was refused and nothing changed: {len(found)} row(s) were changed "
+                f"by others since the file was read, {mergeable} of them mergeable (import with "
+                f"merge=true, or --merge, to apply those and skip the others){cut}",
+                errors=[_stale_error(c) for c, _ in found[:MAX_REPORTED_ERRORS]],
+                extra=listed,
+            )
+        for conflict, merged in found:
+            if merged is not None:
+                parsed.append((conflict.row or 0, merged))
+            else:
+                report.conflicts.append(
+                    {**conflict.to_json(), "detail": conflict.describe(header=False)}
+                )
+        notes = {m.id: c.note() for c, m in found if m is not None}
 
+        # The topology rules are checked once, after every row is applied (``check_topology``
+        # False: the caller checks the whole site afterwards, as a bundle load does).
+        rules = (
+            topology.ImportCheck.begin(db, session, site, layer.name) if check_topology else None
+        )
         now = datetime.now(UTC)
         note = f"import ({mode.value})"
         new = []
@@ -435,10 +503,20 @@ def import_rows(
             if current is None:
                 new.append(feature)
                 continue
+            merged_note = notes.get(current.id)
             _, changed = update_row(
-                session, site_id, layer, current, feature, actor=actor, now=now, note=note
+                session,
+                site_id,
+                layer,
+                current,
+                feature,
+                actor=actor,
+                now=now,
+                note=note if merged_note is None else f"{note}; {merged_note}",
             )
-            if changed:
+            if changed and merged_note is not None:
+                report.merged += 1
+            elif changed:
                 report.updated += 1
             else:
                 report.unchanged += 1
@@ -450,6 +528,8 @@ def import_rows(
                 if fid not in seen:
                     delete_row(session, site_id, layer, current, actor=actor, now=now, note=note)
                     report.deleted += 1
+        if rules is not None:
+            rules.finish(session, seen, report)
         return report
 
 
@@ -463,9 +543,63 @@ def import_file(
     actor: str,
     mode: ImportMode = ImportMode.MERGE,
     limits: ArchiveLimits = ArchiveLimits(),
+    merge: bool = False,
 ) -> ImportReport:
     rows = read_rows(data, fmt, limits=limits)
-    return import_rows(db, site_id, layer_name, rows, actor=actor, mode=mode)
+    return import_rows(db, site_id, layer_name, rows, actor=actor, mode=mode, merge=merge)
+
+
+def _stale_rows(
+    session: Session, site: Site, layer: Layer, stale: Sequence[tuple[int, ParsedFeature]]
+) -> list[tuple[Conflict, ParsedFeature | None]]:
+    """Rows of versions others changed since: each one's conflict (who changed what), with
+    the merged feature to apply when the merge is clean and valid."""
+    if not stale:
+        return []
+    ids = [feature.id for _, feature in stale if feature.id is not None]
+    current = {f.id: f for f in read_features(session, site.id, layer.name, ids=ids)}
+    logs = logged_changes(session, site.id, layer.name, ids)
+    out: list[tuple[Conflict, ParsedFeature | None]] = []
+    for row, feature in stale:
+        assert feature.id is not None and feature.version is not None  # a stale row has both
+        held = current[feature.id]
+        past, theirs = since(layer, logs[feature.id], held, feature.version)
+        conflict = three_way(
+            layer,
+            held.id,
+            feature.version,
+            past,
+            current_version=held.version,
+            theirs=theirs,
+            mine=snapshot(feature.properties, feature.geometry),
+        )
+        conflict.row = row
+        merged: ParsedFeature | None = None
+        if conflict.merged is not None:
+            try:
+                merged = parse_feature(
+                    layer, conflict.merged, extent=site.extent, row=row, prefix=""
+                )
+            except InvalidInput as exc:
+                conflict.refuse_merge(
+                    "; ".join(f"{e.field}: {e.reason}" for e in exc.errors),
+                    [e.field for e in exc.errors],
+                )
+        out.append((conflict, merged))
+    return out
+
+
+def _stale_error(conflict: Conflict) -> FieldError:
+    """A stale row in the refusal's list: who changed what, and whether it merges."""
+    if conflict.clean:
+        mine = ", ".join(conflict.fields_mine) or "nothing new"
+        verdict = (
+            f"Mergeable: the row changes {mine}, which the others left alone; import with "
+            "merge=true (--merge) to apply it over their changes."
+        )
+    else:
+        verdict = f"Not mergeable. {conflict.advice(header=False)}"
+    return FieldError("version", f"stale: {conflict.summary()} {verdict}", conflict.row)
 
 
 # --- exporting --------------------------------------------------------------------------------

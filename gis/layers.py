@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, LargeBinary, String, cast, func, literal, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gis import conflicts, topology
 from gis.errors import (
     AlreadyExists,
     FieldError,
@@ -34,7 +35,7 @@ from gis.errors import (
 )
 from gis.geometry import SiteExtent, validate_geometry
 from gis.model import FEATURE_ID_PATTERN, LAYERS, MAX_COUNT, Layer
-from gis.sites import load_site
+from gis.sites import Site, load_site
 from gis.storage.db import Database
 from gis.storage.tables import LAYER_ROWS, ChangeRow, FeatureRow, LayerRevision, PersonRow
 
@@ -77,6 +78,22 @@ class Feature:
 def jsonable(properties: Mapping[str, Any]) -> dict[str, Any]:
     """Attribute values as JSON has them (datetimes become ISO 8601 strings)."""
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in properties.items()}
+
+
+@dataclass
+class EditReport:
+    """What a write tells its caller besides the feature: filled in when passed to
+    :func:`create_feature`, :func:`replace_feature` or :func:`delete_feature`.
+
+    ``warnings`` are human-readable (topology warnings, e.g. a door cut off from the foot
+    network, naming the parts); ``merged`` describes a three-way merge that was applied to a
+    stale edit (who changed what meanwhile), None when there was none."""
+
+    warnings: list[str] = field(default_factory=list)
+    merged: dict[str, Any] | None = None
+    #: The topology warnings as data (:meth:`gis.topology.Violation.to_json`): rule, layer,
+    #: id (ASCII, for a header), and the parts cut off.
+    violations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,12 +162,14 @@ def parse_feature(
             data.get("geometry"),
             expected_type=layer.geometry_type,
             required=layer.geometry_required,
-            extent=extent if layer.inside_site else None,
             row=row,
             max_vertices=layer.max_vertices,
         )
     except InvalidInput as exc:
         errors.extend(exc.errors)
+    if geometry is not None and extent is not None and layer.inside_site:
+        outside = topology.inside_site_error(extent, geometry, row)  # the 'inside-site' rule
+        errors.extend([outside] if outside else [])
     if errors:
         where = f"row {row}: " if row is not None else ""
         raise InvalidInput(f"{where}the {layer.name} feature is invalid", errors=errors)
@@ -534,7 +553,13 @@ def update_row(
 
 
 def create_feature(
-    db: Database, site_id: str, layer_name: str, data: Mapping[str, Any], *, actor: str
+    db: Database,
+    site_id: str,
+    layer_name: str,
+    data: Mapping[str, Any],
+    *,
+    actor: str,
+    report: EditReport | None = None,
 ) -> Feature:
     layer = get_layer(layer_name)
     with db.write() as session:
@@ -546,6 +571,16 @@ def create_feature(
                 f"{layer.name} feature {parsed.id!r} exists already; PUT or PATCH it to change it",
                 errors=[FieldError("id", "already taken")],
             )
+        topology.check_edit(
+            db,
+            session,
+            site,
+            layer.name,
+            feature_id=parsed.id,
+            before=None,
+            after=parsed,
+            report=report,
+        )
         try:
             (feature,) = insert_features(session, site_id, layer, [parsed], actor=actor)
             session.flush()
@@ -567,6 +602,7 @@ def replace_feature(
     actor: str,
     if_match: int | None = None,
     partial: bool = False,
+    report: EditReport | None = None,
 ) -> Feature:
     """PUT (whole feature) or, with ``partial``, PATCH (JSON merge patch of the feature)."""
     layer = get_layer(layer_name)
@@ -574,36 +610,141 @@ def replace_feature(
         site = load_site(session, site_id)
         row = _load_row(session, layer, site_id, feature_id, for_update=True)
         current = _to_feature(layer, row)
-        body = dict(data)
+        base: Mapping[str, Any] | None = None
         if partial:
-            if "geometry" not in body:
-                body["geometry"] = current.geometry
-            base: Mapping[str, Any] | None = current.properties
-            patch_props = body.get("properties") or {}
-            if isinstance(patch_props, Mapping):
-                # RFC 7396: null removes a member, which for us means "back to the default".
-                removed = [k for k, v in patch_props.items() if v is None]
-                base = {k: v for k, v in current.properties.items() if k not in removed}
-                body["properties"] = {k: v for k, v in patch_props.items() if v is not None}
+            body, base = _patch_onto(data, current.geometry, current.properties)
         else:
-            base = None
+            body = dict(data)
         if body.get("id") not in (None, feature_id):
             raise InvalidInput(
                 "the feature's id cannot change",
                 errors=[FieldError("id", f"must be {feature_id!r} (or left out)")],
             )
         body["id"] = feature_id
-        parsed = parse_feature(layer, body, extent=site.extent, base=base)
+        stated = _stated_version(body)
+        expected = if_match if if_match is not None else stated
+        stale = expected is not None and expected != row.version
+        parsed: ParsedFeature | InvalidInput
+        try:
+            parsed = parse_feature(layer, body, extent=site.extent, base=base)
+        except InvalidInput as exc:
+            if not (partial and stale):
+                raise
+            parsed = exc  # a stale patch is read over the version it was made on, below
         source: VersionSource = "header" if if_match is not None else "body"
-        expected = if_match if if_match is not None else parsed.version
-        if if_match is not None and parsed.version not in (None, if_match):
+        if if_match is not None and stated not in (None, if_match):
             raise InvalidInput(
                 "If-Match and properties.version disagree",
                 errors=[FieldError("version", "If-Match and properties.version must agree")],
             )
-        check_version(row.version, expected, source, f"{layer.name} feature {feature_id!r}")
-        feature, _ = update_row(session, site_id, layer, row, parsed, actor=actor)
+        merge: conflicts.Conflict | None = None
+        if expected is not None and stale:
+            # Stale: merged when the two edits changed different fields, else explained.
+            parsed, merge = _merge_stale(
+                session, site, layer, current, data, parsed, expected, partial, source
+            )
+        else:
+            check_version(row.version, expected, source, f"{layer.name} feature {feature_id!r}")
+        assert isinstance(parsed, ParsedFeature)  # an invalid stale patch was raised above
+        topology.check_edit(
+            db,
+            session,
+            site,
+            layer.name,
+            feature_id=feature_id,
+            before=current,
+            after=parsed,
+            report=report,
+        )
+        note = merge.note() if merge is not None else None
+        feature, _ = update_row(session, site_id, layer, row, parsed, actor=actor, note=note)
+        if merge is not None and report is not None:
+            report.merged = merge.report(version=feature.version)
         return feature
+
+
+def _patch_onto(
+    data: Mapping[str, Any], geometry: BaseGeometry | None, properties: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A JSON merge patch over a feature: the body to parse and the properties it patches."""
+    body = dict(data)
+    if "geometry" not in body:
+        body["geometry"] = geometry
+    base = dict(properties)
+    patch_props = body.get("properties") or {}
+    if isinstance(patch_props, Mapping):
+        # RFC 7396: null removes a member, which for us means "back to the default".
+        base = {k: v for k, v in properties.items() if patch_props.get(k, k) is not None}
+        body["properties"] = {k: v for k, v in patch_props.items() if v is not None}
+    return body, base
+
+
+def _stated_version(body: Mapping[str, Any]) -> int | None:
+    """The version a body names in ``properties.version``, if a valid one."""
+    props = body.get("properties")
+    if not isinstance(props, Mapping):
+        return None
+    return _parse_version(props.get("version"), "version", None, [])
+
+
+def _merge_stale(
+    session: Session,
+    site: Site,
+    layer: Layer,
+    current: Feature,
+    data: Mapping[str, Any],
+    parsed: ParsedFeature | InvalidInput,
+    yours: int,
+    partial: bool,
+    source: VersionSource,
+) -> tuple[ParsedFeature, conflicts.Conflict]:
+    """An edit made on version ``yours`` of ``current``, which has changed since: the three-way
+    merge (base from the change log, theirs, mine) to apply, when the edits changed different
+    fields and the version came in the body. Otherwise refused (409, or 412 for a stale
+    If-Match, which is never applied) with who changed what, and the merge proposed if any.
+    ``parsed`` is the edit, or why a patch is invalid over the current version (it may be
+    valid over its own)."""
+    past, theirs = _since(session, site.id, layer, current, yours)
+    unpatchable = parsed if isinstance(parsed, InvalidInput) else None
+    if partial and past.base is not None:  # mine is the patch over the base, not over theirs
+        body, base = _patch_onto(data, past.base.geometry, past.base.properties)
+        body["id"] = current.id
+        try:
+            parsed = parse_feature(layer, body, extent=site.extent, base=base)
+            unpatchable = None
+        except InvalidInput as exc:
+            if isinstance(parsed, InvalidInput):
+                raise  # invalid over either version: the patch's own fault
+            unpatchable = exc
+    if isinstance(parsed, InvalidInput):  # no base in the log to read the patch over
+        raise parsed
+    mine = conflicts.snapshot(parsed.properties, parsed.geometry)
+    conflict = conflicts.three_way(
+        layer, current.id, yours, past, current_version=current.version, theirs=theirs, mine=mine
+    )
+    header = source == "header"
+    if unpatchable is not None:
+        conflict.refuse_merge(
+            f"your patch does not apply to version {yours}: {_reasons(unpatchable)}",
+            _field_names(unpatchable),
+        )
+    merged: ParsedFeature | None = None
+    if conflict.merged is not None:
+        try:
+            merged = parse_feature(layer, conflict.merged, extent=site.extent)
+        except InvalidInput as exc:
+            conflict.refuse_merge(_reasons(exc), _field_names(exc))
+    if merged is None or header:
+        raise conflict.error(header=header)
+    return merged, conflict
+
+
+def _reasons(exc: InvalidInput) -> str:
+    return "; ".join(f"{e.field}: {e.reason}" for e in exc.errors) or exc.detail
+
+
+def _field_names(exc: InvalidInput) -> list[str]:
+    return [e.field.removeprefix("properties.").split(".")[0] for e in exc.errors]
 
 
 def delete_feature(
@@ -615,13 +756,68 @@ def delete_feature(
     actor: str,
     version: int | None,
     source: VersionSource = "header",
+    report: EditReport | None = None,
 ) -> None:
     layer = get_layer(layer_name)
     with db.write() as session:
-        load_site(session, site_id)
+        site = load_site(session, site_id)
         row = _load_row(session, layer, site_id, feature_id, for_update=True)
+        if version is not None and version != row.version:
+            raise _stale_deletion(session, site_id, layer, _to_feature(layer, row), version, source)
         check_version(row.version, version, source, f"{layer.name} feature {feature_id!r}")
+        topology.check_edit(
+            db,
+            session,
+            site,
+            layer.name,
+            feature_id=feature_id,
+            before=_to_feature(layer, row),
+            after=None,
+            report=report,
+        )
         delete_row(session, site_id, layer, row, actor=actor)
+
+
+def _stale_deletion(
+    session: Session,
+    site_id: str,
+    layer: Layer,
+    current: Feature,
+    yours: int,
+    source: VersionSource,
+) -> VersionConflict:
+    """The refusal of a deletion of version ``yours`` of ``current``: who changed what since."""
+    past, theirs = _since(session, site_id, layer, current, yours)
+    conflict = conflicts.three_way(
+        layer, current.id, yours, past, current_version=current.version, theirs=theirs, mine=None
+    )
+    return conflict.error(header=source == "header")
+
+
+def _since(
+    session: Session, site_id: str, layer: Layer, current: Feature, yours: int
+) -> tuple[conflicts.History, conflicts.Snapshot]:
+    """What the change log says happened to ``current`` since version ``yours``; its state."""
+    rows = conflicts.logged_changes(session, site_id, layer.name, [current.id])[current.id]
+    return since(layer, rows, current, yours)
+
+
+def since(
+    layer: Layer, rows: Sequence[ChangeRow], current: Feature, yours: int
+) -> tuple[conflicts.History, conflicts.Snapshot]:
+    """The history of ``current`` since version ``yours`` from its change-log ``rows``, and
+    the current state as a snapshot (an import reads the rows of many features at once)."""
+    theirs = conflicts.snapshot(current.properties, current.geometry)
+    past = conflicts.history(
+        layer,
+        rows,
+        yours,
+        current_version=current.version,
+        current=theirs,
+        updated_by=current.updated_by,
+        updated_at=current.updated_at,
+    )
+    return past, theirs
 
 
 def delete_row(

@@ -12,6 +12,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import yaml
+from sqlalchemy.orm import Session
+
+from gis import topology
 from gis.errors import AlreadyExists, FieldError, InvalidInput, NotFound
 from gis.layer_io import ImportMode, ImportReport, import_rows, rows_from_collection
 from gis.model import LAYERS
@@ -91,9 +95,61 @@ def load_bundle(
                     rows_from_collection(collection),
                     actor=actor,
                     mode=ImportMode.MERGE,
+                    check_topology=False,  # the whole site, once, below
                 )
             except InvalidInput as exc:
                 raise InvalidInput(
                     f"{path / (name + '.geojson')}: {exc.detail}", errors=exc.errors
                 ) from exc
+        _check_topology(db, session, site, path, layers, reports, actor=actor)
     return site, reports
+
+
+RULES_FILE = "topology-rules.yaml"
+
+
+def _check_topology(
+    db: Database,
+    session: Session,
+    site: Site,
+    path: Path,
+    layers: dict[str, dict[str, Any]],
+    reports: dict[str, ImportReport],
+    *,
+    actor: str,
+) -> None:
+    """Store the bundle's own topology rules (``topology-rules.yaml``, if there is one) and
+    check the loaded site against the rules in force: a breach refuses the load, naming the
+    file and row; warnings go to the layers' reports."""
+    rules_file = path / RULES_FILE
+    if rules_file.is_file():
+        try:
+            data = yaml.safe_load(rules_file.read_text(encoding="utf-8"))
+            topology.save_rules(session, site.id, data or {}, actor=actor, if_match=1)
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{rules_file}: not YAML: {exc}") from exc
+        except InvalidInput as exc:
+            raise InvalidInput(f"{rules_file}: {exc.detail}", errors=exc.errors) from exc
+    found = topology.check_site(db.joined(session), session, site)
+    rows = {
+        (name, str(f.get("id"))): n
+        for name, collection in layers.items()
+        for n, f in enumerate(collection.get("features") or [], start=1)
+        if isinstance(f, dict)
+    }
+    refusals = [v for v in found if v.severity == "refuse"]
+    if refusals:
+        raise InvalidInput(
+            f"{path}: the site breaks its topology rules in {len(refusals)} place(s)",
+            errors=[
+                FieldError(
+                    f"{v.layer}.geojson", f"{v.id}: {v.reason}", rows.get((v.layer, str(v.id)))
+                )
+                for v in refusals[: topology.MAX_LISTED]
+            ],
+            extra={"violations": [v.to_json() for v in refusals[: topology.MAX_LISTED]]},
+        )
+    for v in found:
+        if v.layer in reports:
+            reports[v.layer].warnings.append(f"{v.id}: {v.reason}")
+            reports[v.layer].violations.append(v.to_json())

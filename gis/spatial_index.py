@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,23 @@ class LayerIndex:
         """Ids of the features whose geometry intersects ``geom``."""
         hits = self.tree.query(geom, predicate="intersects")
         return [str(i) for i in self.ids[np.sort(hits)]]
+
+    @cached_property
+    def id_order(self) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.intp]]:
+        """The ids sorted, and each feature's rank among them: a query's hits are put in id
+        order by sorting integers, not strings (paging by id, ``gis/ogc.py``). Made once per
+        index (a frozen dataclass still takes a cached property: it writes to ``__dict__``)."""
+        order = np.argsort(self.ids, kind="stable")
+        rank = np.empty(len(order), dtype=np.intp)
+        rank[order] = np.arange(len(order))
+        return self.ids[order], rank
+
+    @cached_property
+    def envelopes(self) -> npt.NDArray[np.float64]:
+        """Each feature's bounding box (minx, miny, maxx, maxy): a feature whose box lies inside
+        a query rectangle intersects it, with no exact test (``gis/ogc.py``)."""
+        bounds: npt.NDArray[np.float64] = shapely.bounds(self.geoms)
+        return bounds
 
 
 def revision_token(session: Session, site_id: str, layer: str) -> str | None:

@@ -298,12 +298,22 @@ def test_every_route_names_the_roles_it_needs() -> None:
     assert not unchecked, f"routes without a role check (Depends(requires(...))): {unchecked}"
 
 
+#: The plan workflow's reviews (docs/planners.md): approving is a commander's or an
+#: approver's; a submission goes back to draft by its reviewers or a planner.
+PLAN_REVIEWS = {
+    "/api/sites/{site_id}/plans/{plan_id}/approve": {Role.COMMANDER, Role.APPROVER},
+    "/api/sites/{site_id}/plans/{plan_id}/return": {Role.PLANNER, Role.COMMANDER, Role.APPROVER},
+}
+
+
 def test_the_site_model_and_plans_policy() -> None:
-    """Reading needs any human role; changing sites, layers and plans needs a planner."""
+    """Reading needs any human role; changing sites, layers and plans needs a planner, and
+    approving a plan a commander or an approver."""
     site_routes = [e for e in ROUTES if SITE_MODEL_AND_PLANS.fullmatch(e.path)]
     for e in site_routes:
-        expected = HUMAN_ROLES if e.method == "GET" else {Role.PLANNER}
+        expected = HUMAN_ROLES if e.method == "GET" else PLAN_REVIEWS.get(e.path, {Role.PLANNER})
         assert required_roles(e) == expected, str(e)
+    assert {e.path for e in site_routes} >= set(PLAN_REVIEWS)
     assert len(site_routes) >= 19
     for e in ROUTES:
         if e.path.startswith("/api/auth/") and (e.method, e.path) not in PUBLIC:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from command.deps import parse_if_match
 from gis import layers
-from gis.errors import InvalidInput, PreconditionFailed, UnsupportedFormat
+from gis.errors import InvalidInput, PreconditionFailed, UnsupportedFormat, VersionConflict
 from gis.layer_io import FileFormat, ImportMode, export_layer, format_from_path, import_file
 from gis.sites import create_site, delete_site
 from gis.storage.db import Database
@@ -199,7 +199,7 @@ def test_replace_mode_refuses_stale_versions(db: Database) -> None:
         if_match=1,
         partial=True,
     )
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(VersionConflict) as exc:
         import_file(
             db, DEMO_ID, "zones", old, FileFormat.GEOJSON, actor="b", mode=ImportMode.REPLACE
         )

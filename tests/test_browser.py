@@ -993,10 +993,11 @@ ARRIVED = (255, 255, 255)  # arrived: a white dot in a green ring
 
 
 def zoom_to(page: Page, lonlat: Sequence[float], zoom: int = 19) -> None:
-    """Centre the map on a point, zoomed in, as a person would before clicking a dot there."""
+    """Centre the map on a point, zoomed in, as a person would before clicking a dot there.
+    (The braces: setView returns the map, which Playwright would copy back, every layer.)"""
     page.evaluate(
-        "([lon, lat, zoom]) => document.querySelector('#map').leafletMap"
-        ".setView([lat, lon], zoom, { animate: false })",
+        "([lon, lat, zoom]) => { document.querySelector('#map').leafletMap"
+        ".setView([lat, lon], zoom, { animate: false }); }",
         [lonlat[0], lonlat[1], zoom],
     )
 

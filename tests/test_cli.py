@@ -50,6 +50,16 @@ COMMANDS = [
     ["device", "revoke"],
     ["drill"],
     ["drill", "list"],
+    ["plan"],
+    ["plan", "load"],
+    ["plan", "list"],
+    ["plan", "versions"],
+    ["plan", "diff"],
+    ["plan", "submit"],
+    ["plan", "approve"],
+    ["plan", "return"],
+    ["plan", "withdraw"],
+    ["plan", "document"],
 ]
 
 
@@ -171,6 +181,7 @@ def test_seed_demo_users_once(
         ("demo-commander", "commander"),
         ("demo-drill-controller", "drill_controller"),
         ("demo-planner", "planner"),
+        ("demo-approver", "approver"),
         ("demo-responder", "responder"),
         ("demo-viewer", "viewer"),
         ("demo-admin", "admin"),
@@ -180,7 +191,7 @@ def test_seed_demo_users_once(
     again = cli.invoke(main, ["user", "seed-demo"])
     assert again.exit_code == 0 and again.output == first.output
     listing = cli.invoke(main, ["user", "list"]).output.splitlines()
-    assert len(listing) == 6 and "demo-admin\tDemo admin\tadmin" in listing
+    assert len(listing) == 7 and "demo-admin\tDemo admin\tadmin" in listing
     with _session() as session:
         assert all(password_matches(session, u, p) for u, p, _ in lines)
         added = [(e.action, e.subject) for e in accounts.events(session)]
@@ -194,7 +205,7 @@ def test_seed_demo_users_once(
         assert all(password_matches(session, u, p) for u, p in new.items())
         resets = [(e.action, e.subject) for e in accounts.events(session)][len(lines) :]
     assert resets == [("user.password_reset", u) for u in new]
-    assert len(cli.invoke(main, ["user", "list"]).output.splitlines()) == 6
+    assert len(cli.invoke(main, ["user", "list"]).output.splitlines()) == 7
 
     # A fresh database while the file stays: the users come back with the passwords in the file.
     monkeypatch.setenv("RALLYPOINT_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")

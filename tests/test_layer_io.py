@@ -12,7 +12,7 @@ import pyogrio
 import pytest
 
 from gis import layers
-from gis.errors import InvalidInput, UnsupportedFormat
+from gis.errors import InvalidInput, RallypointError, UnsupportedFormat, VersionConflict
 from gis.layer_io import (
     FileFormat,
     ImportMode,
@@ -97,8 +97,12 @@ def test_merge_refuses_stale_or_unversioned_rows(db: Database) -> None:
         "properties": {k: v for k, v in z1["properties"].items() if k != "version"},
     }
     stale = {**z1, "properties": {**z1["properties"], "version": 99}}
-    for row, reason in ((unversioned, "give its version"), (stale, "stale")):
-        with pytest.raises(InvalidInput) as exc:
+    refusals: tuple[tuple[dict[str, Any], str, type[RallypointError]], ...] = (
+        (unversioned, "give its version", InvalidInput),
+        (stale, "stale", VersionConflict),  # a version conflict, not bad data
+    )
+    for row, reason, refusal in refusals:
+        with pytest.raises(refusal) as exc:
             import_file(db, DEMO_ID, "zones", collection(row), FileFormat.GEOJSON, actor="x")
         assert exc.value.errors[0].field == "version" and reason in exc.value.errors[0].reason
 

@@ -65,7 +65,9 @@ def test_update_needs_the_current_version(db: Database) -> None:
     # A second planner still holding version 1 is refused, by header (412) or body (409).
     with pytest.raises(PreconditionFailed):
         layers.replace_feature(db, DEMO_ID, "resources", "R-test-1", change, actor="c", if_match=1)
-    stale_body = {**change, "properties": {**change["properties"], "version": 1}}
+    # (By body version, an edit of another attribute would be merged: tests/test_conflicts.py.)
+    stale_body = {**change, "properties": {**change["properties"], "status": "assigned"}}
+    stale_body["properties"]["version"] = 1
     with pytest.raises(VersionConflict):
         layers.replace_feature(db, DEMO_ID, "resources", "R-test-1", stale_body, actor="c")
     assert layers.get_feature(db, DEMO_ID, "resources", "R-test-1").updated_by == "b"

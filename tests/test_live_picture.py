@@ -26,6 +26,7 @@ from plans.store import load_plan_files
 from tests.conftest import DEMO_ID, DEMO_PLANS, DEMO_SITE, sign_in
 from tests.problems import assert_problem
 from tests.test_incidents import BASE, activate, chlorine, post_of
+from tests.test_plan_workflow import approve_latest
 
 SITE = f"/api/sites/{DEMO_ID}"
 N1, E1, W1 = "Z-004", "Z-032", "Z-033"
@@ -419,7 +420,8 @@ def test_a_deleted_person_does_not_hold_back_storing_the_others(
 
 
 def plan_with(command: TestClient, db: Database, **scenario: Any) -> None:
-    """The chlorine plan's next version, with these scenario settings (by a planner)."""
+    """The chlorine plan's next version, with these scenario settings (by a planner), approved
+    (the plan workflow: activations use the approved version)."""
     stored = command.get(f"{SITE}/plans/chlorine-leak")
     body = stored.json()["template"]
     body["scenario"].update(scenario)
@@ -430,6 +432,7 @@ def plan_with(command: TestClient, db: Database, **scenario: Any) -> None:
         headers={**planner, "If-Match": stored.headers["ETag"]},
     )
     assert answer.status_code == 200, answer.text
+    approve_latest(command, db, "chlorine-leak")
 
 
 def test_a_plan_may_rule_out_muster_points_at_the_edge_of_level_1(

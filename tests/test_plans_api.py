@@ -18,6 +18,7 @@ from gis.storage.tables import PlanTemplateRow
 from plans.store import get_plan, load_plan_files
 from tests.conftest import DEMO_ID
 from tests.problems import assert_problem
+from tests.test_plan_workflow import approve_latest
 from tests.test_plans import plan_data
 
 BASE = f"/api/sites/{DEMO_ID}/plans"
@@ -45,6 +46,7 @@ def test_create_list_get_and_version(anonymous_client: TestClient, db: Database)
     assert [(p["id"], p["version"], p["scenario"]) for p in listed] == [
         ("chlorine-leak", 1, "chlorine-leak")
     ]
+    approve_latest(client, db, "chlorine-leak")  # the next change makes version 2
     changed = plan_data()
     changed["levels"]["L1"]["steps"][0]["target"]["within_s"] = 90
     # Issue 15: the 428 named properties.version, which plans do not have.
@@ -197,7 +199,7 @@ def test_demo_plans_load_all_or_nothing_and_validate_against_the_site(
         assert session.scalars(select(PlanTemplateRow.plan_id)).all() == []
 
 
-def test_yaml_in_the_same_yaml_out_comments_kept(client: TestClient) -> None:
+def test_yaml_in_the_same_yaml_out_comments_kept(client: TestClient, db: Database) -> None:
     """Issue 15: a planner's YAML came back as JSON, its comments gone. Each version keeps the
     text as written; ``Accept: application/yaml`` returns it byte for byte."""
     text = (FIXTURE_PLANS / "chlorine-leak.yaml").read_text(encoding="utf-8")
@@ -209,6 +211,7 @@ def test_yaml_in_the_same_yaml_out_comments_kept(client: TestClient) -> None:
     assert back.status_code == 200 and back.headers["content-type"].startswith("application/yaml")
     assert back.text == text and back.headers["etag"] == '"1"'
     assert back.headers["vary"] == "Accept"
+    approve_latest(client, db, "chlorine-leak")  # the next change makes version 2
     edited = text.replace("within_s: 120", "within_s: 90  # faster, after the 2026 drill", 1)
     assert edited != text
     put = client.put(
@@ -221,12 +224,13 @@ def test_yaml_in_the_same_yaml_out_comments_kept(client: TestClient) -> None:
     ).text
     assert latest == edited and first == text
     assert client.get(f"{BASE}/chlorine-leak").json()["version"] == 2  # JSON by default
-    # A version sent as JSON is written out as YAML that reads back to the same plan.
+    # A version sent as JSON (here the draft, saved again) is written out as YAML that reads
+    # back to the same plan.
     as_json = client.get(f"{BASE}/chlorine-leak").json()["template"]
     put = client.put(f"{BASE}/chlorine-leak", json=as_json, headers={"If-Match": '"2"'})
     assert put.status_code == 200, put.text
     written = client.get(f"{BASE}/chlorine-leak", headers={"Accept": "application/yaml"}).text
-    assert written.startswith("# plan chlorine-leak version 3")
+    assert written.startswith("# plan chlorine-leak version 2")
     again = client.get(f"{BASE}/chlorine-leak").json()["template"]
     assert plan_from(written) == again
 

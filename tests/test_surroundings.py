@@ -285,7 +285,9 @@ def test_surroundings_lie_outside_the_fence_but_zones_may_not(db: Database) -> N
     zone = {"type": "Feature", "geometry": square, "properties": {"name": "x", "kind": "office"}}
     with pytest.raises(InvalidInput) as exc:
         layers.create_feature(db, DEMO_ID, "zones", zone, actor="planner:li")
-    assert [e.reason for e in exc.value.errors] == ["geometry lies outside the site boundary"]
+    assert [e.reason for e in exc.value.errors] == [
+        "rule 'inside-site': geometry lies outside the site boundary"
+    ]
     with pytest.raises(InvalidInput):  # a receptor is still a receptor: its kind is checked
         layers.create_feature(
             db, DEMO_ID, "receptors", {**home, "properties": {"kind": "mall"}}, actor="x"

@@ -30,7 +30,15 @@ from command.auth import Role
 from command.notifications import CHANNELS, NOTICE_STATUSES
 from command.routes import wall
 from command.sensors import TIERS
-from gis.model import ReceptorKind, RiskGrade
+from gis.model import (
+    LAYERS,
+    ReceptorKind,
+    ResourceKind,
+    ResourceStatus,
+    RiskGrade,
+    SensorKind,
+    ZoneKind,
+)
 from plans.engine import Status
 from plans.model import Level
 from tests.conftest import DEMO_ID, TEST_PASSWORD, site_database
@@ -44,6 +52,7 @@ LANGUAGES = ("en", "zh-CN")
 COMMANDER = "i18n-commander"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
+EDITED_LAYERS = ("zones", "resources", "sensors")  # the layers frontend/editor.js edits
 # Keys built at run time: the fixed part of the template -> the values its variable takes.
 DYNAMIC_KEYS: dict[str, tuple[str, ...]] = {
     "status.": ("offline", "connecting", "reconnecting", "live", "resync"),
@@ -60,6 +69,11 @@ DYNAMIC_KEYS: dict[str, tuple[str, ...]] = {
     "kpi.": ("to_move", "arrived", "missing", "trapped", "threat", "overdue", "unanswered"),
     "tab.": ("steps", "people", "resources", "calltree", "log", "command"),
     "mode.": ("walk", "drive"),
+    # the layer editor: the layers it edits, its features' states, their attributes and values
+    "editor.layer.": EDITED_LAYERS,
+    "editor.state.": ("unsaved", "refused", "conflict"),
+    "field.": tuple(dict.fromkeys(f for n in EDITED_LAYERS for f in LAYERS[n].fields)),
+    "enum.": (*ZoneKind, *RiskGrade, *ResourceKind, *ResourceStatus, *SensorKind),
 }
 # Prefixes whose keys the code keeps in data (a field's label, an option's words) and passes
 # to t() in a variable: any string literal of this shape in the code must be a key.

@@ -60,11 +60,31 @@ def describe_layers(reader: ReaderDep, db: DatabaseDep, site_id: str) -> dict[st
                 "geometry_type": layer.geometry_type,
                 "geometry_required": layer.geometry_required,
                 "count": counts[layer.name],
-                "fields": layer.properties.model_json_schema()["properties"],
+                **_fields(layer.properties.model_json_schema()),
             }
             for layer in LAYERS.values()
         ]
     }
+
+
+def _fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """A layer's attributes as JSON Schema ``fields`` (each ``$ref`` written out in place, so an
+    enumeration's values are on its field, which is all a client needs to build a form) and the
+    names ``required``."""
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: inline(value) for key, value in node.items() if key != "$ref"}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            out = {**inline(defs[ref.removeprefix("#/$defs/")]), **out}
+        return out
+
+    return {"fields": inline(schema["properties"]), "required": schema.get("required", [])}
 
 
 @router.get(
@@ -103,10 +123,37 @@ def _replanned(request: Request, site_id: str, response: Response) -> Response:
     on it now (their walls get an ``incident.network_changed`` event); the editor is warned."""
     warning = request.app.state.post.layer_changed(site_id)
     if warning is not None:
-        response.headers[WARNING_HEADER] = (
-            f"{warning['warning']}: {', '.join(warning['incidents'])}"
-        )
+        said = response.headers.get(WARNING_HEADER)
+        replan = f"{warning['warning']}: {', '.join(warning['incidents'])}"
+        response.headers[WARNING_HEADER] = f"{said}; {replan}" if said else replan
     return response
+
+
+#: Ids named in the ``Rallypoint-Warning`` header at most (the body lists every warning).
+WARNED_IDS = 20
+
+
+def _warned(
+    answer: dict[str, Any] | None, response: Response | None, violations: list[dict[str, Any]]
+) -> None:
+    """A write's topology warnings: in the body as foreign members ``warnings`` (words) and
+    ``violations`` (data), and in the ``Rallypoint-Warning`` header by rule and feature id, which
+    are ASCII (the names, often Chinese, are not, and stay in the body)."""
+    if not violations:
+        return
+    if answer is not None:
+        answer["warnings"] = [v["reason"] for v in violations]
+        answer["violations"] = violations
+    if response is not None:
+        by_rule: dict[str, list[str]] = {}
+        for v in violations:
+            by_rule.setdefault(str(v["rule"]), []).append(str(v["id"] or "new"))
+        text = "; ".join(
+            f"topology {rule}: {', '.join(ids[:WARNED_IDS])}"
+            + (f" and {len(ids) - WARNED_IDS} more" if len(ids) > WARNED_IDS else "")
+            for rule, ids in by_rule.items()
+        )
+        response.headers[WARNING_HEADER] = text
 
 
 def _bbox(collection: dict[str, Any]) -> list[float]:
@@ -129,8 +176,12 @@ def create_feature(
     layer: str,
     body: Annotated[dict[str, Any], Body(openapi_examples={"hydrant": {"value": FEATURE_EXAMPLE}})],
 ) -> Response:
-    feature = layers.create_feature(db, site_id, layer, body, actor=planner.username)
-    response = _geojson(feature.to_geojson(), version=feature.version, status=201)
+    report = layers.EditReport()
+    feature = layers.create_feature(db, site_id, layer, body, actor=planner.username, report=report)
+    answer = feature.to_geojson()
+    _warned(answer, None, report.violations)
+    response = _geojson(answer, version=feature.version, status=201)
+    _warned(None, response, report.violations)
     response.headers["Location"] = f"/api/sites/{site_id}/layers/{layer}/features/{feature.id}"
     return _replanned(request, site_id, response)
 
@@ -163,7 +214,9 @@ def export(
     description="The request body is the file itself (GeoJSON FeatureCollection, GeoPackage, or "
     "a zip of a Shapefile). `mode=merge` adds new features and updates existing ones, which must "
     "carry their current `version`; `mode=replace` makes the file the whole layer. Any bad row "
-    "refuses the import; the problem lists every bad row with its field and reason.",
+    "refuses the import; the problem lists every bad row with its field and reason. A row of a "
+    "version others changed since refuses it too (409, each conflict listed in `conflicts`: "
+    "who changed what, mergeable or not) unless `merge=true`.",
 )
 async def import_layer(
     planner: PlannerDep,
@@ -174,6 +227,13 @@ async def import_layer(
     layer: str,
     format: Annotated[str | None, Query(description="geojson, gpkg or shp")] = None,
     mode: ImportMode = ImportMode.MERGE,
+    merge: Annotated[
+        bool,
+        Query(
+            description="Rows others changed since the file was read: merge the ones whose "
+            "edits touched other attributes, skip (and list) the rest, apply everything else."
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     fmt = parse_format(format) if format else _format_from_content_type(request)
     data = await request.body()
@@ -184,8 +244,18 @@ async def import_layer(
         max_bytes=settings.max_unzipped_bytes, max_ratio=settings.max_unzip_ratio
     )
     report = await run_in_threadpool(
-        import_file, db, site_id, layer, data, fmt, actor=planner.username, mode=mode, limits=limits
+        import_file,
+        db,
+        site_id,
+        layer,
+        data,
+        fmt,
+        actor=planner.username,
+        mode=mode,
+        limits=limits,
+        merge=merge,
     )
+    _warned(None, response, report.violations)
     await run_in_threadpool(_replanned, request, site_id, response)
     return report.to_json()
 
@@ -213,10 +283,20 @@ def get_feature(
     return _geojson(feature.to_geojson(), version=feature.version)
 
 
+STALE_EDITS = (
+    "An edit of an older version is merged with what changed since when the two edits changed "
+    "different attributes (the geometry counts as one): given as `properties.version`, the "
+    "merge is applied and announced (header `Rallypoint-Merged`, member `merged`); given as "
+    "`If-Match`, it answers 412 with the merge proposed in `conflict.merged`. Edits that changed "
+    "the same attribute differently answer 409 (412 for If-Match) naming who changed what."
+)
+
+
 @router.put(
     "/{layer}/features/{feature_id}",
     operation_id="replace_feature",
     summary="Replace a feature (needs If-Match or properties.version)",
+    description=STALE_EDITS,
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}}},
 )
@@ -224,7 +304,8 @@ def get_feature(
     "/{layer}/features/{feature_id}",
     operation_id="patch_feature",
     summary="Change some attributes or the geometry (JSON merge patch; needs a version)",
-    description="Attributes left out keep their values; `null` restores the default.",
+    description="Attributes left out keep their values; `null` restores the default. "
+    + STALE_EDITS,
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}}},
 )
@@ -239,6 +320,7 @@ def change_feature(
     body: Annotated[dict[str, Any], Body()],
 ) -> Response:
     partial = request.method == "PATCH"
+    report = layers.EditReport()
     feature = layers.replace_feature(
         db,
         site_id,
@@ -248,14 +330,41 @@ def change_feature(
         actor=planner.username,
         if_match=if_match,
         partial=partial,
+        report=report,
     )
-    return _replanned(request, site_id, _geojson(feature.to_geojson(), version=feature.version))
+    answer = feature.to_geojson()
+    if report.merged is not None:  # a stale edit, merged: the client learns with what
+        answer["merged"] = report.merged
+    _warned(answer, None, report.violations)
+    response = _geojson(answer, version=feature.version)
+    _warned(None, response, report.violations)
+    if report.merged is not None:
+        response.headers[MERGED_HEADER] = merged_header(report.merged)
+    return _replanned(request, site_id, response)
+
+
+MERGED_HEADER = "Rallypoint-Merged"
+
+
+def merged_header(merged: dict[str, Any]) -> str:
+    """The ``Rallypoint-Merged`` header: versions and field names only, so always ASCII."""
+    theirs = ",".join(str(t["version"]) for t in merged["theirs"])
+    return (
+        f"version {merged['base']} merged with {theirs or 'none'}"
+        f" ({', '.join(merged['fields_theirs']) or 'no field'});"
+        f" yours: {', '.join(merged['fields_mine']) or 'no field'};"
+        f" now version {merged['version']}"
+    )
 
 
 @router.delete(
     "/{layer}/features/{feature_id}",
     status_code=204,
     summary="Delete a feature (needs If-Match or ?version=)",
+    description="Answers 204, or 200 with `warnings` and `violations` when the deletion cuts "
+    "a door or muster point off the foot network (the topology rules).",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
 )
 def delete_feature(
     planner: PlannerDep,
@@ -267,6 +376,7 @@ def delete_feature(
     feature_id: str,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
+    report = layers.EditReport()
     layers.delete_feature(
         db,
         site_id,
@@ -275,5 +385,12 @@ def delete_feature(
         actor=planner.username,
         version=if_match if if_match is not None else version,
         source="header" if if_match is not None else "body",
+        report=report,
     )
-    return _replanned(request, site_id, Response(status_code=204))
+    response = Response(status_code=204)
+    if report.violations:  # a body to carry the warnings in words (204 has none)
+        answer: dict[str, Any] = {}
+        _warned(answer, None, report.violations)
+        response = Response(json.dumps(answer, ensure_ascii=False), media_type="application/json")
+        _warned(None, response, report.violations)
+    return _replanned(request, site_id, response)

@@ -1,24 +1,35 @@
-"""Plan templates: list, read, create, change (versioned), validate, print.
+"""Plan templates: list, read, create, save drafts, submit, approve, return, withdraw, compare,
+validate, print.
 
 Bodies are JSON, or YAML with ``Content-Type: application/yaml`` (planners write YAML).
 Validation problems come back as ``application/problem+json`` with the path of every field at
-fault; ``POST .../plans/validate`` reports them without saving anything.
+fault; ``POST .../plans/validate`` reports them without saving anything. Every change names the
+ETag of the version it acts on in ``If-Match`` (``plans.workflow``), and every transition is
+logged in the site's event log and sent to the walls (``command.plan_log``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from command.deps import DatabaseDep, IfMatchDep, PlannerDep, ReaderDep
+from command.auth import Principal, Role
+from command.deps import DatabaseDep, PlannerDep, ReaderDep, requires
+from command.plan_log import PlanLog
+from command.post import event_message
+from command.routes.incidents import PostDep
 from gis.errors import FieldError, InvalidInput, PayloadTooLarge, UnsupportedFormat
 from gis.nesting import check_json_depth
-from plans import store
+from plans import approval, store
 from plans.document import plan_html, plan_markdown
 from plans.model import data_from_yaml
+from plans.workflow import MAX_NOTE, parse_etag
 
 router = APIRouter(prefix="/api/sites/{site_id}/plans", tags=["plans"])
 
@@ -74,7 +85,32 @@ async def _read_plan(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def plan_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='The ETag of the plan version you read: "4", or "4.2" for a draft '
+            "saved twice."
+        ),
+    ] = None,
+) -> tuple[int, int] | None:
+    return parse_etag(if_match)
+
+
 PlanBody = Annotated[Any, Depends(plan_body)]
+PlanIfMatch = Annotated[tuple[int, int] | None, Depends(plan_if_match)]
+#: Approving a version: a commander, or an approver (who otherwise only reads and returns).
+ReviewerDep = Annotated[Principal, Depends(requires(Role.COMMANDER, Role.APPROVER))]
+#: Returning a submission to draft: its reviewers, or a planner taking it back.
+ReturnerDep = Annotated[Principal, Depends(requires(Role.PLANNER, Role.COMMANDER, Role.APPROVER))]
+ChangeNote = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_NOTE,
+        description="What this save changes (kept with the version; required by submit)",
+    ),
+]
+Version = Annotated[int, Query(ge=1, le=2**31 - 1)]
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -86,8 +122,8 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-def _json(body: Any, *, version: int | None = None, status: int = 200) -> Response:
-    headers = {"ETag": f'"{version}"'} if version is not None else None
+def _json(body: Any, *, etag: str | None = None, status: int = 200) -> Response:
+    headers = {"ETag": f'"{etag}"'} if etag is not None else None
     return Response(
         json.dumps(body, ensure_ascii=False),
         status_code=status,
@@ -96,10 +132,34 @@ def _json(body: Any, *, version: int | None = None, status: int = 200) -> Respon
     )
 
 
-@router.get("", summary="The site's plans, latest versions")
+def _changed(
+    db: DatabaseDep,
+    post: PostDep,
+    site_id: str,
+    change: Callable[[Session, PlanLog], store.StoredPlan],
+    *,
+    status: int = 200,
+) -> Response:
+    """Make a change in one transaction with its events, then send the events to the walls;
+    the version as it is now, its ETag in the header."""
+    with db.write() as session:
+        log = PlanLog(session, site_id)
+        plan = change(session, log)
+    post.hub.publish(site_id, [event_message(e) for e in log.logged])
+    response = _json(plan.to_json(), etag=plan.etag, status=status)
+    if status == 201:
+        response.headers["Location"] = f"/api/sites/{site_id}/plans/{plan.template.id}"
+    return response
+
+
+@router.get(
+    "",
+    summary="The site's plans, each by its approved version (in force for activation), or its "
+    "latest when none is approved",
+)
 def list_plans(reader: ReaderDep, db: DatabaseDep, site_id: str) -> dict[str, Any]:
     with db.read() as session:
-        return {"plans": [p.summary() for p in store.list_plans(session, site_id)]}
+        return {"plans": store.list_plans(session, site_id)}
 
 
 @router.post(
@@ -118,20 +178,35 @@ def validate_plan(
 @router.post(
     "",
     status_code=201,
-    summary="Create a plan (version 1); it must validate",
+    summary="Create a plan: draft version 1; it must validate",
     response_class=Response,
     openapi_extra=_BODY_DOC,
 )
 def create_plan(
-    planner: PlannerDep, db: DatabaseDep, request: Request, site_id: str, body: PlanBody
+    planner: PlannerDep,
+    db: DatabaseDep,
+    post: PostDep,
+    request: Request,
+    site_id: str,
+    body: PlanBody,
+    change_note: ChangeNote = None,
 ) -> Response:
-    with db.write() as session:
-        plan = store.create_plan(
-            session, site_id, body, actor=planner.username, source=_yaml_sent(request)
-        )
-    response = _json(plan.to_json(), version=plan.version, status=201)
-    response.headers["Location"] = f"/api/sites/{site_id}/plans/{plan.template.id}"
-    return response
+    return _changed(
+        db,
+        post,
+        site_id,
+        lambda session, log: store.create_plan(
+            session,
+            site_id,
+            body,
+            actor=planner.username,
+            now=post.clock.now(),
+            source=_yaml_sent(request),
+            change_note=change_note,
+            record=log,
+        ),
+        status=201,
+    )
 
 
 def _yaml_sent(request: Request) -> str | None:
@@ -147,8 +222,8 @@ def _wants_yaml(request: Request) -> bool:
 
 @router.get(
     "/{plan_id}",
-    summary="A plan, latest or ?version=N: JSON, or with Accept: application/yaml the YAML as "
-    "its planner wrote it",
+    summary="A plan: its latest version, ?version=N, or ?approved=true the version in force; "
+    "JSON, or with Accept: application/yaml the YAML as its planner wrote it",
     response_class=Response,
     responses={200: {"content": {"application/json": {}, "application/yaml": {}}}},
 )
@@ -158,54 +233,248 @@ def get_plan(
     request: Request,
     site_id: str,
     plan_id: str,
-    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    version: Version | None = None,
+    approved: bool = False,
 ) -> Response:
+    if approved and version is not None:
+        raise InvalidInput(
+            "ask for a version or for the approved one, not both",
+            errors=[FieldError("approved", "not with version")],
+        )
     with db.read() as session:
-        plan = store.get_plan(session, site_id, plan_id, version=version)
+        if approved:
+            plan = store.approved_plan(session, site_id, plan_id)
+        else:
+            plan = store.get_plan(session, site_id, plan_id, version=version)
+        in_force = store.approved_version(session, site_id, plan_id)
     if _wants_yaml(request):
         return Response(
             plan.yaml(),
             media_type="application/yaml; charset=utf-8",
-            headers={"ETag": f'"{plan.version}"', "Vary": "Accept"},
+            headers={"ETag": f'"{plan.etag}"', "Vary": "Accept"},
         )
-    response = _json(plan.to_json(), version=plan.version)
+    response = _json({**plan.to_json(), "approved_version": in_force}, etag=plan.etag)
     response.headers["Vary"] = "Accept"
     return response
 
 
 @router.put(
     "/{plan_id}",
-    summary="Store the next version of a plan (needs If-Match: the version you changed)",
+    summary="Save a plan: its draft in place, or a new draft version after the latest (needs "
+    "If-Match: the ETag of the latest version); the approved version stays in force",
     response_class=Response,
     openapi_extra=_BODY_DOC,
 )
-def update_plan(
+def save_plan(
     planner: PlannerDep,
     db: DatabaseDep,
-    if_match: IfMatchDep,
+    post: PostDep,
+    if_match: PlanIfMatch,
     request: Request,
     site_id: str,
     plan_id: str,
     body: PlanBody,
+    change_note: ChangeNote = None,
 ) -> Response:
-    with db.write() as session:
-        plan = store.update_plan(
+    return _changed(
+        db,
+        post,
+        site_id,
+        lambda session, log: store.save_plan(
             session,
             site_id,
             plan_id,
             body,
             actor=planner.username,
-            expected_version=if_match,
-            version_source="header" if if_match is not None else None,
+            expected=if_match,
+            now=post.clock.now(),
             source=_yaml_sent(request),
-        )
-    return _json(plan.to_json(), version=plan.version)
+            change_note=change_note,
+            record=log,
+        ),
+    )
 
 
-@router.get("/{plan_id}/versions", summary="Every version of a plan: when and by whom")
+class Submission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: What the version changes; may be left out when the draft was saved with one.
+    change_note: str | None = Field(default=None, max_length=MAX_NOTE)
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str | None = Field(default=None, max_length=MAX_NOTE)
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Why: required to return a submission to draft, optional to withdraw a draft.
+    reason: str | None = Field(default=None, max_length=MAX_NOTE)
+
+
+@router.post(
+    "/{plan_id}/submit",
+    summary="Submit the draft for approval, with its change note (If-Match: the draft's ETag)",
+    response_class=Response,
+)
+def submit_plan(
+    planner: PlannerDep,
+    db: DatabaseDep,
+    post: PostDep,
+    if_match: PlanIfMatch,
+    site_id: str,
+    plan_id: str,
+    body: Submission | None = None,
+) -> Response:
+    return _changed(
+        db,
+        post,
+        site_id,
+        lambda session, log: approval.submit_plan(
+            session,
+            site_id,
+            plan_id,
+            actor=planner.username,
+            expected=if_match,
+            change_note=body.change_note if body else None,
+            now=post.clock.now(),
+            record=log,
+        ),
+    )
+
+
+@router.post(
+    "/{plan_id}/approve",
+    summary="Approve the submitted version (commander or approver, not one of its authors; "
+    "If-Match: the ETag you reviewed): it is in force from now",
+    response_class=Response,
+)
+def approve_plan(
+    reviewer: ReviewerDep,
+    db: DatabaseDep,
+    post: PostDep,
+    if_match: PlanIfMatch,
+    site_id: str,
+    plan_id: str,
+    body: Approval | None = None,
+) -> Response:
+    return _changed(
+        db,
+        post,
+        site_id,
+        lambda session, log: approval.approve_plan(
+            session,
+            site_id,
+            plan_id,
+            actor=reviewer.username,
+            expected=if_match,
+            comment=body.comment if body else None,
+            now=post.clock.now(),
+            record=log,
+        ),
+    )
+
+
+@router.post(
+    "/{plan_id}/return",
+    summary="Return the submitted version to draft, with a reason (If-Match: its ETag)",
+    response_class=Response,
+)
+def return_plan(
+    principal: ReturnerDep,
+    db: DatabaseDep,
+    post: PostDep,
+    if_match: PlanIfMatch,
+    site_id: str,
+    plan_id: str,
+    body: Reason | None = None,
+) -> Response:
+    return _changed(
+        db,
+        post,
+        site_id,
+        lambda session, log: approval.return_plan(
+            session,
+            site_id,
+            plan_id,
+            actor=principal.username,
+            expected=if_match,
+            reason=body.reason if body else None,
+            now=post.clock.now(),
+            record=log,
+        ),
+    )
+
+
+@router.post(
+    "/{plan_id}/withdraw",
+    summary="Withdraw the draft (If-Match: its ETag); the approved version stays in force",
+    response_class=Response,
+)
+def withdraw_plan(
+    planner: PlannerDep,
+    db: DatabaseDep,
+    post: PostDep,
+    if_match: PlanIfMatch,
+    site_id: str,
+    plan_id: str,
+    body: Reason | None = None,
+) -> Response:
+    return _changed(
+        db,
+        post,
+        site_id,
+        lambda session, log: approval.withdraw_plan(
+            session,
+            site_id,
+            plan_id,
+            actor=planner.username,
+            expected=if_match,
+            reason=body.reason if body else None,
+            now=post.clock.now(),
+            record=log,
+        ),
+    )
+
+
+@router.get(
+    "/{plan_id}/versions",
+    summary="Every version of a plan: its state, ETag, change note, who and when of each step",
+)
 def plan_versions(reader: ReaderDep, db: DatabaseDep, site_id: str, plan_id: str) -> dict[str, Any]:
     with db.read() as session:
         return {"versions": store.plan_versions(session, site_id, plan_id)}
+
+
+@router.get(
+    "/{plan_id}/diff",
+    summary="What changed between two versions (default: from the approved version to the "
+    "latest): steps, levels, call trees, materials, scripts; JSON, or text with Accept: "
+    "text/plain",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/plain": {}}}},
+)
+def plan_diff(
+    reader: ReaderDep,
+    db: DatabaseDep,
+    request: Request,
+    site_id: str,
+    plan_id: str,
+    from_version: Annotated[int | None, Query(alias="from", ge=1, le=2**31 - 1)] = None,
+    to: Version | None = None,
+) -> Response:
+    with db.read() as session:
+        found = approval.version_diff(
+            session, site_id, plan_id, from_version=from_version, to_version=to
+        )
+    accept = request.headers.get("accept", "")
+    if any(part.split(";")[0].strip().lower() == "text/plain" for part in accept.split(",")):
+        return Response(
+            found["text"], media_type="text/plain; charset=utf-8", headers={"Vary": "Accept"}
+        )
+    response = _json(found)
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 @router.get(
@@ -220,7 +489,7 @@ def plan_document(
     site_id: str,
     plan_id: str,
     format: Literal["html", "markdown"] = "html",
-    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    version: Version | None = None,
 ) -> Response:
     with db.read() as session:
         plan = store.get_plan(session, site_id, plan_id, version=version)

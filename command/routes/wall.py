@@ -1,9 +1,11 @@
 """The map wall: the browser page in ``frontend/``, and Leaflet from its npm install.
 
 Everything the page loads comes from this server: ``/`` (the page), ``/static/...`` (its own
-files: ``main.js`` and the ES modules it imports, no build step) and ``/vendor/leaflet/...``
-(Leaflet's ``dist`` folder, from ``npm ci --prefix frontend``), never from a CDN. Until the npm
-packages are installed, ``/`` and ``/vendor/leaflet/...`` answer 503 with how to install them.
+files: ``main.js`` and the ES modules it imports, no build step), ``/vendor/leaflet/...``
+(Leaflet's ``dist`` folder, from ``npm ci --prefix frontend``) and ``/vendor/geoman/...`` (the
+Leaflet-Geoman editing plugin's package: its ``dist`` and its ``LICENSE``, loaded by planners'
+walls only), never from a CDN. Until the npm packages are installed, ``/`` and ``/vendor/...``
+answer 503 with how to install them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ JAVASCRIPT = "text/javascript; charset=utf-8"
 
 def leaflet_dir(frontend: Path) -> Path:
     return frontend / "node_modules" / "leaflet" / "dist"
+
+
+def geoman_dir(frontend: Path) -> Path:
+    """The editing plugin's package folder (``dist/`` and ``LICENSE``, MIT)."""
+    return frontend / "node_modules" / "@geoman-io" / "leaflet-geoman-free"
 
 
 class _Installed(StaticFiles):
@@ -64,7 +71,8 @@ class _PageFiles(StaticFiles):
 
 
 def mount(app: FastAPI, frontend: Path = FRONTEND) -> None:
-    """Serve the map wall from ``frontend`` at ``/``, ``/static`` and ``/vendor/leaflet``."""
+    """Serve the map wall from ``frontend`` at ``/``, ``/static``, ``/vendor/leaflet`` and
+    ``/vendor/geoman``."""
 
     @app.get("/", include_in_schema=False)
     def index() -> Response:
@@ -78,4 +86,9 @@ def mount(app: FastAPI, frontend: Path = FRONTEND) -> None:
         "/vendor/leaflet",
         _Installed(directory=leaflet_dir(frontend), check_dir=False),
         name="leaflet",
+    )
+    app.mount(
+        "/vendor/geoman",
+        _Installed(directory=geoman_dir(frontend), check_dir=False),
+        name="geoman",
     )

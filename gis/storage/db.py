@@ -21,13 +21,23 @@ from alembic import command as alembic_command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 WRITE_OPTION = "rallypoint_write"
+#: The setting that marks a transaction as the server's own on PostgreSQL (``SET LOCAL``): the
+#: layer tables' triggers leave such writes to the server, which versions and logs them itself.
+WRITER_SETTING = "rallypoint.writer"
+SERVER_WRITER = "app"
+MARK = text(f"SELECT set_config('{WRITER_SETTING}', :value, true)")
+#: The mark a transaction had, and the server's set (one round trip: the list runs in order).
+REMARK = text(
+    f"SELECT current_setting('{WRITER_SETTING}', true), "
+    f"set_config('{WRITER_SETTING}', '{SERVER_WRITER}', true)"
+)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -115,9 +125,11 @@ class Database:
         # the server's worker threads take turns on it.
         self._connection_lock = threading.RLock() if connection is not None else None
         # Imported here: the spatial index is a cache that belongs to this database.
+        from gis.reachability import FootNetworkCache
         from gis.spatial_index import SpatialIndexCache
 
         self.spatial_indexes = SpatialIndexCache()
+        self.foot_networks = FootNetworkCache()  # the topology rules' (gis.topology)
 
     @property
     def is_postgis(self) -> bool:
@@ -139,22 +151,39 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A session whose changes are committed together, or not at all."""
+        """A session whose changes are committed together, or not at all. On PostgreSQL the
+        transaction is marked as the server's (:data:`WRITER_SETTING`): the layer tables'
+        triggers (migration 0013) stamp and log only the edits made by others."""
         with self._write_lock or nullcontext(), self._connection_lock or nullcontext():
             if self.connection is not None:
                 with self._session() as session, session.begin():
+                    # Inside a test's (or a joined) transaction: marked for this savepoint,
+                    # then as it was (a savepoint rolled back undoes the mark by itself).
+                    before = self._mark(session)
                     yield session
+                    if before is not None and before != SERVER_WRITER:
+                        session.flush()  # written while marked
+                        session.execute(MARK, {"value": before})
                 return
             with self.engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: True})
                 with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                    self._mark(session)
                     yield session
+
+    def _mark(self, session: Session) -> str | None:
+        """Mark the transaction as the server's (PostgreSQL); the mark it had before."""
+        if not self.is_postgis:
+            return None
+        before = session.execute(REMARK).scalar()
+        return str(before or "")
 
     def joined(self, session: Session) -> Database:
         """A view of this database inside ``session``'s transaction, for composing writes:
         its sessions join through savepoints, so all commit or roll back with ``session``."""
         inner = Database(self.engine, connection=session.connection())
         inner.spatial_indexes = self.spatial_indexes
+        inner.foot_networks = self.foot_networks
         return inner
 
     def dispose(self) -> None:
@@ -172,12 +201,21 @@ def alembic_config(engine_or_connection: Engine | Connection) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to ``revision`` (Alembic)."""
     with engine.begin() as conn:
+        _mark_migration(conn)
         alembic_command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     with engine.begin() as conn:
+        _mark_migration(conn)
         alembic_command.downgrade(alembic_config(conn), revision)
+
+
+def _mark_migration(conn: Connection) -> None:
+    """A migration that rewrites features is the server's write too, not a database user's
+    edit (the layer tables' triggers stand aside)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(MARK, {"value": SERVER_WRITER})
 
 
 def schema_is_current(engine: Engine) -> tuple[str | None, str | None]:

@@ -198,8 +198,10 @@ class ChangeRow(Base):
 
 
 class PlanTemplateRow(Base):
-    """One version of a plan template. Versions are never changed: an edit adds the next one,
-    and a run pins the version it started from."""
+    """One version of a plan template and where it stands in the plan workflow
+    (``plans.workflow``). Only a draft's content changes (``revision`` counts its saves); a
+    version submitted, approved or superseded is never changed, and a run pins the version it
+    started from."""
 
     __tablename__ = "plan_templates"
 
@@ -215,6 +217,21 @@ class PlanTemplateRow(Base):
     source: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
+    #: draft, submitted, approved (in force for activation), superseded or withdrawn
+    status: Mapped[str] = mapped_column(String(16))
+    #: Saves of the version while a draft (its ETag is "N", then "N.2", "N.3"...).
+    revision: Mapped[int] = mapped_column(Integer)
+    change_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Every transition of this version: action, by, at, and its note, reason or comment, and
+    #: the sequence number of its event in the site's log when it was logged.
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
 class UserRow(Base):
@@ -435,3 +452,17 @@ class ReviewRow(Base):
     signed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     signed_off_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class TopologyRulesRow(Audited, Base):
+    """A site's own topology rules (``gis.topology``): how it tightens the defaults, and the
+    recorded allowance when it loosens them. A site without a row keeps the defaults."""
+
+    __tablename__ = "topology_rules"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Why the site may be looser than the defaults (None: it is not).
+    allowance: Mapped[str | None] = mapped_column(Text, nullable=True)
