@@ -119,7 +119,8 @@ def operations(server: LiveServer, watched: Watched) -> int:
         1
         for item in document["paths"].values()
         for method in item
-        if method in {"get", "put", "post", "delete", "patch"}
+        # The OpenAPI operation methods (the OGC API answers OPTIONS: Part 4 clients ask it).
+        if method in {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
     )
 
 
