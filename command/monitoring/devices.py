@@ -71,7 +71,8 @@ def parse_device_events(body: Any, *, limit: int = MAX_EVENTS) -> list[DeviceEve
         observed = _time(row.get("observed_at"))
         if observed is False:
             bad.append(FieldError(f"{where}.observed_at", "an ISO 8601 time with a UTC offset"))
-        lon, lat = row.get("lon"), row.get("lat")
+        lon: Any = row.get("lon")
+        lat: Any = row.get("lat")
         lonlat: tuple[float, float] | None = None
         if lon is not None or lat is not None:
             if _number(lon) and _number(lat) and -180 <= lon <= 180 and -90 <= lat <= 90:
