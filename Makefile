@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for 'make test': auto is one per core, 0 runs the suite in one process
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint typecheck frontend chromium gdal demo-fixture clean
+.PHONY: run test lint typecheck frontend chromium gdal mosquitto demo-fixture clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -24,18 +24,20 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 
 ## run: set up, migrate, load the demo site and plans (once) into var/rallypoint.db, seed one
 ##      demo user per role (credentials printed, kept in var/demo-users.txt), give the demo's
-##      wind stations a reading observed now (rallypoint demo wind), and serve it
+##      wind stations a reading observed now (rallypoint demo wind), give the demo a month of
+##      alarm history for the analysis page (rallypoint demo history, once), and serve it
 run: $(VENV)/.installed-run frontend
 	$(BIN)/rallypoint db upgrade
 	$(BIN)/rallypoint site load fixtures/demo-site --if-exists skip
 	$(BIN)/rallypoint plan load fixtures/plans --site demo-works --if-exists skip
 	$(BIN)/rallypoint user seed-demo
 	$(BIN)/rallypoint demo wind --site demo-works
+	$(BIN)/rallypoint demo history --site demo-works
 	$(BIN)/rallypoint serve
 
 ## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS,
 ##       a file's tests on one worker, the workers in parallel (PYTEST_WORKERS)
-test: lint typecheck frontend chromium gdal
+test: lint typecheck frontend chromium gdal mosquitto
 	scripts/with-postgis.sh $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -64,6 +66,12 @@ chromium:
 ##       missing); without it they are skipped, except with CI=true, where that is an error
 gdal:
 	@scripts/gdal.sh || [ "$${CI:-}" != true ]
+
+## mosquitto: Debian's Mosquitto broker and clients for the MQTT ingestion tests
+##            (scripts/mosquitto.sh installs them if missing; each test module runs a broker of
+##            its own); without them they are skipped, except with CI=true, where that is an error
+mosquitto:
+	@scripts/mosquitto.sh || [ "$${CI:-}" != true ]
 
 ## demo-fixture: regenerate fixtures/demo-site from gis/sitegen.py
 demo-fixture: $(VENV)/.installed-run

@@ -154,6 +154,7 @@ def line(label: str, wall: Sequence[float], cpu: Sequence[float], *, target: boo
 
 def measure(url: str, site_id: str, n_windows: int, label: str) -> None:
     engine = make_engine(url)
+    upgrade(engine)  # the cached database may predate the newest migrations
     db = Database(engine)
     token = token_for(db)
     boxes = windows(db, site_id, n_windows)

@@ -27,6 +27,7 @@ from command.middleware import (
     SecurityHeaders,
     redact_queries,
 )
+from command.mqtt import ingest_from_settings
 from command.notifications import Notice, deliver
 from command.post import CommandPost
 from command.problems import add_problem_handlers
@@ -34,6 +35,7 @@ from command.ratelimit import TooManyAttempts
 from command.reviews import generate_review
 from command.routes import (
     admin,
+    alarms,
     auth,
     feed,
     incidents,
@@ -48,8 +50,14 @@ from command.routes import (
     ws,
 )
 from command.routes import drills as drills_routes
+from command.routes import fences as fence_routes
+from command.routes import maintenance as maintenance_routes
+from command.routes import monitoring as monitoring_routes
 from command.routes import topology as topology_routes
+from command.routes import wristbands as wristband_routes
 from command.routes.docs import mount as mount_api_docs
+from command.routes.monitoring import mount as mount_echarts
+from command.routes.wall import FRONTEND
 from command.routes.wall import mount as mount_map_wall
 from command.sessions import LiveSockets, sweep_forever
 from command.settings import Settings
@@ -259,12 +267,15 @@ def create_app(
             LayerListener(follower, conninfo(db)) if db.is_postgis else None
         )
         listening = asyncio.create_task(listener.run()) if listener is not None else None
+        # Readings, positions and device events from gateways over MQTT (RALLYPOINT_MQTT_URL).
+        app.state.mqtt = mqtt = ingest_from_settings(post, settings)
+        subscribing = asyncio.create_task(mqtt.run()) if mqtt is not None else None
         try:
             yield
         finally:
             for task in (
                 *(ticker, sender, exercise_sender, cap_sender, sweeper, recovery),
-                *(following, listening),
+                *(following, listening, subscribing),
             ):
                 if task is not None:
                     task.cancel()
@@ -302,6 +313,11 @@ def create_app(
     app.include_router(plans.router)
     app.include_router(incidents.router)
     app.include_router(live.router)
+    app.include_router(alarms.router)  # alarm settings, voting, confirmation, modes
+    app.include_router(maintenance_routes.router)  # detectors' calibration and bump tests
+    app.include_router(wristband_routes.router)  # device events, people's alarms, reports
+    app.include_router(fence_routes.router)  # geofences, temporary fences, contractors
+    app.include_router(monitoring_routes.router)  # alarm journal, permits, analysis
     app.include_router(ws.router)
     app.include_router(feed.router)
     app.include_router(notices.router)
@@ -319,6 +335,7 @@ def create_app(
 
     # The map wall (frontend/): its page, its files and Leaflet, all served from here.
     mount_map_wall(app)
+    mount_echarts(app, FRONTEND)  # the analysis page's charts
     mount_api_docs(app)
     notices.mount(app)
 

@@ -862,6 +862,32 @@ def demo_wind(site_id: str, speed: float, from_deg: float) -> None:
     click.echo(f"wind {speed:g} m/s from {from_deg:g} deg at {site_id}, now: {', '.join(stations)}")
 
 
+@demo.command("history")
+@click.option("--site", "site_id", default="demo-works", show_default=True, help="Site id.")
+@click.option("--days", type=int, default=30, show_default=True, help="Days of history, 7 to 90.")
+@click.option("--seed", type=int, default=16, show_default=True, help="Random seed.")
+@click.option(
+    "--replace", is_flag=True, help="Replace generated history already there (else: keep it)."
+)
+@_report_errors
+def demo_history(site_id: str, days: int, seed: int, replace: bool) -> None:
+    """Generate days of alarm history ending now, with planted patterns (a chattering
+    detector by the welding shop, a drifting one, a stuck one, a real small leak), marked
+    generated, into the history tables (never the event log): docs/monitoring.md."""
+    from command.monitoring.demo_history import generate_history, has_generated
+
+    with _database() as database, database.write() as session:
+        if has_generated(session, site_id) and not replace:
+            click.echo(f"{site_id} has generated history already (--replace to make it again)")
+            return
+        made = generate_history(session, site_id, days=days, seed=seed)
+    planted = ", ".join(f"{k} {v}" for k, v in made["planted"].items())
+    click.echo(
+        f"{made['alarms']} alarms, {made['permits']} hot-work permits and {made['periods']} "
+        f"reading periods at {site_id}, {made['from']} to {made['to']}; planted: {planted}"
+    )
+
+
 @main.group()
 def fixtures() -> None:
     """Generate site folders: the demo works, or large synthetic sites for benchmarks."""

@@ -321,7 +321,11 @@ CONTENT_SECURITY_POLICY = (
 PAGE_POLICIES = {
     "/redoc": CONTENT_SECURITY_POLICY.replace(
         "style-src 'self'", "style-src 'self' 'unsafe-inline'"
-    )
+    ),
+    # ECharts' tooltips are HTML with style attributes (the analysis page's charts).
+    "/static/analysis.html": CONTENT_SECURITY_POLICY.replace(
+        "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+    ),
 }
 
 

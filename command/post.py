@@ -55,16 +55,21 @@ from command.incidents import (
     snapshot,
 )
 from command.layer_feed import LayerFeed
+from command.monitoring import wristbands as bands
+from command.monitoring.alarms import AlarmBoard
+from command.monitoring.devices import DeviceEvent
+from command.monitoring.fences import FenceWatch
+from command.monitoring.health import DetectorHealth
+from command.monitoring.history import AlarmHistory
+from command.monitoring.wristband_desk import WristbandDesk
 from command.notifications import CallTree, Notice, answered_by_token, issue_answer_tokens
 from command.positions import refuse_far_positions, store_positions
 from command.sensors import (
-    TIERS,
     Reading,
+    Sensor,
     SensorAlarms,
     nothing_to_acknowledge,
-    proposed_plans,
     refuse_impossible,
-    tier_after,
 )
 from command.site_model import (
     SiteModel,
@@ -156,7 +161,7 @@ class DrillHooks(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class CommandPost:
+class CommandPost(WristbandDesk):
     def __init__(self, db: Database, hub: Hub, clock: Clock, models: SiteModels) -> None:
         self.db = db
         self.hub = hub
@@ -167,6 +172,11 @@ class CommandPost:
         self.sensor_tiers: dict[str, dict[str, str | None]] = {}  # site -> sensor -> tier
         #: Each sensor's alarm awaiting (or holding) an acknowledgement, from the log.
         self.alarms = SensorAlarms()
+        #: Alarm tiers by the standard (``command.monitoring.alarms``): settings, modes and
+        #: voting per site; per site (or drill) the delays running, confirmations and checks.
+        self.alarm_board = AlarmBoard()
+        #: Flags to put on a sensor's alarm event (detector health): (site, sensor) -> flags.
+        self.alarm_flags: Callable[[str, str], Mapping[str, Any] | None] | None = None
         #: site -> sensor -> its last reading (readings that change nothing are not logged:
         #: the latest are stored in ``sensor_readings`` once a second and read back on start).
         self.last_readings: dict[str, dict[str, dict[str, Any]]] = {}
@@ -234,6 +244,16 @@ class CommandPost:
         self.cap_enabled = False
         #: Layer changes to the walls (``layer.changed``), from the log's end at start.
         self.layer_feed = LayerFeed(db, hub, clock, lock=self._lock, warning=self.layer_warning)
+        #: Geofences and tag reads (``command.monitoring.fences``).
+        self.fences = FenceWatch(self)
+        #: Wristbands (``command.monitoring.wristbands``): each tracked person's filter state
+        #: and timers, their alarms (from the log), position samples not yet stored.
+        self.wristbands = bands.Wristbands()
+        #: Detector health: stale, stuck, out of range, drifting, overdue checks.
+        self.health = DetectorHealth(self)
+        self.alarm_flags = self.health.alarm_flags  # an alarm carries its detector's flags
+        #: The alarm journal and 10-minute reading history (``command.monitoring.history``).
+        self.alarm_history = AlarmHistory(db)
 
     # -- the site model -------------------------------------------------------------------------
 
@@ -572,6 +592,8 @@ class CommandPost:
                 "at_muster": _arrivals(model),
                 # Alarms nobody has acknowledged yet: a wall that (re)connects shows them.
                 "alarms": self.alarms.unacknowledged(site_id, model.sensors),
+                # Checks asked for, alarms confirmed, sensors shelved, out of service or in test.
+                "alarm_conditions": self.alarm_board.conditions(site_id),
             }
             if not self.recovery.finished:  # the wall shows how far a restart has come
                 message["recovery"] = self.recovery.as_dict()
@@ -892,7 +914,11 @@ class CommandPost:
                     seq = event_log.last_seq(session, site_id)
                 self.hub.publish(site_id, self._due_pictures(model, seq, wait=False))
             self._picture_due.clear()
+        out += self._alarm_clock()  # alarm delays completed, shelvings expired
         self.send_cap()  # logged and published; not among the deadlines fired
+        out += self.fences.tick()  # temporary fences expired, stays too long
+        out += self.watch_wristbands()  # man-down and signal lost
+        out += self.health.tick()  # detectors gone silent, checks come due
         if self.drills is not None:  # outside the lock: the desk calls in as any client does
             out += self.drills.tick()
         return out
@@ -1242,10 +1268,11 @@ class CommandPost:
         # A wind change re-evaluates the plumes outside the lock, in order per site.
         with self._planning_lock(site_id) if winds else contextlib.nullcontext():
             logged = self._readings(site_id, model, readings, winds, actor, exercise)
+        logged += self.health.observe(site_id, readings, exercise=exercise)  # detector health
         if exercise is None and self.drills is not None:
             for event in logged:
                 tier = event.data.get("to") if event.type == "sensor.state" else None
-                if tier is not None and tier in ALARMING:
+                if tier is not None and tier in ALARMING and not event.data.get("test"):
                     self.drills.real_alarm(site_id, str(event.data["sensor_id"]), str(tier))
         return logged
 
@@ -1285,7 +1312,6 @@ class CommandPost:
             pictures = [(i, a) for i, a in pictures if self.incidents.get(i.id) is i]
             held = self.exercise_tiers if exercise is not None else self.sensor_tiers
             tiers = dict(held.get(exercise if exercise is not None else site_id, {}))
-            mark = {"exercise": exercise} if exercise is not None else {}
             now = self.clock.now().isoformat()
             latest = {
                 r.sensor_id: {
@@ -1299,61 +1325,24 @@ class CommandPost:
             drafts: list[event_log.Draft] = []
             with self.db.read() as session:
                 plans = [p.template for p in approved_plans(session, site_id)]
-            for reading in readings:
-                sensor = model.sensors[reading.sensor_id]
-                if sensor.kind == "wind":
-                    continue
-                before = tiers.get(sensor.id)
-                after = tier_after(sensor, reading.value, before)
-                if after == before:
-                    continue
-                tiers[sensor.id] = after
-                drafts.append(
-                    event_log.Draft(
-                        "sensor.state",
-                        actor,
-                        {
-                            "sensor_id": sensor.id,
-                            "substance": sensor.substance,
-                            "from": before,
-                            "to": after,
-                            "value": reading.value,
-                            **mark,
-                        },
-                    )
-                )
-                rising = after is not None and (
-                    before is None or TIERS.index(after) > TIERS.index(before)
-                )
-                proposed = proposed_plans(sensor, after, plans) if rising and after else []
-                # A plan already running for the sensor's place is pointed to, not proposed.
-                running = {
-                    plan_id: found.id
-                    for plan_id in proposed
-                    if sensor.lonlat is not None
-                    and (
-                        found := self.running_at(
-                            site_id,
-                            plan_id,
-                            shapely.Point(sensor.lonlat),
-                            exercise=exercise is not None,
-                        )
-                    )
-                }
-                if proposed:
-                    drafts.append(
-                        event_log.Draft(
-                            "plan.proposed",
-                            "system",
-                            {
-                                "sensor_id": sensor.id,
-                                "tier": after,
-                                "plans": [p for p in proposed if p not in running],
-                                "running": running,
-                                **mark,
-                            },
-                        )
-                    )
+                self.alarm_board.setup(site_id, session)
+            # Tiers with deadband and delays, confirmation and proposals
+            # (command.monitoring.alarms): the events, and the state memory takes once logged.
+            scope = (site_id, exercise)
+            outcome = self.alarm_board.evaluate(
+                scope,
+                build=model.build,
+                sensors=model.sensors,
+                zones=model.layers["zones"],
+                tiers=tiers,
+                values=[(r.sensor_id, r.value) for r in readings],
+                now=self.clock.now(),
+                actor=actor,
+                plans=plans,
+                running_at=self._running_at_sensor(site_id, exercise),
+                flags=self._alarm_flags_of(site_id),
+            )
+            drafts += outcome.drafts
             for incident, again in pictures:
                 change = again.change
                 drafts.append(
@@ -1376,6 +1365,7 @@ class CommandPost:
                         session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
                     )
             # Logged (or nothing to log): now memory follows.
+            self.alarm_board.apply(scope, outcome)
             if exercise is not None:  # the drill's own tiers; the real ones stay as they are
                 self.exercise_tiers[exercise] = tiers
                 if winds:
@@ -1383,6 +1373,7 @@ class CommandPost:
             else:
                 self.sensor_tiers[site_id] = tiers
                 self.alarms.follow(logged)
+                self.alarm_history.follow(site_id, logged, readings, self.clock.now())  # journal
                 self.last_readings.setdefault(site_id, {}).update(latest)
                 self._unsaved_readings.setdefault(site_id, {}).update(latest)
             if not logged:
@@ -1390,6 +1381,32 @@ class CommandPost:
             moved = self._lay_live_over(model, positions) if positions is not None else None
             self._publish_pictures(model, pictures, logged, moved)
             return logged
+
+    def _running_at_sensor(
+        self, site_id: str, exercise: str | None
+    ) -> Callable[[str, Sensor], str | None]:
+        """Plan id and sensor -> the incident of that plan already running at its place."""
+
+        def running(plan_id: str, sensor: Sensor) -> str | None:
+            if sensor.lonlat is None:
+                return None
+            found = self.running_at(
+                site_id, plan_id, shapely.Point(sensor.lonlat), exercise=exercise is not None
+            )
+            return found.id if found else None
+
+        return running
+
+    def _alarm_flags_of(self, site_id: str) -> Callable[[str], Mapping[str, Any] | None] | None:
+        flags = self.alarm_flags
+        return (lambda sensor_id: flags(site_id, sensor_id)) if flags is not None else None
+
+    def _alarm_clock(self) -> list[event_log.LoggedEvent]:
+        """Under the lock, each second: delays that completed without a new reading move
+        their tiers, and shelvings that expired end (``command.monitoring.alarm_desk``)."""
+        from command.monitoring.alarm_desk import alarm_clock  # it uses the post's methods
+
+        return alarm_clock(self)
 
     def restrict(
         self,
@@ -1515,6 +1532,8 @@ class CommandPost:
             tiers = dict(self.sensor_tiers.get(site_id, {}))
             latest = dict(self.last_readings.get(site_id, {}))
             alarms = {k: a.as_dict() for k, a in self.alarms.sites.get(site_id, {}).items()}
+            conditions = self.alarm_board.conditions(site_id)
+        confirmed, checks, modes = (conditions[k] for k in ("confirmed", "checks", "modes"))
         return [
             {
                 "id": sensor.id,
@@ -1523,9 +1542,17 @@ class CommandPost:
                 "tier": tiers.get(sensor.id),
                 "last_reading": latest.get(sensor.id),
                 "alarm": alarms.get(sensor.id),
+                # Alarm management (command.monitoring.alarms): how the alarm was confirmed
+                # (None: not), whether the post was asked to check, the sensor's mode.
+                "confirmed": confirmed.get(sensor.id),
+                "check_requested": sensor.id in checks,
+                "mode": modes.get(sensor.id),
             }
             for sensor in model.sensors.values()
-            if sensor.id in tiers or sensor.id in latest or sensor.id in alarms
+            if sensor.id in tiers
+            or sensor.id in latest
+            or sensor.id in alarms
+            or sensor.id in modes
         ]
 
     def acknowledge_alarm(
@@ -1612,12 +1639,15 @@ class CommandPost:
         *,
         exercise: str | None = None,
         restore: bool = False,
+        accuracy: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Live positions (person -> lon, lat, observed at; receipt time when not given). A
-        position observed before the one held is ignored and counted. The site model moves
-        the people; each active incident follows: who is in which zone, who must move, and
-        the moved people's routes from where they are now. Subscribers get each latest
-        position (coalesced per client) and the headcount.
+        position observed before the one held is ignored and counted. ``accuracy`` (person ->
+        metres; else the ``accuracy`` of :class:`command.monitoring.wristbands.Moves`) filters
+        jitter and drives the wristband timers (``command.monitoring.wristbands``). The site
+        model moves the people; each active incident follows: who is in which zone, who must
+        move, and the moved people's routes from where they are now. Subscribers get each
+        latest position (coalesced per client) and the headcount.
 
         ``exercise`` names the drill whose inject they are: the walls see them as any others,
         but they are never stored as the people's positions (a restart forgets them, and the
@@ -1650,6 +1680,17 @@ class CommandPost:
                     times = model.person_seen_at.copy()
                     times[[model.person_row[p] for p in timed if p in model.person_row]] = -math.inf
                     model.person_seen_at = times
+            band: bands.Taken | None = None
+            if exercise is None and not restore:  # a drill's injects pass unfiltered
+                zones = self.wristbands.zones(model.site, model.build, model.layers["zones"])
+                band = self.wristbands.take(
+                    model.site,
+                    zones,
+                    model.person_row,
+                    timed,
+                    bands.accuracy_of(moves) if accuracy is None else accuracy,
+                )
+                timed = band.timed
             moved = move_people(model, timed)
             if moved.unknown:
                 log.info(
@@ -1693,6 +1734,7 @@ class CommandPost:
                 for incident, f in followed
                 if f.change or f.must_move
             ]
+            drafts += band.drafts if band is not None else []  # wristband alarms cleared
             # Full muster: everyone who has had to move since the activation stands at a
             # muster point now (the review's "time to full muster", when it happened).
             with model.lock:
@@ -1723,6 +1765,7 @@ class CommandPost:
                     else []
                 )
                 seq = event_log.last_seq(session, site_id)
+            self.wristbands.alarms.follow(logged)
             messages: list[dict[str, Any]] = [*map(event_message, logged)]
             for incident, f in followed:
                 f.apply(incident)
@@ -1746,13 +1789,21 @@ class CommandPost:
                 }
             )
             self.hub.publish(site_id, messages)
+            if exercise is None and not restore:  # fences: who entered or left which
+                self.fences.positions(site_id, model, moved.rows)
         return {
             "accepted": len(ids),
             "unknown": moved.unknown,
             "stale": moved.stale,
+            "held": band.held if band is not None else {},
             "headcount": count,
             "events": [e.as_dict() for e in logged],
         }
+
+    def tag_read(self, site_id: str, event: DeviceEvent, *, actor: str) -> event_log.LoggedEvent:
+        """A gate's reader read a person's tag: ``access.granted`` or ``access.refused`` by
+        the zone's rules (``command.monitoring.fences``)."""
+        return self.fences.tag_read(site_id, event, actor=actor)
 
     def save_readings(self) -> int:
         """Store each sensor's latest reading taken since the last call: a restart keeps the
@@ -1775,8 +1826,10 @@ class CommandPost:
     def save_positions(self) -> int:
         """Store the latest position of each person moved since the last call (called once a
         second): a restart, a new wall and the people layer see where people are. The
-        sensors' latest readings are stored first (:meth:`save_readings`)."""
+        sensors' latest readings are stored first (:meth:`save_readings`), the wristbands'
+        position samples next."""
         self.save_readings()
+        self.save_samples()
         with self._lock:
             pending = {
                 site_id: {
@@ -1820,13 +1873,26 @@ class CommandPost:
         calltree = CallTree()
         for event in self._raw_events(EventRow.incident_id.is_not(None), unreadable):
             grouped.setdefault(str(event.incident_id), []).append(event)
-        sensor_types = ("sensor.state", "sensor.acknowledged")
+        sensor_types = (
+            "sensor.state",
+            "sensor.acknowledged",
+            "sensor.confirmed",
+            "sensor.check_requested",
+        )
+        board = AlarmBoard()
         for event in self._raw_events(EventRow.type.in_(sensor_types), unreadable):
             try:
                 if event.type == "sensor.state":
                     tiers.setdefault(event.site_id, {})[event.data["sensor_id"]] = event.data["to"]
                 alarms.follow([event])  # the alarms as they were: the same rules replayed
+                board.follow([event])  # confirmations and checks
             except (KeyError, TypeError, ValueError):  # audit verify names it
+                log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
+        people = bands.PersonAlarms()  # the wristbands' alarms, replayed
+        for event in self._raw_events(EventRow.type.startswith("person."), unreadable):
+            try:
+                people.follow([event])
+            except (KeyError, TypeError, ValueError, AttributeError):
                 log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
         for event in self._raw_events(EventRow.type.startswith("notification."), unreadable):
             data = event.data
@@ -1848,6 +1914,9 @@ class CommandPost:
                 self.last_readings[site_id] = {**latest, **self.last_readings.get(site_id, {})}
             self.sensor_tiers = tiers
             self.alarms = alarms
+            self.alarm_board.confirmed = board.confirmed
+            self.alarm_board.checks = board.checks
+            self.wristbands.alarms = people
             self.calltree = calltree
             for incident_id, (site_id, reason) in unreadable.items():
                 log.error("incident %s quarantined: %s", incident_id, reason)

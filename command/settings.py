@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -199,6 +199,46 @@ class Settings(BaseSettings):
         ge=1,
         le=24 * 3600,
         description="At most this often (seconds) the server signs the heads that moved.",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        pattern=r"^mqtts?://[^/?#]+/?$",
+        description="The MQTT broker gateways publish to (mqtt://host:1883, mqtts://host:8883 "
+        "for TLS); unset, MQTT ingestion is off (docs/monitoring.md).",
+    )
+    mqtt_client_id: str = Field(
+        default="rallypoint",
+        min_length=1,
+        max_length=64,
+        description="Rallypoint's client id at the broker: fixed, as its persistent session "
+        "(the messages queued while it is away) is kept under it.",
+    )
+    mqtt_username: str | None = Field(default=None, description="User name at the broker.")
+    mqtt_password: SecretStr | None = Field(default=None, description="Password at the broker.")
+    mqtt_topic_prefix: str = Field(
+        default="rallypoint",
+        pattern=r"^[^#+/]+(/[^#+/]+)*$",
+        description="First level(s) of the topics: PREFIX/<site>/readings, .../positions, "
+        ".../events; refused messages go to PREFIX/<site>/dead-letter.",
+    )
+    mqtt_max_payload_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest MQTT message taken; a larger one goes to the dead letters.",
+    )
+    mqtt_backoff_initial_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Wait before the first reconnection to a lost broker; it doubles with each "
+        "failed attempt (with jitter) up to RALLYPOINT_MQTT_BACKOFF_MAX_S.",
+    )
+    mqtt_backoff_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait between two reconnection attempts to the broker.",
     )
 
     @field_validator("database_url")

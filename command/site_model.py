@@ -545,6 +545,7 @@ def headcount(model: SiteModel, moving: np.ndarray | None = None) -> dict[str, A
         "at": {m: int(n) for m, n in zip(musters, counts.tolist(), strict=True)},
         "accounted": int(accounted.sum()),
         "on_site": len(model.person_ids),
+        "by_employer": _by_employer(model, accounted),
     }
     if moving is not None:
         out["missing"] = [
@@ -553,6 +554,34 @@ def headcount(model: SiteModel, moving: np.ndarray | None = None) -> dict[str, A
             if not accounted[i]
         ]
     return out
+
+
+#: Per model build: the employers, and each person's (a row of ``person_ids``) among them.
+_EMPLOYERS: dict[int, tuple[list[str], np.ndarray]] = {}
+
+
+def _by_employer(model: SiteModel, accounted: np.ndarray) -> dict[str, dict[str, int]]:
+    """Employer -> people on site and accounted for at a muster point (a contractor's
+    headcount is their firm's as much as the site's)."""
+    found = _EMPLOYERS.get(model.build)
+    if found is None or len(found[1]) != len(model.person_ids):
+        employer = {
+            str(f["id"]): str(f["properties"].get("employer") or "?")
+            for f in model.layers.get("people", [])
+        }
+        names = sorted({employer.get(p, "?") for p in model.person_ids})
+        code = {n: i for i, n in enumerate(names)}
+        found = (names, np.array([code[employer.get(p, "?")] for p in model.person_ids], np.int64))
+        if len(_EMPLOYERS) > 32:
+            _EMPLOYERS.clear()
+        _EMPLOYERS[model.build] = found
+    names, codes = found
+    total = np.bincount(codes, minlength=len(names))
+    at = np.bincount(codes[accounted], minlength=len(names))
+    return {
+        n: {"on_site": int(t), "accounted": int(a)}
+        for n, t, a in zip(names, total.tolist(), at.tolist(), strict=True)
+    }
 
 
 class SiteModels:

@@ -888,6 +888,9 @@ export class Activation {
   offer(item, entry, sensor, error) {
     const where = sensor?.geometry?.type === "Point" ? sensor.geometry.coordinates : null;
     if (!where) item.append(el("p", { class: "quiet" }, t("alarm.unknown_place")));
+    // The level the server proposes at: L1 while the alarm is unconfirmed, from L2 once it is.
+    const proposed = $("activate-level").querySelector(`option[value='${entry.level}']`);
+    if (!this.dirty && proposed && entry.proposedSeq !== this.prefilledFor) $("activate-level").value = entry.level;
     for (const planId of entry.plans) {
       const title = this.planLabel(planId);
       const level = t(`response.${$("activate-level").value}`);

@@ -3,11 +3,19 @@
 // event naming who, from POST .../sensors/{id}/acknowledge). A sensor that fell back to normal
 // while unacknowledged stays too (ISA-18.2). A plan the alarm proposes is offered to
 // commanders; one already running for that place points to its incident, for everyone.
+// Alarm management (command/monitoring/alarms.py): an alarm says whether the post was asked to
+// check it and whether it is confirmed (by voting, or by whom); a commander confirms it here
+// (POST .../sensors/{id}/confirm). Sensors shelved, out of service or in test are listed under
+// the alarms; a test alarm is marked and sounds no tone.
 import { problemText, send } from "./api.js";
 import { $, el } from "./dom.js";
 import { t } from "./i18n.js";
 
 const SOUND_KEY = "rallypoint.sound";
+// The words for a sensor's mode, and for how an alarm was confirmed.
+const MODE_WORDS = { shelved: "alarm.mode_shelved", out_of_service: "alarm.mode_out_of_service", test: "alarm.mode_test" };
+const MODE_EVENTS = new Set(["sensor.shelved", "sensor.out_of_service", "sensor.test_started"]);
+const MODE_ENDS = new Set(["sensor.unshelved", "sensor.in_service", "sensor.test_ended"]);
 const BEEP_EVERY_MS = 2000;
 
 // The alarm tone: Web Audio, two short beeps every two seconds while an alarm waits, unless
@@ -109,6 +117,9 @@ export class Alarms {
     this.wall = wall;
     this.entries = new Map(); // sensor id -> {tier, since, value, substance, cleared, plans, running}
     this.acked = new Map(); // sensor id -> the tier acknowledged, while the sensor is still in a tier
+    this.confirmed = new Map(); // sensor id -> how its alarm was confirmed (sensor.confirmed's data)
+    this.checks = new Set(); // sensors whose alarm the post was asked to check
+    this.modes = new Map(); // sensor id -> {mode, reason, by, until}
     this.tone = new Tone();
     $("alarms").replaceChildren();
     $("alarms").hidden = true;
@@ -131,6 +142,32 @@ export class Alarms {
     this.paint();
   }
 
+  // The snapshot's alarm_conditions: confirmations, checks asked for, sensors in a mode.
+  conditions(c) {
+    this.confirmed = new Map(Object.entries(c?.confirmed || {}));
+    this.checks = new Set(c?.checks || []);
+    this.modes = new Map(Object.entries(c?.modes || {}));
+    this.paint();
+  }
+
+  // sensor.check_requested, sensor.confirmed and the mode events (a drill's are its own).
+  manage(event) {
+    const d = event.data || {};
+    const id = String(d.sensor_id);
+    if (d.exercise) return;
+    if (event.type === "sensor.check_requested") this.checks.add(id);
+    else if (event.type === "sensor.confirmed") {
+      this.confirmed.set(id, d);
+      this.checks.delete(id);
+    } else if (MODE_EVENTS.has(event.type)) this.modes.set(id, d);
+    else if (MODE_ENDS.has(event.type)) this.modes.delete(id);
+    else if (event.type === "sensor.state" && d.to === null) {
+      this.confirmed.delete(id);
+      this.checks.delete(id);
+    } else return;
+    this.paint();
+  }
+
   // A sensor.state event: a rise raises (or re-arms) the alarm; a fall keeps it until acknowledged.
   // As the server decides (command/sensors.py): only a rise above the tier acknowledged
   // raises the alarm again; back to normal, an acknowledged alarm is over.
@@ -150,7 +187,7 @@ export class Alarms {
     const rose = d.to && (d.from === null || d.from === undefined || rank(d.to) > rank(d.from));
     if (rose && (!old || rank(d.to) > rank(old.tier)) && (!acked || rank(d.to) > rank(acked))) {
       this.acked.delete(id);
-      this.entries.set(id, { ...old, id, sensor: String(d.sensor_id), exercise: d.exercise || null, tier: d.to, since: event.at, value: d.value, substance: d.substance, cleared: false });
+      this.entries.set(id, { ...old, id, sensor: String(d.sensor_id), exercise: d.exercise || null, test: Boolean(d.test), tier: d.to, since: event.at, value: d.value, substance: d.substance, cleared: false });
     } else if (old) {
       old.cleared = d.to === null;
       old.value = d.value;
@@ -182,6 +219,7 @@ export class Alarms {
     entry.plans = d.plans || [];
     entry.running = d.running || {};
     entry.proposedSeq = event.seq;
+    entry.level = d.level || null; // L1 unconfirmed, L2 and above confirmed
     this.paint();
   }
 
@@ -193,6 +231,7 @@ export class Alarms {
     for (const sensor of sensors) {
       const id = String(sensor.id);
       const alarm = sensor.alarm;
+      changed = this.reconcileConditions(id, sensor) || changed;
       if (!alarm) {
         this.acked.delete(id);
         if (this.entries.delete(id)) changed = true;
@@ -205,6 +244,50 @@ export class Alarms {
       }
     }
     if (changed) this.paint();
+  }
+
+  // The server's word on a sensor's confirmation, check and mode (GET .../sensors/state).
+  reconcileConditions(id, sensor) {
+    const before = JSON.stringify([this.confirmed.get(id) || null, this.checks.has(id), this.modes.get(id) || null]);
+    if (sensor.confirmed) this.confirmed.set(id, sensor.confirmed);
+    else if (sensor.confirmed === null) this.confirmed.delete(id);
+    if (sensor.check_requested) this.checks.add(id);
+    else if (sensor.check_requested === false) this.checks.delete(id);
+    if (sensor.mode) this.modes.set(id, sensor.mode);
+    else if (sensor.mode === null) this.modes.delete(id);
+    return before !== JSON.stringify([this.confirmed.get(id) || null, this.checks.has(id), this.modes.get(id) || null]);
+  }
+
+  mayConfirm() {
+    return (this.wall.me?.roles || []).includes("commander");
+  }
+
+  // How the alarm stands: confirmed (by voting, or by whom), or asked to be checked.
+  confirmation(entry) {
+    if (entry.exercise) return null;
+    if (entry.test) return el("p", { class: "alarm-detail alarm-test" }, t("alarm.test"));
+    const how = this.confirmed.get(entry.id);
+    if (how?.how === "voting") {
+      return el("p", { class: "alarm-detail alarm-confirmed", "data-how": "voting" }, t("alarm.confirmed_voting", { voting: how.as_voted || how.voting, detectors: (how.detectors || []).join(", ") }));
+    }
+    if (how) {
+      return el("p", { class: "alarm-detail alarm-confirmed", "data-how": "person" }, t("alarm.confirmed_person", { who: how.by_name || how.by || "?" }));
+    }
+    if (entry.cleared) return null;
+    return el("p", { class: "alarm-detail alarm-unconfirmed", "data-check": String(this.checks.has(entry.id)) }, t(this.checks.has(entry.id) ? "alarm.check_requested" : "alarm.unconfirmed"));
+  }
+
+  // Sensors shelved, out of service or in test: one line each, with who, why and until when.
+  paintModes(box) {
+    if (!this.modes.size) return;
+    const list = el("ul", { class: "alarm-modes", "aria-label": t("alarm.modes_region") });
+    for (const [id, m] of this.modes) {
+      const sensor = this.wall.sensors.get(id);
+      const name = sensor?.properties?.name || id;
+      const until = m.until ? ` ${t("alarm.mode_until", { time: this.wall.at(m.until) })}` : "";
+      list.append(el("li", { "data-sensor": id, "data-mode": m.mode }, `${t(MODE_WORDS[m.mode] || "alarm.mode_test")}: ${name} (${m.by_name || m.by || "?"}: ${m.reason || ""})${until}`));
+    }
+    box.append(list);
   }
 
   mayAcknowledge() {
@@ -228,6 +311,16 @@ export class Alarms {
           : t("alarm.detail", { substance: entry.substance || "", value: `${entry.value ?? "?"}${unit ? ` ${unit}` : ""}`, time: wall.at(entry.since) })),
       );
       const error = el("p", { class: "error alarm-error", role: "alert" });
+      // A sensor in test mode: its alarm is a test one, also when the wall came in after it rose.
+      if (!entry.exercise && this.modes.get(entry.sensor || entry.id)?.mode === "test") entry.test = true;
+      const standing = this.confirmation(entry);
+      if (standing) item.append(standing);
+      if (entry.test) item.dataset.test = "true";
+      if (this.mayConfirm() && !entry.exercise && !entry.test && !entry.cleared && !this.confirmed.has(entry.id)) {
+        const confirm = el("button", { type: "button", class: "alarm-confirm", title: t("alarm.confirm_title", { sensor: name }) }, t("alarm.confirm"));
+        confirm.addEventListener("click", () => this.confirm(entry.id, confirm, error));
+        item.append(confirm);
+      }
       if (this.mayAcknowledge() && !entry.exercise) {
         const ack = el("button", { type: "button", class: "alarm-ack", title: t("alarm.acknowledge_title", { sensor: name }) }, t("alarm.acknowledge"));
         ack.addEventListener("click", () => this.acknowledge(entry.id, ack, error));
@@ -247,9 +340,26 @@ export class Alarms {
       item.append(error);
       box.append(item);
     }
-    box.hidden = !this.entries.size;
+    this.paintModes(box);
+    box.hidden = !this.entries.size && !this.modes.size;
     box.setAttribute("aria-label", t("alarm.region"));
-    this.tone.set(this.entries.size > 0);
+    // A test alarm, or a shelved sensor's, sounds no tone.
+    const sounding = [...this.entries.values()].filter((e) => !e.test && this.modes.get(e.sensor || e.id)?.mode !== "shelved");
+    this.tone.set(sounding.length > 0 || Boolean(this.wall.fences?.waiting) || Boolean(this.wall.personAlarms?.waiting)); // and breaches (fences.js), people's alarms (person-alarms.js)
+  }
+
+  async confirm(sensorId, button, error) {
+    button.disabled = true;
+    error.textContent = "";
+    try {
+      const site = encodeURIComponent(this.wall.site.id);
+      await send("POST", `/api/sites/${site}/sensors/${encodeURIComponent(sensorId)}/confirm`, {});
+      // The sensor.confirmed event marks it confirmed on every wall, this one included.
+    } catch (failure) {
+      if (failure.status === 401) return;
+      error.textContent = t("alarm.confirm_refused", { detail: problemText(failure) });
+      button.disabled = false;
+    }
   }
 
   async acknowledge(sensorId, button, error) {

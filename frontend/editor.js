@@ -31,7 +31,7 @@ const SAVED_NOTE_MS = 6000;
 // module. It gets a plain object of the same classes, so what it adds to them (the `pm` of a
 // layer) the wall's layers have. Opt-in: only the editor's own layers get editing handles.
 let geoman = null;
-function loadGeoman() {
+export function loadGeoman() {
   geoman ||= (async () => {
     document.head.append(el("link", { rel: "stylesheet", href: GEOMAN_CSS }));
     window.L = { ...L };

@@ -8,6 +8,8 @@ import { Activation } from "./actions.js";
 import { api, HttpError, problemText } from "./api.js";
 import { duration, el, text } from "./dom.js";
 import { Editor } from "./editor.js";
+import { Fences } from "./fences.js";
+import { PersonAlarms } from "./person-alarms.js";
 import { t } from "./i18n.js";
 import { compass, threatName } from "./panels.js";
 import { PeopleLayer } from "./people.js";
@@ -93,6 +95,8 @@ export const mapMethods = {
     await this.refreshWind();
     if (this.isCommander() && !this.closed) this.activation = new Activation(this);
     if (!this.closed) this.editor = Editor.open(this); // planners only
+    if (!this.closed) this.fences = Fences.open(this); // geofences: breaches, temporary fences
+    if (!this.closed) this.personAlarms = PersonAlarms.open(this, people); // wristbands' alarms
   },
 
   // The site's zones (this.zonesById), drawn afresh: at loading, and when a layer change or the
@@ -243,15 +247,16 @@ export const mapMethods = {
 
   // The sensors' state (GET .../sensors/state): the detectors' tiers and the latest wind.
   async refreshWind() {
-    let sensors;
+    let sensors, health;
     try {
-      ({ sensors = [] } = await api(`/api/sites/${encodeURIComponent(this.site.id)}/sensors/state`));
+      ({ sensors = [], health = [] } = await api(`/api/sites/${encodeURIComponent(this.site.id)}/sensors/state`));
     } catch (error) {
       if (error.status !== 401) console.warn("sensors' state not read", error);
       return;
     }
     if (this.closed) return;
     this.alarms.reconcile(sensors);
+    this.paintHealth(health); // detectors flagged unhealthy or overdue (health.js)
     let best = null;
     for (const sensor of sensors) {
       if (sensor.kind !== "wind") this.paintSensor(String(sensor.id), sensor.tier);

@@ -375,6 +375,7 @@ export const panelMethods = {
       el("h3", { id: `people-musters-${shown.picture.incident.id}` }, t("people.headcount")),
       total,
       musters,
+      ...this.employerHeadcount(headcount),
       el("h3", { class: "missing-head" }, `${t("people.missing")} (${missing.length})`),
       missing.length ? missingList : el("p", { class: "quiet" }, t("people.missing_none")),
       el("h3", { class: "trapped-head" }, `${t("people.trapped")} (${evacuation.trapped.length})`),
@@ -384,6 +385,17 @@ export const panelMethods = {
       el("h3", {}, t("people.receptors")),
       receptors,
     );
+  },
+
+  // The headcount by employer: contractors' firms account for their own people too.
+  employerHeadcount(headcount) {
+    const by = Object.entries(headcount?.by_employer || {});
+    if (!by.length) return [];
+    const list = el("ul", { class: "employer-list" });
+    for (const [name, c] of by) {
+      list.append(el("li", { "data-employer": name }, t("people.employer_row", { name, accounted: c.accounted, on_site: c.on_site })));
+    }
+    return [el("h3", { class: "employer-head" }, t("people.by_employer")), list];
   },
 
   siteCount(headcount) {

@@ -110,6 +110,8 @@ export const socketMethods = {
         }
         this.replaceAll(message.incidents);
         if (message.alarms) this.alarms.reset(message.alarms);
+        if (message.alarm_conditions) this.alarms.conditions?.(message.alarm_conditions);
+        this.personAlarms?.load(); // people's alarms: the server's list after a gap (person-alarms.js)
         showRecovery(message.recovery, message.quarantined);
         this.live();
         break;

@@ -10,6 +10,7 @@ import { bannerMethods } from "./banner.js";
 import { commandMethods } from "./commands.js";
 import { $, setStatus } from "./dom.js";
 import { DrillConsole } from "./drill-console.js";
+import { healthMethods } from "./health.js";
 import { kpiMethods } from "./kpis.js";
 import { mapMethods } from "./map.js";
 import { panelMethods } from "./panels.js";
@@ -64,6 +65,8 @@ export class Wall {
     this.templateDocs = new Map(); // "plan@version" -> the template, once loaded
     this.activation = null; // the activation panel, for commanders
     this.editor = null; // the layer editor (editor.js), for planners
+    this.fences = null; // breaches and temporary fences (fences.js)
+    this.personAlarms = null; // SOS, man-down, signal lost (person-alarms.js)
     this.routeAsked = 0; // counts route requests (routeNow): only the newest answer is drawn
     this.routePopup = null; // {incidentId, popup} of the route shown now
     this.time = this.timeFormat(site.timezone);
@@ -118,6 +121,7 @@ export class Wall {
     this.paintKpis();
     this.paintSwitch();
     this.alarms.paint();
+    this.paintHealth(this.health);
     this.paintMapTexts();
     this.paintBanner();
     this.drillConsole?.paint();
@@ -168,6 +172,8 @@ export class Wall {
     for (const timer of this.pending.values()) clearTimeout(timer);
     this.activation?.close();
     this.editor?.close();
+    this.fences?.close();
+    this.personAlarms?.close();
     const socket = this.socket;
     this.socket = null;
     socket?.close(1000, "closed");
@@ -298,9 +304,13 @@ export class Wall {
       if (!event.data?.exercise) this.paintSensor(String(event.data?.sensor_id), event.data?.to ?? null);
     }
     if (event.type === "sensor.acknowledged") this.alarms.acknowledged(event);
+    if (event.type.startsWith("fence.")) this.fences?.event(event); // fences.js
+    if (event.type.startsWith("person.")) this.personAlarms?.event(event); // person-alarms.js
+    if (event.type.startsWith("sensor.")) this.alarms.manage?.(event); // checks, confirmations, modes
     if (event.type === "plan.proposed") return this.alarms.proposed(event);
     // Readings came in: the wind on the card and in the activation panel follow the stations.
-    if (event.type === "incident.wind_changed" || event.type === "sensor.state") this.sensorsChanged();
+    // (sensor.health: a detector's health changed, health.js lists it from the same answer.)
+    if (event.type === "incident.wind_changed" || event.type === "sensor.state" || event.type === "sensor.health") this.sensorsChanged();
     if (event.type === "plan.run.stood_down") return this.remove(id);
     if (PICTURE_EVENTS.has(event.type)) this.expectPicture(id);
     const shown = this.incidents.get(id);
@@ -457,5 +467,5 @@ export class Wall {
 
 // The only use of imports while the modules load: this module must be the first to load the
 // method modules (frontend/README.md), so that they are all loaded by now.
-Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods, kpiMethods, commandMethods, bannerMethods, siteLayerMethods);
+Object.assign(Wall.prototype, socketMethods, mapMethods, panelMethods, actionMethods, kpiMethods, commandMethods, bannerMethods, siteLayerMethods, healthMethods);
 Wall.live = null; // the wall shown live now, if any (replay.js pauses it during a replay)

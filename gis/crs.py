@@ -16,6 +16,7 @@ zone such as EPSG:4549 in East China).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import TypeVar
 
 import numpy as np
@@ -82,9 +83,15 @@ class SiteCRS:
 
     @classmethod
     def for_site(cls, lon: float, lat: float, configured: str | None = None) -> SiteCRS:
-        """The configured CRS if there is one, else the UTM zone estimated from the site."""
-        metric = parse_metric_crs(configured) if configured else estimate_utm_crs(lon, lat)
-        return cls.from_crs(metric)
+        """The configured CRS if there is one, else the UTM zone estimated from the site's
+        centre ``(lon, lat)``. Found once per centre and configuration (:func:`_site_crs`)."""
+        return _site_crs(lon, lat, configured)
+
+    @cached_property
+    def epsg(self) -> int | None:
+        """The EPSG code of the metric CRS; None for one without (a PROJ string)."""
+        code: int | None = self.metric.to_epsg()
+        return code
 
     def to_metric(self, geom: G) -> G:
         return _transform(geom, self._forward)
@@ -104,6 +111,17 @@ class SiteCRS:
     def area_m2(self, geom: shapely.Geometry) -> float:
         """Area in square metres of a WGS84 geometry."""
         return float(shapely.area(self.to_metric(geom)))
+
+
+@lru_cache(maxsize=256)
+def _site_crs(lon: float, lat: float, configured: str | None) -> SiteCRS:
+    """A site's CRS, kept: parsing a CRS or finding a UTM zone searches PROJ's database (a
+    tenth of a second or more), and every ``load_site`` of every write asks for it. The key is
+    all the answer depends on (the centre of the boundary and the configured CRS), so a site
+    whose boundary or CRS changes gets its new CRS. A refusal is not kept. pyproj's CRS and
+    Transformer are safe to share between threads (pyproj >= 3.1)."""
+    metric = parse_metric_crs(configured) if configured else estimate_utm_crs(lon, lat)
+    return SiteCRS.from_crs(metric)
 
 
 def _transform(geom: G, transformer: Transformer) -> G:

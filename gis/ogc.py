@@ -35,18 +35,16 @@ from sqlalchemy import (
     LargeBinary,
     Select,
     String,
-    any_,
-    bindparam,
+    and_,
     cast,
     false,
     func,
+    or_,
     select,
     type_coerce,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from gis.crs import SiteCRS
 from gis.errors import FieldError, InvalidInput
 from gis.layers import (
     META_FIELDS,
@@ -214,20 +212,10 @@ def _apply(transformer: Transformer) -> Any:
 def coordinate_systems(site: Site) -> list[CoordinateSystem]:
     """The CRSs a collection of ``site`` offers: CRS84, and the site's metric CRS when it has an
     EPSG code (a CRS given as a PROJ string has no URI to name it by)."""
-    centre = site.boundary.centroid
-    epsg = _metric_epsg(site.crs_name, centre.x, centre.y)
+    epsg = site.crs.epsg
     if epsg is None:
         return [DEFAULT_CRS]
     return [DEFAULT_CRS, CoordinateSystem(EPSG_URI.format(code=epsg), epsg)]
-
-
-@lru_cache(maxsize=256)
-def _metric_epsg(configured: str | None, lon: float, lat: float) -> int | None:
-    """The EPSG code of the metric CRS a site of this centre and configuration has (as
-    ``Site.crs`` finds it): finding the UTM zone searches PROJ's database, which costs more
-    than serving a page, so each site's is found once."""
-    epsg: int | None = SiteCRS.for_site(lon, lat, configured).metric.to_epsg()
-    return epsg
 
 
 def resolve_crs(site: Site, value: str | None, *, field: str) -> CoordinateSystem:
@@ -430,23 +418,37 @@ def items_page(
         clauses.extend(_time_clauses(layer, interval))
     with db.read() as session:
         load_site(session, site_id)
+        columns = _Columns.of(layer, sqlite=not db.is_postgis)
         # SQLite's in-memory index holds every feature of a layer whose geometry is required,
         # in id order too: it cuts the pages of such a layer without a filter (no count of
         # 100,000 rows each page). PostGIS's own indexes do that work there.
         by_index = window is not None or (not clauses and layer.geometry_required)
         if db.is_postgis or not by_index:
+            if db.is_postgis:
+                _small_answers(session)
             query = (
                 window.wkb if window is not None else None,
                 tuple(sorted((filters or {}).items())),
             )
-            ids, matched, has_before, has_after = _sql_page(
-                session, site_id, layer, window, clauses, limit, after, before, (query, interval)
+            rows, matched, has_before, has_after = _sql_page(
+                session,
+                site_id,
+                layer,
+                columns,
+                window,
+                clauses,
+                limit,
+                after,
+                before,
+                (query, interval),
             )
+            ids = [r[0] for r in rows]
         else:
             ordered = _ordered_matches(session, db, site_id, layer, window, clauses)
             ids, has_before, has_after = _slice(ordered, limit, after, before)
             matched = len(ordered)
-        features = page_geojson(session, site_id, layer, ids, cs)
+            rows = _rows_by_id(session, site_id, layer, columns, ids)
+        features = columns.geojson(rows, cs)
     return Page(
         features,
         matched,
@@ -455,45 +457,80 @@ def items_page(
     )
 
 
-def page_geojson(
-    session: Session, site_id: str, layer: Layer, ids: Sequence[str], cs: CoordinateSystem
-) -> list[dict[str, Any]]:
-    """The features ``ids`` as GeoJSON (what :meth:`Feature.to_geojson` gives, geometries in
-    ``cs``), in that order, those that exist. Read as plain columns in one query and encoded
-    together (geometries by GEOS, times from their stored text): a page of 1,000 costs a few
+@dataclass(frozen=True)
+class _Columns:
+    """What a page reads of a layer's rows, as plain columns: the id, the geometry as WKB,
+    then the attributes and ``META_FIELDS``, times as UTC text. Rows read so are encoded
+    together (geometries by GEOS, times from their text): a page of 1,000 costs a few
     milliseconds, where making each a :class:`Feature` first costs ten times that."""
+
+    selected: list[ColumnElement[Any]]
+    names: list[str]
+    times: frozenset[str]
+
+    @classmethod
+    def of(cls, layer: Layer, *, sqlite: bool) -> _Columns:
+        row = LAYER_ROWS[layer.name]
+        names = [*layer.fields, *META_FIELDS]
+        times = frozenset(n for n in names if isinstance(getattr(row, n).type, UTCDateTime))
+        # SQLite keeps a time as text already; PostgreSQL is asked for that same text: making
+        # a datetime in its time zone costs more than the rest of the feature.
+        columns: list[ColumnElement[Any]] = [
+            getattr(row, n)
+            if n not in times
+            else type_coerce(getattr(row, n), String)
+            if sqlite
+            else func.to_char(func.timezone("UTC", getattr(row, n)), _PG_TIME)
+            for n in names
+        ]
+        geom = type_coerce(row.geom, LargeBinary) if sqlite else func.ST_AsBinary(row.geom)
+        return cls([row.id.expression, geom, *columns], names, times)
+
+    def geojson(self, rows: Sequence[Any], cs: CoordinateSystem) -> list[dict[str, Any]]:
+        """Rows read with :attr:`selected` as GeoJSON features, geometries in ``cs``."""
+        wkb = _array([None if r[1] is None else bytes(r[1]) for r in rows])
+        geojson = shapely.to_geojson(cs.from_crs84(shapely.from_wkb(wkb)))
+        names, times = self.names, self.times
+        out = []
+        for r, text in zip(rows, geojson, strict=True):
+            properties = dict(zip(names, r[2:], strict=True))
+            for name in times:
+                properties[name] = _iso(properties[name])
+            geometry = None if text is None else orjson.Fragment(text)
+            out.append(
+                {"type": "Feature", "id": r[0], "geometry": geometry, "properties": properties}
+            )
+        return out
+
+
+#: A time as PostgreSQL's ``to_char`` writes it (of the time in UTC): the text SQLite keeps.
+_PG_TIME = "YYYY-MM-DD HH24:MI:SS.US"
+
+
+def _rows_by_id(
+    session: Session, site_id: str, layer: Layer, columns: _Columns, ids: Sequence[str]
+) -> list[Any]:
+    """The rows of the features ``ids`` (``columns``), in that order, those that exist: the
+    page SQLite's in-memory index cut."""
     row = LAYER_ROWS[layer.name]
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    names = [*layer.fields, *META_FIELDS]
-    times = {n for n in names if isinstance(getattr(row, n).type, UTCDateTime)}
-    columns = [
-        type_coerce(getattr(row, n), String) if sqlite and n in times else getattr(row, n)
-        for n in names
-    ]
-    geom = type_coerce(row.geom, LargeBinary) if sqlite else func.ST_AsBinary(row.geom)
     found: dict[str, Any] = {}
     for start in range(0, len(ids), READ_CHUNK):
         chunk = list(ids[start : start + READ_CHUNK])
-        # PostgreSQL takes the ids as one array: a thousand placeholders cost psycopg more to
-        # parse than the query costs to run.
-        wanted = (
-            row.id.in_(chunk)
-            if sqlite
-            else row.id == any_(bindparam("ids", chunk, type_=postgresql.ARRAY(String)))
-        )
-        stmt = select(row.id, geom, *columns).where(row.site_id == site_id, wanted)
+        stmt = select(*columns.selected).where(row.site_id == site_id, row.id.in_(chunk))
         found.update((r[0], r) for r in session.connection().execute(stmt).all())
-    rows = [found[i] for i in ids if i in found]
-    wkb = _array([None if r[1] is None else bytes(r[1]) for r in rows])
-    geojson = shapely.to_geojson(cs.from_crs84(shapely.from_wkb(wkb)))
-    out = []
-    for r, text in zip(rows, geojson, strict=True):
-        properties = dict(zip(names, r[2:], strict=True))
-        for name in times:
-            properties[name] = _iso(properties[name])
-        geometry = None if text is None else orjson.Fragment(text)
-        out.append({"type": "Feature", "id": r[0], "geometry": geometry, "properties": properties})
-    return out
+    return [found[i] for i in ids if i in found]
+
+
+def _small_answers(session: Session) -> None:
+    """Tell PostgreSQL, for this transaction, that its answers are small: a page's query is
+    estimated dear (ST_Intersects declares a high cost), so the planner would start a
+    parallel worker and compile the query with JIT, each costing more than the page."""
+    session.execute(
+        select(
+            func.set_config("jit", "off", True),
+            func.set_config("max_parallel_workers_per_gather", "0", True),
+        )
+    )
 
 
 def _iso(value: datetime | str | None) -> str | None:
@@ -529,30 +566,39 @@ def _sql_page(
     session: Session,
     site_id: str,
     layer: Layer,
+    columns: _Columns,
     window: BaseGeometry | None,
     clauses: list[ColumnElement[bool]],
     limit: int,
     after: str | None,
     before: str | None,
     query: Hashable,
-) -> tuple[list[str], int, bool, bool]:
-    """The page's ids from the database alone (PostGIS tests the window with its index):
-    ids, the number matched, whether ids lie before and after the page. ``query`` says what
-    ``window`` and ``clauses`` select, for the count's memo."""
+) -> tuple[Sequence[Any], int, bool, bool]:
+    """The page's rows (``columns``) from the database alone, in one query (PostGIS tests the
+    window with its index): rows, the number matched, whether features lie before and after
+    the page. ``query`` says what ``window`` and ``clauses`` select, for the count's memo."""
     row = LAYER_ROWS[layer.name]
     where = [row.site_id == site_id, *clauses]
     if window is not None:
         envelope = func.ST_GeomFromWKB(shapely.to_wkb(window), 4326)
-        where.append(func.ST_Intersects(row.geom, envelope))
+        exact: ColumnElement[Any] = func.ST_Intersects(row.geom, envelope)
+        inner = _inner_box(window)
+        if inner is not None:
+            # As on SQLite (:func:`_intersecting`): a feature whose box lies inside the window
+            # intersects it, so only those near its edges take the exact test.
+            inside = row.geom.op("@")(func.ST_GeomFromWKB(shapely.to_wkb(inner), 4326))
+            exact = and_(row.geom.op("&&")(envelope), or_(inside, exact))
+        where.append(exact)
     matched = _COUNTS.count(
         session, site_id, layer, query, select(func.count()).select_from(row).where(*where)
     )
+    read = session.connection().execute
     if before is not None:
-        stmt = select(row.id).where(*where, row.id < before).order_by(row.id.desc())
-        got = list(session.scalars(stmt.limit(limit + 1)))
+        stmt = select(*columns.selected).where(*where, row.id < before).order_by(row.id.desc())
+        got = read(stmt.limit(limit + 1)).all()
         return got[:limit][::-1], matched, len(got) > limit, True
-    stmt = select(row.id).where(*where, *([row.id > after] if after is not None else []))
-    got = list(session.scalars(stmt.order_by(row.id).limit(limit + 1)))
+    stmt = select(*columns.selected).where(*where, *([row.id > after] if after is not None else []))
+    got = read(stmt.order_by(row.id).limit(limit + 1)).all()
     return got[:limit], matched, after is not None, len(got) > limit
 
 
@@ -631,17 +677,37 @@ def _intersecting(index: LayerIndex, window: BaseGeometry) -> npt.NDArray[np.int
     """Positions in ``index`` of the features intersecting ``window``. For a rectangle (a bbox
     in CRS84) the features whose box lies inside it are taken without an exact test: the exact
     test of every feature of a bbox over the whole site costs ten times the index search."""
-    x0, y0, x1, y1 = window.bounds
-    rectangle = isinstance(window, shapely.Polygon) and window.area > 0
-    if not (rectangle and shapely.equals(window, shapely.box(x0, y0, x1, y1))):
+    if not _rectangle(window):
         found: npt.NDArray[np.intp] = index.tree.query(window, predicate="intersects")
         return found
+    x0, y0, x1, y1 = window.bounds
     candidates = index.tree.query(window)
     boxes = index.envelopes[candidates]
     inside = (boxes[:, 0] >= x0) & (boxes[:, 1] >= y0) & (boxes[:, 2] <= x1) & (boxes[:, 3] <= y1)
     edge = candidates[~inside]
     touching = edge[shapely.intersects(window, index.geoms[edge])]
     return np.concatenate([candidates[inside], touching])
+
+
+def _rectangle(window: BaseGeometry) -> bool:
+    """Whether ``window`` is a rectangle with area (a bbox in CRS84)."""
+    if not isinstance(window, shapely.Polygon) or window.area <= 0:
+        return False
+    return bool(shapely.equals(window, shapely.box(*window.bounds)))
+
+
+def _inner_box(window: BaseGeometry) -> BaseGeometry | None:
+    """For a rectangular ``window``, a box inside it by more than PostGIS rounds: its box
+    operators (``@``) compare single-precision boxes rounded outwards (a relative error of
+    2^-23), so a feature whose box is ``@`` this one lies inside the window for certain. None
+    for a window that is no rectangle, or too small to leave one."""
+    if not _rectangle(window):
+        return None
+    x0, y0, x1, y1 = window.bounds
+    margin = max(abs(x0), abs(y0), abs(x1), abs(y1), 1.0) * 2.0**-19
+    if x1 - x0 <= 4 * margin or y1 - y0 <= 4 * margin:
+        return None
+    return shapely.box(x0 + margin, y0 + margin, x1 - margin, y1 - margin)
 
 
 def _slice(

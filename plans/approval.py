@@ -58,6 +58,33 @@ def _moving(
     return row
 
 
+def _moved(
+    session: Session,
+    row: PlanTemplateRow,
+    action: Action,
+    *,
+    actor: str,
+    now: datetime | None,
+    record: Recorder | None,
+    details: dict[str, Any],
+) -> StoredPlan:
+    """Move ``row`` (checked by :func:`_moving`) to where ``action`` leads, and keep the
+    transition in its history."""
+    start, end = MOVES[action]
+    row.status = end.value
+    record_transition(
+        row,
+        action,
+        actor=actor,
+        at=now or datetime.now(UTC),
+        previous=start,
+        record=record,
+        details=details,
+    )
+    session.flush()
+    return stored_plan(row)
+
+
 def submit_plan(
     session: Session,
     site_id: str,
@@ -79,20 +106,10 @@ def submit_plan(
         note, "change_note", f"say what changed in plan '{plan_id}' version {row.version}"
     )
     checked(session, site_id, row.body)  # the site may have changed since it was saved
-    at = now or datetime.now(UTC)
-    row.status, row.change_note = Status.SUBMITTED.value, note
-    row.submitted_at, row.submitted_by = at, actor
-    record_transition(
-        row,
-        "submitted",
-        actor=actor,
-        at=at,
-        previous=Status.DRAFT,
-        record=record,
-        details={"change_note": note, "via": via},
-    )
-    session.flush()
-    return stored_plan(row)
+    now = now or datetime.now(UTC)
+    row.change_note, row.submitted_at, row.submitted_by = note, now, actor
+    details = {"change_note": note, "via": via}
+    return _moved(session, row, "submitted", actor=actor, now=now, record=record, details=details)
 
 
 def approve_plan(
@@ -139,20 +156,9 @@ def return_plan(
     """Return the submitted version to draft, saying why; its planners edit it again."""
     row = _moving(session, site_id, plan_id, "returned", expected, header)
     why = required_note(reason, "reason", "say why the version goes back to draft")
-    at = now or datetime.now(UTC)
-    row.status = Status.DRAFT.value
     row.submitted_at = row.submitted_by = None
-    record_transition(
-        row,
-        "returned",
-        actor=actor,
-        at=at,
-        previous=Status.SUBMITTED,
-        record=record,
-        details={"reason": why, "via": via},
-    )
-    session.flush()
-    return stored_plan(row)
+    details = {"reason": why, "via": via}
+    return _moved(session, row, "returned", actor=actor, now=now, record=record, details=details)
 
 
 def withdraw_plan(
@@ -170,19 +176,8 @@ def withdraw_plan(
 ) -> StoredPlan:
     """Withdraw the open draft: kept in the history, never used; the approved version stays."""
     row = _moving(session, site_id, plan_id, "withdrawn", expected, header)
-    at = now or datetime.now(UTC)
-    row.status = Status.WITHDRAWN.value
-    record_transition(
-        row,
-        "withdrawn",
-        actor=actor,
-        at=at,
-        previous=Status.DRAFT,
-        record=record,
-        details={"reason": note_text(reason, "reason"), "via": via},
-    )
-    session.flush()
-    return stored_plan(row)
+    details = {"reason": note_text(reason, "reason"), "via": via}
+    return _moved(session, row, "withdrawn", actor=actor, now=now, record=record, details=details)
 
 
 def version_diff(

@@ -13,19 +13,8 @@ CHROMIUM=/usr/bin/chromium
 
 log() { printf 'chromium: %s\n' "$*" >&2; }
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
-  else return 1
-  fi
-}
-
-apt_install() {
-  command -v apt-get >/dev/null || return 1
-  log "installing $* with apt-get"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 \
-    || { as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2; }
-}
+# as_root and apt_install
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/apt.sh"
 
 if [ ! -x "$CHROMIUM" ]; then
   apt_install chromium \

@@ -11,19 +11,8 @@ set -euo pipefail
 
 log() { printf 'gdal: %s\n' "$*" >&2; }
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
-  else return 1
-  fi
-}
-
-apt_install() {
-  command -v apt-get >/dev/null || return 1
-  log "installing $* with apt-get"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 \
-    || { as_root apt-get update -qq >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2; }
-}
+# as_root and apt_install
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/apt.sh"
 
 if ! command -v ogrinfo >/dev/null; then
   apt_install gdal-bin \

@@ -72,7 +72,9 @@ def responder(db: Database) -> dict[str, str]:
 def test_a_rise_waits_for_a_person_and_the_event_names_who(
     command: TestClient, db: Database, responder: dict[str, str]
 ) -> None:
-    [rise, _] = read(command, CL2, 1.4)  # alarm, and the chlorine plan proposed
+    # An alarm (unconfirmed: the post is asked to check), and the chlorine plan proposed at L1.
+    [rise, check, _] = read(command, CL2, 1.4)
+    assert check["type"] == "sensor.check_requested"
     assert rise["type"] == "sensor.state"
     open_alarm = alarm(command, CL2)
     assert open_alarm == {
@@ -199,7 +201,8 @@ def test_a_rise_above_the_acknowledged_tier_arms_it_again(command: TestClient) -
     # Normal, then a new rise: a new alarm, whatever its tier.
     read(command, CL2, 0.1)
     assert alarm(command, CL2) is None
-    [again] = read(command, CL2, 0.6)
+    [again, check] = read(command, CL2, 0.6)  # a new alarm: the post is asked to check
+    assert check["type"] == "sensor.check_requested"
     assert alarm(command, CL2) == {
         "tier": "warning",
         "since": again["at"],

@@ -90,7 +90,8 @@ def test_a_device_feeds_readings_and_subscribers_see_their_events(
     assert [a["type"] for a in answers] == ["ack", "ack", "ack"]
     assert [a["id"] for a in answers] == ["r-0", "r-1", "r-2"]
     warning, quiet, alarm = answers
-    assert len(warning["events"]) == 1 and quiet["events"] == []  # the same tier is no event
+    # The warning, and the check it asks of the post; the same tier again is no event.
+    assert len(warning["events"]) == 2 and quiet["events"] == []
     assert len(alarm["events"]) == 2  # the alarm, and the plan it proposes
     events = {m["seq"]: m["event"] for m in seen if m["type"] == "event"}
     assert events[warning["events"][0]]["data"]["to"] == "warning"
@@ -179,11 +180,14 @@ def test_a_bad_batch_is_refused_whole_and_the_feed_goes_on(
     assert selfie["problem"]["errors"][0]["field"] == "type"
     assert not_json["problem"]["errors"][0] == {"field": "message", "reason": "not JSON"}
     assert too_big["problem"]["status"] == 413
-    assert good["type"] == "ack" and len(good["events"]) == 1
+    assert good["type"] == "ack" and len(good["events"]) == 2  # the warning, and its check
     # Only the good batch left an event: the bad one's good reading (5 ppm) was not taken.
     after = log_of(server, tokens.commander)
     new = after[len(before) :]
-    assert [(e["type"], e["data"]["to"]) for e in new] == [("sensor.state", "warning")]
+    assert [(e["type"], e["data"].get("to")) for e in new] == [
+        ("sensor.state", "warning"),
+        ("sensor.check_requested", None),
+    ]
 
 
 def test_a_binary_frame_is_read_as_json(server: LiveServer, tokens: Tokens) -> None:

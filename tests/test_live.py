@@ -47,15 +47,20 @@ def test_hysteresis_keeps_a_hovering_reading_from_flapping() -> None:
 def test_readings_raise_tiers_and_propose_the_matching_plan(command: TestClient) -> None:
     answer = command.post(f"{SITE}/readings", json={"readings": [{"sensor_id": CL2, "value": 0.6}]})
     assert answer.status_code == 200, answer.text
-    [warning] = answer.json()["events"]
+    # The first tier (GB/T 50493's) asks the post to check.
+    [warning, check] = answer.json()["events"]
     assert warning["type"] == "sensor.state" and warning["data"]["to"] == "warning"
+    assert check["type"] == "sensor.check_requested" and check["data"]["sensor_id"] == CL2
     # The same tier again is no event.
     quiet = command.post(f"{SITE}/readings", json={"readings": [{"sensor_id": CL2, "value": 0.7}]})
     assert quiet.json()["events"] == []
     alarm = command.post(f"{SITE}/readings", json={"readings": [{"sensor_id": CL2, "value": 1.4}]})
     kinds = [e["type"] for e in alarm.json()["events"]]
     assert kinds == ["sensor.state", "plan.proposed"]
-    assert "chlorine-leak" in alarm.json()["events"][1]["data"]["plans"]
+    proposal = alarm.json()["events"][1]["data"]
+    assert "chlorine-leak" in proposal["plans"]
+    # One detector of four (2oo2 voting): unconfirmed, so the plan is proposed at L1 only.
+    assert (proposal["level"], proposal["confirmed"]) == ("L1", False)
 
 
 def test_bad_readings_change_nothing(command: TestClient) -> None:
@@ -229,7 +234,7 @@ def test_walking_into_and_out_of_a_threat_zone_is_logged(command: TestClient) ->
 
 
 def test_sensor_state_gives_tiers_and_last_readings(command: TestClient, db: Database) -> None:
-    assert command.get(f"{SITE}/sensors/state").json() == {"sensors": []}
+    assert command.get(f"{SITE}/sensors/state").json() == {"sensors": [], "health": []}
     command.post(
         f"{SITE}/readings",
         json={
@@ -298,10 +303,11 @@ def test_a_bad_reading_in_a_batch_leaves_every_sensor_as_it_was(command: TestCli
         ]
     }
     assert_problem(command.post(f"{SITE}/readings", json=batch), 422, field="readings[1].value")
-    assert command.get(f"{SITE}/sensors/state").json() == {"sensors": []}
+    assert command.get(f"{SITE}/sensors/state").json() == {"sensors": [], "health": []}
     # The alarm is not lost: sent again on its own, it is logged and proposes the plan.
     again = command.post(f"{SITE}/readings", json={"readings": [batch["readings"][0]]}).json()
-    assert [e["type"] for e in again["events"]] == ["sensor.state", "plan.proposed"]
+    kinds = [e["type"] for e in again["events"]]
+    assert kinds == ["sensor.state", "sensor.check_requested", "plan.proposed"]
 
 
 def test_walking_on_is_not_a_new_route(command: TestClient) -> None:

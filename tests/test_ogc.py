@@ -328,6 +328,28 @@ def test_bbox_gives_what_intersects_it(client: TestClient, db: Database) -> None
     assert set(got) == intersecting(sql_rows(db, "zones"), shapely.LineString([line[:2], line[2:]]))
 
 
+def test_bbox_edges_are_exact(client: TestClient, db: Database, planner: dict[str, str]) -> None:
+    """A tenth of a micro-degree either side of an edge: finer than the single-precision boxes
+    PostGIS compares with its box operators, so only an exact test tells them apart."""
+    x0, y0, x1, y1 = 121.3480, 30.7180, 121.3520, 30.7210
+    places = {
+        "inside east": (x1 - 1e-7, 30.7195),
+        "outside east": (x1 + 1e-7, 30.7195),
+        "inside south": (121.3500, y0 + 1e-7),
+        "outside south": (121.3500, y0 - 1e-7),
+    }
+    items = ITEMS.format(layer="resources")
+    ids = {}
+    for name, xy in places.items():
+        body = {**hydrant(name=name), "geometry": {"type": "Point", "coordinates": list(xy)}}
+        created = client.post(items, json=body, headers=planner)
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+    got = set(all_ids(client, f"{items}?limit=1000&bbox={x0},{y0},{x1},{y1}"))
+    assert got == intersecting(sql_rows(db, "resources"), box(x0, y0, x1, y1))
+    assert {name for name, fid in ids.items() if fid in got} == {"inside east", "inside south"}
+
+
 def test_crs_and_bbox_crs_in_the_sites_metric_crs(client: TestClient, db: Database) -> None:
     rows = sql_rows(db, "zones")
     answer = client.get(ITEMS.format(layer="zones") + f"?limit=100&crs={UTM51}")

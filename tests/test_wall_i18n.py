@@ -27,6 +27,9 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from command.auth import Role
+from command.monitoring.fence_rules import TEMPORARY_KINDS
+from command.monitoring.health import FLAGS as HEALTH_FLAGS
+from command.monitoring.wristbands import ALARM_KINDS
 from command.notifications import CHANNELS, NOTICE_STATUSES
 from command.routes import wall
 from command.sensors import TIERS
@@ -69,6 +72,9 @@ DYNAMIC_KEYS: dict[str, tuple[str, ...]] = {
     "kpi.": ("to_move", "arrived", "missing", "trapped", "threat", "overdue", "unanswered"),
     "tab.": ("steps", "people", "resources", "calltree", "log", "command"),
     "mode.": ("walk", "drive"),
+    "health.": HEALTH_FLAGS,  # detector health flags (frontend/health.js)
+    "fence.kind.": ("zone", *TEMPORARY_KINDS),  # fences (frontend/fences.js)
+    "person_alarm.kind.": ALARM_KINDS,  # people's alarms (frontend/person-alarms.js)
     # the layer editor: the layers it edits, its features' states, their attributes and values
     "editor.layer.": EDITED_LAYERS,
     "editor.state.": ("unsaved", "refused", "conflict"),

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from command.auth import Principal, Role, user_row
 from command.deps import DatabaseDep, ReaderDep, requires
+from command.monitoring.wristbands import MAX_ACCURACY_M, Moves
 from command.routes.incidents import PostDep
 from command.sensors import parse_readings
 from gis.errors import FieldError, InvalidInput, NotPermitted
@@ -42,7 +43,15 @@ def own_site(principal: Principal, site_id: str) -> None:
     summary="Each sensor's alarm tier and last reading (wind stations: speed and direction)",
 )
 def sensor_state(post: PostDep, _: ReaderDep, site_id: str) -> dict[str, Any]:
-    return {"sensors": post.sensor_state(site_id)}
+    """``health``: each detector with a health flag (stale, stuck, out of range, drifting,
+    overdue calibration or bump test) or a maintenance record, with the evidence and due
+    dates; each sensor listed also carries its ``health_flags``."""
+    sensors = post.sensor_state(site_id)
+    health = post.health.state(site_id)
+    flags = {h["id"]: h["flags"] for h in health}
+    for sensor in sensors:
+        sensor["health_flags"] = flags.get(sensor["id"], [])
+    return {"sensors": sensors, "health": health}
 
 
 class AlarmAck(BaseModel):
@@ -140,24 +149,26 @@ def post_positions(
     return post.positions(site_id, moves)
 
 
-def parse_positions(body: Any) -> dict[str, tuple[float, float, datetime | None]]:
-    """``{"positions": [{"person_id", "lon", "lat", "observed_at"?}, ...]}``, every row
-    checked: person id -> lon, lat and the time the position was observed (ISO 8601 with a
-    UTC offset; none: when received), or :class:`InvalidInput` naming each bad row (and
-    nothing taken). A person given twice keeps the latest observation."""
+def parse_positions(body: Any) -> Moves:
+    """``{"positions": [{"person_id", "lon", "lat", "observed_at"?, "accuracy_m"?}, ...]}``,
+    every row checked: person id -> lon, lat and the time the position was observed (ISO 8601
+    with a UTC offset; none: when received), with the accuracy radius in metres where a
+    wristband gives one (``Moves.accuracy``; none: exact), or :class:`InvalidInput` naming
+    each bad row (and nothing taken). A person given twice keeps the latest observation."""
     rows = body.get("positions") if isinstance(body, dict) else None
     if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_POSITIONS:
         raise InvalidInput(
             "send positions as a list",
             errors=[FieldError("positions", f"1 to {MAX_POSITIONS} positions")],
         )
-    moves: dict[str, tuple[float, float, datetime | None]] = {}
+    moves = Moves()
     errors: list[FieldError] = []
     for i, row in enumerate(rows):
         person = row.get("person_id") if isinstance(row, dict) else None
         lon = row.get("lon") if isinstance(row, dict) else None
         lat = row.get("lat") if isinstance(row, dict) else None
         at = _observed_at(row.get("observed_at") if isinstance(row, dict) else None)
+        accuracy = row.get("accuracy_m") if isinstance(row, dict) else None
         if not isinstance(person, str) or not person:
             errors.append(FieldError(f"positions[{i}].person_id", "a person id"))
         elif not (_coordinate(lon, 180) and _coordinate(lat, 90)):
@@ -169,11 +180,22 @@ def parse_positions(body: Any) -> dict[str, tuple[float, float, datetime | None]
                     "an ISO 8601 time with a UTC offset, e.g. 2026-12-03T02:00:00Z",
                 )
             )
+        elif accuracy is not None and not (_coordinate(accuracy, MAX_ACCURACY_M) and accuracy > 0):
+            errors.append(
+                FieldError(
+                    f"positions[{i}].accuracy_m",
+                    f"metres, more than 0 and at most {MAX_ACCURACY_M:g}",
+                )
+            )
         else:
             earlier = moves.get(person)
             # No time is the time of receipt: later than any time a row gives.
             if earlier is None or (at or _RECEIVED) >= (earlier[2] or _RECEIVED):
                 moves[person] = (float(lon), float(lat), at or None)  # type: ignore[arg-type]
+                if accuracy is None:
+                    moves.accuracy.pop(person, None)
+                else:
+                    moves.accuracy[person] = float(accuracy)
     if errors:
         raise InvalidInput(f"{len(errors)} bad position(s); none was taken", errors=errors)
     return moves

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -536,6 +536,30 @@ def _answered(answer: dict[str, Any], report: layers.EditReport) -> dict[str, An
     return answer
 
 
+def _written(
+    request: Request,
+    site: Site,
+    layer: Layer,
+    body: dict[str, Any],
+    content_crs: str | None,
+    write: Callable[[Mapping[str, Any], layers.EditReport], Feature],
+    *,
+    created: bool = False,
+) -> Response:
+    """A create, replace or update (Part 4): the body's geometry from its ``Content-Crs`` to
+    CRS84, then ``write`` it; the answer is the feature as written (CRS84) with its ETag and
+    the write's report, and for a ``created`` one 201 and its Location."""
+    data = ogc.geometry_to_crs84(body, ogc.resolve_crs(site, content_crs, field="Content-Crs"))
+    report = layers.EditReport()
+    feature = write(data, report)
+    answer = _answered(_feature_answer(request, site, layer, feature, ogc.DEFAULT_CRS), report)
+    status = 201 if created else 200
+    response = _feature_response(answer, feature.version, ogc.DEFAULT_CRS, status=status)
+    if created:
+        response.headers["Location"] = _url(request, _item_path(site.id, layer, feature.id))
+    return _reported(request, site, report, response)
+
+
 @router.post(
     "/collections/{collection_id}/items",
     status_code=201,
@@ -553,15 +577,13 @@ def create_item(
 ) -> Response:
     site, layer = _editable(planner, db, collection_id)
     _only(request, [])
-    data = ogc.geometry_to_crs84(body, ogc.resolve_crs(site, content_crs, field="Content-Crs"))
-    report = layers.EditReport()
-    feature = layers.create_feature(
-        db, site.id, layer.name, data, actor=planner.username, report=report
-    )
-    answer = _answered(_feature_answer(request, site, layer, feature, ogc.DEFAULT_CRS), report)
-    response = _feature_response(answer, feature.version, ogc.DEFAULT_CRS, status=201)
-    response.headers["Location"] = _url(request, _item_path(site.id, layer, feature.id))
-    return _reported(request, site, report, response)
+
+    def create(data: Mapping[str, Any], report: layers.EditReport) -> Feature:
+        return layers.create_feature(
+            db, site.id, layer.name, data, actor=planner.username, report=report
+        )
+
+    return _written(request, site, layer, body, content_crs, create, created=True)
 
 
 @router.put(
@@ -592,22 +614,21 @@ def change_item(
 ) -> Response:
     site, layer = _editable(planner, db, collection_id)
     _only(request, [])
-    data = ogc.geometry_to_crs84(body, ogc.resolve_crs(site, content_crs, field="Content-Crs"))
-    report = layers.EditReport()
-    feature = layers.replace_feature(
-        db,
-        site.id,
-        layer.name,
-        feature_id,
-        data,
-        actor=planner.username,
-        if_match=if_match,
-        partial=request.method == "PATCH",
-        report=report,
-    )
-    answer = _answered(_feature_answer(request, site, layer, feature, ogc.DEFAULT_CRS), report)
-    response = _feature_response(answer, feature.version, ogc.DEFAULT_CRS)
-    return _reported(request, site, report, response)
+
+    def change(data: Mapping[str, Any], report: layers.EditReport) -> Feature:
+        return layers.replace_feature(
+            db,
+            site.id,
+            layer.name,
+            feature_id,
+            data,
+            actor=planner.username,
+            if_match=if_match,
+            partial=request.method == "PATCH",
+            report=report,
+        )
+
+    return _written(request, site, layer, body, content_crs, change)
 
 
 @router.delete(

@@ -312,6 +312,36 @@ class Reason(BaseModel):
     reason: str | None = Field(default=None, max_length=MAX_NOTE)
 
 
+def _reviewed(
+    db: DatabaseDep,
+    post: PostDep,
+    site_id: str,
+    plan_id: str,
+    step: Callable[..., store.StoredPlan],
+    principal: Principal,
+    expected: tuple[int, int] | None,
+    **note: str | None,
+) -> Response:
+    """A review step of ``plans.approval`` (submit, approve, return, withdraw) on the plan's
+    latest version, the one whose ETag the caller names; ``note`` is the step's words (its
+    change note, comment or reason)."""
+    return _changed(
+        db,
+        post,
+        site_id,
+        lambda session, log: step(
+            session,
+            site_id,
+            plan_id,
+            actor=principal.username,
+            expected=expected,
+            now=post.clock.now(),
+            record=log,
+            **note,
+        ),
+    )
+
+
 @router.post(
     "/{plan_id}/submit",
     summary="Submit the draft for approval, with its change note (If-Match: the draft's ETag)",
@@ -326,20 +356,9 @@ def submit_plan(
     plan_id: str,
     body: Submission | None = None,
 ) -> Response:
-    return _changed(
-        db,
-        post,
-        site_id,
-        lambda session, log: approval.submit_plan(
-            session,
-            site_id,
-            plan_id,
-            actor=planner.username,
-            expected=if_match,
-            change_note=body.change_note if body else None,
-            now=post.clock.now(),
-            record=log,
-        ),
+    note = body.change_note if body else None
+    return _reviewed(
+        db, post, site_id, plan_id, approval.submit_plan, planner, if_match, change_note=note
     )
 
 
@@ -358,20 +377,9 @@ def approve_plan(
     plan_id: str,
     body: Approval | None = None,
 ) -> Response:
-    return _changed(
-        db,
-        post,
-        site_id,
-        lambda session, log: approval.approve_plan(
-            session,
-            site_id,
-            plan_id,
-            actor=reviewer.username,
-            expected=if_match,
-            comment=body.comment if body else None,
-            now=post.clock.now(),
-            record=log,
-        ),
+    comment = body.comment if body else None
+    return _reviewed(
+        db, post, site_id, plan_id, approval.approve_plan, reviewer, if_match, comment=comment
     )
 
 
@@ -389,20 +397,9 @@ def return_plan(
     plan_id: str,
     body: Reason | None = None,
 ) -> Response:
-    return _changed(
-        db,
-        post,
-        site_id,
-        lambda session, log: approval.return_plan(
-            session,
-            site_id,
-            plan_id,
-            actor=principal.username,
-            expected=if_match,
-            reason=body.reason if body else None,
-            now=post.clock.now(),
-            record=log,
-        ),
+    reason = body.reason if body else None
+    return _reviewed(
+        db, post, site_id, plan_id, approval.return_plan, principal, if_match, reason=reason
     )
 
 
@@ -420,20 +417,9 @@ def withdraw_plan(
     plan_id: str,
     body: Reason | None = None,
 ) -> Response:
-    return _changed(
-        db,
-        post,
-        site_id,
-        lambda session, log: approval.withdraw_plan(
-            session,
-            site_id,
-            plan_id,
-            actor=planner.username,
-            expected=if_match,
-            reason=body.reason if body else None,
-            now=post.clock.now(),
-            record=log,
-        ),
+    reason = body.reason if body else None
+    return _reviewed(
+        db, post, site_id, plan_id, approval.withdraw_plan, planner, if_match, reason=reason
     )
 
 

@@ -8,6 +8,7 @@ window.ui = SwaggerUIBundle({
   dom_id: "#swagger-ui",
   layout: "BaseLayout",
   deepLinking: true,
+  docExpansion: "none",
   showExtensions: true,
   showCommonExtensions: true,
   validatorUrl: null,

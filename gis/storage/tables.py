@@ -6,11 +6,23 @@ Alembic owns the schema (``gis/migrations``); these models and the migrations mu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gis.storage.types import Geometry, UTCDateTime
@@ -466,3 +478,297 @@ class TopologyRulesRow(Audited, Base):
     rules: Mapped[dict[str, Any]] = mapped_column(JSON)
     #: Why the site may be looser than the defaults (None: it is not).
     allowance: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# -- geofences and contractors (``command.monitoring.fences``, ``.contractors``) --------------
+
+
+class ZoneRuleRow(Audited, Base):
+    """A zone's entry rules (``command.monitoring.fences``): who may be inside (roles, teams,
+    certificates, induction), when (windows in the site's time zone), how many at once and for
+    how long, and whom a breach notifies. A zone without a row has no rules."""
+
+    __tablename__ = "zone_rules"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    zone_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The rules as ``command.monitoring.fences.Rules.as_dict`` writes them.
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Whom a breach notifies: ``{"username": ...}`` or ``{"duty": ...}``, with a phone.
+    owner: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class TemporaryFenceRow(Base):
+    """A fence drawn on the wall for a while: a crane's swing radius (a circle, kept as its
+    polygon with its centre and radius) or a hot-work area, with its rules and expiry."""
+
+    __tablename__ = "temporary_fences"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    owner: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    radius_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("POLYGON"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    #: When it was expired by the clock or removed (None: in force until ``expires_at``).
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CertificateRow(Base):
+    """A person's certificate (``command.monitoring.contractors``): its type (``hot_work``,
+    ``confined_space``...), number and expiry date."""
+
+    __tablename__ = "person_certificates"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[str] = mapped_column(String(64))
+    #: The last day it is valid (the site's calendar).
+    expires_on: Mapped[date] = mapped_column(Date)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_by: Mapped[str] = mapped_column(String(200))
+
+
+class InductionRow(Base):
+    """A person's site induction: when they passed it and until when it holds."""
+
+    __tablename__ = "person_inductions"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    passed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_by: Mapped[str] = mapped_column(String(200))
+
+
+# -- wristbands (``command.monitoring.wristbands``) -------------------------------------------
+
+
+class PositionSampleRow(Base):
+    """People's positions, sampled for the daily report of dwell times and heat maps
+    (``command.monitoring.wristbands``): at most one per person every ``SAMPLE_EVERY_S``
+    seconds, and one at each change of zone; kept ``RETENTION_DAYS`` days."""
+
+    __tablename__ = "position_samples"
+
+    # 64-bit on PostGIS (5,000 people at one sample per 10 s pass 2**31 in 50 days); SQLite's
+    # rowid is 64-bit already and autoincrements only as INTEGER.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    site_id: Mapped[str] = mapped_column(String(64), ForeignKey("sites.id", ondelete="CASCADE"))
+    person_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: The zone the position lies in (the first by id when zones overlap), or None.
+    zone_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (Index("ix_position_samples_site_id_at", "site_id", "at"),)
+
+
+class WristbandSettingsRow(Base):
+    """A site's wristband timers: man-down after ``man_down_s`` without movement (within
+    working hours, ``work_from``-``work_to`` in the site's time zone, both None: always) and
+    signal lost after ``signal_lost_s`` without a position. A site without a row keeps the
+    defaults of ``command.monitoring.wristbands``."""
+
+    __tablename__ = "wristband_settings"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    man_down_s: Mapped[int] = mapped_column(Integer)
+    signal_lost_s: Mapped[int] = mapped_column(Integer)
+    work_from: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    work_to: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+# -- false-alarm analysis (``command.monitoring.history``, migration 0016) ---------------------
+
+
+class AlarmJournalRow(Base):
+    """One alarm of one sensor, from its rise out of normal to its return (a historian's
+    derived store: rebuilt from the event log's ``sensor.state`` and ``alarm.outcome`` events,
+    which stay the record). ``generated`` rows are the demo's made-up history."""
+
+    __tablename__ = "alarm_journal"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: ``e<seq>`` (the seq of the event that raised it) or ``g<n>`` (generated)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sensor_id: Mapped[str] = mapped_column(String(64))
+    substance: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tier: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    peak: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    outcome_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    test: Mapped[bool] = mapped_column(Boolean, default=False)
+    shelved: Mapped[bool] = mapped_column(Boolean, default=False)
+    generated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AlarmJournalHeadRow(Base):
+    """The last event of each site's log the journal has followed."""
+
+    __tablename__ = "alarm_journal_heads"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+
+
+class ReadingHistoryRow(Base):
+    """Each sensor's readings per 10-minute period (the WMO's averaging period for wind): how
+    many, their least, mean and greatest value, and for wind stations the vector mean of the
+    direction the wind blew from. ``period_s``: the period's start, seconds since 1970 (UTC)."""
+
+    __tablename__ = "reading_history"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    sensor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period_s: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(Integer)
+    low: Mapped[float] = mapped_column(Float)
+    mean: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    direction_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    generated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class HotWorkPermitRow(Base):
+    """A hot-work permit (welding, cutting, grinding...): where (a GeoJSON point or polygon and
+    a radius around it), when, and who issued it."""
+
+    __tablename__ = "hot_work_permits"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    location: Mapped[dict[str, Any]] = mapped_column(JSON)
+    radius_m: Mapped[float] = mapped_column(Float)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    valid_to: Mapped[datetime] = mapped_column(UTCDateTime())
+    issued_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    generated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# -- alarm tiers and confirmation (``command.monitoring.alarms``) ----------------------------
+
+
+class SensorAlarmSettingsRow(Base):
+    """A sensor's alarm overrides (thresholds, deadband, delays, what each tier means) and its
+    mode (shelved, out of service, test) with who set it, why and until when. A sensor without
+    a row keeps its layer's thresholds (or the standard's) and is in service."""
+
+    __tablename__ = "sensor_alarm_settings"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    sensor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Whether the thresholds below replace the layer's (a None among them: no such tier).
+    thresholds_set: Mapped[bool] = mapped_column(Boolean, default=False)
+    warning: Mapped[float | None] = mapped_column(Float, nullable=True)
+    alarm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    high_alarm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deadband: Mapped[float | None] = mapped_column(Float, nullable=True)
+    on_delay_s: Mapped[float] = mapped_column(Float, default=0.0)
+    off_delay_s: Mapped[float] = mapped_column(Float, default=0.0)
+    meanings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    mode: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    mode_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    mode_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    mode_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    mode_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class AlarmAreaRow(Base):
+    """A zone's voting mode for its detectors' alarms (1oo1, 1oo2, 2oo2); a zone without a
+    row votes by the default (``command.monitoring.alarms.default_voting``)."""
+
+    __tablename__ = "alarm_areas"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    zone_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    voting: Mapped[str] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class SensorMaintenanceRow(Base):
+    """A detector's calibration or bump test (``command.monitoring.maintenance``): when, by
+    whom, with which gas, the result, and when it is due again. Records are added, never
+    changed."""
+
+    __tablename__ = "sensor_maintenance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(64), ForeignKey("sites.id", ondelete="CASCADE"))
+    sensor_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    by: Mapped[str] = mapped_column(String(200))
+    result: Mapped[str] = mapped_column(String(8))
+    gas: Mapped[str] = mapped_column(String(100))
+    concentration: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    next_due: Mapped[datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_sensor_maintenance_site_id_sensor_id", "site_id", "sensor_id"),)
+
+
+class DetectorHealthSettingsRow(Base):
+    """A detector's own instrument range and silence limit, where its class default
+    (``command.monitoring.health.rules_for``) does not fit it."""
+
+    __tablename__ = "detector_health_settings"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    sensor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    range_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    full_scale: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stale_after_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
