@@ -144,8 +144,9 @@ export class Fences {
     }
     box.hidden = !this.entries.size;
     box.setAttribute("aria-label", t("fence.region"));
-    const alarms = this.wall.alarms;
-    alarms?.tone?.set((alarms.entries?.size || 0) > 0 || this.entries.size > 0);
+    // The tone is the alarm list's to set: sensors' alarms (not a test's or a shelved one's),
+    // breaches and people's alarms together, as person-alarms.js does.
+    this.wall.alarms?.paint();
   }
 
   async acknowledge(seq, button, error) {

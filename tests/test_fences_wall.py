@@ -132,6 +132,45 @@ def test_a_breach_sounds_on_every_wall_until_a_responder_acknowledges_it(
         responder.page.context.close()
 
 
+def test_acknowledging_a_breach_keeps_the_tone_while_an_sos_waits(
+    server: LiveServer, browser: Browser
+) -> None:
+    """The tone is one for every kind of alarm: the breach acknowledged, the SOS still waiting
+    keeps it sounding."""
+    planner = sign_in(server, PLANNER)
+    rules = {"rules": {"roles": ["electrician"]}}
+    answer = httpx.put(
+        f"{server.base}{BASE}/zones/{COMPRESSORS}/rules", json=rules, headers=planner
+    )
+    assert answer.status_code == 200, answer.text
+    responder = new_page(browser)
+    try:
+        open_wall(responder.page, server, RESPONDER)
+        auth = sign_in(server)
+        sos = {"events": [{"device_id": "WB-9", "kind": "sos", "person_id": WELDER}]}
+        pressed = httpx.post(f"{server.base}{BASE}/device-events", json=sos, headers=auth)
+        assert pressed.status_code == 200, pressed.text
+        lon, lat = zone_centroid(COMPRESSORS)
+        walked = httpx.post(
+            f"{server.base}{BASE}/positions",
+            json={"positions": [{"person_id": WELDER, "lon": lon, "lat": lat}]},
+            headers=auth,
+        )
+        assert walked.status_code == 200, walked.text
+        [breach] = logged(server, auth, "fence.breach")
+        banner = f"#fence-alarms .fence-breach[data-breach='{breach['seq']}']"
+        page = responder.page
+        page.wait_for_selector(banner)
+        page.wait_for_selector(f"#person-alarms .person-alarm[data-person='{WELDER}']")
+        page.click(f"{banner} .fence-ack")
+        page.wait_for_selector(banner, state="detached")
+        page.wait_for_timeout(300)  # a repaint that wrongly silenced the tone would have run
+        assert page.get_attribute("#sound", "data-playing") == "true"
+        assert responder.errors == []
+    finally:
+        responder.page.context.close()
+
+
 def test_a_planner_draws_a_crane_swing_radius_that_every_wall_shows(
     server: LiveServer, browser: Browser
 ) -> None:
