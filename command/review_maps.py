@@ -292,13 +292,30 @@ def map_html(entry: Mapping[str, Any], frame: MapFrame, *, title: str | None = N
             element.default_css = []
     # A placeholder, replaced after rendering: Leaflet's source is no Jinja template.
     figure.header.add_child(Element(LEAFLET_PLACEHOLDER), name="leaflet")
-    # In a frame (the printable review's) the map may be laid out only after its script ran,
-    # at size 0, which fits the bounds at zoom 0: fit them again once the page has its size.
+    # In a frame (the printable review's) the map may be laid out only after its script ran, even
+    # after the page's load (a busy machine, a frame shown later), at size 0, which fits the
+    # bounds at zoom 0: fit them again whenever the container gets a size, until the map has
+    # been fitted at a real size once (then a resize only redraws, keeping the reader's view).
     bounds = json.dumps([[south, west], [north, east]])
+    name = fmap.get_name()
     figure.script.add_child(
         Element(
-            f"window.addEventListener('load', function () {{ {fmap.get_name()}.invalidateSize();"
-            f" {fmap.get_name()}.fitBounds({bounds}); }});"
+            # After the page's script (folium's map is declared further down in it).
+            "document.addEventListener('DOMContentLoaded', function () {"
+            f" var map = {name}, fitted = false;"
+            " function fit() {"
+            "  var box = map.getContainer();"
+            "  if (!box.clientWidth || !box.clientHeight) { return; }"
+            "  map.invalidateSize();"
+            f"  if (!fitted) {{ map.fitBounds({bounds}); fitted = true; }}"
+            " }"
+            # Chromium throttles an offscreen frame's rendering (no ResizeObserver, no animation
+            # frame until it is scrolled to) but still tells its window of a resize.
+            " new ResizeObserver(fit).observe(map.getContainer());"
+            " window.addEventListener('resize', fit);"
+            " window.addEventListener('load', fit);"
+            " fit();"
+            "});"
         )
     )
     caption = _escape(title or f"{entry.get('title', '')}, {_local(entry, frame)}")
