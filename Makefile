@@ -68,10 +68,11 @@ gdal:
 	@scripts/gdal.sh || [ "$${CI:-}" != true ]
 
 ## mosquitto: Debian's Mosquitto broker and clients for the MQTT ingestion tests
-##            (scripts/mosquitto.sh installs them if missing; each test module runs a broker of
-##            its own); without them they are skipped, except with CI=true, where that is an error
+##            (scripts/mosquitto.sh installs them if missing, and starts the machine's broker on
+##            localhost:1883 if none runs; each test module also runs a broker of its own);
+##            without them they are skipped, except with CI=true, where that is an error
 mosquitto:
-	@scripts/mosquitto.sh || [ "$${CI:-}" != true ]
+	@scripts/mosquitto.sh --start || [ "$${CI:-}" != true ]
 
 ## demo-fixture: regenerate fixtures/demo-site from gis/sitegen.py
 demo-fixture: $(VENV)/.installed-run

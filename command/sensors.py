@@ -211,6 +211,9 @@ class Alarm:
     value: float
     acknowledged: dict[str, Any] | None = None  # {by, by_name, at}
     current: str | None = None  # the sensor's tier now (it may have fallen since)
+    #: The detector's health flags when the alarm rose, with their evidence (the event's
+    #: ``flags``: an overdue or unhealthy detector's alarm says so for as long as it is listed).
+    flags: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +221,7 @@ class Alarm:
             "since": self.since,
             "value": self.value,
             "acknowledged": dict(self.acknowledged) if self.acknowledged else None,
+            "flags": dict(self.flags) if self.flags else None,
         }
 
 
@@ -264,7 +268,10 @@ class SensorAlarms:
         if not rising:
             return
         if alarm is None or TIERS.index(after) > TIERS.index(alarm.tier):
-            alarms[sensor_id] = Alarm(after, at, float(data["value"]), None, after)
+            flags = data.get("flags")
+            alarms[sensor_id] = Alarm(
+                after, at, float(data["value"]), None, after, dict(flags) if flags else None
+            )
 
     def _acknowledged(self, site_id: str, data: Mapping[str, Any], at: str) -> None:
         alarms = self.sites.get(site_id, {})
@@ -286,6 +293,7 @@ class SensorAlarms:
                 "since": alarm.since,
                 "value": alarm.value,
                 "substance": sensors[sensor_id].substance if sensor_id in sensors else None,
+                "flags": dict(alarm.flags) if alarm.flags else None,
             }
             for sensor_id, alarm in self.sites.get(site_id, {}).items()
             if alarm.acknowledged is None

@@ -187,7 +187,7 @@ export class Alarms {
     const rose = d.to && (d.from === null || d.from === undefined || rank(d.to) > rank(d.from));
     if (rose && (!old || rank(d.to) > rank(old.tier)) && (!acked || rank(d.to) > rank(acked))) {
       this.acked.delete(id);
-      this.entries.set(id, { ...old, id, sensor: String(d.sensor_id), exercise: d.exercise || null, test: Boolean(d.test), tier: d.to, since: event.at, value: d.value, substance: d.substance, cleared: false });
+      this.entries.set(id, { ...old, id, sensor: String(d.sensor_id), exercise: d.exercise || null, test: Boolean(d.test), tier: d.to, since: event.at, value: d.value, substance: d.substance, flags: d.flags || null, cleared: false });
     } else if (old) {
       old.cleared = d.to === null;
       old.value = d.value;
@@ -239,7 +239,7 @@ export class Alarms {
         this.acked.set(id, alarm.tier);
         if (this.entries.delete(id)) changed = true;
       } else if (!this.entries.has(id)) {
-        this.entries.set(id, { id, tier: alarm.tier, since: alarm.since, value: alarm.value, substance: sensor.substance, cleared: !sensor.tier });
+        this.entries.set(id, { id, tier: alarm.tier, since: alarm.since, value: alarm.value, substance: sensor.substance, flags: alarm.flags || null, cleared: !sensor.tier });
         changed = true;
       }
     }
@@ -275,6 +275,26 @@ export class Alarms {
     }
     if (entry.cleared) return null;
     return el("p", { class: "alarm-detail alarm-unconfirmed", "data-check": String(this.checks.has(entry.id)) }, t(this.checks.has(entry.id) ? "alarm.check_requested" : "alarm.unconfirmed"));
+  }
+
+  // The detector's health flags on its alarm: those it carried when the alarm rose (the
+  // event's "flags", with their evidence) and those it carries now (health.js, read with the
+  // sensors' state), so that an alarm of a detector overdue for calibration says so.
+  healthFlags(entry) {
+    if (entry.exercise) return null;
+    const id = String(entry.sensor || entry.id);
+    const now = (this.wall.health || []).find((d) => String(d.id) === id);
+    const flags = new Map(Object.entries(entry.flags || {}));
+    for (const flag of now?.flags || []) flags.set(flag, now.evidence?.[flag] || flags.get(flag) || {});
+    if (!flags.size) return null;
+    const words = [...flags].map(([flag, evidence]) => {
+      const due = evidence?.due;
+      return el("span", { class: `rp-health-flag rp-health-${flag}`, "data-flag": flag },
+        due ? `${t(`health.${flag}`)} (${t("health.due", { date: String(due).slice(0, 10) })})` : t(`health.${flag}`));
+    });
+    const line = el("p", { class: "alarm-detail alarm-health", "data-flags": [...flags.keys()].join(" ") }, `${t("alarm.health")} `);
+    words.forEach((word, i) => line.append(...(i ? [", ", word] : [word])));
+    return line;
   }
 
   // Sensors shelved, out of service or in test: one line each, with who, why and until when.
@@ -315,6 +335,8 @@ export class Alarms {
       if (!entry.exercise && this.modes.get(entry.sensor || entry.id)?.mode === "test") entry.test = true;
       const standing = this.confirmation(entry);
       if (standing) item.append(standing);
+      const health = this.healthFlags(entry);
+      if (health) item.append(health);
       if (entry.test) item.dataset.test = "true";
       if (this.mayConfirm() && !entry.exercise && !entry.test && !entry.cleared && !this.confirmed.has(entry.id)) {
         const confirm = el("button", { type: "button", class: "alarm-confirm", title: t("alarm.confirm_title", { sensor: name }) }, t("alarm.confirm"));

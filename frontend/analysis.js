@@ -345,6 +345,53 @@ async function trace(sensorId) {
   );
 }
 
+// A recommendation's evidence in words: each figure's name and how it is written (a count, a
+// share as a percentage, seconds, a ratio, a time); a key not listed here is shown as it is.
+const EVIDENCE = {
+  alarms: { en: "alarms", "zh-CN": "报警", kind: "n" },
+  during_hot_work: { en: "during hot work nearby", "zh-CN": "附近动火作业期间", kind: "n" },
+  share: { en: "share during hot work", "zh-CN": "动火期间占比", kind: "pct" },
+  hot_work_time_share: { en: "share of the time with hot work", "zh-CN": "动火时间占比", kind: "pct" },
+  rate_lift: { en: "alarm rate during hot work vs. without", "zh-CN": "动火期间报警率倍数", kind: "x" },
+  suspect_share: { en: "plume check: no source upwind", "zh-CN": "扩散校核：上风向无源", kind: "pct" },
+  checked: { en: "alarms checked against the plume", "zh-CN": "经扩散校核的报警", kind: "n" },
+  suspect: { en: "with no source upwind", "zh-CN": "上风向无源", kind: "n" },
+  per_day: { en: "baseline change a day", "zh-CN": "基线日变化", kind: "v" },
+  change: { en: "baseline change over the period", "zh-CN": "期间基线变化", kind: "v" },
+  share_of_warning: { en: "change as a share of the first tier", "zh-CN": "变化占一级报警值比例", kind: "pct" },
+  r2: { en: "fit of the trend (R²)", "zh-CN": "趋势拟合度（R²）", kind: "v" },
+  baseline_first_day: { en: "baseline, first day", "zh-CN": "首日基线", kind: "v" },
+  baseline_last_day: { en: "baseline, last day", "zh-CN": "末日基线", kind: "v" },
+  hours: { en: "hours flat", "zh-CN": "读数不变（小时）", kind: "v" },
+  value: { en: "at", "zh-CN": "读数", kind: "v" },
+  from: { en: "from", "zh-CN": "从", kind: "t" },
+  to: { en: "to", "zh-CN": "到", kind: "t" },
+  standing_alarms: { en: "standing alarms", "zh-CN": "长期报警", kind: "n" },
+  chattering_episodes: { en: "chattering episodes (≥ 3 a minute)", "zh-CN": "颤振次数（每分钟 ≥ 3 次）", kind: "n" },
+  fleeting: { en: "alarms shorter than a minute", "zh-CN": "不足一分钟的报警", kind: "n" },
+  median_duration_s: { en: "median duration", "zh-CN": "时长中位数", kind: "s" },
+  suggested_on_delay_s: { en: "suggested on-delay", "zh-CN": "建议报警延时", kind: "s" },
+  median_peak_over_warning: { en: "median peak, times the first tier", "zh-CN": "峰值中位数（一级报警值的倍数）", kind: "x" },
+};
+
+function evidenceText(evidence) {
+  return Object.entries(evidence).map(([key, value]) => {
+    const label = EVIDENCE[key];
+    if (!label) return `${key} ${typeof value === "number" ? num(value) : value ?? "—"}`;
+    const name = label[language] ?? label.en;
+    if (value === null || value === undefined) return `${name}: —`;
+    const shown = {
+      n: () => num(value, 0),
+      pct: () => `${num(100 * value, 0)} %`,
+      s: () => `${num(value, 0)} s`,
+      x: () => `× ${num(value, 2)}`,
+      t: () => String(value).slice(0, 16).replace("T", " "),
+      v: () => num(value, 3),
+    }[label.kind]();
+    return `${name}: ${shown}`;
+  }).join("; ");
+}
+
 function recommendations(r) {
   const body = document.querySelector("#recommendations tbody");
   const rows = r.recommendations.map((rec) =>
@@ -353,7 +400,7 @@ function recommendations(r) {
       { "data-sensor": rec.sensor_id, "data-action": rec.action },
       el("td", {}, say(`action.${rec.action}`)),
       el("td", {}, `${rec.sensor_id} `, el("span", { class: "evidence" }, rec.name)),
-      el("td", {}, rec.why, el("div", { class: "evidence" }, Object.entries(rec.evidence).map(([k, v]) => `${k} ${typeof v === "number" ? num(v) : v ?? "—"}`).join("; "))),
+      el("td", {}, rec.why, el("div", { class: "evidence" }, evidenceText(rec.evidence))),
     ),
   );
   body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "3" }, say("none")))]));

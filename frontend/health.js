@@ -15,6 +15,12 @@ export const healthMethods = {
     const list = $("detector-health-list");
     list.replaceChildren(...flagged.map((d) => this.healthRow(d)));
     this.unhealthy = new Set(flagged.map((d) => String(d.id)));
+    // An alarm of a flagged detector carries its flags (alarms.js): repaint the bar on a change.
+    const key = JSON.stringify(flagged.map((d) => [d.id, d.flags]));
+    if (key !== this.healthKey) {
+      this.healthKey = key;
+      this.alarms?.paint();
+    }
     for (const [id, marker] of this.sensorMarkers || []) {
       marker.getElement()?.classList.toggle("rp-unhealthy", this.unhealthy.has(id));
     }

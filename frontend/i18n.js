@@ -280,6 +280,7 @@ export const MESSAGES = {
   "fence.refused": { en: "Not drawn: {detail}", "zh-CN": "未绘制：{detail}" },
   "alarm.check_requested": { en: "Post asked to check: not confirmed", "zh-CN": "请值班岗位现场核查：尚未确认" },
   "alarm.unconfirmed": { en: "Not confirmed", "zh-CN": "尚未确认" },
+  "alarm.health": { en: "Detector:", "zh-CN": "探测器：" },
   "alarm.confirmed_voting": { en: "Confirmed by voting {voting}: {detectors}", "zh-CN": "已由表决确认（{voting}）：{detectors}" },
   "alarm.confirmed_person": { en: "Confirmed by {who}", "zh-CN": "已由 {who} 确认" },
   "alarm.confirm": { en: "Confirm", "zh-CN": "确认属实" },

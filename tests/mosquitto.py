@@ -168,3 +168,30 @@ class Broker:
         )
         lines = done.stdout.decode("utf-8", errors="replace").splitlines()
         return [tuple(line.split("\t", 1)) for line in lines if "\t" in line]  # type: ignore[misc]
+
+
+class MachineBroker(Broker):
+    """The machine's own broker on localhost:1883, the one `make mosquitto` (so `make test`
+    and .ci/run) starts from the Debian package when none runs: used, never started or
+    stopped here. Skips (fails with CI=true) when nothing listens there."""
+
+    def __init__(self) -> None:  # no folder, no config: the Debian package's
+        self.port = 1883
+        self.process = None
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                pass
+        except OSError:
+            message = "no broker on localhost:1883 ('make mosquitto' starts Debian's)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+
+    def start(self) -> Broker:
+        raise AssertionError("the machine's broker is not the tests' to start")
+
+    def stop(self) -> None:
+        raise AssertionError("the machine's broker is not the tests' to stop")
+
+    def log_text(self) -> str:
+        return ""

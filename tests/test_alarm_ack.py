@@ -82,6 +82,7 @@ def test_a_rise_waits_for_a_person_and_the_event_names_who(
         "since": rise["at"],
         "value": 1.4,
         "acknowledged": None,
+        "flags": None,  # a healthy detector's alarm carries no health flags
     }
     [listed] = post_of(command).site_snapshot(DEMO_ID)["alarms"]
     assert listed == {
@@ -90,6 +91,7 @@ def test_a_rise_waits_for_a_person_and_the_event_names_who(
         "since": rise["at"],
         "value": 1.4,
         "substance": "Cl2",
+        "flags": None,
     }
 
     # Those who only watch read it, but may not acknowledge it.
@@ -160,6 +162,7 @@ def test_back_to_normal_it_stays_unacknowledged_until_someone_acknowledges(
         "since": to_alarm["at"],
         "value": 1.4,
         "acknowledged": None,
+        "flags": None,  # a healthy detector's alarm carries no health flags
     }
     [normal] = read(command, CL2, 0.1)
     assert normal["data"]["to"] is None
@@ -169,6 +172,7 @@ def test_back_to_normal_it_stays_unacknowledged_until_someone_acknowledges(
         "since": to_alarm["at"],
         "value": 1.4,
         "acknowledged": None,
+        "flags": None,  # a healthy detector's alarm carries no health flags
     }
     assert [a["id"] for a in post_of(command).site_snapshot(DEMO_ID)["alarms"]] == [CL2]
     answer = acknowledge(command, CL2, command.headers)  # no body: no note
@@ -191,6 +195,7 @@ def test_a_rise_above_the_acknowledged_tier_arms_it_again(command: TestClient) -
         "since": higher["at"],
         "value": 1.4,
         "acknowledged": None,
+        "flags": None,  # a healthy detector's alarm carries no health flags
     }
     assert acknowledge(command, CL2, command.headers).status_code == 200
     # Down to warning and back to alarm: no higher than acknowledged, so nothing new.
@@ -208,6 +213,7 @@ def test_a_rise_above_the_acknowledged_tier_arms_it_again(command: TestClient) -
         "since": again["at"],
         "value": 0.6,
         "acknowledged": None,
+        "flags": None,  # a healthy detector's alarm carries no health flags
     }
 
 

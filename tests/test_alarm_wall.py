@@ -74,3 +74,55 @@ def test_a_commander_confirms_an_alarm_on_the_wall(
     assert "Shelved" in page.inner_text(shelved)
     assert watched.unexpected_errors() == []
     assert watched.outside() == []
+
+
+def test_an_alarm_of_an_overdue_detector_carries_the_flag_on_the_wall(
+    server: LiveServer,
+    watched: Watched,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """Issue 16, item 3: an overdue detector's alarms carry the flag, in the event and on the
+    alarm bar (with the due date), and the flag goes from the bar once it is calibrated."""
+    page = watched.page
+    auth = sign_in(server)
+    record = {
+        "kind": "calibration",
+        "at": "2024-11-02T09:00:00+08:00",  # two years ago: a yearly calibration is overdue
+        "by": "Li Wei",
+        "result": "pass",
+        "gas": "Cl2",
+        "concentration": 5,
+        "unit": "ppm",
+    }
+    records = f"{server.base}{SITE}/sensors/{CL2}/maintenance-records"
+    answer = httpx.post(records, json=record, headers=auth)
+    assert answer.status_code == 201, answer.text
+    open_wall(page, server)
+    readings = {"readings": [{"sensor_id": CL2, "value": 1.4}]}
+    answer = httpx.post(f"{server.base}{SITE}/readings", json=readings, headers=auth)
+    assert answer.status_code == 200, answer.text
+
+    events = httpx.get(f"{server.base}{SITE}/events", headers=auth).json()["events"]
+    [rose] = [e for e in events if e["type"] == "sensor.state" and e["data"]["to"] == "alarm"]
+    assert "overdue_calibration" in rose["data"]["flags"], rose["data"]
+    assert rose["data"]["flags"]["overdue_calibration"]["due"].startswith("2025-11-0")
+
+    banner = f"#alarms .alarm[data-sensor='{CL2}']"
+    flag = f"{banner} .alarm-health [data-flag='overdue_calibration']"
+    page.wait_for_selector(flag)
+    assert "calibration overdue (due 2025-11-02)" in page.inner_text(f"{banner} .alarm-health")
+    page.select_option("#language", "zh-CN")
+    page.wait_for_function(
+        "sel => (document.querySelector(sel)?.textContent || '').includes('标定逾期')",
+        arg=f"{banner} .alarm-health",
+    )
+    page.select_option("#language", "en")
+
+    # Calibrated now: the alarm stays listed (unacknowledged) and still says what its detector
+    # was when it rose, also on a wall opened afterwards (the snapshot carries it).
+    done = {**record, "at": rose["at"]}
+    answer = httpx.post(records, json=done, headers=auth)
+    assert answer.status_code == 201 and answer.json()["health"] == [], answer.text
+    page.reload()
+    page.wait_for_selector(flag)
+    assert "calibration overdue (due 2025-11-02)" in page.inner_text(f"{banner} .alarm-health")
+    assert watched.unexpected_errors() == []

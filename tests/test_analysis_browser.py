@@ -5,6 +5,7 @@ server, no error. Leaves a 1920x1080 screenshot in docs/img/analysis.png."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,12 @@ def test_the_analysis_page_charts_the_month_and_names_what_to_fix(
             (planted["stuck"], "recalibrate"),
         } <= found
         assert all(sensor != planted["leak"] for sensor, _ in found)
+        # The evidence in words, not keys: the on-delay it suggests, in seconds.
+        chattering = planted["chattering"]
+        delay = f"#recommendations tr[data-sensor='{chattering}'][data-action='on_delay']"
+        evidence = page.locator(f"{delay} div.evidence").inner_text()
+        assert re.search(r"suggested on-delay: \d+ s", evidence), evidence
+        assert "_" not in evidence, evidence  # no raw key left
         page.screenshot(path=str(IMAGES / "analysis.png"))
 
         # The printable report, downloaded.
@@ -135,6 +142,7 @@ def test_the_analysis_page_charts_the_month_and_names_what_to_fix(
             page.click("#report")
         text = Path(download.value.path()).read_text(encoding="utf-8")
         assert "False-alarm analysis" in text and planted["chattering"] in text
+        assert "suggested on-delay: " in text and "suggested_on_delay_s" not in text
 
         # In Chinese, and remembered.
         page.select_option("#language", "zh-CN")

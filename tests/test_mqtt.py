@@ -31,7 +31,7 @@ from gis.storage.db import Database
 from plans.clock import ManualClock
 from plans.store import load_plan_files
 from tests.conftest import DEMO_ID, DEMO_PLANS, sign_in
-from tests.mosquitto import Broker, require_mosquitto
+from tests.mosquitto import Broker, MachineBroker, require_mosquitto
 from tests.test_incidents import activate
 
 SITE = f"/api/sites/{DEMO_ID}"
@@ -146,6 +146,22 @@ def test_readings_raise_the_same_events_as_rest(
     proposed = {p["data"]["sensor_id"]: p["data"]["plans"] for p in proposals}
     assert proposed[CL2] == proposed[CL2_REST] and "chlorine-leak" in proposed[CL2]
     assert state[CL2]["tier"] is None and state[CL2]["last_reading"]["by"] == "mqtt:gw-9"
+
+
+def test_the_machines_broker_started_by_make_test_carries_readings(
+    db: Database, clock: ManualClock, plans: None
+) -> None:
+    """The broker that `make mosquitto` (so .ci/run) starts from the Debian package when the
+    machine has none: Rallypoint subscribes to it, Debian's mosquitto_pub publishes a reading
+    under a topic prefix of this test's own (the broker is shared), and the reading is taken."""
+    require_mosquitto()
+    machine = MachineBroker()
+    prefix = new_id()
+    with rallypoint(db, clock, machine, new_id(), mqtt_topic_prefix=prefix) as (client, ingest):
+        machine.publish(f"{prefix}/{DEMO_ID}/readings/gw-1", readings((CL2, 1.4)))
+        wait_for(lambda: ingest.taken == 1, "the reading through the machine's broker")
+        [state] = site_events(client, "sensor.state")
+    assert (state["actor"], state["data"]["to"]) == ("mqtt:gw-1", "alarm")
 
 
 def test_positions_over_mqtt_move_people(

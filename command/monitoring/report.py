@@ -29,6 +29,58 @@ ACTIONS = {
 }
 
 
+#: A recommendation's evidence in words (as the analysis page writes it): each figure's name
+#: and how it is written: a count, a share as a percentage, seconds, a ratio, a time, a value.
+EVIDENCE: dict[str, tuple[str, str]] = {
+    "alarms": ("alarms", "n"),
+    "during_hot_work": ("during hot work nearby", "n"),
+    "share": ("share during hot work", "pct"),
+    "hot_work_time_share": ("share of the time with hot work", "pct"),
+    "rate_lift": ("alarm rate during hot work vs. without", "x"),
+    "suspect_share": ("plume check: no source upwind", "pct"),
+    "checked": ("alarms checked against the plume", "n"),
+    "suspect": ("with no source upwind", "n"),
+    "per_day": ("baseline change a day", "v"),
+    "change": ("baseline change over the period", "v"),
+    "share_of_warning": ("change as a share of the first tier", "pct"),
+    "r2": ("fit of the trend (R²)", "v"),
+    "baseline_first_day": ("baseline, first day", "v"),
+    "baseline_last_day": ("baseline, last day", "v"),
+    "hours": ("hours flat", "v"),
+    "value": ("at", "v"),
+    "from": ("from", "t"),
+    "to": ("to", "t"),
+    "standing_alarms": ("standing alarms", "n"),
+    "chattering_episodes": ("chattering episodes (≥ 3 a minute)", "n"),
+    "fleeting": ("alarms shorter than a minute", "n"),
+    "median_duration_s": ("median duration", "s"),
+    "suggested_on_delay_s": ("suggested on-delay", "s"),
+    "median_peak_over_warning": ("median peak, times the first tier", "x"),
+}
+
+
+def _evidence(evidence: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in evidence.items():
+        label, kind = EVIDENCE.get(key, (key, "v"))
+        if value is None:
+            shown = "—"
+        elif kind == "n":
+            shown = _n(int(value))
+        elif kind == "pct":
+            shown = f"{100 * float(value):.0f} %"
+        elif kind == "s":
+            shown = f"{float(value):,.0f} s"
+        elif kind == "x":
+            shown = f"\N{MULTIPLICATION SIGN} {float(value):.2f}"
+        elif kind == "t":
+            shown = escape(str(value)[:16].replace("T", " "))
+        else:
+            shown = _n(value, 3)
+        parts.append(f"{escape(label)}: {shown}")
+    return "; ".join(parts)
+
+
 def _n(value: Any, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -145,7 +197,7 @@ def report_html(result: Mapping[str, Any], *, site_name: str) -> str:
         f"<tr><td><b>{escape(ACTIONS.get(r['action'], r['action']))}</b></td>"
         f"<td>{escape(r['sensor_id'])}<br><span class='muted'>{escape(r['name'])}</span></td>"
         f"<td>{escape(r['why'])}<div class='evidence'>"
-        + "; ".join(f"{escape(k)} {_n(v)}" for k, v in r["evidence"].items())
+        + _evidence(r["evidence"])
         + "</div></td></tr>"
         for r in result["recommendations"]
     )
