@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,8 @@ from command.drills import DrillDesk
 from command.event_reads import EventReadBudget
 from command.hub import Hub
 from command.layer_listener import LayerFollower, LayerListener, conninfo
+from command.leader import Leadership
+from command.log_follower import EventListener, LogFollower
 from command.middleware import (
     BodyLimit,
     BodyTimeout,
@@ -38,6 +40,7 @@ from command.routes import (
     alarms,
     auth,
     feed,
+    group,
     incidents,
     layers,
     live,
@@ -59,13 +62,13 @@ from command.routes.docs import mount as mount_api_docs
 from command.routes.monitoring import mount as mount_echarts
 from command.routes.wall import FRONTEND
 from command.routes.wall import mount as mount_map_wall
-from command.sessions import LiveSockets, sweep_forever
+from command.sessions import AuthListener, LiveSockets, sweep_forever
 from command.settings import Settings
 from command.site_model import SiteModels
 from command.strict_json import FiniteJson
 from gis.errors import RallypointError
 from gis.storage.db import Database, make_engine, schema_is_current
-from plans.clock import Clock, SystemClock
+from plans.clock import Clock, FileClock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,26 @@ async def _tick(post: CommandPost, anchor: Checkpointer | None = None) -> None:
                 await _in_thread(anchor.tick)
             except Exception:
                 log.exception("audit checkpoint failed; tried again in audit_checkpoint_s")
+
+
+async def _while_leading(post: CommandPost, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` while this process leads (``command.leader``; on SQLite, always), and
+    stop it when it no longer does. MQTT ingestion runs so: the broker keeps one persistent
+    session under the one client id, and a new leader takes up what waits in it."""
+    while True:
+        while not post.leading:
+            await asyncio.sleep(0.25)
+        task = asyncio.create_task(work())
+        try:
+            while post.leading and not task.done():
+                await asyncio.sleep(0.25)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped (%s); started again", work, task.exception())
+            await asyncio.sleep(1.0)
 
 
 def _webhook_sender(
@@ -208,7 +231,8 @@ def create_app(
         app.state.db = db
         hub = Hub(queue_size=settings.ws_queue_size)
         hub.bind(asyncio.get_running_loop())
-        post = CommandPost(db, hub, clock or SystemClock(), SiteModels(db))
+        given = FileClock(settings.clock_file) if settings.clock_file is not None else None
+        post = CommandPost(db, hub, clock or given or SystemClock(), SiteModels(db))
         app.state.hub, app.state.post = hub, post
         app.state.event_reads = EventReadBudget(
             post.clock, burst=settings.event_reads_burst, per_s=settings.event_reads_per_s
@@ -217,6 +241,11 @@ def create_app(
         app.state.sockets = sockets = LiveSockets()
         sockets.bind(asyncio.get_running_loop())
         sweeper = asyncio.create_task(sweep_forever(sockets, db))
+        # On PostGIS every process hears of revoked tokens and changed roles at once (0019).
+        app.state.auth_listener = auth_listener = (
+            AuthListener(sockets, conninfo(db)) if db.is_postgis else None
+        )
+        revocations = asyncio.create_task(auth_listener.run()) if auth_listener else None
         sender = (
             _webhook_sender(post, settings.webhook_url, settings.public_url)
             if settings.webhook_url
@@ -239,6 +268,14 @@ def create_app(
             generate_review(db, post.model(site_id), site_id, incident_id, now=post.clock.now())
 
         drills.on_closed = review
+        # Other server processes on the same database (command.log_follower): followed from
+        # the log's end as it is now, before the memory is rebuilt from the log (an event in
+        # between is then taken twice, which changes nothing, rather than missed).
+        log_follower = LogFollower(post) if ticking else None
+        if log_follower is not None:
+            await run_in_threadpool(log_follower.start)
+        # One process fires what is due (command.leader); on SQLite the only one does.
+        leadership = Leadership(post, conninfo(db)) if ticking and db.is_postgis else None
         await run_in_threadpool(post.recover_state)
         await run_in_threadpool(drills.recover)
         recovery = None
@@ -267,15 +304,28 @@ def create_app(
             LayerListener(follower, conninfo(db)) if db.is_postgis else None
         )
         listening = asyncio.create_task(listener.run()) if listener is not None else None
+        app.state.log_follower = log_follower
+        sweeping = asyncio.create_task(log_follower.sweep_forever()) if log_follower else None
+        app.state.event_listener = events = (
+            EventListener(log_follower, conninfo(db)) if log_follower and db.is_postgis else None
+        )
+        hearing = asyncio.create_task(events.run()) if events is not None else None
+        relaying = (
+            asyncio.create_task(log_follower.relay_forever())
+            if log_follower is not None and post.relaying
+            else None
+        )
+        app.state.leadership = leadership
+        leading = asyncio.create_task(leadership.run()) if leadership is not None else None
         # Readings, positions and device events from gateways over MQTT (RALLYPOINT_MQTT_URL).
         app.state.mqtt = mqtt = ingest_from_settings(post, settings)
-        subscribing = asyncio.create_task(mqtt.run()) if mqtt is not None else None
+        subscribing = asyncio.create_task(_while_leading(post, mqtt.run)) if mqtt else None
         try:
             yield
         finally:
             for task in (
-                *(ticker, sender, exercise_sender, cap_sender, sweeper, recovery),
-                *(following, listening, subscribing),
+                *(ticker, sender, exercise_sender, cap_sender, sweeper, recovery, revocations),
+                *(following, listening, subscribing, sweeping, hearing, leading, relaying),
             ):
                 if task is not None:
                     task.cancel()
@@ -325,13 +375,16 @@ def create_app(
     app.include_router(drills_routes.router)
     app.include_router(replay.router)  # after drills: /drills/scenarios/* is theirs
     app.include_router(ogc.router)  # OGC API - Features for QGIS and GDAL, under /ogc
+    app.include_router(group.router)  # the group wall's overview of every site
 
     # Open to all, as a load balancer or monitor asks it without signing in.
     @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")
     def healthz(request: Request) -> dict[str, Any]:
         post: CommandPost | None = getattr(request.app.state, "post", None)
         recovery = post.recovery.as_dict() if post is not None else None
-        return {"status": "ok", **({"recovery": recovery} if recovery else {})}
+        # Whether this process fires deadlines (command.leader): a load balancer may ask.
+        leading = {"leading": post.leading} if post is not None else {}
+        return {"status": "ok", **({"recovery": recovery} if recovery else {}), **leading}
 
     # The map wall (frontend/): its page, its files and Leaflet, all served from here.
     mount_map_wall(app)

@@ -42,6 +42,20 @@ EXERCISE_LABEL = "EXERCISE / 演练"
 HEADS = typing.cast(Table, EventHeadRow.__table__)
 #: At most this many events in one answer to "what did I miss".
 MAX_BATCH = 10_000
+#: This server process, in the events it appends (``events.origin``): set by the app when it
+#: starts (``command.log_follower.claim_origin``); None in a command-line tool. Processes that
+#: share a database apply to their memory only the events that others wrote.
+ORIGIN: str | None = None
+
+
+class StaleView(Exception):
+    """An append that expected the site's log to end at ``expected`` found it at ``found``:
+    another process wrote meanwhile, and the command was decided on an older picture. The
+    transaction is rolled back; the caller catches up and decides again."""
+
+    def __init__(self, site_id: str, expected: int, found: int) -> None:
+        super().__init__(f"site {site_id}: the log ends at {found}, not {expected}")
+        self.site_id, self.expected, self.found = site_id, expected, found
 
 
 @dataclass(frozen=True)
@@ -172,11 +186,15 @@ def append_many(
     *,
     exercises: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    expect: int | None = None,
 ) -> list[LoggedEvent]:
     """Append events in order, in ``session``'s transaction, chained one to the next; the site's
     head moves in the same transaction, so a rolled-back append leaves no trace in either.
     Drafts of the incidents in ``exercises`` are marked as a drill's (:func:`mark_exercise`).
-    A draft without its own time is stamped ``now`` (the caller's clock), else the system's."""
+    A draft without its own time is stamped ``now`` (the caller's clock), else the system's.
+    ``expect``: the sequence number the caller's picture of the site ends at; a log that ends
+    elsewhere (another process wrote meanwhile) raises :class:`StaleView`, under the site's
+    lock, before anything is written."""
     if exercises:
         drafts = mark_exercise(drafts, exercises)
     # Writers of one site queue on its row (PostGIS); SQLite writers are serialised anyway.
@@ -189,6 +207,8 @@ def append_many(
     ).first()
     head = (int(row[0]), str(row[1])) if row is not None else None
     seq, prev_hash = _chain_end(session, site_id, head)
+    if expect is not None and seq != expect:
+        raise StaleView(site_id, expect, seq)
     out: list[LoggedEvent] = []
     now = now or datetime.now(UTC)
     for draft in drafts:
@@ -211,6 +231,7 @@ def append_many(
                 data=body,
                 prev_hash=prev_hash,
                 hash=digest,
+                origin=ORIGIN,
             )
         )
         out.append(event)

@@ -8,6 +8,14 @@ sequence number it saw and catches up from the event log.
 
 Publishing may come from worker threads (the REST routes run there), so it hops onto the event
 loop with ``call_soon_threadsafe``.
+
+**In sequence, each once.** Several threads, and with several server processes on one database
+(``command.log_follower``) several processes, append to a site's log; their events may reach
+the hub in another order than their numbers. The hub keeps, per site, the last event number it
+delivered: an event already delivered is dropped, and one that comes after a gap first has the
+gap filled from the log (``fill``, set by the log follower: those events committed before it).
+So every subscriber of every process gets the site's events in order, with no gap and no
+repeat, whoever wrote them.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,12 +88,76 @@ class Subscriber:
             log.warning("subscriber of %s fell behind: told to resync", self.site_id)
 
 
+#: Reads the site's events numbered from ``first`` to ``last`` from the log, as messages.
+Fill = Callable[[str, int, int], list[dict[str, Any]]]
+
+
 class Hub:
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE) -> None:
         self.queue_size = queue_size
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        #: Per site, the last event number delivered (unknown until the first, or
+        #: :meth:`start_at`); the sequencing lock of each site.
+        self.delivered: dict[str, int] = {}
+        self._site_locks: dict[str, threading.Lock] = {}
+        #: Reads a gap's events from the log (the log follower's); None: gaps pass as they are.
+        self.fill: Fill | None = None
+
+    def start_at(self, site_id: str, seq: int) -> None:
+        """Deliver the site's events after ``seq`` (the log's end when following begins)."""
+        with self._sequencing(site_id):
+            self.delivered[site_id] = max(seq, self.delivered.get(site_id, seq))
+
+    def _sequencing(self, site_id: str) -> threading.Lock:
+        with self._lock:
+            lock = self._site_locks.get(site_id)
+            if lock is None:
+                lock = self._site_locks[site_id] = threading.Lock()
+            return lock
+
+    def _in_sequence(
+        self, site_id: str, messages: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``messages`` with the events already delivered dropped and any gap before an event
+        filled from the log (called under the site's sequencing lock)."""
+        out: list[dict[str, Any]] = []
+        last = self.delivered.get(site_id)
+        for message in messages:
+            seq = message.get("seq")
+            if message.get("type") != "event":
+                # A picture or positions "as of" an event goes after that event: a client
+                # takes its seq as seen, and would skip an earlier event still to come.
+                if isinstance(seq, int) and last is not None and seq > last and self.fill:
+                    out += self._filled(site_id, last + 1, seq)
+                    last = seq
+                out.append(message)
+                continue
+            seq = int(message["seq"])
+            if last is not None and seq <= last:
+                continue  # delivered already (by its writer, or by the follower)
+            if last is not None and seq > last + 1:
+                out += self._filled(site_id, last + 1, seq - 1)
+            out.append(message)
+            last = seq
+        if last is not None:
+            self.delivered[site_id] = last
+        return out
+
+    def _filled(self, site_id: str, first: int, last: int) -> list[dict[str, Any]]:
+        """The site's events ``first`` to ``last`` from the log, encoded (none without a
+        filler, or when the log cannot be read: the subscribers resync from it themselves)."""
+        if self.fill is None:
+            return []
+        try:
+            missing = self.fill(site_id, first, last)
+        except Exception:
+            log.exception("could not read events %d-%d of %s", first, last, site_id)
+            return []
+        for event in missing:
+            event.setdefault(ENCODED, encode(event))
+        return missing
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop the subscribers' queues live on (set by the app's lifespan)."""
@@ -121,10 +193,15 @@ class Hub:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if loop is None or running is loop:
-            self._deliver(site_id, messages)
-        else:
-            loop.call_soon_threadsafe(self._deliver, site_id, list(messages))
+        # Sequenced and handed to the loop under one lock: the loop delivers in that order.
+        with self._sequencing(site_id):
+            ordered = self._in_sequence(site_id, messages)
+            if not ordered:
+                return
+            if loop is None or running is loop:
+                self._deliver(site_id, ordered)
+            else:
+                loop.call_soon_threadsafe(self._deliver, site_id, ordered)
 
     def _deliver(self, site_id: str, messages: Sequence[dict[str, Any]]) -> None:
         with self._lock:

@@ -417,12 +417,19 @@ def activate(
 
 
 def log_activation(
-    session: Session, incident: Incident, drafts: Sequence[event_log.Draft]
+    session: Session,
+    incident: Incident,
+    drafts: Sequence[event_log.Draft],
+    *,
+    expect: int | None = None,
 ) -> list[event_log.LoggedEvent]:
-    """Log a prepared activation's events in ``session``'s transaction."""
+    """Log a prepared activation's events in ``session``'s transaction (``expect``: where the
+    deciding process's picture of the site ends, see ``event_log.append_many``)."""
     exercises = {incident.id: incident.exercise} if incident.exercise else None
     with _stage(incident.timings_ms, "log"):
-        logged = event_log.append_many(session, incident.site_id, drafts, exercises=exercises)
+        logged = event_log.append_many(
+            session, incident.site_id, drafts, exercises=exercises, expect=expect
+        )
     incident.seq = logged[-1].seq
     log.info("incident %s activated at %s: %s", incident.id, incident.site_id, incident.timings_ms)
     return logged

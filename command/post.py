@@ -55,6 +55,7 @@ from command.incidents import (
     snapshot,
 )
 from command.layer_feed import LayerFeed
+from command.log_follower import LogFollower
 from command.monitoring import wristbands as bands
 from command.monitoring.alarms import AlarmBoard
 from command.monitoring.devices import DeviceEvent
@@ -108,6 +109,22 @@ PICTURE_EVERY_S = 0.5
 #: An activation computed on a site model that was replaced meanwhile is computed again, this
 #: many times at most (the last holding the site's planning lock, so no new model can come).
 ACTIVATION_TRIES = 3
+#: Other processes' events that change a site's alarm setup (thresholds, delays, voting,
+#: shelving, out of service, test): this process reads the setup from the database again.
+ALARM_SETUP_EVENTS = frozenset(
+    {
+        "sensor.alarm_settings",
+        "zone.alarm_voting",
+        "sensor.shelved",
+        "sensor.unshelved",
+        "sensor.out_of_service",
+        "sensor.in_service",
+        "sensor.test_started",
+        "sensor.test_ended",
+    }
+)
+#: A command decided again at most this often when other processes keep logging first.
+STALE_TRIES = 5
 #: Sensor tiers that are alarms (a warning asks for a check; these suspend a drill).
 ALARMING = ("alarm", "high_alarm")
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
@@ -254,6 +271,16 @@ class CommandPost(WristbandDesk):
         self.alarm_flags = self.health.alarm_flags  # an alarm carries its detector's flags
         #: The alarm journal and 10-minute reading history (``command.monitoring.history``).
         self.alarm_history = AlarmHistory(db)
+        #: Other processes' events on the same database (``command.log_follower``), once the
+        #: app follows the log; None: this process is the only writer (tests, tools).
+        self.follower: LogFollower | None = None
+        #: Whether this process fires deadlines, call-tree fallbacks and monitoring timers
+        #: (``command.leader``: one process of those sharing a database).
+        self.leading = True
+        #: Whether positions taken here are relayed to the other processes (PostgreSQL), and
+        #: those not yet relayed: site -> person -> [lon, lat, observed at (epoch s)].
+        self.relaying = False
+        self._relay: dict[str, dict[str, list[float]]] = {}
 
     # -- the site model -------------------------------------------------------------------------
 
@@ -515,6 +542,13 @@ class CommandPost(WristbandDesk):
             )
         return found
 
+    def look_for(self, site_id: str, incident_id: str) -> None:
+        """An incident this process does not hold (another process may have activated it a
+        moment ago, before this one was woken): what the log holds is taken in first. Call
+        with no lock held."""
+        if incident_id not in self.incidents and self.follower is not None:
+            self.follower.catch_up(site_id)
+
     def check_available(self, site_id: str, incident_id: str) -> None:
         """Raise :class:`Recovering` for an incident still being rebuilt after a restart, and
         :class:`IncidentQuarantined` for one whose logged events are corrupt."""
@@ -559,9 +593,23 @@ class CommandPost(WristbandDesk):
     def site_snapshot(self, site_id: str, incident_id: str | None = None) -> dict[str, Any]:
         """The picture of a site: every active incident (or one), as of the log's last event."""
         self.model(site_id)  # planned on the newest layers first, outside the lock
+        for attempt in range(STALE_TRIES):
+            with self._lock:
+                with self.db.read() as session:
+                    seq = event_log.last_seq(session, site_id)
+                follower = self.follower
+                held = follower.applied.get(site_id, 0) if follower is not None else seq
+                if seq <= held or attempt == STALE_TRIES - 1:
+                    # With other processes on the database, the snapshot is as of where this
+                    # process's memory ends: later events then come live, none skipped.
+                    return self._site_snapshot(site_id, incident_id, min(seq, held))
+            assert follower is not None
+            follower.catch_up(site_id)  # what others logged, into memory first (no lock held)
+        raise AssertionError("unreachable: the last try returns")
+
+    def _site_snapshot(self, site_id: str, incident_id: str | None, seq: int) -> dict[str, Any]:
+        """The snapshot as of ``seq`` (under the lock)."""
         with self._lock:
-            with self.db.read() as session:
-                seq = event_log.last_seq(session, site_id)
             model = self._planned_model(site_id)
             # Nothing changes the picture without a new event or a moved person: a crowd of
             # clients subscribing at once shares one snapshot, encoded once.
@@ -635,6 +683,8 @@ class CommandPost(WristbandDesk):
             if planning is not None:
                 planning.acquire()
             try:
+                # What other processes logged first (one may have activated this plan here).
+                expect = self.follower.view(site_id) if self.follower is not None else None
                 model = self.model(site_id)
                 wind = self.last_wind(model)
                 with self._lock:
@@ -668,7 +718,12 @@ class CommandPost(WristbandDesk):
                         continue
                     # one logged meanwhile
                     self._refuse_duplicate(site_id, request, exercise is not None)
-                    opened = self._open(model, incident, drafts, before)
+                    try:
+                        opened = self._open(model, incident, drafts, before, expect=expect)
+                    except event_log.StaleView:
+                        if attempt == ACTIVATION_TRIES - 1:
+                            raise self._busy(site_id) from None
+                        continue  # another process logged meanwhile: decided again
                 break
             finally:
                 if planning is not None:
@@ -713,14 +768,19 @@ class CommandPost(WristbandDesk):
         incident: Incident,
         drafts: Sequence[event_log.Draft],
         before: np.ndarray,
+        *,
+        expect: int | None = None,
     ) -> tuple[str, bytes]:
         """Under the lock: log a computed activation, follow the people who moved while it
-        was computed, and publish its picture."""
+        was computed, and publish its picture (``StaleView``, and nothing changed, when
+        another process logged after ``expect``)."""
         site_id = model.site.id
+        with self.db.write() as session:
+            logged = log_activation(session, incident, drafts, expect=expect)
+        if self.follower is not None and expect is not None:
+            self.follower.wrote(site_id, expect, logged)
         if incident.exercise is not None:
             self.exercises[incident.id] = incident.exercise
-        with self.db.write() as session:
-            logged = log_activation(session, incident, drafts)
         moved = self._lay_live_over(model, before)
         if len(moved):
             follow_positions(model, incident, moved).apply(incident)
@@ -770,7 +830,35 @@ class CommandPost(WristbandDesk):
         *,
         closing: Callable[[Incident], event_log.Draft] | None = None,
     ) -> list[event_log.LoggedEvent]:
-        """Apply a command to an incident's plan run, log its events, then publish them."""
+        """Apply a command to an incident's plan run, log its events, then publish them.
+
+        Decided on this process's memory of the site, caught up with what other processes
+        logged first; should one log in between, the append refuses (``StaleView``), nothing
+        changes, and the command is decided again on the newer picture."""
+        for _ in range(STALE_TRIES):
+            expect = self.follower.view(site_id) if self.follower is not None else None
+            try:
+                return self._command(site_id, incident_id, act, closing=closing, expect=expect)
+            except event_log.StaleView:
+                continue
+        raise self._busy(site_id)
+
+    def _busy(self, site_id: str) -> IncidentConflict:
+        return IncidentConflict(
+            f"site {site_id} changed under this command {STALE_TRIES} times (other server "
+            "processes logged meanwhile): nothing was done; send it again",
+            errors=[FieldError("site", "busy: commands from other processes came first")],
+        )
+
+    def _command(
+        self,
+        site_id: str,
+        incident_id: str,
+        act: Callable[[PlanRun], Any],
+        *,
+        closing: Callable[[Incident], event_log.Draft] | None,
+        expect: int | None,
+    ) -> list[event_log.LoggedEvent]:
         with self._lock:
             incident = self.incident(site_id, incident_id)
             run = incident.run
@@ -784,7 +872,12 @@ class CommandPost(WristbandDesk):
             try:
                 with self.db.write() as session:
                     logged = event_log.append_many(
-                        session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+                        session,
+                        site_id,
+                        drafts,
+                        exercises=self.exercises,
+                        now=self.clock.now(),
+                        expect=expect,
                     )
             except Exception:
                 # The log is the truth: memory goes back to what it holds.
@@ -792,6 +885,8 @@ class CommandPost(WristbandDesk):
                 if incident_id not in self.paused:
                     self.scheduler.add(incident.run)
                 raise
+            if self.follower is not None and expect is not None:
+                self.follower.wrote(site_id, expect, logged)
             self.scheduler.watch(run)
             self._track(logged)
             self._owe_cap(incident, logged)
@@ -873,24 +968,54 @@ class CommandPost(WristbandDesk):
         return logged
 
     def tick(self) -> list[event_log.LoggedEvent]:
-        """Fire passed due times (call every second): log and publish the overdue events."""
+        """Fire passed due times (call every second): log and publish the overdue events.
+
+        Only the leading process fires deadlines, call-tree fallbacks, shelvings' and
+        temporary fences' ends, detector health and drills' timers (``command.leader``).
+        Every process fires the timers of what it took itself (alarm delays of its readings,
+        fence stays, man-down and lost signals of its positions) and sends its own walls the
+        pictures owed to them."""
+        if not self.leading:
+            with self._lock:
+                self._send_owed_pictures()
+            from command.monitoring.alarm_desk import alarm_clock
+
+            own = alarm_clock(self, shelvings=False)
+            own += self.fences.tick(expire=False)
+            return own + self.watch_wristbands()
+        if self.follower is not None:
+            # A new leader fires nothing the log already holds: caught up first.
+            self.follower.catch_up()
         with self._lock:
             fired = self.scheduler.tick()
             by_incident: dict[str, list[PlanEvent]] = {}
             for event in fired:
                 by_incident.setdefault(event.run_id, []).append(event)
             out: list[event_log.LoggedEvent] = []
+            stale: list[tuple[str, str]] = []
             for incident_id, plan_events in by_incident.items():
                 incident = self.incidents[incident_id]
-                with self.db.write() as session:
-                    logged = event_log.append_many(
-                        session,
-                        incident.site_id,
-                        plan_drafts(incident, plan_events),
-                        exercises=self.exercises,
-                        now=self.clock.now(),
-                    )
-                self.hub.publish(incident.site_id, [event_message(e) for e in logged])
+                site_id = incident.site_id
+                # Should another process have logged meanwhile (two leaders for a moment,
+                # after a partition), nothing fires on a stale picture: the incident is
+                # rebuilt from the log, and what is still due fires at the next tick.
+                expect = self.follower.applied.get(site_id) if self.follower else None
+                try:
+                    with self.db.write() as session:
+                        logged = event_log.append_many(
+                            session,
+                            site_id,
+                            plan_drafts(incident, plan_events),
+                            exercises=self.exercises,
+                            now=self.clock.now(),
+                            expect=expect,
+                        )
+                except event_log.StaleView:
+                    stale.append((site_id, incident_id))
+                    continue
+                if self.follower is not None and expect is not None:
+                    self.follower.wrote(site_id, expect, logged)
+                self.hub.publish(site_id, [event_message(e) for e in logged])
                 out += logged
             # Call-tree contacts who did not answer in time: the next one is called. After a
             # long gap a fallback may be overdue already: go on until no call is.
@@ -906,14 +1031,9 @@ class CommandPost(WristbandDesk):
                     self._track(logged)
                     self.hub.publish(site_id, [event_message(e) for e in logged])
                     out += logged
-            # Pictures owed to the walls since people walked into a zone: all of them now.
-            owed = {self.incidents[i].site_id for i in self._picture_due if i in self.incidents}
-            for site_id in sorted(owed):
-                model = self._planned_model(site_id)
-                with self.db.read() as session:
-                    seq = event_log.last_seq(session, site_id)
-                self.hub.publish(site_id, self._due_pictures(model, seq, wait=False))
-            self._picture_due.clear()
+            self._send_owed_pictures()
+        for site_id, incident_id in stale:
+            self._refreshed(site_id, incident_id)
         out += self._alarm_clock()  # alarm delays completed, shelvings expired
         self.send_cap()  # logged and published; not among the deadlines fired
         out += self.fences.tick()  # temporary fences expired, stays too long
@@ -921,7 +1041,20 @@ class CommandPost(WristbandDesk):
         out += self.health.tick()  # detectors gone silent, checks come due
         if self.drills is not None:  # outside the lock: the desk calls in as any client does
             out += self.drills.tick()
+        if self.follower is not None and self.relaying:  # relayed positions of long ago
+            self.follower.prune_positions()
         return out
+
+    def _send_owed_pictures(self) -> None:
+        """Pictures owed to the walls since people walked into a zone: all of them now (under
+        the lock)."""
+        owed = {self.incidents[i].site_id for i in self._picture_due if i in self.incidents}
+        for site_id in sorted(owed):
+            model = self._planned_model(site_id)
+            with self.db.read() as session:
+                seq = event_log.last_seq(session, site_id)
+            self.hub.publish(site_id, self._due_pictures(model, seq, wait=False))
+        self._picture_due.clear()
 
     def cap_delivered(self, alert: CapAlert, ok: bool, attempts: int, detail: str) -> None:
         """Log the outcome of posting a CAP alert (called by the sender)."""
@@ -1640,6 +1773,7 @@ class CommandPost(WristbandDesk):
         exercise: str | None = None,
         restore: bool = False,
         accuracy: Mapping[str, float] | None = None,
+        relayed: bool = False,
     ) -> dict[str, Any]:
         """Live positions (person -> lon, lat, observed at; receipt time when not given). A
         position observed before the one held is ignored and counted. ``accuracy`` (person ->
@@ -1651,7 +1785,11 @@ class CommandPost(WristbandDesk):
 
         ``exercise`` names the drill whose inject they are: the walls see them as any others,
         but they are never stored as the people's positions (a restart forgets them, and the
-        drill puts them back when it ends)."""
+        drill puts them back when it ends).
+
+        ``relayed``: positions another process took (``command.log_follower``): filtered,
+        stored and logged there (its events come through the log); here they move the people
+        and this process's walls see them."""
         model = self.model(site_id)
         refuse_far_positions(model.site, moves)
         now = self.clock.now()
@@ -1681,7 +1819,7 @@ class CommandPost(WristbandDesk):
                     times[[model.person_row[p] for p in timed if p in model.person_row]] = -math.inf
                     model.person_seen_at = times
             band: bands.Taken | None = None
-            if exercise is None and not restore:  # a drill's injects pass unfiltered
+            if exercise is None and not restore and not relayed:  # injects pass unfiltered
                 zones = self.wristbands.zones(model.site, model.build, model.layers["zones"])
                 band = self.wristbands.take(
                     model.site,
@@ -1710,8 +1848,12 @@ class CommandPost(WristbandDesk):
                 elif exercise is None:
                     truth.pop(pid, None)
                 live[pid] = timed[pid]
-            if exercise is None:
+            if exercise is None and not relayed:
                 unsaved.update(ids)
+                if self.relaying:  # to the other processes' walls, at the next relay
+                    relay = self._relay.setdefault(site_id, {})
+                    for pid in ids:
+                        relay[pid] = list(timed[pid])
             count = headcount(model)
             # A drill's positions move its own incident only: a real incident never counts a
             # person where an inject put them.
@@ -1756,6 +1898,8 @@ class CommandPost(WristbandDesk):
                             incident.id,
                         )
                     )
+            if relayed:  # the process that took them logged what they changed
+                drafts = []
             with self.db.write() if drafts else self.db.read() as session:
                 logged = (
                     event_log.append_many(
@@ -1789,7 +1933,7 @@ class CommandPost(WristbandDesk):
                 }
             )
             self.hub.publish(site_id, messages)
-            if exercise is None and not restore:  # fences: who entered or left which
+            if exercise is None and not restore and not relayed:  # fences: who entered, left
                 self.fences.positions(site_id, model, moved.rows)
         return {
             "accepted": len(ids),
@@ -1799,6 +1943,28 @@ class CommandPost(WristbandDesk):
             "headcount": count,
             "events": [e.as_dict() for e in logged],
         }
+
+    def take_relay(self) -> dict[str, dict[str, list[float]]]:
+        """The positions not yet relayed to the other processes (and forget them)."""
+        with self._lock:
+            taken, self._relay = self._relay, {}
+        return taken
+
+    def retake_relay(self, taken: Mapping[str, Mapping[str, list[float]]]) -> None:
+        """Positions whose relay failed: sent at the next one (newer ones taken meanwhile win)."""
+        with self._lock:
+            for site_id, moves in taken.items():
+                self._relay[site_id] = {**moves, **self._relay.get(site_id, {})}
+
+    def relayed_positions(
+        self, site_id: str, moves: Mapping[str, tuple[float, float, float]]
+    ) -> None:
+        """Positions another process took (lon, lat, observed at in epoch seconds)."""
+        self.positions(
+            site_id,
+            {pid: (x, y, datetime.fromtimestamp(at, UTC)) for pid, (x, y, at) in moves.items()},
+            relayed=True,
+        )
 
     def tag_read(self, site_id: str, event: DeviceEvent, *, actor: str) -> event_log.LoggedEvent:
         """A gate's reader read a person's tag: ``access.granted`` or ``access.refused`` by
@@ -1895,17 +2061,7 @@ class CommandPost(WristbandDesk):
             except (KeyError, TypeError, ValueError, AttributeError):
                 log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
         for event in self._raw_events(EventRow.type.startswith("notification."), unreadable):
-            data = event.data
-            try:
-                if event.type == "notification.requested":
-                    calltree.track([event])
-                    if "after" in data:
-                        calltree.open.pop((event.site_id, int(data["after"])), None)
-                elif event.type in ("notification.acknowledged", "notification.unanswered"):
-                    key = int(data.get("notification", data.get("after", -1)))
-                    calltree.open.pop((event.site_id, key), None)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
+            _follow_calltree(calltree, event)
         pending: dict[str, list[event_log.LoggedEvent]] = {}
         with self.db.read() as session:
             readings = stored_readings(session)
@@ -2042,6 +2198,90 @@ class CommandPost(WristbandDesk):
                 if planning is not None:
                     planning.release()
         raise AssertionError("unreachable: the last try holds the planning lock")
+
+    # -- other processes' events (command.log_follower) ------------------------------------------
+
+    def apply_foreign(self, site_id: str, events: Sequence[event_log.LoggedEvent]) -> None:
+        """Take into memory the events another server process on the same database logged
+        (in log order, each once): the same rules as a restart's replay. Sensor tiers, alarms,
+        confirmations and checks, people's alarms and the call tree follow each event; an
+        incident another process activated, or commanded, is rebuilt from its whole log (its
+        run, duties, wind, closures and picture: :meth:`from_log`), one that stood down is let
+        go. The events themselves reach this process's walls through the hub, not from here."""
+        touched: dict[str, None] = {}
+        with self._lock:
+            for event in events:
+                kind = event.type
+                try:
+                    if kind == "sensor.state":
+                        tiers = self.sensor_tiers.setdefault(site_id, {})
+                        tiers[str(event.data["sensor_id"])] = event.data["to"]
+                    if kind in ALARM_SETUP_EVENTS:  # settings, voting, modes: read again
+                        self.alarm_board.setups.pop(site_id, None)
+                    if kind.startswith("sensor."):
+                        self.alarms.follow([event])
+                        self.alarm_board.follow([event])
+                    elif kind.startswith("person."):
+                        self.wristbands.alarms.follow([event])
+                    elif kind.startswith("notification."):
+                        _follow_calltree(self.calltree, event)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
+                light = kind in ("incident.people_moved", "incident.mustered")
+                held = self.incidents.get(event.incident_id or "")
+                if light and held is not None:
+                    # What positions changed: this process moves the same people (relayed
+                    # positions), so the incident takes the record, not a rebuild.
+                    held.to_account |= {str(p) for p in event.data.get("must_move", [])}
+                    held.mustered = held.mustered or kind == "incident.mustered"
+                elif event.incident_id is not None:
+                    touched[event.incident_id] = None
+                if kind == "plan.run.stood_down" and event.incident_id is not None:
+                    self.scheduler.remove(event.incident_id)
+                    self.incidents.pop(event.incident_id, None)
+                    self.stood_down[event.incident_id] = site_id
+                    self.paused.discard(event.incident_id)
+                    touched.pop(event.incident_id, None)
+        for incident_id in touched:
+            if incident_id in self.stood_down or incident_id in self.quarantined:
+                continue
+            try:
+                self._refreshed(site_id, incident_id)
+            except Exception as exc:
+                reason = exc.detail if isinstance(exc, RallypointError) else repr(exc)[:300]
+                log.exception("incident %s could not be rebuilt from the log", incident_id)
+                with self._lock:
+                    self.quarantined[incident_id] = (site_id, f"not rebuilt: {reason}")
+                    self.incidents.pop(incident_id, None)
+                    self.scheduler.remove(incident_id)
+                    self.hub.publish(site_id, [self._recovery_message(site_id)])
+
+    def _refreshed(self, site_id: str, incident_id: str) -> None:
+        """An incident as its whole log says now, in place of the one in memory (if any), its
+        run watched by the scheduler, and its picture to this process's walls."""
+        rows = [event_log.logged_event(r) for r in self._incident_rows(site_id, incident_id)]
+        if not rows or any(r.type == "plan.run.stood_down" for r in rows):
+            return
+        planning = self._planning_lock(site_id)
+        with planning:
+            model = self.model(site_id)
+            with model.lock:
+                before = model.person_lonlat
+            incident = self.from_log(incident_id, rows, model=model)
+            with self._lock:
+                moved = self._lay_live_over(model, before)
+                if len(moved):
+                    follow_positions(model, incident, moved).apply(incident)
+                old = self.incidents.get(incident_id)
+                if old is not None:
+                    incident.exercise = incident.exercise or old.exercise
+                self.incidents[incident_id] = incident
+                self.scheduler.remove(incident_id)
+                if incident_id not in self.paused:
+                    self.scheduler.add(incident.run)
+                self._snapshots.clear()
+                seq = max(incident.seq, self.hub.delivered.get(site_id, 0))
+                self.hub.publish(site_id, [self._picture_message(model, incident, seq)])
 
     def _recovery_message(self, site_id: str) -> dict[str, Any]:
         """For the walls: how far restart recovery is, and the site's quarantined incidents."""
@@ -2255,6 +2495,23 @@ class CommandPost(WristbandDesk):
             if key in out:
                 out[key]["unreadable"] = reason
         return sorted(out.values(), key=lambda i: str(i["activated_at"]), reverse=True)
+
+
+def _follow_calltree(calltree: CallTree, event: event_log.LoggedEvent) -> None:
+    """The call tree's open notices after a logged ``notification.*`` event (a restart's replay,
+    or another process's event): a request opens one (and closes the one it falls back from),
+    an answer or the end of the tree closes it."""
+    data = event.data
+    try:
+        if event.type == "notification.requested":
+            calltree.track([event])
+            if "after" in data:
+                calltree.open.pop((event.site_id, int(data["after"])), None)
+        elif event.type in ("notification.acknowledged", "notification.unanswered"):
+            key = int(data.get("notification", data.get("after", -1)))
+            calltree.open.pop((event.site_id, key), None)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        log.error("event %s/%s is unreadable; skipped", event.site_id, event.seq)
 
 
 def _drill_of(exercise: Any) -> str | None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -174,8 +175,39 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
 
 
+#: How soon a client may ask again when the database is away (seconds).
+DATABASE_RETRY_S = 2
+
+
+async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (it restarts, a replica is being promoted, the network
+    to it dropped): 503 with Retry-After, not a fault of the server's. Nothing was changed: a
+    transaction that never reached the database, or failed there, is rolled back."""
+    error_id = uuid.uuid4().hex[:16]
+    log.warning(
+        "database unavailable (%s) on %s %s: %s",
+        error_id,
+        request.method,
+        request.url.path,
+        type(getattr(exc, "orig", exc)).__name__,
+        extra={"error_id": error_id},
+    )
+    return problem(
+        503,
+        "database-unavailable",
+        "Database unavailable",
+        f"the database cannot be reached just now; nothing was changed: ask again in "
+        f"{DATABASE_RETRY_S} s (logged as {error_id})",
+        instance=request.url.path,
+        headers={"Retry-After": str(DATABASE_RETRY_S)},
+    )
+
+
 def add_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RallypointError, _domain_error)
+    # Connection refused, dropped or timed out (and SQLite's "database is locked").
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_away)
+    app.add_exception_handler(sqlalchemy.exc.InterfaceError, _database_away)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

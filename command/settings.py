@@ -183,6 +183,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging level."
     )
+    clock_file: Path | None = Field(
+        default=None,
+        description="Tests and rehearsals only: the server's time is the one written in this "
+        "file (plans.clock.FileClock), shared by every process started with it. Unset: the "
+        "system's clock.",
+    )
     audit_key: Path | None = Field(
         default=None,
         description="Ed25519 private key (PEM, mode 600) that signs the audit checkpoints; "

@@ -73,9 +73,7 @@ class ServerProcess:
     output in ``log`` (a file). ``settings`` are more ``RALLYPOINT_*`` variables, without the
     prefix (``{"ws_heartbeat_s": 1}``)."""
 
-    def __init__(
-        self, database_url: str, log: Path, *, name: str = "", **settings: Any
-    ) -> None:
+    def __init__(self, database_url: str, log: Path, *, name: str = "", **settings: Any) -> None:
         self.database_url = database_url
         self.log = log
         self.name = name or log.stem

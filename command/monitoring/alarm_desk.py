@@ -433,20 +433,22 @@ def confirm(
 # -- the clock -----------------------------------------------------------------------------------
 
 
-def alarm_clock(post: CommandPost) -> list[event_log.LoggedEvent]:
+def alarm_clock(post: CommandPost, *, shelvings: bool = True) -> list[event_log.LoggedEvent]:
     """Each second: shelvings that expired end (``sensor.unshelved``, by the system), and
-    delays that completed without a new reading move their tiers."""
+    delays that completed without a new reading move their tiers. ``shelvings``: whether
+    this process ends shelvings (they are the database's: one process does, the leader);
+    delays are this process's own (started by the readings it took), and it ends them."""
     out: list[event_log.LoggedEvent] = []
     alarms: list[tuple[str, str, str]] = []
     with post._lock:
         now = post.clock.now()
         board = post.alarm_board
-        if not board.loaded_all:  # after a start: every site with a shelved sensor
+        if shelvings and not board.loaded_all:  # after a start: every site with a shelved one
             with post.db.read() as session:
                 for site_id in stored_sites(session):
                     board.setup(site_id, session)
             board.loaded_all = True
-        for site_id, setup in list(board.setups.items()):
+        for site_id, setup in list(board.setups.items()) if shelvings else []:
             for sensor_id, mode in list(setup.modes.items()):
                 if mode.mode == "shelved" and mode.until is not None and mode.until <= now:
                     out.append(

@@ -378,9 +378,11 @@ class FenceWatch:
 
     # -- the clock --------------------------------------------------------------------------
 
-    def tick(self) -> list[Any]:
-        """Expire temporary fences past their time, and raise overlong stays (and people whose
-        entry hours or certificates ran out while inside, every :data:`RECHECK_S`)."""
+    def tick(self, *, expire: bool = True) -> list[Any]:
+        """Expire temporary fences past their time (``expire``: the database's fences, one
+        process does, the leader), and raise overlong stays (and people whose entry hours or
+        certificates ran out while inside, every :data:`RECHECK_S`) of the people whose
+        positions this process took."""
         out: list[Any] = []
         if not self._started:  # after a restart: the sites with fences to expire or watch
             self._started = True
@@ -397,7 +399,8 @@ class FenceWatch:
                 self.site(site_id)
         for site_id in list(self.sites):
             try:
-                out += self._expire(site_id)
+                if expire:
+                    out += self._expire(site_id)
                 out += self._stays(site_id)
             except Exception:  # one site's trouble stops no other's
                 log.exception("fence tick failed at %s", site_id)

@@ -41,6 +41,7 @@ from gis.storage.tables import (
     EventRow,
     HotWorkPermitRow,
     ReadingHistoryRow,
+    SiteRow,
 )
 
 if TYPE_CHECKING:
@@ -169,7 +170,12 @@ def _state(session: Session, site_id: str, seq: int, at: datetime, data: Mapping
 
 
 def sync_journal(session: Session, site_id: str) -> int:
-    """Follow the site's log from where the journal stopped; how many events were read."""
+    """Follow the site's log from where the journal stopped; how many events were read.
+
+    Server processes sharing a database follow it one at a time: each queues on the site's
+    row (PostgreSQL; as an append does), then reads where the journal stopped, so no event is
+    journaled twice."""
+    session.get(SiteRow, site_id, with_for_update={"key_share": True})
     head = session.get(AlarmJournalHeadRow, site_id)
     after = head.seq if head is not None else 0
     rows = session.scalars(

@@ -108,6 +108,7 @@ def list_incidents(
 def get_incident(post: PostDep, _: ReaderDep, site_id: str, incident_id: str) -> Response:
     """An active incident's live picture; a stood-down one's final picture, rebuilt from the
     log and marked closed."""
+    post.look_for(site_id, incident_id)  # activated on another process a moment ago
     post.check_available(site_id, incident_id)  # 503 while being rebuilt; 409 quarantined
     if post.stood_down.get(incident_id) == site_id or incident_id not in post.incidents:
         return Response(

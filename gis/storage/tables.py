@@ -366,6 +366,28 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    #: The server process that appended it (``command.events.ORIGIN``; null: a tool). Not
+    #: hashed: which process wrote an event is no part of what happened.
+    origin: Mapped[str | None] = mapped_column(String(120), nullable=True)
+
+
+class PositionFeedRow(Base):
+    """People's latest positions as one server process took them, for the others on the same
+    database (``command.log_follower``: positions are not logged as events). A row per process
+    and site every quarter of a second, kept a minute. Used on PostgreSQL; on SQLite (one
+    process) it stays empty."""
+
+    __tablename__ = "position_feed"
+    __table_args__ = (Index("ix_position_feed_at", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    site_id: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: person id -> [lon, lat, observed at (seconds since 1970, UTC)]
+    positions: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class EventHeadRow(Base):

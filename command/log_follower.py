@@ -1,0 +1,348 @@
+"""Several server processes on one database: each follows the event log (issue 17).
+
+The event log in the database is the only source of order: appends queue on the site's row, so
+sequence numbers stay gapless and unique per site whichever process writes
+(``command.events.append_many``). Each process keeps in memory what it needs to command
+(incidents, plan runs, duties, sensor tiers and alarms, the call tree); this module keeps that
+memory, and every subscriber of the process, up with what *other* processes wrote:
+
+- **Woken, then reading.** On PostgreSQL a trigger on ``event_heads`` sends ``pg_notify`` on
+  :data:`CHANNEL` with the site id when an append commits (migration 0018); a dedicated psycopg
+  connection LISTENs (:class:`EventListener`, reconnecting with backoff). A notification is a
+  wake-up only: the events are read from the table. A sweep every :data:`SWEEP_S` catches what
+  a dropped connection missed (and, on SQLite, a command-line tool's appends).
+- **Applied once.** Each event carries the process that wrote it (``events.origin``); a process
+  applies to its memory only the others' (``CommandPost.apply_foreign``), in log order.
+- **Delivered in order.** Every event read goes to the hub, which delivers each site's events
+  in sequence, each once, filling any gap from the log (``command.hub``): a subscriber of any
+  process sees the same ordered stream.
+- **Decided on the current picture.** A command is decided on the process's memory of the site;
+  the append checks, under the site's lock, that the log still ends where that memory does
+  (``expect``), and otherwise the process catches up and decides again (:meth:`LogFollower.view`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import typing
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from command import events as event_log
+from gis.storage.db import Database
+from gis.storage.tables import EventHeadRow, EventRow, PositionFeedRow
+
+if TYPE_CHECKING:
+    from command.post import CommandPost
+
+log = logging.getLogger(__name__)
+
+#: The channel of migration 0018's trigger.
+CHANNEL = "rallypoint_events"
+#: The safety net: every site's head is compared this often (seconds) whatever was heard.
+SWEEP_S = 1.0
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+#: A listening connection that heard nothing this long is asked a question (a dead one fails).
+CHECK_EVERY_S = 15.0
+#: Events read at once while catching up.
+BATCH = 2_000
+#: People's latest positions between processes (PostgreSQL; migration 0018): a row per process
+#: and site every :data:`RELAY_EVERY_S`, read by the others, kept :data:`POSITIONS_KEPT_S`.
+POSITIONS_CHANNEL = "rallypoint_positions"
+POSITION_FEED = typing.cast(sa.Table, PositionFeedRow.__table__)
+RELAY_EVERY_S = 0.25
+POSITIONS_KEPT_S = 60.0
+#: Feed rows may commit out of their id order (two processes insert at once): each read looks
+#: this many ids back, and rows already taken are known by id.
+FEED_LOOK_BACK = 500
+APPLICATION_NAME = "rallypoint event follower"
+
+
+def claim_origin() -> str:
+    """This process's name in the events it appends (host, pid and a random part: a restarted
+    process on a reused pid is another writer)."""
+    if event_log.ORIGIN is None:
+        event_log.ORIGIN = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return event_log.ORIGIN
+
+
+class LogFollower:
+    """Keeps a process's memory and subscribers up with the log (see the module's text).
+
+    ``applied[site]``: every event of the site up to it is in this process's memory (its own
+    as it wrote them, others' as :meth:`catch_up` applied them)."""
+
+    def __init__(self, post: CommandPost) -> None:
+        self.post = post
+        self.db: Database = post.db
+        self.applied: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self.origin = claim_origin()
+        #: The relayed positions read so far: the highest feed row id, and the ids taken.
+        self._positions_lock = threading.Lock()
+        self._feed_mark = 0
+        self._feed_taken: set[int] = set()
+
+    def start(self) -> None:
+        """Follow from the log's end now (the memory was just rebuilt from it), and let the hub
+        fill gaps from the log."""
+        with self._lock:
+            heads = self._heads(None)
+        for site_id, seq in heads.items():
+            self.applied[site_id] = seq
+            self.post.hub.start_at(site_id, seq)
+        self.post.hub.fill = self.fill
+        self.post.follower = self
+        if self.db.is_postgis:  # positions relayed from now on (the stored ones are read)
+            with self.db.read() as session:
+                ids = session.scalars(select(POSITION_FEED.c.id)).all()
+            self._feed_mark = max(ids, default=0)
+            self._feed_taken = {int(i) for i in ids if i > self._feed_mark - FEED_LOOK_BACK}
+            self.post.relaying = True
+
+    def fill(self, site_id: str, first: int, last: int) -> list[dict[str, Any]]:
+        """The site's events ``first`` to ``last``, as messages (the hub's gap filler)."""
+        from command.post import event_message
+
+        with self.db.read() as session:
+            events = event_log.since(session, site_id, first - 1, limit=last - first + 1)
+        return [event_message(e) for e in events if e.seq <= last]
+
+    def _heads(self, site_id: str | None) -> dict[str, int]:
+        """Each site's last sequence number (one site's, or all): one small query."""
+        query = select(EventHeadRow.site_id, EventHeadRow.seq)
+        if site_id is not None:
+            query = query.where(EventHeadRow.site_id == site_id)
+        with self.db.read() as session:
+            return {str(site): int(seq) for site, seq in session.execute(query) if seq is not None}
+
+    def catch_up(self, site_id: str | None = None) -> dict[str, int]:
+        """Read and apply what other processes logged since :attr:`applied` (one site, or all),
+        and hand every event read to the hub. Returns ``applied`` after."""
+        with self._lock:
+            for site, head in self._heads(site_id).items():
+                while head > self.applied.get(site, 0):
+                    if not self._step(site, self.applied.get(site, 0)):
+                        break
+            return dict(self.applied)
+
+    def _step(self, site_id: str, after: int) -> bool:
+        from command.post import event_message
+
+        with self.db.read() as session:
+            rows = session.execute(
+                select(*event_log.RAW_COLUMNS, EventRow.origin)
+                .where(EventRow.site_id == site_id, EventRow.seq > after)
+                .order_by(EventRow.seq)
+                .limit(BATCH)
+            ).all()
+        if not rows:
+            return False
+        events: list[event_log.LoggedEvent] = []
+        foreign: list[event_log.LoggedEvent] = []
+        for raw in rows:
+            try:
+                event = event_log.read_row(raw)
+            except event_log.Unreadable as exc:  # 'audit verify' names it; the rest goes on
+                log.error("site %s: event %s is unreadable (%s); skipped", site_id, raw.seq, exc)
+                continue
+            events.append(event)
+            if raw.origin != self.origin:
+                foreign.append(event)
+        # To the walls first (in order; what this process sent already is dropped by the hub),
+        # then into memory: an incident rebuilt sends its picture after its events.
+        self.post.hub.publish(site_id, [event_message(e) for e in events])
+        if foreign:
+            self.post.apply_foreign(site_id, foreign)
+        self.applied[site_id] = max(self.applied.get(site_id, 0), int(rows[-1].seq))
+        return True
+
+    # -- positions --------------------------------------------------------------------------
+
+    def relay(self) -> int:
+        """Hand the positions this process took since the last call to the others (one feed
+        row per site). How many positions."""
+        taken = self.post.take_relay()
+        if not taken:
+            return 0
+        now = self.post.clock.now()
+        rows = [
+            {"site_id": site, "origin": self.origin, "at": now, "positions": moves}
+            for site, moves in taken.items()
+        ]
+        try:
+            with self.db.write() as session:
+                session.execute(sa.insert(POSITION_FEED), rows)
+        except Exception:
+            self.post.retake_relay(taken)  # not lost: the next call sends them
+            raise
+        return sum(len(m) for m in taken.values())
+
+    def take_positions(self, site_id: str | None = None) -> int:
+        """Apply the positions other processes relayed since the last call (one site, or
+        all). How many rows were taken."""
+        with self._positions_lock:
+            query = select(
+                POSITION_FEED.c.id, POSITION_FEED.c.site_id, POSITION_FEED.c.positions
+            ).where(
+                POSITION_FEED.c.id > self._feed_mark - FEED_LOOK_BACK,
+                POSITION_FEED.c.origin != self.origin,
+            )
+            if site_id is not None:
+                query = query.where(POSITION_FEED.c.site_id == site_id)
+            with self.db.read() as session:
+                rows = session.execute(query.order_by(POSITION_FEED.c.id)).all()
+            fresh = [r for r in rows if r.id not in self._feed_taken]
+            for row in fresh:
+                moves = {
+                    str(pid): (float(v[0]), float(v[1]), float(v[2]))
+                    for pid, v in dict(row.positions).items()
+                }
+                try:
+                    self.post.relayed_positions(str(row.site_id), moves)
+                except Exception:  # a site deleted meanwhile, a person unknown: the rest go on
+                    log.exception("relayed positions of %s not taken", row.site_id)
+                self._feed_taken.add(int(row.id))
+            if rows:
+                self._feed_mark = max(self._feed_mark, int(rows[-1].id))
+            low = self._feed_mark - FEED_LOOK_BACK
+            self._feed_taken = {i for i in self._feed_taken if i > low}
+            return len(fresh)
+
+    def prune_positions(self) -> int:
+        """Delete feed rows older than :data:`POSITIONS_KEPT_S` (the leader does)."""
+        cutoff = self.post.clock.now().timestamp() - POSITIONS_KEPT_S
+        with self.db.write() as session:
+            done = session.execute(
+                sa.delete(POSITION_FEED).where(
+                    POSITION_FEED.c.at < datetime.fromtimestamp(cutoff, UTC)
+                )
+            )
+        return int(getattr(done, "rowcount", 0) or 0)
+
+    async def relay_forever(self) -> None:
+        """Every :data:`RELAY_EVERY_S`: relay this process's positions (PostgreSQL)."""
+        while True:
+            await asyncio.sleep(RELAY_EVERY_S)
+            try:
+                await run_in_threadpool(self.relay)
+            except Exception:
+                log.exception("relaying positions failed; the next round retries")
+
+    def view(self, site_id: str) -> int:
+        """Catch up on the site, then the number its memory ends at (the ``expect`` of a
+        command's append)."""
+        return self.catch_up(site_id).get(site_id, 0)
+
+    def wrote(self, site_id: str, expected: int, logged: Iterable[event_log.LoggedEvent]) -> None:
+        """This process appended ``logged`` right after ``expected`` (checked under the site's
+        lock): the memory, which holds them already, now ends at the last."""
+        last = max((e.seq for e in logged), default=expected)
+        with self._lock:
+            if self.applied.get(site_id, 0) == expected:
+                self.applied[site_id] = last
+
+    async def sweep_forever(self) -> None:
+        """Every :data:`SWEEP_S`: catch up on every site (what no notification announced)."""
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                await run_in_threadpool(self.catch_up)
+                if self.post.relaying:
+                    await run_in_threadpool(self.take_positions)
+            except Exception:
+                log.exception("following the event log failed; the next sweep retries")
+
+
+class EventListener:
+    """LISTENs on :data:`CHANNEL` and wakes the follower for each site named; a dropped
+    connection is opened again with backoff, and then everything is caught up. The wake-ups
+    are taken by a worker of their own: the listening loop never waits on the database."""
+
+    def __init__(self, follower: LogFollower, url: str) -> None:
+        self.follower = follower
+        self.url = url
+        #: Set while a connection is listening (tests wait for it).
+        self.listening = asyncio.Event()
+        self._woken: set[str | None] = set()
+        self._positions: set[str | None] = set()
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        worker = asyncio.create_task(self._work())
+        delay = RETRY_FIRST_S
+        try:
+            while True:
+                try:
+                    await self._listen()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the connection dropped, or the database is away
+                    self.listening.clear()
+                    log.warning(
+                        "following the event log: %s; listening again in %.1f s",
+                        str(exc).strip() or type(exc).__name__,
+                        delay,
+                        exc_info=not isinstance(exc, psycopg.Error | OSError),
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(RETRY_MAX_S, delay * 2)
+        finally:
+            self.listening.clear()
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def _listen(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, application_name=APPLICATION_NAME
+        )
+        async with conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            await conn.execute(f"LISTEN {POSITIONS_CHANNEL}")
+            self.listening.set()
+            log.info("following the event log (%s, %s)", CHANNEL, POSITIONS_CHANNEL)
+            # What was logged and relayed while nobody listened: every site.
+            self._poke(CHANNEL, None)
+            self._poke(POSITIONS_CHANNEL, None)
+            while True:
+                async for note in conn.notifies(timeout=CHECK_EVERY_S):
+                    self._poke(note.channel, note.payload)
+                await conn.execute("SELECT 1")  # quiet for a while: still there?
+
+    def _poke(self, channel: str, site_id: str | None) -> None:
+        (self._positions if channel == POSITIONS_CHANNEL else self._woken).add(site_id)
+        self._wake.set()
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            woken, self._woken = self._woken, set()
+            moved, self._positions = self._positions, set()
+            try:
+                if None in woken:
+                    await run_in_threadpool(self.follower.catch_up)
+                else:
+                    for site_id in sorted(s for s in woken if s is not None):
+                        await run_in_threadpool(self.follower.catch_up, site_id)
+                if None in moved:
+                    await run_in_threadpool(self.follower.take_positions)
+                else:
+                    for site_id in sorted(s for s in moved if s is not None):
+                        await run_in_threadpool(self.follower.take_positions, site_id)
+            except Exception:
+                log.exception("following the event log failed; the next wake-up retries")
