@@ -24,6 +24,7 @@ from command.auth import (
     resolve_token,
     resolve_token_hash,
 )
+from command.sessions import SignIns, live_sockets
 from gis.errors import FieldError, InvalidInput, NotPermitted, Unauthorized
 from gis.storage.db import Database
 
@@ -50,15 +51,26 @@ def get_token(
     return credentials.credentials
 
 
-def principal_for(db: Database, token: str) -> Principal:
+def principal_for(db: Database, token: str, sign_ins: SignIns | None = None) -> Principal:
+    """Who holds ``token``: from ``sign_ins`` (the app's tokens resolved lately, see
+    ``command.sessions``), or from the database when there are none."""
+    if sign_ins is not None:
+        return sign_ins.resolve(db, token)
     with db.read() as session:
         return resolve_token(session, token)
 
 
+def _sign_ins(app: object) -> SignIns | None:
+    sockets = live_sockets(app)
+    return sockets.sign_ins if sockets is not None else None
+
+
 def get_principal(
-    db: Annotated[Database, Depends(get_db)], token: Annotated[str, Depends(get_token)]
+    request: Request,
+    db: Annotated[Database, Depends(get_db)],
+    token: Annotated[str, Depends(get_token)],
 ) -> Principal:
-    return principal_for(db, token)
+    return principal_for(db, token, _sign_ins(request.app))
 
 
 class RoleCheck:
@@ -167,7 +179,7 @@ def websocket_principal(
     token = value.strip() if scheme.lower() == "bearer" else ""
     ticket = websocket.query_params.get("ticket", "")
     if token:
-        principal = principal_for(db, token)
+        principal = principal_for(db, token, _sign_ins(websocket.app))
     elif ticket:
         with db.write() as session:
             principal = redeem_ticket(session, ticket)

@@ -64,6 +64,7 @@ class LayerFollower:
         """Follow the site's changes now, or once more after the following under way."""
         if self._closed:
             return
+        self.post.models.forget(site_id)  # its layer tokens are read again, not kept
         self._send()
         if site_id in self._running:
             self._again.add(site_id)

@@ -112,7 +112,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         request = await asyncio.wait_for(client_message(websocket), SUBSCRIBE_TIMEOUT_S)
         site_id, incident, last_seq = _subscription(request, principal)
         compact = _positions_form(request) == "compact"
-        await run_in_threadpool(post.models.get, site_id)  # NotFound for an unknown site
+        if not post.models.current(site_id):  # kept: no query, no worker thread
+            await run_in_threadpool(post.models.get, site_id)  # NotFound for an unknown site
     except Unsupported as exc:  # binary, or too big: not a message at all
         with contextlib.suppress(Exception):
             await websocket.close(code=exc.code, reason=exc.reason)
