@@ -7,10 +7,12 @@ token (a sensor gateway) belongs to one site and may only post readings. A wall 
 in kiosk mode, :func:`create_wall_token`) belongs to one site and only reads it, as a viewer.
 
 Roles are held on every site (``users.roles``) or on one site (``site_roles``); the roles at a
-site are the union of both. ``admin`` administers users and tokens, and is held only globally:
-it gives nothing on a site. A websocket ticket (:func:`issue_ticket`) lets a browser open its
-websocket without putting its token in a URL: it lives 30 seconds, opens one connection, and
-is stored as its SHA-256 only, bound to the session that asked for it.
+site are the union of both. A person granted a role on one site reads every other site of the
+deployment as a viewer, unless given more there (the group rule, ``docs/group.md``). ``admin``
+administers users and tokens, and is held only globally: it gives nothing on a site. A
+websocket ticket (:func:`issue_ticket`) lets a browser open its websocket without putting its
+token in a URL: it lives 30 seconds, opens one connection, and is stored as its SHA-256 only,
+bound to the session that asked for it.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class User:
     site_roles: SiteRoles = field(default_factory=_no_site_roles, hash=False)
 
     def roles_at(self, site_id: str | None) -> frozenset[Role]:
-        return _roles_at(self.roles, self.site_roles, site_id)
+        return _roles_at(self.roles, self.site_roles, site_id, group=True)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -122,8 +124,9 @@ class Principal:
     token_hash: str = field(default="", compare=False)
 
     def roles_at(self, site_id: str | None) -> frozenset[Role]:
-        """The roles held at ``site_id``: global ones and that site's grants (None: global)."""
-        return _roles_at(self.roles, self.site_roles, site_id)
+        """The roles held at ``site_id``: global ones and that site's grants (None: global),
+        and a person's group view (:func:`_roles_at`); a device or wall token has none."""
+        return _roles_at(self.roles, self.site_roles, site_id, group=self.kind == "session")
 
     def anywhere(self) -> frozenset[Role]:
         """Every role held on any site."""
@@ -135,11 +138,17 @@ class Principal:
 
 
 def _roles_at(
-    roles: frozenset[Role], site_roles: SiteRoles, site_id: str | None
+    roles: frozenset[Role], site_roles: SiteRoles, site_id: str | None, *, group: bool
 ) -> frozenset[Role]:
+    """The roles at ``site_id``. ``group``: a person granted a role on some site of the
+    deployment (the group, ``docs/group.md``) reads every other site as a viewer, no more,
+    unless given more there."""
     if site_id is None:
         return roles
-    return roles | site_roles.get(site_id, frozenset())
+    held = roles | site_roles.get(site_id, frozenset())
+    if group and held.isdisjoint(HUMAN_ROLES) and any(site_roles.values()):
+        return held | {Role.VIEWER}
+    return held
 
 
 @dataclass(frozen=True, slots=True)

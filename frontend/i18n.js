@@ -16,6 +16,7 @@ export const MESSAGES = {
   "bar.sites": { en: "Sites", "zh-CN": "切换厂区" },
   "bar.sign_out": { en: "Sign out", "zh-CN": "退出登录" },
   "bar.analysis": { en: "Alarm analysis", "zh-CN": "报警分析" },
+  "bar.group": { en: "Group wall", "zh-CN": "集团总览" },
   "language.label": { en: "Language", "zh-CN": "语言" },
   "sound.title": { en: "Alarm tone on this wall: on or muted", "zh-CN": "本屏报警音：开启或静音" },
   "sound.on": { en: "Tone on", "zh-CN": "报警音开" },

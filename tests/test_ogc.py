@@ -20,7 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 
 from command.app import create_app
-from command.auth import Role, create_user
+from command.auth import Role, create_user, create_wall_token
 from command.routes.ogc import CONFORMANCE
 from command.routes.sites import SITE_EXAMPLE
 from command.settings import Settings
@@ -216,9 +216,13 @@ def _only_on(db: Database, username: str, site_id: str, role: Role) -> dict[str,
 
 
 def test_a_site_without_a_role_is_invisible(client: TestClient, db: Database) -> None:
+    """A wall token reads its one site: the others are not there for it. (A person granted a
+    role on one site reads the others as a viewer: the group rule, docs/group.md.)"""
     with db.write() as session:
         create_site(session, {**SITE_EXAMPLE, "id": OTHER}, actor="test")
-    north = _only_on(db, "north-planner", OTHER, Role.PLANNER)
+        wall = create_wall_token(session, OTHER, "north wall", None).token
+    north = {"Authorization": f"Bearer {wall}"}
+    planner = _only_on(db, "north-planner", OTHER, Role.PLANNER)
     listed = client.get("/ogc/collections", headers=north).json()["collections"]
     assert {c["id"].split(".")[0] for c in listed} == {OTHER}
     both = {c["id"].split(".")[0] for c in client.get("/ogc/collections").json()["collections"]}
@@ -229,10 +233,13 @@ def test_a_site_without_a_role_is_invisible(client: TestClient, db: Database) ->
         client.get(f"{zones}/items", headers=north),
         client.get(f"{zones}/items/Z-001", headers=north),
         client.get(f"{zones}/queryables", headers=north),
-        client.post(f"{zones}/items", json={}, headers=north),
-        client.request("OPTIONS", f"{zones}/items", headers=north),
     ):
         assert_problem(answer, 404, field="collection")
+    # The planner of the other site reads the demo works as a viewer: no writing there.
+    assert client.get(zones, headers=planner).status_code == 200
+    assert_problem(client.post(f"{zones}/items", json={}, headers=planner), 403, field="role")
+    allow = client.request("OPTIONS", f"{zones}/items", headers=planner)
+    assert allow.headers["allow"] == "GET, OPTIONS"
     # The same answer as a collection that does not exist at all.
     missing = assert_problem(client.get("/ogc/collections/nowhere.zones", headers=north), 404)
     hidden = assert_problem(client.get(zones, headers=north), 404)

@@ -301,9 +301,10 @@ def test_revoking_a_device_token_closes_its_feed(
     assert asyncio.run(scenario()) == (4401, "the device token was revoked")
 
 
-def test_a_grant_on_one_site_subscribes_there_only(server: LiveServer) -> None:
-    """Granted viewer on the demo works alone: the other site is 4403 at subscribe; taking
-    the grant back closes the demo works' wall with 4403."""
+def test_a_grant_on_one_site_subscribes_there_and_reads_the_group(server: LiveServer) -> None:
+    """Granted viewer on the demo works alone: the other site of the deployment is read as a
+    viewer too (the group rule, docs/group.md); taking the grant back, nothing is left, and
+    the demo works' wall closes with 4403."""
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], tuple[int, str]]:
         async with httpx.AsyncClient(base_url=server.base) as http:
@@ -320,7 +321,7 @@ def test_a_grant_on_one_site_subscribes_there_only(server: LiveServer) -> None:
                 return elsewhere, here, await close_of(ws)
 
     elsewhere, here, closed = asyncio.run(scenario())
-    assert elsewhere == {"closed": 4403}
+    assert elsewhere["type"] == "snapshot" and elsewhere["site_id"] == OTHER_ID
     assert here["type"] == "snapshot"
     assert closed == (4403, "no role on this site any more")
 
