@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for 'make test': auto is one per core, 0 runs the suite in one process
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint typecheck frontend chromium gdal mosquitto demo-fixture clean
+.PHONY: run test lint typecheck frontend chromium gdal mosquitto nginx demo-fixture clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -37,7 +37,7 @@ run: $(VENV)/.installed-run frontend
 
 ## test: set up, lint, type-check, and run the whole suite on SQLite and a throwaway PostGIS,
 ##       a file's tests on one worker, the workers in parallel (PYTEST_WORKERS)
-test: lint typecheck frontend chromium gdal mosquitto
+test: lint typecheck frontend chromium gdal mosquitto nginx
 	scripts/with-postgis.sh $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -73,6 +73,12 @@ gdal:
 ##            without them they are skipped, except with CI=true, where that is an error
 mosquitto:
 	@scripts/mosquitto.sh --start || [ "$${CI:-}" != true ]
+
+## nginx: Debian's nginx for the test of the deployment's front (tests/test_nginx_front.py runs
+##        its own nginx with deploy/nginx/rallypoint.conf; scripts/nginx.sh installs it if
+##        missing); without it that test is skipped, except with CI=true, where that is an error
+nginx:
+	@scripts/nginx.sh || [ "$${CI:-}" != true ]
 
 ## demo-fixture: regenerate fixtures/demo-site from gis/sitegen.py
 demo-fixture: $(VENV)/.installed-run
