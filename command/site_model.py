@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,16 +29,17 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import Mapper, Session, object_session
 
 from command.sensors import Sensor
 from gis.errors import FieldError, InvalidInput
 from gis.hazards.exposure import SiteIndex
-from gis.layers import Feature, feature_stamps, read_features
+from gis.layers import Feature, feature_stamps, geojson_features, read_features
 from gis.model import LAYERS as ALL_LAYERS
 from gis.sites import Site, load_site
 from gis.spatial_index import revision_token
+from gis.storage.bulk import collector_paused
 from gis.storage.db import Database
 from gis.storage.tables import LayerRevision
 from routing.evacuation import MusterPoints
@@ -215,6 +216,11 @@ def build_site_model(db: Database, site_id: str) -> SiteModel:
 def _build(db: Database, site_id: str, before: _Parts | None) -> tuple[SiteModel, _Parts]:
     """The site's model; with ``before`` (the parts of an earlier build), only the features
     changed since are read, and only what the changed layers feed is rebuilt."""
+    with collector_paused():  # a build makes a million small objects, none of them cyclic
+        return _build_parts(db, site_id, before)
+
+
+def _build_parts(db: Database, site_id: str, before: _Parts | None) -> tuple[SiteModel, _Parts]:
     start = time.perf_counter()
     with db.read() as session:  # one snapshot on SQLite: tokens, stamps and rows agree
         site = load_site(session, site_id)
@@ -309,8 +315,12 @@ def _fresh_state(
     session: Session, site_id: str, name: str, token: str | None, stamps: set[str]
 ) -> _LayerState:
     rows = read_features(session, site_id, name)
+    listed = geojson_features(rows)  # as each one's to_geojson(), mapped in bulk
     return _LayerState.of(
-        token, stamps, {f.id: f.to_geojson() for f in rows}, {f.id: f.geometry for f in rows}
+        token,
+        stamps,
+        {f.id: d for f, d in zip(rows, listed, strict=True)},
+        {f.id: f.geometry for f in rows},
     )
 
 
@@ -584,26 +594,140 @@ def _by_employer(model: SiteModel, accounted: np.ndarray) -> dict[str, dict[str,
     }
 
 
+#: How long a site's layer tokens, once read, are taken as current (seconds): the bound on how
+#: late this process sees a layer write by another process (an import on SQLite, another server
+#: process on PostGIS: no trigger announces the servers' own writes). Its own writes are seen at
+#: once (:class:`_LayerWrites`), and so are edits in the PostGIS tables (their wake-up,
+#: ``command.layer_listener``, calls :meth:`SiteModels.forget`). Without it, a reconnect storm
+#: read the tokens twice per subscription.
+TOKENS_FRESH_S = 0.5
+
+
+class _LayerWrites:
+    """Counts this process's writes of each site's layer tokens, at flush and again at commit
+    (ORM events on :class:`LayerRevision`, the one place tokens are written: ``touch_layer``).
+
+    Tokens read while the count stood still are current but for other processes' writes: one
+    read before a write's commit is stale, hence the count at commit too. The events are the
+    mapper's and every session's, so this count is the process's, shared by all its models."""
+
+    KEY = "rallypoint_layer_writes"
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def count(self, site_id: str) -> int:
+        return self._counts.get(site_id, 0)
+
+    def bump(self, site_ids: Iterable[str]) -> None:
+        with self._lock:
+            for site_id in site_ids:
+                self._counts[site_id] = self._counts.get(site_id, 0) + 1
+
+    def written(self, _mapper: Mapper[Any], _connection: Any, target: LayerRevision) -> None:
+        self.bump([target.site_id])
+        session = object_session(target)
+        if session is not None:
+            session.info.setdefault(self.KEY, set()).add(target.site_id)
+
+    def committed(self, session: Session) -> None:
+        self.bump(session.info.pop(self.KEY, ()))
+
+    def rolled_back(self, session: Session) -> None:
+        session.info.pop(self.KEY, None)
+
+
+_LAYER_WRITES = _LayerWrites()
+event.listen(LayerRevision, "after_insert", _LAYER_WRITES.written)
+event.listen(LayerRevision, "after_update", _LAYER_WRITES.written)
+event.listen(Session, "after_commit", _LAYER_WRITES.committed)
+event.listen(Session, "after_rollback", _LAYER_WRITES.rolled_back)
+
+
+@dataclass(frozen=True)
+class _TokensRead:
+    tokens: dict[str, str | None]
+    at: float  # monotonic, taken before the read
+    stamp: tuple[int, int]  # this process's writes and wake-ups for the site, before the read
+
+
 class SiteModels:
     """One model per site, rebuilt when a layer changed since it was built: only the changed
     layers are read again, and only what depends on them is rebuilt (a zone's capacity does
-    not rebuild the graphs; a network edit does not re-index the zones)."""
+    not rebuild the graphs; a network edit does not re-index the zones).
 
-    def __init__(self, db: Database) -> None:
+    Whether a layer changed is read from its revision token, kept for ``fresh_s`` seconds
+    (:data:`TOKENS_FRESH_S`) unless this process writes the site's layers or :meth:`forget`
+    is called (an edit in the PostGIS tables)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        fresh_s: float = TOKENS_FRESH_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
+        self.fresh_s = fresh_s
+        self._monotonic = monotonic
         self._models: dict[str, SiteModel] = {}
         self._parts: dict[str, _Parts] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._read: dict[str, _TokensRead] = {}
+        self._woken: dict[str, int] = {}
 
     def get(self, site_id: str) -> SiteModel:
-        tokens = _tokens(self.db, site_id)
+        tokens = self.tokens(site_id)
         with self._lock:  # only to find the site's own lock: one site's build blocks no other
             lock = self._locks.setdefault(site_id, threading.Lock())
         with lock:
             model = self._models.get(site_id)
             if model is None or model.tokens != tokens:
+                before = self._stamp(site_id), self._monotonic()
                 model, parts = _build(self.db, site_id, self._parts.get(site_id))
                 self._models[site_id] = model
                 self._parts[site_id] = parts
+                # As fresh as what the build read: tokens read earlier must not undo it.
+                self._keep(site_id, _TokensRead(model.tokens, before[1], before[0]))
             return model
+
+    def tokens(self, site_id: str) -> dict[str, str | None]:
+        """Each layer's revision token: as read within ``fresh_s`` seconds, unless this
+        process wrote the site's layers or was told of an edit since; else read now (NotFound
+        for an unknown site)."""
+        stamp, now = self._stamp(site_id), self._monotonic()
+        held = self._read.get(site_id)
+        if held is not None and held.stamp == stamp and now - held.at < self.fresh_s:
+            return held.tokens
+        tokens = _tokens(self.db, site_id)
+        self._keep(site_id, _TokensRead(tokens, now, stamp))
+        return tokens
+
+    def current(self, site_id: str) -> bool:
+        """Whether the site's model is built on tokens still taken as current: :meth:`get`
+        would hand it out without a query (so a caller on the event loop may skip the
+        worker thread)."""
+        held, model = self._read.get(site_id), self._models.get(site_id)
+        return (
+            held is not None
+            and model is not None
+            and held.stamp == self._stamp(site_id)
+            and self._monotonic() - held.at < self.fresh_s
+            and model.tokens == held.tokens
+        )
+
+    def forget(self, site_id: str) -> None:
+        """The site's layers changed behind this process (its tokens are read again)."""
+        with self._lock:
+            self._woken[site_id] = self._woken.get(site_id, 0) + 1
+
+    def _stamp(self, site_id: str) -> tuple[int, int]:
+        return _LAYER_WRITES.count(site_id), self._woken.get(site_id, 0)
+
+    def _keep(self, site_id: str, read: _TokensRead) -> None:
+        with self._lock:
+            held = self._read.get(site_id)
+            if held is None or (read.stamp, read.at) >= (held.stamp, held.at):
+                self._read[site_id] = read

@@ -7,11 +7,12 @@ repairs silently.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 from shapely.errors import ShapelyError
 from shapely.geometry import shape
@@ -49,6 +50,14 @@ class SiteExtent:
 
     def covers(self, geom: BaseGeometry) -> bool:
         return bool(self._metric.covers(self.crs.to_metric(geom)))
+
+    def covers_all(self, geoms: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+        """:meth:`covers` for an array of geometries at once (one transform, one test)."""
+        if not len(geoms):
+            return np.zeros(0, dtype=bool)
+        metric = shapely.transform(geoms, self.crs.transform_xy)
+        found: npt.NDArray[np.bool_] = shapely.covers(self._metric, metric)
+        return found
 
 
 def validate_geometry(
@@ -108,6 +117,109 @@ def validate_geometry(
     if extent is not None and not extent.covers(geom):
         raise refuse("geometry lies outside the site boundary")
     return geom
+
+
+#: The GeoJSON types :func:`validate_geometries` builds in bulk: one array call for all the
+#: points or lines of a layer instead of a ``shape()`` each.
+_BULK_TYPES = ("Point", "LineString")
+
+
+def validate_geometries(
+    values: Sequence[Any],
+    *,
+    expected_type: str,
+    required: bool = True,
+    rows: Sequence[int | None] | None = None,
+    max_vertices: int | None = None,
+) -> list[BaseGeometry | InvalidGeometry | None]:
+    """:func:`validate_geometry` for many values at once (a bulk load): per value, what it
+    returns, or the :class:`InvalidGeometry` it raises (``rows`` numbers the values).
+
+    Plain 2-D GeoJSON points and lines that pass every check (finite, in range, few enough
+    vertices, valid) are built and checked together, as arrays; any other value, and any
+    that fails a check, goes through :func:`validate_geometry` itself, so the geometries
+    accepted and the reasons given are exactly the ones a single feature gets.
+    """
+    rows = rows if rows is not None else [None] * len(values)
+    out: list[BaseGeometry | InvalidGeometry | None] = [None] * len(values)
+    bulk: list[int] = []
+    if expected_type in _BULK_TYPES:
+        points = expected_type == "Point"
+        positions: list[Any] = []
+        counts: list[int] = []
+        for i, value in enumerate(values):
+            coords = _plain_coordinates(value, expected_type)
+            if coords is None:
+                continue
+            bulk.append(i)
+            if points:
+                positions.append(coords)
+            else:
+                positions.extend(coords)
+                counts.append(len(coords))
+        if bulk:
+            xy = np.array(positions, dtype=np.float64).reshape(-1, 2)
+            sizes = np.array(counts, dtype=np.int64) if counts else np.ones(len(bulk), np.int64)
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            fine = np.isfinite(xy).all(axis=1)
+            fine &= (np.abs(xy[:, 1]) <= 90) & (np.abs(xy[:, 0]) <= 180)
+            ok = np.logical_and.reduceat(fine, starts)
+            if max_vertices is not None:
+                ok &= sizes <= max_vertices
+            # Only the values that passed so far are made into geometries, then checked.
+            geoms = np.empty(int(ok.sum()), dtype=object)
+            if points:
+                geoms[:] = shapely.points(xy[ok])
+            else:
+                kept = sizes[ok]
+                geoms[:] = shapely.linestrings(
+                    xy[np.repeat(ok, sizes)], indices=np.repeat(np.arange(len(kept)), kept)
+                )
+            valid = shapely.is_valid(geoms)
+            passed = np.flatnonzero(ok)[valid].tolist()
+            for k, geom in zip(passed, geoms[valid].tolist(), strict=True):
+                out[bulk[k]] = geom
+            bulk = [bulk[k] for k in passed]
+    done = set(bulk)
+    for i, value in enumerate(values):
+        if i in done:
+            continue
+        try:
+            out[i] = validate_geometry(
+                value,
+                expected_type=expected_type,
+                required=required,
+                row=rows[i],
+                max_vertices=max_vertices,
+            )
+        except InvalidGeometry as exc:
+            out[i] = exc
+    return out
+
+
+def _plain_coordinates(value: Any, kind: str) -> Any:
+    """The coordinates of a GeoJSON ``kind`` (a Point or a LineString) whose positions are all
+    pairs of plain numbers (ints or floats, no booleans), as found; None for anything else."""
+    if not isinstance(value, Mapping) or value.get("type") != kind:
+        return None
+    coords = value.get("coordinates")
+    if kind == "Point":
+        return coords if _plain_pair(coords) else None
+    if not isinstance(coords, list | tuple) or len(coords) < 2:
+        return None
+    return coords if all(_plain_pair(p) for p in coords) else None
+
+
+def _plain_pair(position: Any) -> bool:
+    return (
+        isinstance(position, list | tuple)
+        and len(position) == 2
+        and type(position[0]) in _NUMBER_TYPES
+        and type(position[1]) in _NUMBER_TYPES
+    )
+
+
+_NUMBER_TYPES = (int, float)
 
 
 def _from_geojson(value: Mapping[str, Any], refuse: Any) -> BaseGeometry:

@@ -48,6 +48,7 @@ from gis.layers import (
     jsonable,
     list_features,
     parse_feature,
+    parse_features,
     read_features,
     since,
     update_row,
@@ -416,13 +417,19 @@ def import_rows(
         stale: list[tuple[int, ParsedFeature]] = []
         seen: dict[str, int] = {}
         errors: list[FieldError] = []
-        for raw in rows:
+        # Validated together (geometries as arrays), then looked at row by row.
+        results = parse_features(
+            layer,
+            [raw.data for raw in rows],
+            extent=site.extent,
+            rows=[raw.row for raw in rows],
+            prefix="",
+        )
+        for raw, feature in zip(rows, results, strict=True):
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
-            try:
-                feature = parse_feature(layer, raw.data, extent=site.extent, row=raw.row, prefix="")
-            except InvalidInput as exc:
-                errors.extend(exc.errors)
+            if isinstance(feature, InvalidInput):
+                errors.extend(feature.errors)
                 continue
             if feature.id is not None:
                 if feature.id in seen:

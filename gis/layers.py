@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -19,9 +19,19 @@ import shapely
 from pydantic import TypeAdapter, ValidationError
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import ColumnElement, LargeBinary, String, cast, func, literal, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    LargeBinary,
+    String,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from gis import conflicts, topology
 from gis.errors import (
@@ -33,11 +43,13 @@ from gis.errors import (
     VersionConflict,
     VersionRequired,
 )
-from gis.geometry import SiteExtent, validate_geometry
+from gis.geometry import SiteExtent, validate_geometries, validate_geometry
 from gis.model import FEATURE_ID_PATTERN, LAYERS, MAX_COUNT, Layer
 from gis.sites import Site, load_site
+from gis.storage.bulk import insert_rows
 from gis.storage.db import Database
 from gis.storage.tables import LAYER_ROWS, ChangeRow, FeatureRow, LayerRevision, PersonRow
+from gis.storage.types import UTCDateTime
 
 #: Keys the server keeps about a feature; accepted in input (``version`` is checked) but never
 #: taken from it.
@@ -73,6 +85,55 @@ class Feature:
             "updated_at": self.updated_at.isoformat(),
             "updated_by": self.updated_by,
         }
+
+
+def geojson_features(features: Sequence[Feature]) -> list[dict[str, Any]]:
+    """``[f.to_geojson() for f in features]``, equal item for item, with the geometries of
+    the points and lines mapped together (:func:`geojson_geometries`): a 100,000-edge network
+    in a fraction of the time."""
+    geometries = geojson_geometries([f.geometry for f in features])
+    metas: dict[tuple[Any, ...], dict[str, Any]] = {}  # features written together share theirs
+    out = []
+    for f, geometry in zip(features, geometries, strict=True):
+        key = (f.version, f.created_at, f.created_by, f.updated_at, f.updated_by)
+        meta = metas.get(key)
+        if meta is None:
+            meta = metas[key] = f.meta()
+        out.append(
+            {
+                "type": "Feature",
+                "id": f.id,
+                "geometry": geometry,
+                "properties": {**jsonable(f.properties), **meta},
+            }
+        )
+    return out
+
+
+def geojson_geometries(geometries: Sequence[BaseGeometry | None]) -> list[dict[str, Any] | None]:
+    """Each geometry as shapely's ``mapping`` gives it (``None`` stays ``None``); 2-D points
+    and lines have their coordinates read out in one array call."""
+    shapes = np.empty(len(geometries), dtype=object)
+    shapes[:] = geometries
+    out: list[dict[str, Any] | None] = [None] * len(geometries)
+    kinds = shapely.get_type_id(shapes)  # -1 for None
+    plain = (shapely.get_coordinate_dimension(shapes) == 2) & ~shapely.is_empty(shapes)
+    points = np.flatnonzero(plain & (kinds == shapely.GeometryType.POINT))
+    point_xy = shapely.get_coordinates(shapes[points]).tolist()
+    for i, xy in zip(points.tolist(), point_xy, strict=True):
+        out[i] = {"type": "Point", "coordinates": tuple(xy)}
+    lines = np.flatnonzero(plain & (kinds == shapely.GeometryType.LINESTRING))
+    positions = list(map(tuple, shapely.get_coordinates(shapes[lines]).tolist()))
+    ends = np.cumsum(shapely.get_num_coordinates(shapes[lines])).tolist()
+    start = 0
+    for i, end in zip(lines.tolist(), ends, strict=True):
+        out[i] = {"type": "LineString", "coordinates": tuple(positions[start:end])}
+        start = end
+    rest = kinds >= 0
+    rest[points] = rest[lines] = False
+    for i in np.flatnonzero(rest).tolist():
+        out[i] = mapping(shapes[i])
+    return out
 
 
 def jsonable(properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,6 +193,82 @@ def parse_feature(
 
     All faults are collected, so a planner sees every problem of a feature at once.
     """
+    fid, version, properties, errors = _parse_attributes(layer, data, row, prefix, base)
+    geometry: BaseGeometry | None = None
+    try:
+        geometry = validate_geometry(
+            data.get("geometry"),
+            expected_type=layer.geometry_type,
+            required=layer.geometry_required,
+            row=row,
+            max_vertices=layer.max_vertices,
+        )
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
+    if geometry is not None and extent is not None and layer.inside_site:
+        outside = topology.inside_site_error(extent, geometry, row)  # the 'inside-site' rule
+        errors.extend([outside] if outside else [])
+    if errors:
+        where = f"row {row}: " if row is not None else ""
+        raise InvalidInput(f"{where}the {layer.name} feature is invalid", errors=errors)
+    return ParsedFeature(fid, geometry, properties, version)
+
+
+def parse_features(
+    layer: Layer,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    extent: SiteExtent | None,
+    rows: Sequence[int | None],
+    prefix: str = "properties.",
+) -> list[ParsedFeature | InvalidInput]:
+    """:func:`parse_feature` for many features at once (a file import, a site load): per
+    feature, the same result, or the same refusal as a value. The geometries are built and
+    checked as arrays (:func:`gis.geometry.validate_geometries`), and the site boundary is
+    tested once for all of them, which makes a 100,000-edge network several times faster to
+    validate than feature by feature."""
+    values = [data.get("geometry") for data in items]
+    geometries = validate_geometries(
+        values,
+        expected_type=layer.geometry_type,
+        required=layer.geometry_required,
+        rows=rows,
+        max_vertices=layer.max_vertices,
+    )
+    outside = np.zeros(len(items), dtype=bool)
+    if extent is not None and layer.inside_site:
+        placed = [i for i, g in enumerate(geometries) if isinstance(g, BaseGeometry)]
+        shapes = np.empty(len(placed), dtype=object)
+        shapes[:] = [geometries[i] for i in placed]
+        outside[np.asarray(placed, dtype=np.int64)[~extent.covers_all(shapes)]] = True
+    out: list[ParsedFeature | InvalidInput] = []
+    for i, data in enumerate(items):
+        row = rows[i]
+        fid, version, properties, errors = _parse_attributes(layer, data, row, prefix, None)
+        geometry = geometries[i]
+        if isinstance(geometry, InvalidInput):
+            errors.extend(geometry.errors)
+            geometry = None
+        if outside[i]:
+            assert extent is not None and geometry is not None  # only placed ones are tested
+            error = topology.inside_site_error(extent, geometry, row)
+            errors.extend([error] if error else [])
+        if errors:
+            where = f"row {row}: " if row is not None else ""
+            out.append(InvalidInput(f"{where}the {layer.name} feature is invalid", errors=errors))
+        else:
+            out.append(ParsedFeature(fid, geometry, properties, version))
+    return out
+
+
+def _parse_attributes(
+    layer: Layer,
+    data: Mapping[str, Any],
+    row: int | None,
+    prefix: str,
+    base: Mapping[str, Any] | None,
+) -> tuple[str | None, int | None, dict[str, Any], list[FieldError]]:
+    """A feature's id, version and validated properties, and the faults found in them."""
     errors: list[FieldError] = []
     if data.get("type", "Feature") != "Feature":
         errors.append(FieldError("type", "must be 'Feature'", row))
@@ -155,25 +292,7 @@ def parse_feature(
         properties = model.model_dump()
     except ValidationError as exc:
         errors.extend(_field_errors(exc, prefix, row))
-
-    geometry: BaseGeometry | None = None
-    try:
-        geometry = validate_geometry(
-            data.get("geometry"),
-            expected_type=layer.geometry_type,
-            required=layer.geometry_required,
-            row=row,
-            max_vertices=layer.max_vertices,
-        )
-    except InvalidInput as exc:
-        errors.extend(exc.errors)
-    if geometry is not None and extent is not None and layer.inside_site:
-        outside = topology.inside_site_error(extent, geometry, row)  # the 'inside-site' rule
-        errors.extend([outside] if outside else [])
-    if errors:
-        where = f"row {row}: " if row is not None else ""
-        raise InvalidInput(f"{where}the {layer.name} feature is invalid", errors=errors)
-    return ParsedFeature(fid, geometry, properties, version)
+    return fid, version, properties, errors
 
 
 def _parse_version(value: Any, field: str, row: int | None, errors: list[FieldError]) -> int | None:
@@ -335,24 +454,26 @@ def read_features(
     session: Session, site_id: str, layer_name: str, *, ids: Collection[str] | None = None
 ) -> list[Feature]:
     """Features of a layer, in bulk: the same features :func:`list_features` gives without
-    filters, ordered by id, read as columns rather than ORM objects, with the geometries
-    decoded together on SQLite. With ``ids``, only those features (the ones that exist), in
-    no particular order."""
+    filters, ordered by id, read as columns rather than ORM objects. The geometries are read
+    as WKB and decoded together; the times are converted a column at a time, each distinct
+    value once (a layer loaded or edited together shares its times)."""
     layer = get_layer(layer_name)
+    fields = layer.fields
     row = LAYER_ROWS[layer.name]
-    # SQLite stores WKB: decoding it all at once is ten times faster than row by row.
-    raw_wkb = session.get_bind().dialect.name == "sqlite"
-    geom = type_coerce(row.geom, LargeBinary) if raw_wkb else row.geom
-    columns = [
-        row.id,
-        geom,
-        *(getattr(row, name) for name in layer.fields),
-        row.version,
-        row.created_at,
-        row.created_by,
-        row.updated_at,
-        row.updated_by,
-    ]
+    connection = session.connection()
+    dialect = connection.dialect
+    # PostGIS sends the WKB with the SRID (EWKB), as the geometry type itself reads it.
+    geom = (
+        func.ST_AsEWKB(row.geom, type_=LargeBinary)
+        if dialect.name == "postgresql"
+        else type_coerce(row.geom, LargeBinary)
+    )
+    stamps = [row.version, row.created_at, row.created_by, row.updated_at, row.updated_by]
+    typed = [*(getattr(row, name) for name in fields), *stamps]
+    # Times are read as the driver sends them and converted below, each distinct one once.
+    timed = [isinstance(c.type, UTCDateTime) for c in typed]
+    raw = [type_coerce(c, NullType()) if t else c for c, t in zip(typed, timed, strict=True)]
+    columns = [row.id, geom, *raw]
     if ids is None:
         statements = [select(*columns).where(row.site_id == site_id).order_by(row.id)]
     else:
@@ -361,18 +482,41 @@ def read_features(
             select(*columns).where(row.site_id == site_id, row.id.in_(wanted[i : i + READ_CHUNK]))
             for i in range(0, len(wanted), READ_CHUNK)
         ]
-    rows = [r for stmt in statements for r in session.execute(stmt)]
-    if raw_wkb:
-        blobs = np.empty(len(rows), dtype=object)
-        blobs[:] = [r[1] for r in rows]
-        geometries = list(shapely.from_wkb(blobs))
-    else:
-        geometries = [r[1] for r in rows]
-    n = len(layer.fields)
-    return [
-        Feature(r[0], g, dict(zip(layer.fields, r[2 : 2 + n], strict=True)), *r[2 + n :])
-        for r, g in zip(rows, geometries, strict=True)
+    if session.autoflush:
+        session.flush()  # as session.execute would: the session's own changes are read too
+    # Core rows, not the ORM's: its bookkeeping per row cost more than the query at 100,000.
+    rows = [r for stmt in statements for r in connection.execute(stmt)]
+    if not rows:
+        return []
+    found = list(zip(*rows, strict=True))
+    blobs = np.empty(len(rows), dtype=object)
+    blobs[:] = found[1]
+    geometries = shapely.from_wkb(blobs).tolist()
+    values = [
+        _converted(found[2 + j], column.type.dialect_impl(dialect).result_processor(dialect, None))
+        if timed[j]
+        else found[2 + j]
+        for j, column in enumerate(typed)
     ]
+    n = len(fields)
+    return [
+        Feature(fid, g, dict(zip(fields, v[:n], strict=True)), *v[n:])
+        for fid, g, v in zip(found[0], geometries, zip(*values, strict=True), strict=True)
+    ]
+
+
+def _converted(raw: Sequence[Any], process: Callable[[Any], Any] | None) -> Sequence[Any]:
+    """A column's values as its type converts them, each distinct value converted once."""
+    if process is None:
+        return raw
+    done: dict[Any, Any] = {}
+    out = []
+    for value in raw:
+        try:
+            out.append(done[value])
+        except KeyError:
+            out.append(done.setdefault(value, process(value)))
+    return out
 
 
 def feature_stamps(session: Session, site_id: str, layer_name: str) -> set[str]:
@@ -460,6 +604,37 @@ def _log(
     )
 
 
+def _log_many(
+    session: Session,
+    site_id: str,
+    layer: Layer,
+    features: Sequence[Feature],
+    action: str,
+    actor: str,
+    at: datetime,
+    note: str | None = None,
+) -> None:
+    """:func:`_log` for many features, written in bulk (:func:`gis.storage.bulk.insert_rows`)."""
+    insert_rows(
+        session,
+        ChangeRow,
+        [
+            {
+                "site_id": site_id,
+                "layer": layer.name,
+                "feature_id": f.id,
+                "action": action,
+                "version": f.version,
+                "actor": actor,
+                "at": at,
+                "data": data,
+                "note": note,
+            }
+            for f, data in zip(features, geojson_features(features), strict=True)
+        ],
+    )
+
+
 def check_version(
     current: int,
     expected: int | None,
@@ -495,28 +670,44 @@ def insert_features(
     now: datetime | None = None,
     note: str | None = None,
 ) -> list[Feature]:
+    """Store new features at version 1, each with its creation in the change log, and give
+    the layer a fresh revision token. The rows go in per table in bulk (COPY on PostgreSQL,
+    one executemany on SQLite; no ORM object per row): one feature or a 100,000-edge network
+    take the same path, the large one in seconds rather than a minute."""
     now = now or datetime.now(UTC)
-    model = LAYER_ROWS[layer.name]
-    out = []
-    for p in parsed:
-        fid = p.id or f"{layer.name[:4]}-{uuid.uuid4().hex[:12]}"
-        row = model(
-            site_id=site_id,
-            id=fid,
-            geom=p.geometry,
-            **p.properties,
-            version=1,
-            created_at=now,
-            created_by=actor,
-            updated_at=now,
-            updated_by=actor,
+    fields = layer.fields
+    features = [
+        Feature(
+            p.id or f"{layer.name[:4]}-{uuid.uuid4().hex[:12]}",
+            p.geometry,
+            {name: p.properties.get(name) for name in fields},
+            1,
+            now,
+            actor,
+            now,
+            actor,
         )
-        session.add(row)
-        feature = _to_feature(layer, row)
-        _log(session, site_id, layer, feature, "create", actor, now, note)
-        out.append(feature)
+        for p in parsed
+    ]
+    if features:
+        stamp = {
+            "version": 1,
+            "created_at": now,
+            "created_by": actor,
+            "updated_at": now,
+            "updated_by": actor,
+        }
+        insert_rows(
+            session,
+            LAYER_ROWS[layer.name],
+            [
+                {"site_id": site_id, "id": f.id, "geom": f.geometry, **f.properties, **stamp}
+                for f in features
+            ],
+        )
+        _log_many(session, site_id, layer, features, "create", actor, now, note)
     touch_layer(session, site_id, layer.name)
-    return out
+    return features
 
 
 def update_row(

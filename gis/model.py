@@ -111,9 +111,10 @@ class _Properties(BaseModel):
     @classmethod
     def _no_silent_coercion(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse true/false where a number or text is meant, and NUL characters in text."""
-        annotation = cls.model_fields[str(info.field_name)].annotation
-        if isinstance(value, bool) and annotation not in (bool, bool | None):
-            raise ValueError(f"expected a {_kind(annotation)}, not {str(value).lower()}")
+        if isinstance(value, bool):  # the field looked up only then: it costs more than the test
+            annotation = cls.model_fields[str(info.field_name)].annotation
+            if annotation not in (bool, bool | None):
+                raise ValueError(f"expected a {_kind(annotation)}, not {str(value).lower()}")
         if isinstance(value, str) and "\x00" in value:
             raise ValueError("text must not contain NUL characters")
         return value

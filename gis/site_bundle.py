@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from gis.errors import AlreadyExists, FieldError, InvalidInput, NotFound
 from gis.layer_io import ImportMode, ImportReport, import_rows, rows_from_collection
 from gis.model import LAYERS
 from gis.sites import Site, create_site, delete_site, get_site
+from gis.storage.bulk import collector_paused
 from gis.storage.db import Database
 from gis.storage.tables import SiteRow
 
@@ -41,13 +43,25 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         for name in LAYERS:
             layer_file = path / f"{name}.geojson"
             layers[name] = (
-                json.loads(layer_file.read_text(encoding="utf-8"))
+                _read_json(layer_file)
                 if layer_file.is_file()
                 else {"type": "FeatureCollection", "features": []}
             )
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{path}: not JSON: {exc}") from exc
     return site, layers
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file as ``json.loads`` reads it. orjson reads a large layer several times
+    faster, and gives the same values for what it accepts; what it refuses (NaN, numbers too
+    large for 64 bits, which the layers refuse in turn) is read again by ``json``, so the
+    rows are reported as they would be otherwise."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def write_bundle(path: Path, site: dict[str, Any], layers: dict[str, dict[str, Any]]) -> None:
@@ -68,6 +82,13 @@ def load_bundle(
     db: Database, path: Path, *, actor: str, if_exists: IfExists = IfExists.FAIL
 ) -> tuple[Site, dict[str, ImportReport] | None]:
     """Create the site and all its layers in one transaction; ``None`` reports when skipped."""
+    with collector_paused():  # a large site is a million small objects, none of them cyclic
+        return _load_bundle(db, path, actor=actor, if_exists=if_exists)
+
+
+def _load_bundle(
+    db: Database, path: Path, *, actor: str, if_exists: IfExists
+) -> tuple[Site, dict[str, ImportReport] | None]:
     site_data, layers = read_bundle(path)
     site_id = site_data.get("id")
     with db.read() as session:
