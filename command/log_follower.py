@@ -89,7 +89,11 @@ class LogFollower:
         self.post = post
         self.db: Database = post.db
         self.applied: dict[str, int] = {}
+        #: One catch-up at a time (it applies events to the post's memory, under its lock).
         self._lock = threading.RLock()
+        #: Guards ``applied`` alone, and is never held while taking another lock: the post
+        #: moves it (:meth:`wrote`) under its own lock, which a catch-up waits for.
+        self._applied_lock = threading.Lock()
         self.origin = claim_origin()
         #: The relayed positions read so far: the highest feed row id, and the ids taken.
         self._positions_lock = threading.Lock()
@@ -102,7 +106,8 @@ class LogFollower:
         with self._lock:
             heads = self._heads(None)
         for site_id, seq in heads.items():
-            self.applied[site_id] = seq
+            with self._applied_lock:
+                self.applied[site_id] = seq
             self.post.hub.start_at(site_id, seq)
         self.post.hub.fill = self.fill
         self.post.follower = self
@@ -167,7 +172,8 @@ class LogFollower:
         self.post.hub.publish(site_id, [event_message(e) for e in events])
         if foreign:
             self.post.apply_foreign(site_id, foreign)
-        self.applied[site_id] = max(self.applied.get(site_id, 0), int(rows[-1].seq))
+        with self._applied_lock:
+            self.applied[site_id] = max(self.applied.get(site_id, 0), int(rows[-1].seq))
         return True
 
     # -- positions --------------------------------------------------------------------------
@@ -251,7 +257,7 @@ class LogFollower:
         """This process appended ``logged`` right after ``expected`` (checked under the site's
         lock): the memory, which holds them already, now ends at the last."""
         last = max((e.seq for e in logged), default=expected)
-        with self._lock:
+        with self._applied_lock:  # called under the post's lock: never the catch-up's lock
             if self.applied.get(site_id, 0) == expected:
                 self.applied[site_id] = last
 

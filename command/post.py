@@ -680,11 +680,12 @@ class CommandPost(WristbandDesk):
             # The last try holds the site's planning lock: no new model can take the place
             # of the one it computes on, and the post's lock stays free meanwhile.
             planning = self._planning_lock(site_id) if attempt == ACTIVATION_TRIES - 1 else None
+            # What other processes logged first (one may have activated this plan here): before
+            # the planning lock, which taking their events in may need.
+            expect = self.follower.view(site_id) if self.follower is not None else None
             if planning is not None:
                 planning.acquire()
             try:
-                # What other processes logged first (one may have activated this plan here).
-                expect = self.follower.view(site_id) if self.follower is not None else None
                 model = self.model(site_id)
                 wind = self.last_wind(model)
                 with self._lock:
