@@ -179,10 +179,30 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 DATABASE_RETRY_S = 2
 
 
+def _unreachable(exc: Exception) -> bool:
+    """Whether a database error says the database cannot be reached now (a connection refused,
+    dropped or ended by the server, SQLite's file locked), not that the server did something
+    wrong (a missing table, bad SQL: those stay 500)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if type(orig).__module__.startswith("sqlite3"):
+        return "database is locked" in str(orig)
+    state = getattr(orig, "sqlstate", None)
+    # psycopg: no SQLSTATE when no connection was made; class 08 (connection exception), 57P
+    # (the server shutting down, or not accepting connections yet), 53300 (too many clients).
+    return state is None or state.startswith(("08", "57P", "53300"))
+
+
 async def _database_away(request: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached (it restarts, a replica is being promoted, the network
     to it dropped): 503 with Retry-After, not a fault of the server's. Nothing was changed: a
-    transaction that never reached the database, or failed there, is rolled back."""
+    transaction that never reached the database, or failed there, is rolled back. Any other
+    database error is the server's fault: 500 with an error id."""
+    if not _unreachable(exc):
+        return await _unexpected_error(request, exc)
     error_id = uuid.uuid4().hex[:16]
     log.warning(
         "database unavailable (%s) on %s %s: %s",

@@ -108,8 +108,9 @@ class _AuthWrites:
             self.count += 1
 
     def flushed(self, session: Session, _context: Any, _instances: Any) -> None:
+        # A grant made, changed or taken back; a token or user changed or deleted.
         changed = itertools.chain(session.dirty, session.deleted)
-        if any(isinstance(o, TokenRow | UserRow) for o in changed) or any(
+        if any(isinstance(o, TokenRow | UserRow | SiteRoleRow) for o in changed) or any(
             isinstance(o, SiteRoleRow) for o in session.new
         ):
             self._changed(session)
