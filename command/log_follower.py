@@ -179,30 +179,39 @@ class LogFollower:
     # -- positions --------------------------------------------------------------------------
 
     def relay(self) -> int:
-        """Hand the positions this process took since the last call to the others (one feed
-        row per site). How many positions."""
-        taken = self.post.take_relay()
-        if not taken:
+        """Hand the positions and readings this process took since the last call to the others
+        (one feed row per site). How many."""
+        taken, readings = self.post.take_relay()
+        if not taken and not readings:
             return 0
         now = self.post.clock.now()
         rows = [
-            {"site_id": site, "origin": self.origin, "at": now, "positions": moves}
-            for site, moves in taken.items()
+            {
+                "site_id": site,
+                "origin": self.origin,
+                "at": now,
+                "positions": taken.get(site, {}),
+                "readings": readings.get(site),
+            }
+            for site in sorted(set(taken) | set(readings))
         ]
         try:
             with self.db.write() as session:
                 session.execute(sa.insert(POSITION_FEED), rows)
         except Exception:
-            self.post.retake_relay(taken)  # not lost: the next call sends them
+            self.post.retake_relay(taken, readings)  # not lost: the next call sends them
             raise
-        return sum(len(m) for m in taken.values())
+        return sum(len(m) for m in taken.values()) + sum(len(r) for r in readings.values())
 
     def take_positions(self, site_id: str | None = None) -> int:
         """Apply the positions other processes relayed since the last call (one site, or
         all). How many rows were taken."""
         with self._positions_lock:
             query = select(
-                POSITION_FEED.c.id, POSITION_FEED.c.site_id, POSITION_FEED.c.positions
+                POSITION_FEED.c.id,
+                POSITION_FEED.c.site_id,
+                POSITION_FEED.c.positions,
+                POSITION_FEED.c.readings,
             ).where(
                 POSITION_FEED.c.id > self._feed_mark - FEED_LOOK_BACK,
                 POSITION_FEED.c.origin != self.origin,
@@ -218,7 +227,10 @@ class LogFollower:
                     for pid, v in dict(row.positions).items()
                 }
                 try:
-                    self.post.relayed_positions(str(row.site_id), moves)
+                    if row.readings:
+                        self.post.relayed_readings(str(row.site_id), dict(row.readings))
+                    if moves:
+                        self.post.relayed_positions(str(row.site_id), moves)
                 except Exception:  # a site deleted meanwhile, a person unknown: the rest go on
                     log.exception("relayed positions of %s not taken", row.site_id)
                 self._feed_taken.add(int(row.id))

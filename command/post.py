@@ -281,6 +281,8 @@ class CommandPost(WristbandDesk):
         #: those not yet relayed: site -> person -> [lon, lat, observed at (epoch s)].
         self.relaying = False
         self._relay: dict[str, dict[str, list[float]]] = {}
+        #: site -> sensor -> its latest reading not yet relayed.
+        self._relay_readings: dict[str, dict[str, dict[str, Any]]] = {}
 
     # -- the site model -------------------------------------------------------------------------
 
@@ -1510,6 +1512,8 @@ class CommandPost(WristbandDesk):
                 self.alarm_history.follow(site_id, logged, readings, self.clock.now())  # journal
                 self.last_readings.setdefault(site_id, {}).update(latest)
                 self._unsaved_readings.setdefault(site_id, {}).update(latest)
+                if self.relaying:  # the other processes' sensor states, at the next relay
+                    self._relay_readings.setdefault(site_id, {}).update(latest)
             if not logged:
                 return []
             moved = self._lay_live_over(model, positions) if positions is not None else None
@@ -1945,17 +1949,37 @@ class CommandPost(WristbandDesk):
             "events": [e.as_dict() for e in logged],
         }
 
-    def take_relay(self) -> dict[str, dict[str, list[float]]]:
-        """The positions not yet relayed to the other processes (and forget them)."""
+    def take_relay(self) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, Any]]]:
+        """The positions and readings not yet relayed to the other processes (and forget
+        them)."""
         with self._lock:
             taken, self._relay = self._relay, {}
-        return taken
+            readings, self._relay_readings = self._relay_readings, {}
+        return taken, readings
 
-    def retake_relay(self, taken: Mapping[str, Mapping[str, list[float]]]) -> None:
-        """Positions whose relay failed: sent at the next one (newer ones taken meanwhile win)."""
+    def retake_relay(
+        self,
+        taken: Mapping[str, Mapping[str, list[float]]],
+        readings: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """What a relay failed to send: sent at the next one (newer ones meanwhile win)."""
         with self._lock:
             for site_id, moves in taken.items():
                 self._relay[site_id] = {**moves, **self._relay.get(site_id, {})}
+            for site_id, latest in readings.items():
+                held = self._relay_readings.get(site_id, {})
+                self._relay_readings[site_id] = {**latest, **held}
+
+    def relayed_readings(self, site_id: str, latest: Mapping[str, Mapping[str, Any]]) -> None:
+        """Sensors' latest readings another process took: the sensor states this process
+        shows (tiers and alarms come through the log). An older one than held is ignored."""
+        with self._lock:
+            held = self.last_readings.setdefault(site_id, {})
+            for sensor_id, reading in latest.items():
+                mine = held.get(sensor_id)
+                at = datetime.fromisoformat(str(reading["at"]))
+                if mine is None or datetime.fromisoformat(str(mine["at"])) <= at:
+                    held[sensor_id] = dict(reading)
 
     def relayed_positions(
         self, site_id: str, moves: Mapping[str, tuple[float, float, float]]

@@ -364,9 +364,12 @@ def test_clients_of_a_killed_process_resume_on_another_with_nothing_missed(
     resumed.close()
 
 
-def test_positions_posted_to_one_process_reach_every_process_walls(cluster: Cluster) -> None:
-    """Positions are not logged: the process that takes them relays them (coalesced, four
-    times a second) and the others' walls see them, and so do their snapshots."""
+def test_positions_and_readings_posted_to_one_process_reach_every_process_walls(
+    cluster: Cluster,
+) -> None:
+    """Positions, and readings that move no tier, are not logged: the process that takes them
+    relays them (coalesced, four times a second) and the others' walls see them, and so do
+    their snapshots and sensor states."""
     a, b, c = cluster.servers
     auth = a.sign_in("cmd-a")
     viewer = b.sign_in("viewer-c")
@@ -391,6 +394,17 @@ def test_positions_posted_to_one_process_reach_every_process_walls(cluster: Clus
         )
 
     wait_for(arrived, "the positions at b's wall")
+    # A reading that moves no tier is not logged: relayed too, b's sensor state shows it.
+    quiet = {"readings": [{"sensor_id": CL2, "value": 0.2}]}
+    reply = httpx.post(f"{a.base}{SITE}/readings", json=quiet, headers=auth, timeout=60)
+    assert reply.status_code == 200 and reply.json()["events"] == [], reply.text
+
+    def shown_on_b() -> Any:
+        state = httpx.get(f"{b.base}{SITE}/sensors/state", headers=viewer, timeout=30).json()
+        [sensor] = [s for s in state["sensors"] if s["id"] == CL2] or [{}]
+        return (sensor.get("last_reading") or {}).get("value")
+
+    wait_for(lambda: shown_on_b() == 0.2, "the reading in b's sensor state")
     [positions, *_] = [
         m
         for m in watcher.messages

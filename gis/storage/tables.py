@@ -372,8 +372,9 @@ class EventRow(Base):
 
 
 class PositionFeedRow(Base):
-    """People's latest positions as one server process took them, for the others on the same
-    database (``command.log_follower``: positions are not logged as events). A row per process
+    """People's latest positions and sensors' latest readings as one server process took them,
+    for the others on the same database (``command.log_follower``: neither is logged as events,
+    but for a change of tier). A row per process
     and site every quarter of a second, kept a minute. Used on PostgreSQL; on SQLite (one
     process) it stays empty."""
 
@@ -388,6 +389,8 @@ class PositionFeedRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: person id -> [lon, lat, observed at (seconds since 1970, UTC)]
     positions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: sensor id -> its latest reading ({value, direction_deg, at, by}), or null
+    readings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class EventHeadRow(Base):

@@ -10,8 +10,8 @@
   notifies once, and only when it commits.
 - ``position_feed`` (used on PostgreSQL; empty on SQLite): people's latest positions, as each
   process took them, a row per process and site every quarter of a second (positions are not
-  logged as events); the other processes read them, woken by ``pg_notify`` on
-  ``rallypoint_positions``. Rows are
+  logged as events), and sensors' latest readings (only a change of tier is logged); the other
+  processes read them, woken by ``pg_notify`` on ``rallypoint_positions``. Rows are
   kept a minute (the leader deletes older ones).
 
 Revision ID: 0018
@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(120), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
         sa.Column("positions", sa.JSON, nullable=False),
+        sa.Column("readings", sa.JSON, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_position_feed"),
     )
     op.create_index("ix_position_feed_at", "position_feed", ["at"])
