@@ -137,9 +137,10 @@ class Subscriber:
         self.first: dict[str, Any] | None = None
         self.closed = threading.Event()
         self.ready = threading.Event()
+        # Entered as a context (websockets 17 warns otherwise); left by close().
         self.ws: ClientConnection = connect(
             server.ws_url, additional_headers=auth, open_timeout=30, max_size=2**26
-        )
+        ).__enter__()
         self.ws.send(
             json.dumps(
                 {"type": "subscribe", "site": DEMO_ID, "incident": None, "last_seq": last_seq}
