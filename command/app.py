@@ -18,7 +18,7 @@ from command.cap import CapAlert, post_cap
 from command.drills import DrillDesk
 from command.event_reads import EventReadBudget
 from command.hub import Hub
-from command.layer_listener import LayerFollower, LayerListener, conninfo
+from command.layer_listener import LayerFollower, LayerListener
 from command.leader import Leadership
 from command.log_follower import EventListener, LogFollower
 from command.middleware import (
@@ -31,6 +31,7 @@ from command.middleware import (
 )
 from command.mqtt import ingest_from_settings
 from command.notifications import Notice, deliver
+from command.pg_session import conninfo
 from command.post import CommandPost
 from command.problems import add_problem_handlers
 from command.ratelimit import TooManyAttempts

@@ -22,27 +22,17 @@ import asyncio
 import json
 import logging
 
-import psycopg
 from starlette.concurrency import run_in_threadpool
 
+from command.pg_session import CHECK_EVERY_S, RETRY_MAX_S, Listener
 from command.post import CommandPost
-from gis.storage.db import Database
 
 log = logging.getLogger(__name__)
 
 #: The triggers' channel (gis/migrations/versions/0013_layer_triggers.py).
 CHANNEL = "rallypoint_layers"
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 30.0
-#: A connection that heard nothing this long is asked a question: a dead one then fails.
-CHECK_EVERY_S = 30.0
 SWEEP_EVERY_S = 1.0
 APPLICATION_NAME = "rallypoint layer listener"
-
-
-def conninfo(db: Database) -> str:
-    """The libpq URL of the server's database (the engine's, without SQLAlchemy's driver)."""
-    return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class LayerFollower:
@@ -128,7 +118,7 @@ class LayerFollower:
             self._running.pop(site_id, None)
 
 
-class LayerListener:
+class LayerListener(Listener):
     """LISTEN for the triggers' wake-ups and hand each site to the follower (see the module)."""
 
     def __init__(
@@ -139,54 +129,28 @@ class LayerListener:
         retry_max_s: float = RETRY_MAX_S,
         check_every_s: float = CHECK_EVERY_S,
     ) -> None:
+        super().__init__(
+            url,
+            APPLICATION_NAME,
+            (CHANNEL,),
+            retry_max_s=retry_max_s,
+            check_every_s=check_every_s,
+        )
         self.follower = follower
-        self.url = url
-        self.retry_max_s = retry_max_s
-        self.check_every_s = check_every_s
-        #: Set while a connection is listening (tests wait for it); connections made so far.
-        self.listening = asyncio.Event()
-        self.connections = 0
 
     async def run(self) -> None:
-        wait = RETRY_FIRST_S
         try:
-            while True:
-                connections = self.connections
-                try:
-                    await self._listen()
-                except Exception as exc:  # the connection dropped, or the database is away
-                    self.listening.clear()
-                    if self.connections > connections:  # it was listening: start over
-                        wait = RETRY_FIRST_S
-                    log.warning(
-                        "listening for database edits failed (%s): trying again in %.1f s",
-                        str(exc).strip() or type(exc).__name__,
-                        wait,
-                        # A dropped connection is no news; anything else gets its traceback.
-                        exc_info=not isinstance(exc, psycopg.Error | OSError),
-                    )
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, self.retry_max_s)
+            await super().run()
         finally:
-            self.listening.clear()
             await self.follower.close()
 
-    async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, application_name=APPLICATION_NAME
-        )
-        async with conn:
-            await conn.execute(f"LISTEN {CHANNEL}")
-            self.connections += 1
-            self.listening.set()
-            log.info("listening for edits made in the database (%s)", CHANNEL)
-            await self.follower.sweep()  # edits made while nobody listened
-            while True:
-                async for note in conn.notifies(timeout=self.check_every_s):
-                    site_id = _site_of(note.payload)
-                    if site_id is not None:
-                        self.follower.wake(site_id)
-                await conn.execute("SELECT 1")  # quiet for a while: still there?
+    async def listening_again(self) -> None:
+        await self.follower.sweep()  # edits made while nobody listened
+
+    def heard(self, channel: str, payload: str) -> None:
+        site_id = _site_of(payload)
+        if site_id is not None:
+            self.follower.wake(site_id)
 
 
 def _site_of(payload: str) -> str | None:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from command.pg_session import Reconnecting
+
 if TYPE_CHECKING:
     from command.post import CommandPost
 
@@ -35,12 +37,13 @@ RETRY_MAX_S = 5.0
 APPLICATION_NAME = "rallypoint leader"
 
 
-class Leadership:
-    """Tries for the lock, holds it while the connection lives, and sets ``post.leading``."""
+class Leadership(Reconnecting):
+    """Tries for the lock, holds it while the connection lives, and sets ``post.leading``; a
+    connection lost is made again (``command.pg_session``), and the lock tried for again."""
 
     def __init__(self, post: CommandPost, url: str, *, every_s: float = TRY_EVERY_S) -> None:
+        super().__init__(url, APPLICATION_NAME, retry_first_s=every_s, retry_max_s=RETRY_MAX_S)
         self.post = post
-        self.url = url
         self.every_s = every_s
         post.leading = False  # until the lock is held
         #: Set while this process leads (tests wait for it).
@@ -55,38 +58,16 @@ class Leadership:
         else:
             self.leads.clear()
 
-    async def run(self) -> None:
-        wait = self.every_s
-        try:
-            while True:
-                try:
-                    await self._hold()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the database is away: nobody here leads
-                    self._lead(False)
-                    log.warning(
-                        "leadership: %s; trying again in %.1f s",
-                        str(exc).strip() or type(exc).__name__,
-                        wait,
-                        exc_info=not isinstance(exc, psycopg.Error | OSError),
-                    )
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, RETRY_MAX_S)
-        finally:
-            self._lead(False)
+    def lost(self) -> None:
+        self._lead(False)  # the lock went with the connection
 
-    async def _hold(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, application_name=APPLICATION_NAME
-        )
-        async with conn:
-            while True:
-                if self.post.leading:
-                    await conn.execute("SELECT 1")  # still ours: a dead connection fails here
-                else:
-                    cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-                    row: Any = await cursor.fetchone()
-                    if row is not None and row[0]:
-                        self._lead(True)
-                await asyncio.sleep(self.every_s)
+    async def session(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            if self.post.leading:
+                await conn.execute("SELECT 1")  # still ours: a dead connection fails here
+            else:
+                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+                row: Any = await cursor.fetchone()
+                if row is not None and row[0]:
+                    self._lead(True)
+            await asyncio.sleep(self.every_s)

@@ -35,12 +35,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from command import events as event_log
+from command.pg_session import Listener
 from gis.storage.db import Database
 from gis.storage.tables import EventHeadRow, EventRow, PositionFeedRow
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "rallypoint_events"
 #: The safety net: every site's head is compared this often (seconds) whatever was heard.
 SWEEP_S = 1.0
-RETRY_FIRST_S = 0.5
+#: A listener cut off tries again after at most this long (the sweep covers the gap meanwhile).
 RETRY_MAX_S = 10.0
 #: A listening connection that heard nothing this long is asked a question (a dead one fails).
 CHECK_EVERY_S = 15.0
@@ -285,61 +285,41 @@ class LogFollower:
                 log.exception("following the event log failed; the next sweep retries")
 
 
-class EventListener:
-    """LISTENs on :data:`CHANNEL` and wakes the follower for each site named; a dropped
-    connection is opened again with backoff, and then everything is caught up. The wake-ups
-    are taken by a worker of their own: the listening loop never waits on the database."""
+class EventListener(Listener):
+    """LISTENs on :data:`CHANNEL` and :data:`POSITIONS_CHANNEL` and wakes the follower for each
+    site named; a dropped connection is opened again with backoff (``command.pg_session``),
+    and then everything is caught up. The wake-ups are taken by a worker of their own: the
+    listening loop never waits on the database."""
 
     def __init__(self, follower: LogFollower, url: str) -> None:
+        super().__init__(
+            url,
+            APPLICATION_NAME,
+            (CHANNEL, POSITIONS_CHANNEL),
+            retry_max_s=RETRY_MAX_S,
+            check_every_s=CHECK_EVERY_S,
+        )
         self.follower = follower
-        self.url = url
-        #: Set while a connection is listening (tests wait for it).
-        self.listening = asyncio.Event()
         self._woken: set[str | None] = set()
         self._positions: set[str | None] = set()
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
         worker = asyncio.create_task(self._work())
-        delay = RETRY_FIRST_S
         try:
-            while True:
-                try:
-                    await self._listen()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the connection dropped, or the database is away
-                    self.listening.clear()
-                    log.warning(
-                        "following the event log: %s; listening again in %.1f s",
-                        str(exc).strip() or type(exc).__name__,
-                        delay,
-                        exc_info=not isinstance(exc, psycopg.Error | OSError),
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(RETRY_MAX_S, delay * 2)
+            await super().run()
         finally:
-            self.listening.clear()
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
 
-    async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, application_name=APPLICATION_NAME
-        )
-        async with conn:
-            await conn.execute(f"LISTEN {CHANNEL}")
-            await conn.execute(f"LISTEN {POSITIONS_CHANNEL}")
-            self.listening.set()
-            log.info("following the event log (%s, %s)", CHANNEL, POSITIONS_CHANNEL)
-            # What was logged and relayed while nobody listened: every site.
-            self._poke(CHANNEL, None)
-            self._poke(POSITIONS_CHANNEL, None)
-            while True:
-                async for note in conn.notifies(timeout=CHECK_EVERY_S):
-                    self._poke(note.channel, note.payload)
-                await conn.execute("SELECT 1")  # quiet for a while: still there?
+    async def listening_again(self) -> None:
+        # What was logged and relayed while nobody listened: every site.
+        self._poke(CHANNEL, None)
+        self._poke(POSITIONS_CHANNEL, None)
+
+    def heard(self, channel: str, payload: str) -> None:
+        self._poke(channel, payload)
 
     def _poke(self, channel: str, site_id: str | None) -> None:
         (self._positions if channel == POSITIONS_CHANNEL else self._woken).add(site_id)

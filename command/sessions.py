@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import event, select
 from sqlalchemy.orm import ORMExecuteState, Session
 from starlette.concurrency import run_in_threadpool
@@ -58,6 +57,7 @@ from command.auth import (
     resolve_token_hash,
     token_hash,
 )
+from command.pg_session import CHECK_EVERY_S, RETRY_MAX_S, Listener
 from gis.errors import Unauthorized
 from gis.storage.db import Database
 from gis.storage.tables import SiteRoleRow, TokenRow, UserRow
@@ -82,10 +82,6 @@ SIGN_IN_FRESH_S = 0.5
 SIGN_INS_KEPT = 20_000
 #: The channel migration 0019's triggers notify: ``{"token": hash}`` or ``{"user": id}``.
 AUTH_CHANNEL = "rallypoint_auth"
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 30.0
-#: A listening connection that heard nothing this long is asked a question: a dead one fails.
-CHECK_EVERY_S = 30.0
 
 
 class _AuthWrites:
@@ -444,11 +440,11 @@ async def close_when_ended(
             await websocket.close(code=watch.code, reason=watch.reason[:120])
 
 
-class AuthListener:
+class AuthListener(Listener):
     """LISTEN on :data:`AUTH_CHANNEL` (PostGIS): forget the tokens and users named, and sweep
     the open websockets now. A dropped connection is opened again, backing off from half a
-    second to 30 s; once listening again, everything resolved before is forgotten (changes
-    made while nobody listened)."""
+    second to 30 s (``command.pg_session``); once listening again, everything resolved before
+    is forgotten (changes made while nobody listened)."""
 
     def __init__(
         self,
@@ -458,53 +454,20 @@ class AuthListener:
         retry_max_s: float = RETRY_MAX_S,
         check_every_s: float = CHECK_EVERY_S,
     ) -> None:
-        self.sockets = sockets
-        self.url = url
-        self.retry_max_s = retry_max_s
-        self.check_every_s = check_every_s
-        #: Set while a connection is listening (tests wait for it); connections made so far.
-        self.listening = asyncio.Event()
-        self.connections = 0
-
-    async def run(self) -> None:
-        wait = RETRY_FIRST_S
-        try:
-            while True:
-                connections = self.connections
-                try:
-                    await self._listen()
-                except Exception as exc:  # the connection dropped, or the database is away
-                    self.listening.clear()
-                    if self.connections > connections:  # it was listening: start over
-                        wait = RETRY_FIRST_S
-                    log.warning(
-                        "listening for revoked tokens failed (%s): trying again in %.1f s",
-                        str(exc).strip() or type(exc).__name__,
-                        wait,
-                        exc_info=not isinstance(exc, psycopg.Error | OSError),
-                    )
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, self.retry_max_s)
-        finally:
-            self.listening.clear()
-
-    async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, application_name="rallypoint auth listener"
+        super().__init__(
+            url,
+            "rallypoint auth listener",
+            (AUTH_CHANNEL,),
+            retry_max_s=retry_max_s,
+            check_every_s=check_every_s,
         )
-        async with conn:
-            await conn.execute(f"LISTEN {AUTH_CHANNEL}")
-            self.connections += 1
-            self.sockets.sign_ins.clear()  # what changed while nobody listened
-            self.sockets.sweep_soon()
-            self.listening.set()
-            log.info("listening for revoked tokens and changed roles (%s)", AUTH_CHANNEL)
-            while True:
-                async for note in conn.notifies(timeout=self.check_every_s):
-                    self.heard(note.payload)
-                await conn.execute("SELECT 1")  # quiet for a while: still there?
+        self.sockets = sockets
 
-    def heard(self, payload: str) -> None:
+    async def listening_again(self) -> None:
+        self.sockets.sign_ins.clear()  # what changed while nobody listened
+        self.sockets.sweep_soon()
+
+    def heard(self, channel: str, payload: str) -> None:
         """Forget what ``payload`` names (all, if it names nothing known); sweep now."""
         try:
             named = json.loads(payload)
