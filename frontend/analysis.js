@@ -3,10 +3,8 @@
 // ECharts (window.echarts, from /vendor/echarts). It signs in as the wall does: the token of
 // this tab (sessionStorage), and the wall's site and language.
 /* global echarts */
+import { SITE_KEY, TOKEN_KEY, el, initialLanguage, rememberLanguage, sayIn, status } from "./page.js";
 
-const TOKEN_KEY = "rallypoint.token";
-const SITE_KEY = "rallypoint.site";
-const LANGUAGE_KEY = "rallypoint.language";
 const DAY_MS = 86400000;
 
 const MESSAGES = {
@@ -79,26 +77,11 @@ let result = null;
 let traceSensor = null;
 const charts = {};
 
-function say(key, params = {}) {
-  const entry = MESSAGES[key];
-  if (!entry) throw new Error(`no message ${key}`);
-  const text = entry[language] ?? entry.en;
-  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
-}
+const say = (key, params = {}) => sayIn(MESSAGES, language, key, params);
 
 function translate() {
   document.documentElement.lang = language;
   for (const node of document.querySelectorAll("[data-a]")) node.textContent = say(node.dataset.a);
-}
-
-function initialLanguage() {
-  try {
-    const remembered = localStorage.getItem(LANGUAGE_KEY);
-    if (remembered === "en" || remembered === "zh-CN") return remembered;
-  } catch {
-    // storage refused: the browser's language
-  }
-  return String(navigator.language || "").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
 }
 
 async function api(path, { text = false } = {}) {
@@ -118,19 +101,6 @@ async function api(path, { text = false } = {}) {
     throw error;
   }
   return text ? response.text() : response.json();
-}
-
-function status(text, error = false) {
-  const node = document.getElementById("status");
-  node.textContent = text;
-  node.classList.toggle("error", error);
-}
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
 }
 
 const pct = (x) => `${(100 * x).toFixed(1)} %`;
@@ -441,11 +411,7 @@ function start() {
   select.value = language;
   select.addEventListener("change", () => {
     language = select.value;
-    try {
-      localStorage.setItem(LANGUAGE_KEY, language);
-    } catch {
-      // not remembered; still switched
-    }
+    rememberLanguage(language);
     translate();
     draw();
   });

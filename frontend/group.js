@@ -5,9 +5,8 @@
 // It signs in as the wall does: the token of this tab (sessionStorage), and the wall's language.
 // A tile opens that site's map wall in this tab (the wall reopens the site this tab remembers).
 
-const TOKEN_KEY = "rallypoint.token";
-const SITE_KEY = "rallypoint.site";
-const LANGUAGE_KEY = "rallypoint.language";
+import { SITE_KEY, TOKEN_KEY, el, initialLanguage, rememberLanguage, sayIn, status } from "./page.js";
+
 const POLL_MS = 2000;
 const RANK = { incident: 0, alarm: 1, calm: 2 };
 
@@ -50,12 +49,7 @@ const MESSAGES = {
 let language = "en";
 let overview = null;
 
-function say(key, params = {}) {
-  const entry = MESSAGES[key];
-  if (!entry) throw new Error(`no message ${key}`);
-  const text = entry[language] ?? entry.en;
-  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
-}
+const say = (key, params = {}) => sayIn(MESSAGES, language, key, params);
 
 // A plan's name where the page knows it; another plan shows its id.
 function planName(id) {
@@ -66,29 +60,6 @@ function translate() {
   document.documentElement.lang = language;
   for (const node of document.querySelectorAll("[data-g]")) node.textContent = say(node.dataset.g);
   document.getElementById("tiles").setAttribute("aria-label", say("sites"));
-}
-
-function initialLanguage() {
-  try {
-    const remembered = localStorage.getItem(LANGUAGE_KEY);
-    if (remembered === "en" || remembered === "zh-CN") return remembered;
-  } catch {
-    // storage refused: the browser's language
-  }
-  return String(navigator.language || "").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
-}
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function status(text, error = false) {
-  const node = document.getElementById("status");
-  node.textContent = text;
-  node.classList.toggle("error", error);
 }
 
 const clock = (iso) => new Date(iso).toLocaleTimeString(language, { hour: "2-digit", minute: "2-digit", hour12: false });
@@ -173,11 +144,7 @@ function start() {
   choice.value = language;
   choice.addEventListener("change", () => {
     language = choice.value;
-    try {
-      localStorage.setItem(LANGUAGE_KEY, language);
-    } catch {
-      // not remembered: this page still switches
-    }
+    rememberLanguage(language);
     translate();
     draw();
   });
