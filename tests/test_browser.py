@@ -14,6 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,15 +95,28 @@ def windless(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+@contextmanager
+def chromium(*, kiosk: bool = False) -> Iterator[Browser]:
+    """Debian's Chromium, headless, never a downloaded one ('playwright install' needs the
+    internet); skipped without it or Leaflet (failed with CI=true). ``kiosk``: started as a
+    wall's kiosk is, so that the alarm tone plays without a click."""
     require(LEAFLET.is_file(), "Leaflet is not installed", NO_LEAFLET)
     require(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM}", NO_CHROMIUM)
+    args = ["--autoplay-policy=no-user-gesture-required"] if kiosk else []
     with sync_playwright() as playwright:
-        # Debian's Chromium, never a downloaded one ('playwright install' needs the internet).
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=args
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 class Watched:

@@ -8,33 +8,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from command.auth import Role
 from tests.conftest import DEMO_ID, site_database
 from tests.live_server import LiveServer
 from tests.test_browser import (
-    CHROMIUM,
     COMMANDER,
-    LEAFLET,
-    NO_CHROMIUM,
-    NO_LEAFLET,
     WAIT_MS,
     Watched,
+    chromium,
     open_wall,
-    require,
     sign_in,
 )
 
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    require(LEAFLET.is_file(), "Leaflet is not installed", NO_LEAFLET)
-    require(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM}", NO_CHROMIUM)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def test_an_overdue_detector_is_flagged_on_the_wall(browser: Browser, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from command.app import create_app
 from command.auth import Role
@@ -30,13 +30,9 @@ from tests.conftest import CHLORINE_ACTIVATION, DEMO_ID, TEST_PASSWORD, sign_in,
 from tests.live_server import LiveServer
 from tests.test_accessibility import AXE, axe_violations, serious
 from tests.test_browser import (
-    CHROMIUM,
-    LEAFLET,
-    NO_CHROMIUM,
-    NO_LEAFLET,
     WAIT_MS,
     Watched,
-    require,
+    chromium,
 )
 from tests.test_drills import PRIVATE, SCENARIO
 
@@ -235,12 +231,8 @@ def server(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require(LEAFLET.is_file(), "Leaflet is not installed", NO_LEAFLET)
-    require(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM}", NO_CHROMIUM)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from command.auth import Role
 from command.routes.sites import SITE_EXAMPLE
@@ -19,7 +19,7 @@ from gis.sites import create_site
 from gis.storage.db import Database, make_engine
 from tests.conftest import CHLORINE_ACTIVATION, DEMO_ID, TEST_PASSWORD, site_database
 from tests.live_server import LiveServer
-from tests.test_browser import CHROMIUM, LEAFLET, NO_CHROMIUM, NO_LEAFLET, WAIT_MS, Watched, require
+from tests.test_browser import WAIT_MS, Watched, chromium
 from tests.test_group_overview import (
     DETECTORS,
     PLANT,
@@ -55,12 +55,8 @@ CALM = [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require(LEAFLET.is_file(), "the npm packages are not installed", NO_LEAFLET)
-    require(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM}", NO_CHROMIUM)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from command.auth import Role
 from tests.conftest import DEMO_ID, site_database, zone_centroid
 from tests.live_server import LiveServer
 from tests.test_browser import (
-    CHROMIUM,
     COMMANDER,
-    LEAFLET,
-    NO_CHROMIUM,
-    NO_LEAFLET,
     RESPONDER,
     VIEWER,
     WAIT_MS,
     Watched,
+    chromium,
     open_wall,
-    require,
     sign_in,
 )
 
@@ -40,16 +36,8 @@ REACTOR = "Z-020"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require(LEAFLET.is_file(), "Leaflet is not installed", NO_LEAFLET)
-    require(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM}", NO_CHROMIUM)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--autoplay-policy=no-user-gesture-required"],
-        )
+    with chromium(kiosk=True) as launched:  # the alarm tone plays without a click
         yield launched
-        launched.close()
 
 
 @pytest.fixture

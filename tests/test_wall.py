@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from shapely.geometry import shape
 
 from command.auth import Role
@@ -25,21 +25,17 @@ from tests.conftest import CHLORINE_ACTIVATION, DEMO_ID, site_database
 from tests.live_server import LiveServer
 from tests.test_browser import (
     ARRIVED,
-    CHROMIUM,
     CL2_DETECTOR,
     COMMANDER,
-    LEAFLET,
     MOVING,
-    NO_CHROMIUM,
-    NO_LEAFLET,
     RESPONDER,
     VIEWER,
     WAIT_MS,
     Watched,
+    chromium,
     incident_picture,
     layer,
     open_wall,
-    require,
     sign_in,
     wait_for_dot,
     zoom_to,
@@ -51,16 +47,8 @@ BASE = f"/api/sites/{DEMO_ID}"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require(LEAFLET.is_file(), "Leaflet is not installed", NO_LEAFLET)
-    require(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM}", NO_CHROMIUM)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--autoplay-policy=no-user-gesture-required"],
-        )
+    with chromium(kiosk=True) as launched:  # the alarm tone plays without a click
         yield launched
-        launched.close()
 
 
 @pytest.fixture
