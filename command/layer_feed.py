@@ -7,8 +7,12 @@ logged ``layer.changed`` event per layer and source (``api``: written by the ser
 ``database``: by a database user) with each feature's diff; the hub sends it to the walls, and a
 reconnecting wall catches up on it by sequence number like on any event.
 
-Each change is published once. The feed starts at the log's end (history is not replayed) and
-keeps its place; calls are serialised. On PostgreSQL a change's number is taken when it is
+Each change is published once, also when several server processes share the database
+(issue 17): each process follows the table on its own (its site models and incidents follow
+the edit), but logs a change's ``layer.changed`` only if no process has (the change's
+``published_in``, set in the same transaction; publishers take turns on an advisory lock).
+The feed starts at the log's end (history is not replayed) and keeps its place; calls are
+serialised. On PostgreSQL a change's number is taken when it is
 written but seen only when its transaction commits, so a later number can show first: the
 numbers skipped are kept as holes and looked for again until every transaction that could
 still fill them has ended (the snapshot's ``xmin`` passed them). SQLite has one writer, so its
@@ -27,7 +31,7 @@ import orjson
 import shapely
 from shapely.errors import ShapelyError
 from shapely.geometry import shape
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import ColumnElement, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from command import events as event_log
@@ -53,6 +57,8 @@ MAX_HOLES = 200
 #: Coordinates closer than this (degrees) are the same: the database writes 15 decimals.
 SAME_GEOMETRY_DEG = 1e-9
 
+#: The advisory lock publishers take (PostgreSQL, per transaction): "RP" and 20.
+LOCK_KEY = 0x5250_0020
 #: The oldest transaction still running, and the next to start (PostgreSQL).
 XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 XMAX = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
@@ -116,7 +122,9 @@ class LayerFeed:
 
     def follow(self) -> list[event_log.LoggedEvent]:
         """Publish every change not yet published: one ``layer.changed`` per site, layer and
-        source, logged and then sent. Safe to call from any thread, any number of times."""
+        source, logged and then sent. Safe to call from any thread, any number of times, and
+        from any number of processes: a change another process sent already is not sent again
+        (``changes.published_in``)."""
         with self._following:
             with self.db.read() as session:
                 horizon = session.scalar(XMIN) if self.db.is_postgis else None
@@ -130,34 +138,64 @@ class LayerFeed:
                 for seq, site_id, layer, actor in rows:
                     if layer in LAYERS:  # not the site's own record, nor its topology rules
                         batches.setdefault((site_id, layer, source_of(actor)), []).append(seq)
-                drafts: dict[str, list[event_log.Draft]] = {}
-                for (site_id, layer, source), seqs in batches.items():
-                    draft = _draft(session, site_id, layer, source, seqs)
-                    drafts.setdefault(site_id, []).append(draft)
-            logged = self._publish(drafts)
+                drafts = {
+                    key: _draft(session, key[0], key[1], key[2], seqs)
+                    for key, seqs in batches.items()
+                }
+            logged = self._publish(batches, drafts)
             self._advance([int(r.seq) for r in rows], horizon, xmax)
             return logged
 
-    def _publish(self, drafts: Mapping[str, list[event_log.Draft]]) -> list[event_log.LoggedEvent]:
-        """Log the drafts (all sites in one transaction: all or none, so a retry never sends
-        one twice), then send each site's: under the post's lock, in log order."""
-        if not drafts:
+    def _publish(
+        self,
+        batches: Mapping[tuple[str, str, str], list[int]],
+        drafts: Mapping[tuple[str, str, str], event_log.Draft],
+    ) -> list[event_log.LoggedEvent]:
+        """Log the drafts of the changes no process has sent yet (all sites in one
+        transaction: all or none, so a retry never sends one twice), mark those changes with
+        their event, then send each site's: under the post's lock, in log order."""
+        if not batches:
             return []
         with self._lock:
             by_site: dict[str, list[event_log.LoggedEvent]] = {}
             with self.db.write() as session:
-                for site_id in sorted(drafts):
+                if self.db.is_postgis:  # one publisher at a time among the processes
+                    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+                wanted = [seq for seqs in batches.values() for seq in seqs]
+                unsent = set(
+                    session.scalars(
+                        select(ChangeRow.seq).where(
+                            ChangeRow.seq.in_(wanted), ChangeRow.published_in.is_(None)
+                        )
+                    )
+                )
+                per_site: dict[str, list[tuple[list[int], event_log.Draft]]] = {}
+                for key, seqs in batches.items():
+                    left = [seq for seq in seqs if seq in unsent]
+                    if not left:
+                        continue  # another process sent them
+                    draft = drafts[key] if left == seqs else _draft(session, *key, left)
+                    per_site.setdefault(key[0], []).append((left, draft))
+                for site_id in sorted(per_site):
                     warning = self._warning(site_id)
-                    wanted = [
+                    wanted_drafts = [
                         event_log.Draft(d.type, d.actor, {**d.data, **(warning or {})})
-                        for d in drafts[site_id]
+                        for _, d in per_site[site_id]
                     ]
                     try:
-                        by_site[site_id] = event_log.append_many(
-                            session, site_id, wanted, now=self.clock.now()
+                        logged = event_log.append_many(
+                            session, site_id, wanted_drafts, now=self.clock.now()
                         )
                     except NotFound:  # the site was deleted meanwhile: nobody to tell
                         log.info("site %s is gone: its layer changes are not sent", site_id)
+                        continue
+                    for (seqs, _), event in zip(per_site[site_id], logged, strict=True):
+                        session.execute(
+                            update(ChangeRow)
+                            .where(ChangeRow.seq.in_(seqs))
+                            .values(published_in=event.seq)
+                        )
+                    by_site[site_id] = logged
             for site_id, logged in by_site.items():
                 self.hub.publish(site_id, [_message(e) for e in logged])
         return [e for logged in by_site.values() for e in logged]

@@ -91,7 +91,7 @@ from gis.errors import (
     Recovering,
 )
 from gis.storage.db import Database
-from gis.storage.tables import EventRow, NoticeTokenRow
+from gis.storage.tables import EventRow, NoticeTokenRow, SiteRow
 from plans.clock import Clock
 from plans.engine import FINISHED, Actor, PlanEvent, PlanRun, Scheduler
 from plans.model import PlanTemplate
@@ -415,7 +415,12 @@ class CommandPost(WristbandDesk):
                     event_log.Draft(
                         "incident.network_changed",
                         "system",
-                        {"layers": layers, "error": detail, "kept_last_picture": True},
+                        {
+                            "layers": layers,
+                            "error": detail,
+                            "kept_last_picture": True,
+                            "revisions": dict(model.tokens),
+                        },
                         incident.id,
                     )
                 )
@@ -441,19 +446,27 @@ class CommandPost(WristbandDesk):
                     "rerouted": again.rerouted,
                     "unusable_musters": again.routes.unusable_musters,
                     "trapped": [t.id for t in again.routes.trapped],
+                    "revisions": dict(model.tokens),
                 },
                 incident.id,
             )
             for incident, again in pictures
         ]
         with self.db.write() as session:
+            # Every process sharing the database plans its incidents again on a layer edit;
+            # the first to log it says it for all (the same layers give the same plan).
+            told = _told_already(session, site_id, drafts)
             logged = event_log.append_many(
-                session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
+                session,
+                site_id,
+                [d for d in drafts if d.incident_id not in told],
+                exercises=self.exercises,
+                now=self.clock.now(),
             )
         if not pictures:
             self.hub.publish(site_id, [event_message(e) for e in logged])
             return
-        self._publish_pictures(model, pictures, logged, moved)
+        self._publish_pictures(model, pictures, logged, moved, told)
 
     def _publish_pictures(
         self,
@@ -461,16 +474,20 @@ class CommandPost(WristbandDesk):
         pictures: Sequence[tuple[Incident, Reassessment]],
         logged: Sequence[event_log.LoggedEvent],
         moved: np.ndarray | None = None,
+        told: Mapping[str, int] | None = None,
     ) -> None:
         """Apply computed pictures once their events are logged, and send events and pictures.
-        People at ``moved`` rows walked on while the pictures were computed: followed."""
+        People at ``moved`` rows walked on while the pictures were computed: followed.
+        ``told``: incidents whose event another process logged (at that sequence number)."""
         messages = [event_message(e) for e in logged]
-        seq = logged[-1].seq
+        told = told or {}
         for incident, again in pictures:
+            seq = logged[-1].seq if logged else 0
+            seq = max(seq, told.get(incident.id, 0), self.hub.delivered.get(model.site.id, 0))
             again.apply(incident)
             if moved is not None and len(moved):
                 follow_positions(model, incident, moved).apply(incident)
-            incident.seq = seq
+            incident.seq = max(incident.seq, seq)
             messages.append(self._picture_message(model, incident, seq))
         self.hub.publish(model.site.id, messages)
 
@@ -2520,6 +2537,33 @@ class CommandPost(WristbandDesk):
             if key in out:
                 out[key]["unreadable"] = reason
         return sorted(out.values(), key=lambda i: str(i["activated_at"]), reverse=True)
+
+
+def _told_already(
+    session: Session, site_id: str, drafts: Sequence[event_log.Draft]
+) -> dict[str, int]:
+    """Of the ``incident.network_changed`` drafts, the incidents whose last such event
+    (logged by another process sharing the database) was of the same layer revisions: their
+    sequence numbers. Takes the site's log lock first, which the append that follows keeps."""
+    wanted = {d.incident_id: d.data.get("revisions") for d in drafts if d.incident_id}
+    if not wanted:
+        return {}
+    session.get(SiteRow, site_id, with_for_update={"key_share": True})
+    told = {}
+    for incident_id, revisions in wanted.items():
+        last = session.execute(
+            select(EventRow.seq, EventRow.data)
+            .where(
+                EventRow.site_id == site_id,
+                EventRow.incident_id == incident_id,
+                EventRow.type == "incident.network_changed",
+            )
+            .order_by(EventRow.seq.desc())
+            .limit(1)
+        ).first()
+        if last is not None and revisions and (last.data or {}).get("revisions") == revisions:
+            told[incident_id] = int(last.seq)
+    return told
 
 
 def _follow_calltree(calltree: CallTree, event: event_log.LoggedEvent) -> None:

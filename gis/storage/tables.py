@@ -207,6 +207,9 @@ class ChangeRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The ``layer.changed`` event (its sequence number in the site's log) that carried the
+    #: change to the walls; None before it is sent (``command.layer_feed``).
+    published_in: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class PlanTemplateRow(Base):
