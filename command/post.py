@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,6 +37,7 @@ from command.auth import find_user
 from command.cap import ALERTING as CAP_ALERTING
 from command.cap import CapAlert
 from command.cap import alerts_for_events as cap_alerts
+from command.client_actions import ClientAction
 from command.hub import ENCODED, Hub, encode, encode_bytes
 from command.incidents import (
     ActivationRequest,
@@ -87,6 +88,7 @@ from gis.errors import (
     IncidentQuarantined,
     InvalidInput,
     NotFound,
+    NotPermitted,
     RallypointError,
     Recovering,
 )
@@ -849,16 +851,21 @@ class CommandPost(WristbandDesk):
         act: Callable[[PlanRun], Any],
         *,
         closing: Callable[[Incident], event_log.Draft] | None = None,
+        client: ClientAction | None = None,
     ) -> list[event_log.LoggedEvent]:
         """Apply a command to an incident's plan run, log its events, then publish them.
 
         Decided on this process's memory of the site, caught up with what other processes
         logged first; should one log in between, the append refuses (``StaleView``), nothing
-        changes, and the command is decided again on the newer picture."""
+        changes, and the command is decided again on the newer picture. ``client``: a queued
+        action from a field terminal (``command.client_actions``), marked in the same
+        transaction as its events."""
         for _ in range(STALE_TRIES):
             expect = self.follower.view(site_id) if self.follower is not None else None
             try:
-                return self._command(site_id, incident_id, act, closing=closing, expect=expect)
+                return self._command(
+                    site_id, incident_id, act, closing=closing, expect=expect, client=client
+                )
             except event_log.StaleView:
                 continue
         raise self._busy(site_id)
@@ -878,6 +885,7 @@ class CommandPost(WristbandDesk):
         *,
         closing: Callable[[Incident], event_log.Draft] | None,
         expect: int | None,
+        client: ClientAction | None = None,
     ) -> list[event_log.LoggedEvent]:
         with self._lock:
             incident = self.incident(site_id, incident_id)
@@ -889,6 +897,8 @@ class CommandPost(WristbandDesk):
             drafts = plan_drafts(incident, new)
             if closing is not None and not run.active:
                 drafts.insert(0, closing(incident))
+            if client is not None:
+                drafts = client.stamp(drafts)
             try:
                 with self.db.write() as session:
                     logged = event_log.append_many(
@@ -899,6 +909,8 @@ class CommandPost(WristbandDesk):
                         now=self.clock.now(),
                         expect=expect,
                     )
+                    if client is not None:
+                        client.logged(session, site_id, logged)
             except Exception:
                 # The log is the truth: memory goes back to what it holds.
                 incident.run = PlanRun.replay(run.events[:before], self.clock)
@@ -1241,19 +1253,67 @@ class CommandPost(WristbandDesk):
             )
         return notice
 
-    def _answered(self, notice: Notice, actor: str, data: dict[str, Any]) -> event_log.LoggedEvent:
+    def answer_own(
+        self, site_id: str, seq: int, *, names: Collection[str], client: ClientAction
+    ) -> event_log.LoggedEvent:
+        """A signed-in person answers their own call-out (``names``: their username and
+        display name; see :meth:`own_notices`), from the app."""
+        with self._lock:
+            notice = self._open_notice(site_id, seq)
+            if not self._owns(notice, names):
+                raise NotPermitted(
+                    f"notification {seq} calls {notice.contact.get('name', '?')} for the role "
+                    f"'{notice.role}', not you: a commander may answer for them",
+                    errors=[FieldError("notification", "not your call-out")],
+                )
+            data = {
+                "notification": seq,
+                "contact": notice.contact,
+                "by": "contact",
+                "channel": "app",
+            }
+            return self._answered(notice, client.actor, data, client)
+
+    def own_notices(self, site_id: str, names: Collection[str]) -> list[Notice]:
+        """The call-outs waiting for an answer at ``site_id`` that are the caller's: they hold
+        the duty of the notice's plan role in its incident, or the contact called is named
+        as them (``names``, compared case-blind)."""
+        return sorted(
+            (
+                n
+                for (s, _), n in list(self.calltree.open.items())
+                if s == site_id and self._owns(n, names)
+            ),
+            key=lambda n: n.seq,
+        )
+
+    def _owns(self, notice: Notice, names: Collection[str]) -> bool:
+        folded = {n.strip().casefold() for n in names if n.strip()}
+        if str(notice.contact.get("name", "")).strip().casefold() in folded:
+            return True
+        incident = self.incidents.get(notice.incident_id or "")
+        holders = incident.duties.get(notice.role, set()) if incident is not None else set()
+        return any(h.casefold() in folded for h in holders)
+
+    def _answered(
+        self,
+        notice: Notice,
+        actor: str,
+        data: dict[str, Any],
+        client: ClientAction | None = None,
+    ) -> event_log.LoggedEvent:
         """Under the lock: log the answer, spend the notice's token, stop its fallbacks."""
+        drafts = [event_log.Draft("notification.acknowledged", actor, data, notice.incident_id)]
         with self.db.write() as session:
-            event = event_log.append(
+            [event] = event_log.append_many(
                 session,
                 notice.site_id,
-                "notification.acknowledged",
-                actor=actor,
-                incident_id=notice.incident_id,
-                data=data,
+                client.stamp(drafts) if client is not None else drafts,
                 exercises=self.exercises,
                 now=self.clock.now(),
             )
+            if client is not None:
+                client.logged(session, notice.site_id, [event])
             session.execute(
                 update(NoticeTokenRow)
                 .where(NoticeTokenRow.site_id == notice.site_id, NoticeTokenRow.seq == notice.seq)

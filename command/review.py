@@ -115,6 +115,42 @@ def replay_plan(incident_id: str, events: Iterable[LoggedEvent]) -> PlanRun | No
 DRILL_RECORD = ("drill.inject", "drill.action_met", "drill.action_missed", "drill.note")
 
 
+#: What each logged step event moves the step to (``plans.engine``'s statuses).
+_STEP_STATUS = {
+    "plan.step.acknowledged": Status.ACKNOWLEDGED.value,
+    "plan.step.started": Status.IN_PROGRESS.value,
+    "plan.step.done": Status.DONE.value,
+    "plan.step.skipped": Status.SKIPPED.value,
+    "plan.step.failed": Status.FAILED.value,
+}
+
+
+def acted_at(event: LoggedEvent) -> datetime | None:
+    """When the responder acted, for an action queued on a phone (``command.client_actions``):
+    the event's own time is when the server received it."""
+    value = event.data.get("acted_at")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _acted(event: LoggedEvent) -> dict[str, Any]:
+    acted = acted_at(event)
+    return {
+        "acted_at": _iso(acted),
+        "offline_s": _seconds(event.at, acted) if acted is not None else None,
+    }
+
+
+def acted_times(incident_id: str, events: Iterable[LoggedEvent]) -> dict[tuple[str, str], datetime]:
+    """(step, status) -> when the responder acted, for the step events that say so."""
+    out = {}
+    for e in events:
+        status = _STEP_STATUS.get(e.type)
+        acted = acted_at(e) if status is not None and e.incident_id == incident_id else None
+        if acted is not None and status is not None:
+            out[(str(e.data.get("step_id")), status)] = acted
+    return out
+
+
 def in_log_order(events: Iterable[LoggedEvent]) -> list[LoggedEvent]:
     """The events in the log's order, with a drill's record (logged together when it ended,
     each entry with the time it happened) put back among them by that time."""
@@ -183,6 +219,7 @@ class _Review:
             (e for e in events if e.type == "incident.closed" and e.incident_id == incident_id),
             None,
         )
+        self.acted = acted_times(incident_id, events)
 
     # -- the parts ---------------------------------------------------------------------------
 
@@ -323,6 +360,7 @@ class _Review:
                 "type": e.type,
                 "actor": e.actor,
                 "what": describe(e, self.titles)[:SUMMARY_CHARS],
+                **_acted(e),
             }
             for e in self.events
         ]
@@ -339,7 +377,13 @@ class _Review:
             if state is None:  # its level never came
                 continue
             finished = state.status in FINISHED
-            actual = state.times.get(state.status.value) if finished else None
+            # Timed by when the responder acted (a phone that was offline sends it later); the
+            # server's receipt beside it.
+            received = state.times.get(state.status.value) if finished else None
+            acted = self.acted.get((step.id, state.status.value)) if finished else None
+            actual = acted or received
+            ack_received = state.times.get(Status.ACKNOWLEDGED.value)
+            ack_acted = self.acted.get((step.id, Status.ACKNOWLEDGED.value))
             target = state.due_at
             out.append(
                 {
@@ -365,7 +409,13 @@ class _Review:
                     "target_drill_s": self.drill_s(target),
                     "actual_drill_s": self.drill_s(actual),
                     "overdue": state.overdue,
-                    "acknowledged_at": _iso(state.times.get(Status.ACKNOWLEDGED.value)),
+                    "actual_received_at": _iso(received),
+                    "actual_offline_s": _seconds(received, acted) if acted and received else None,
+                    "acknowledged_at": _iso(ack_acted or ack_received),
+                    "acknowledged_received_at": _iso(ack_received),
+                    "acknowledged_offline_s": _seconds(ack_received, ack_acted)
+                    if ack_acted and ack_received
+                    else None,
                     "acknowledged_by": state.actors.get(Status.ACKNOWLEDGED.value),
                     "by": state.actors.get(state.status.value) if finished else None,
                     "value": state.value,
@@ -524,6 +574,8 @@ class _Review:
                     "by": e.actor,
                     "step_id": step,
                     "text": text,
+                    "photo": e.data.get("photo"),
+                    **_acted(e),
                 }
             )
         return out

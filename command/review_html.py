@@ -295,6 +295,9 @@ def _steps(steps: Sequence[Mapping[str, Any]], at: _Times, drill: bool) -> str:
                 f" [{_seconds(s['actual_drill_s'])}]"
                 if drill and s.get("actual_drill_s") is not None
                 else ""
+            )
+            + _offline(
+                s.get("actual_at"), s.get("actual_received_at"), s.get("actual_offline_s"), at
             ),
             _deviation(s["deviation_s"]),
             s.get("by") or "",
@@ -425,9 +428,25 @@ def _interruptions(found: Sequence[Mapping[str, Any]], at: _Times) -> str:
     return _table(["", "From", "To", "For", "Reason", "By incident / sensor"], rows)
 
 
+def _offline(acted: Any, received: Any, gap: Any, at: _Times) -> str:
+    """ " (acted 10:02:11, received 10:09:40, 7 min 29 s offline)" for an action a phone sent
+    later; nothing otherwise."""
+    if not isinstance(gap, int | float) or not acted or not received:
+        return ""
+    return f" (acted {at(acted)[11:]}, received {at(received)[11:]}, {_seconds(gap)} offline)"
+
+
 def _notes(notes: Sequence[Mapping[str, Any]], at: _Times) -> str:
     rows = [
-        [at(n["at"]), n["kind"], n.get("by") or "", n.get("step_id") or "", n.get("text") or ""]
+        [
+            (at(n["acted_at"]) if n.get("acted_at") else at(n["at"]))
+            + _offline(n.get("acted_at"), n["at"], n.get("offline_s"), at),
+            n["kind"],
+            n.get("by") or "",
+            n.get("step_id") or "",
+            (n.get("text") or "")
+            + (f" [photo {n['photo']['sha256'][:12]}]" if n.get("photo") else ""),
+        ]
         for n in notes
     ]
     return _table(["At", "Kind", "By", "Step", "Text"], rows)
@@ -470,7 +489,7 @@ def _timeline(timeline: Sequence[Mapping[str, Any]], at: _Times, drill: bool) ->
     rows = [
         [
             e["seq"],
-            at(e["at"]),
+            at(e["at"]) + _offline(e.get("acted_at"), e["at"], e.get("offline_s"), at),
             *([_seconds(e.get("drill_s"))] if drill else []),
             e["actor"],
             e["type"],

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -395,6 +395,15 @@ class PlanRun:
             )
         if step.status not in allowed_from:
             why = f"step '{step_id}' is {step.status.value}"
+            # Who moved it there, and when (the server's time): a queued action from a phone
+            # that was offline learns who came first (docs/offline.md).
+            by, at = step.actors.get(step.status.value), step.times.get(step.status.value)
+            extra: dict[str, Any] = {"step": step_id, "step_status": step.status.value}
+            if by is not None and at is not None:
+                done = _DONE_AS.get(step.status, step.status.value)
+                at = at.astimezone(UTC)
+                why = f"step '{step_id}' was already {done} by {by} at {at:%H:%M:%S} UTC"
+                extra |= {"by": by, "at": at.isoformat()}
             if step.status == Status.WAITING:
                 waiting = self._unfinished_dependencies(step_id)
                 why += f": waiting for {', '.join(waiting)}"
@@ -402,6 +411,7 @@ class PlanRun:
             raise IllegalTransition(
                 f"{why}; it must be {expected} for that",
                 errors=[FieldError("step", f"must be {expected}")],
+                extra=extra,
             )
         start = len(self.events)
         self.advance()
@@ -550,6 +560,15 @@ class PlanRun:
         if event.actor:
             step.actors[status.value] = event.actor
 
+
+#: A status as the past of what moved a step there ("was already completed by ...").
+_DONE_AS = {
+    Status.ACKNOWLEDGED: "acknowledged",
+    Status.IN_PROGRESS: "started",
+    Status.DONE: "completed",
+    Status.SKIPPED: "skipped",
+    Status.FAILED: "failed",
+}
 
 _STATUS_OF = {
     "step.acknowledged": Status.ACKNOWLEDGED,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,16 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.conftest import DEMO_ID
 from tests.processes import drop_database, postgis_demo_database
 from tests.test_incidents import chlorine
 from tests.test_scale_out import (
-    DEMO_ID,
     SITE,
     USERS,
     WAIT_S,
     Cluster,
     Subscriber,
+    _has,
     events,
     wait_for,
 )
@@ -103,7 +105,7 @@ def test_an_edit_during_an_incident_is_logged_once_on_three_processes(cluster: C
     # follows the new layers.
     last = seqs[-1]
     for subscriber in subscribers:
-        wait_for(lambda s=subscriber: bool(s.events) and s.seqs()[-1] >= last, "the events")
+        wait_for(partial(_has, subscriber, last), "the events")
         got = [e for e in subscriber.seqs() if e > before]
         assert got == list(range(before + 1, last + 1)), (subscriber.server.name, got)
         subscriber.close()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from command import attachments
 from command import events as event_log
-from command.auth import HUMAN_ROLES, Principal, Role
+from command.attachments import decode_photo
+from command.auth import HUMAN_ROLES, Principal, Role, find_user
+from command.client_actions import ClientRequestDep, perform
 from command.deps import DatabaseDep, ReaderDep, requires
 from command.event_reads import PAGE as EVENTS_PAGE
 from command.event_reads import EventReadBudget
@@ -17,8 +21,10 @@ from command.hub import encode_bytes
 from command.incidents import ActivationRequest
 from command.notifications import incident_notices
 from command.post import CommandPost, actor_for
-from gis.errors import FieldError, InvalidInput, NotFound
+from gis.errors import FieldError, IllegalTransition, InvalidInput, NotFound, RallypointError
 from gis.geometry import validate_geometry
+from gis.sites import load_site
+from gis.storage.tables import EventRow
 
 router = APIRouter(prefix="/api/sites/{site_id}", tags=["incidents"])
 
@@ -198,8 +204,11 @@ def step_action(
     incident_id: str,
     step_id: str,
     action: Literal["acknowledge", "start", "complete", "skip", "fail"],
+    client: ClientRequestDep,
     body: StepAction | None = None,
-) -> dict[str, Any]:
+) -> Response:
+    """With ``Idempotency-Key`` (a queued action, docs/offline.md) a retry gets the first
+    answer; ``Rallypoint-Acted-At`` says when the responder acted."""
     body = body or StepAction()
     incident = post.incident(site_id, incident_id)
 
@@ -215,7 +224,14 @@ def step_action(
         else:
             getattr(run, action)(step_id, actor)
 
-    return _events(post.command(site_id, incident_id, act))
+    return perform(
+        post.db,
+        post.clock,
+        user_id=principal.id,
+        actor=principal.username,
+        request=client,
+        act=lambda queued: _events(post.command(site_id, incident_id, act, client=queued)),
+    )
 
 
 class Duty(BaseModel):
@@ -277,6 +293,11 @@ class Note(BaseModel):
 
     text: str = Field(min_length=1, max_length=2000)
     step_id: str | None = None
+    photo: str | None = Field(
+        default=None,
+        description="One JPEG, PNG or WebP picture, base64 (or a data: URL), at most 2 MB "
+        "decoded; its type is read from its bytes",
+    )
 
 
 @router.post("/incidents/{incident_id}/notes", summary="A note on the incident or a step")
@@ -286,12 +307,48 @@ def add_note(
     site_id: str,
     incident_id: str,
     body: Note,
-) -> dict[str, Any]:
+    client: ClientRequestDep,
+) -> Response:
+    """Takes ``Idempotency-Key`` and ``Rallypoint-Acted-At`` as the step actions do. A photo
+    is stored with the note, which names it by its SHA-256 (``GET .../attachments/{sha256}``)."""
     actor = actor_for(principal.username, principal.roles_at(site_id), None)
-    return _events(
-        post.command(
-            site_id, incident_id, lambda run: run.note(actor, body.text, step_id=body.step_id)
-        )
+    photo = decode_photo(body.photo, field="body.photo") if body.photo is not None else None
+    return perform(
+        post.db,
+        post.clock,
+        user_id=principal.id,
+        actor=principal.username,
+        request=client,
+        act=lambda queued: _events(
+            post.command(
+                site_id,
+                incident_id,
+                lambda run: run.note(actor, body.text, step_id=body.step_id),
+                client=replace(queued, photo=photo),
+            )
+        ),
+    )
+
+
+@router.get(
+    "/attachments/{sha256}",
+    summary="A note's photo, by the SHA-256 its logged note names",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in ("image/jpeg", "image/png", "image/webp")}}},
+)
+def get_attachment(db: DatabaseDep, _: ReaderDep, site_id: str, sha256: str) -> Response:
+    with db.read() as session:
+        load_site(session, site_id)
+        content, media_type = attachments.load(session, site_id, sha256)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={
+            # Named by its content: it never changes.
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "ETag": f'"{sha256}"',
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 
@@ -377,6 +434,96 @@ def acknowledge_notification(
     return post.acknowledge(
         site_id, seq, actor=principal.username, channel=body.channel, note=body.note
     ).as_dict()
+
+
+@router.get(
+    "/notifications/mine",
+    summary="My call-outs waiting for an answer (by my duties, or naming me as the contact)",
+)
+def my_notifications(
+    db: DatabaseDep, post: PostDep, principal: StepActorDep, site_id: str
+) -> dict[str, Any]:
+    post.model(site_id)  # 404 for an unknown site
+    names = _names(db, principal)
+    return {
+        "notices": [
+            {
+                "seq": n.seq,
+                "incident_id": n.incident_id,
+                "role": n.role,
+                "level": n.data.get("level"),
+                "contact": n.contact,
+                "fallback": n.index > 0 or bool(n.data.get("fallback", False)),
+                "due_at": n.due_at.isoformat(),
+                "acknowledge_within_s": n.acknowledge_within_s,
+            }
+            for n in post.own_notices(site_id, names)
+        ]
+    }
+
+
+@router.post(
+    "/notifications/{seq}/answer",
+    summary="Answer my own call-out from the app (no fallback is called)",
+)
+def answer_my_notification(
+    db: DatabaseDep,
+    post: PostDep,
+    principal: StepActorDep,
+    site_id: str,
+    seq: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    client: ClientRequestDep,
+) -> Response:
+    """A call-out is mine when I hold the duty of its plan role in its incident, or its
+    contact is named as me (username or display name). Takes ``Idempotency-Key`` and
+    ``Rallypoint-Acted-At`` as the step actions do; one answered already is 409 naming who
+    answered and when."""
+    names = _names(db, principal)
+
+    def answer(queued: Any) -> dict[str, Any]:
+        try:
+            return _events([post.answer_own(site_id, seq, names=names, client=queued)])
+        except NotFound:
+            raise _answered_already(db, site_id, seq) from None
+
+    return perform(
+        post.db,
+        post.clock,
+        user_id=principal.id,
+        actor=principal.username,
+        request=client,
+        act=answer,
+    )
+
+
+def _names(db: Any, principal: Principal) -> list[str]:
+    with db.read() as session:
+        return [principal.username, find_user(session, principal.username).display_name]
+
+
+def _answered_already(db: Any, site_id: str, seq: int) -> RallypointError:
+    """Why a call-out cannot be answered: answered already (by whom, when), or unknown."""
+    with db.read() as session:
+        row = session.get(EventRow, (site_id, seq))
+        notices = (
+            incident_notices(session, site_id, row.incident_id)
+            if row is not None and row.type == "notification.requested" and row.incident_id
+            else []
+        )
+    for notice in notices:
+        answered = notice.get("acknowledged")
+        if notice["seq"] == seq and answered:
+            at = datetime.fromisoformat(answered["at"])
+            return IllegalTransition(
+                f"call-out {seq} was already acknowledged by {answered['by']} at {at:%H:%M:%S} UTC",
+                errors=[FieldError("notification", "acknowledged already")],
+                extra={"by": answered["by"], "at": answered["at"]},
+            )
+    return NotFound(
+        f"no call-out {seq} waiting for an answer at site {site_id}: it is unknown, or was "
+        "passed on to the next contact",
+        errors=[FieldError("notification", "unknown or passed on")],
+    )
 
 
 @router.get(

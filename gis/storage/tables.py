@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -800,3 +801,45 @@ class DetectorHealthSettingsRow(Base):
     stale_after_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class ClientActionRow(Base):
+    """An action a client sent with an ``Idempotency-Key`` (``command.client_actions``): taken
+    once per user and key. The row is claimed before the action runs, marked with the events
+    it caused in the same transaction as those events, and given the answer after; a retry is
+    answered from here. Kept a week."""
+
+    __tablename__ = "client_actions"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: SHA-256 of the request: method, path, acted-at and body.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    #: Who holds the claim now (a random token per attempt), since when.
+    claim: Mapped[str] = mapped_column(String(32))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    #: The events it caused (one append: a range of one site's log); null: none yet.
+    site_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The first answer; null until given.
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AttachmentRow(Base):
+    """A photo of a note, by its SHA-256 (which the logged note carries, so the hash chain
+    covers the picture): stored once per site, whoever sent it again."""
+
+    __tablename__ = "attachments"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(100))
