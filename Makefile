@@ -48,8 +48,13 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 ## frontend: the map wall's npm packages (Leaflet, pinned in frontend/package-lock.json), again
-##           whenever the lock file is newer than the install
-frontend: frontend/node_modules/.package-lock.json
+##           whenever the lock file is newer than the install; and the phone app's service
+##           worker (Workbox, frontend/phone-build.mjs), again whenever a file it keeps changes
+frontend: frontend/node_modules/.package-lock.json frontend/build/phone-sw.js
+
+frontend/build/phone-sw.js: frontend/node_modules/.package-lock.json frontend/page.js \
+		$(wildcard frontend/phone*)
+	node frontend/phone-build.mjs
 
 frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
 	@command -v npm >/dev/null \

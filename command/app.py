@@ -61,6 +61,7 @@ from command.routes import topology as topology_routes
 from command.routes import wristbands as wristband_routes
 from command.routes.docs import mount as mount_api_docs
 from command.routes.monitoring import mount as mount_echarts
+from command.routes.phone import mount as mount_phone
 from command.routes.wall import FRONTEND
 from command.routes.wall import mount as mount_map_wall
 from command.sessions import AuthListener, LiveSockets, sweep_forever
@@ -392,6 +393,7 @@ def create_app(
     mount_echarts(app, FRONTEND)  # the analysis page's charts
     mount_api_docs(app)
     notices.mount(app)
+    mount_phone(app)  # the responder's phone app: /phone/, its manifest and service worker
 
     # Added innermost first. A body meets them outermost first: it must come in time, with a
     # valid token (before a byte is read), within the size, and as JSON no deeper than 64.

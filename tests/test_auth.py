@@ -55,6 +55,11 @@ PUBLIC = {
     ("GET", "/docs/swagger-init.js"),
     ("GET", "/redoc"),
     ("GET", "/redoc/redoc-init.js"),
+    # The phone app's shell: the page signs in itself, and holds no data until it has.
+    ("GET", "/phone"),
+    ("GET", "/phone/"),
+    ("GET", "/phone/manifest.webmanifest"),
+    ("GET", "/phone/sw.js"),
 }
 SITE_MODEL_AND_PLANS = re.compile(r"/api/sites(/\{site_id\}(/(layers|plans)(/.*)?)?)?")
 PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")

@@ -437,8 +437,9 @@ def test_every_module_of_the_page_is_served_as_javascript_and_no_script_is_inlin
         assert "/vendor/leaflet/leaflet-src.esm.js" in served
         own = {url.removeprefix("/static/") for url in served if url.startswith("/static/")}
         # answer.js, analysis.js and group.js are their own pages' (answer, analysis, group),
-        # page.js what the last two share
+        # page.js what the last two share; phone*.js the phone app's (/phone/)
         others = {"answer.js", "analysis.js", "group.js", "page.js"}
+        others |= {p.name for p in wall.FRONTEND.glob("phone*.js")}
         pages_js = {p.name for p in wall.FRONTEND.glob("*.js")} - others
         assert own == pages_js == set(page_modules())
         assert {"main.js", "map.js", "socket.js", "state.js", "panels.js", "actions.js"} <= own
