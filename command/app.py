@@ -57,6 +57,7 @@ from command.routes import drills as drills_routes
 from command.routes import fences as fence_routes
 from command.routes import maintenance as maintenance_routes
 from command.routes import monitoring as monitoring_routes
+from command.routes import replication as replication_routes
 from command.routes import topology as topology_routes
 from command.routes import wristbands as wristband_routes
 from command.routes.docs import mount as mount_api_docs
@@ -378,6 +379,7 @@ def create_app(
     app.include_router(replay.router)  # after drills: /drills/scenarios/* is theirs
     app.include_router(ogc.router)  # OGC API - Features for QGIS and GDAL, under /ogc
     app.include_router(group.router)  # the group wall's overview of every site
+    app.include_router(replication_routes.router)  # sites' logs replicated to the group
 
     # Open to all, as a load balancer or monitor asks it without signing in.
     @app.get("/healthz", tags=["meta"], summary="Liveness (needs no token)")

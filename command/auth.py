@@ -46,6 +46,7 @@ class Role(StrEnum):
     VIEWER = "viewer"
     ADMIN = "admin"  # users and tokens only: nothing on a site, never granted per site
     DEVICE = "device"  # held by device tokens only, never by a user
+    REPLICATOR = "replicator"  # a site server's forwarder, at the group: its own site only
 
 
 #: The roles that act on sites: each reads the site it is held on. They may be held globally
@@ -418,6 +419,17 @@ def _principal(session: Session, row: TokenRow | None, now: datetime | None) -> 
             kind="wall",
             site_id=row.site_id,
             site_roles={row.site_id: frozenset({Role.VIEWER})},
+            token_hash=row.token_hash,
+        )
+    if row.kind == "replicator" and row.site_id is not None:
+        # A site server forwarding its log to the group (command.replication): its site only.
+        return Principal(
+            id=device_id(row.token_hash),
+            username=f"replicator:{row.name}",
+            roles=frozenset(),
+            kind="device",
+            site_id=row.site_id,
+            site_roles={row.site_id: frozenset({Role.REPLICATOR})},
             token_hash=row.token_hash,
         )
     if row.kind == "device":

@@ -1098,3 +1098,162 @@ def audit_rotate_key() -> None:
         )
     click.echo(f"new audit key {new}; {len(signed)} heads signed with it")
     click.echo("give auditors its public key: rallypoint audit public-key")
+
+
+@main.group()
+def replica() -> None:
+    """At the group: sites whose event log is replicated here from their own server
+    (docs/offline.md, "The site and the group")."""
+
+
+@replica.command("add")
+@click.argument("site_id")
+@click.option("--owner", required=True, help="The site server that owns the log (a name).")
+@_report_errors
+def replica_add(site_id: str, owner: str) -> None:
+    """Make SITE's log here a replica of its site server's, and issue the token its forwarder
+    uses (printed once): role replicator at SITE only."""
+    from command import replication
+    from plans.clock import SystemClock
+
+    now = SystemClock().now()
+    with _database() as database, database.write() as session:
+        replication.add_replica(session, site_id, owner, actor=_actor(), now=now)
+        token = replication.issue_replicator_token(session, site_id, owner, now)
+    click.echo(f"site {site_id} is a replica of {owner}'s log; its forwarder's token:")
+    click.echo(token)
+
+
+@replica.command("token")
+@click.argument("site_id")
+@click.option("--name", required=True, help="A name for the token (e.g. the site server's).")
+@_report_errors
+def replica_token(site_id: str, name: str) -> None:
+    """Issue another forwarder token for replicated SITE (printed once), e.g. to rotate it:
+    "replica revoke" revokes every live one, so rotate by revoking first, then issuing."""
+    from command import replication
+    from plans.clock import SystemClock
+
+    with _database() as database, database.write() as session:
+        replication.link(session, site_id)
+        token = replication.issue_replicator_token(session, site_id, name, SystemClock().now())
+    click.echo(token)
+
+
+@replica.command("revoke")
+@click.argument("site_id")
+@_report_errors
+def replica_revoke(site_id: str) -> None:
+    """Revoke every forwarder token of SITE: its forwarder is refused (401) from now on."""
+    from command import replication
+
+    with _database() as database, database.write() as session:
+        count = replication.revoke_replicator_tokens(session, site_id)
+    click.echo(f"{count} replicator token(s) of {site_id} revoked")
+
+
+@replica.command("list")
+@_report_errors
+def replica_list() -> None:
+    """Each replicated site: its link's state, how far the group holds its log, how far behind
+    it is, and the last batch refused."""
+    from command import replication
+    from plans.clock import FileClock, SystemClock
+
+    settings = Settings()
+    clock = FileClock(settings.clock_file) if settings.clock_file else SystemClock()
+    with _database() as database, database.read() as session:
+        states = replication.link_states(session, clock.now(), settings.replication_cut_after_s)
+    for site_id, s in sorted(states.items()):
+        since = "never" if s["since_ack_s"] is None else f"{s['since_ack_s']:.0f} s ago"
+        click.echo(
+            f"{site_id}\t{s['state']}\towner {s['owner']}\tacked {s['acked_seq']} "
+            f"(site at {s['site_seq']}, {s['behind_events']} behind)\tlast ack {since}"
+        )
+        if s["refused"]:
+            click.echo(f"  REFUSED: {s['refused']}")
+
+
+@main.command()
+@click.option(
+    "--site", "site_id", default=None, help="Default RALLYPOINT_FORWARD_SITE, or the only site."
+)
+@click.option("--once", is_flag=True, help="Catch up once (log up, plans down) and exit.")
+@click.option("--batch", default=2000, show_default=True, help="Events per batch.")
+@click.option(
+    "--status", "show_status", is_flag=True, help="Say how the forwarding stands, and exit."
+)
+@_report_errors
+def forward(site_id: str | None, once: bool, batch: int, show_status: bool) -> None:
+    """At a site server: forward the site's event log to the group (RALLYPOINT_GROUP_URL, with
+    RALLYPOINT_GROUP_TOKEN) and take the group's approved plans, every
+    RALLYPOINT_FORWARD_EVERY_S until interrupted."""
+    import signal
+    import threading
+
+    from command.forwarder import Forwarder, ForwardError, status
+    from gis.storage.tables import SiteRow
+    from plans.clock import FileClock, SystemClock
+
+    settings = Settings()
+    clock = FileClock(settings.clock_file) if settings.clock_file else SystemClock()
+    with _database() as database:
+        site_id = site_id or settings.forward_site
+        if site_id is None:
+            with database.read() as session:
+                sites = list(session.scalars(select_site_ids(SiteRow)))
+            if len(sites) != 1:
+                raise click.ClickException(
+                    f"{len(sites)} sites here: name the one to forward (--site)"
+                )
+            site_id = sites[0]
+        if show_status:
+            state = status(database, site_id)
+            if state is None:
+                click.echo(f"site {site_id}: never forwarded")
+                return
+            at = state.acked_at.isoformat() if state.acked_at else "never"
+            click.echo(
+                f"site {site_id} -> {state.group_url}: acknowledged up to {state.acked_seq} ({at})"
+            )
+            if state.error:
+                click.echo(f"ERROR ({state.error_at}): {state.error}")
+            for c in state.plan_conflicts:
+                click.echo(
+                    f"PLAN CONFLICT {c['plan_id']} v{c['version']} ({c['at']}): {c['reason']}"
+                )
+            return
+        if not settings.group_url or settings.group_token is None:
+            raise click.ClickException("set RALLYPOINT_GROUP_URL and RALLYPOINT_GROUP_TOKEN")
+        forwarder = Forwarder(
+            database,
+            site_id,
+            settings.group_url,
+            settings.group_token.get_secret_value(),
+            clock,
+            batch=batch,
+        )
+        try:
+            if once:
+                try:
+                    done = forwarder.once()
+                except ForwardError as exc:
+                    raise click.ClickException(str(exc)) from exc
+                click.echo(
+                    f"site {site_id}: {done.stored} events stored at the group in "
+                    f"{done.batches} batches; the group holds the log up to {done.acked_seq}"
+                )
+                return
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            click.echo(f"forwarding site {site_id} to {settings.group_url}")
+            forwarder.run(settings.forward_every_s, stop)
+        finally:
+            forwarder.close()
+
+
+def select_site_ids(row: Any) -> Any:
+    from sqlalchemy import select
+
+    return select(row.id).order_by(row.id)

@@ -31,15 +31,17 @@ from sqlalchemy import Row, Table, Text, cast, func, insert, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from gis.errors import CorruptEvent, FieldError, InvalidInput
+from gis.errors import CorruptEvent, FieldError, InvalidInput, OwnedElsewhere
 from gis.sites import load_site
-from gis.storage.tables import EventHeadRow, EventRow, SiteRow
+from gis.storage.tables import EventHeadRow, EventRow, ReplicaLinkRow, SiteRow
 
 GENESIS = "0" * 64
 #: What every message of a drill carries (call-outs, their webhook payloads, the wall).
 EXERCISE_LABEL = "EXERCISE / 演练"
 #: The head table, for plain SQL (an append's extra statements stay cheap).
 HEADS = typing.cast(Table, EventHeadRow.__table__)
+#: Sites whose log is replicated here from their own server (issue 18): never appended to here.
+REPLICAS = typing.cast(Table, ReplicaLinkRow.__table__)
 #: At most this many events in one answer to "what did I miss".
 MAX_BATCH = 10_000
 #: This server process, in the events it appends (``events.origin``): set by the app when it
@@ -202,6 +204,16 @@ def append_many(
     # foreign key) until it ends, a planner's open one in QGIS too; FOR UPDATE would wait it out.
     if session.get(SiteRow, site_id, with_for_update={"key_share": True}) is None:
         load_site(session, site_id)  # raises NotFound
+    # A site whose log is replicated here from its own server is that server's to write
+    # (command.replication): the group never appends to it.
+    owner = session.scalar(select(REPLICAS.c.owner).where(REPLICAS.c.site_id == site_id))
+    if owner is not None:
+        raise OwnedElsewhere(
+            f"site {site_id}'s event log is owned by its site server {owner!r} and replicated "
+            "here: act at the site",
+            errors=[FieldError("site", f"owned by {owner}")],
+            extra={"owner": owner},
+        )
     row = session.execute(
         select(HEADS.c.seq, HEADS.c.hash).where(HEADS.c.site_id == site_id)
     ).first()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from command import events as event_log
+from command.replication import owner_of
 from plans.workflow import Transition
 
 EVENT_PREFIX = "plan_version."
@@ -29,7 +30,11 @@ class PlanLog:
         self.site_id = site_id
         self.logged: list[event_log.LoggedEvent] = []
 
-    def __call__(self, transition: Transition) -> int:
+    def __call__(self, transition: Transition) -> int | None:
+        if owner_of(self.session, self.site_id) is not None:
+            # The site's log is its own server's (replicated here): the group's approval is
+            # logged at the site when the site takes the version (command.replication).
+            return None
         event = event_log.append(
             self.session,
             self.site_id,

@@ -89,6 +89,7 @@ from gis.errors import (
     InvalidInput,
     NotFound,
     NotPermitted,
+    OwnedElsewhere,
     RallypointError,
     Recovering,
 )
@@ -1045,6 +1046,8 @@ class CommandPost(WristbandDesk):
                 except event_log.StaleView:
                     stale.append((site_id, incident_id))
                     continue
+                except OwnedElsewhere:  # a site's log replicated here: its own server fires
+                    continue
                 if self.follower is not None and expect is not None:
                     self.follower.wrote(site_id, expect, logged)
                 self.hub.publish(site_id, [event_message(e) for e in logged])
@@ -1056,10 +1059,17 @@ class CommandPost(WristbandDesk):
                 for site_id, draft in overdue:
                     by_site.setdefault(site_id, []).append(draft)
                 for site_id, drafts in by_site.items():
-                    with self.db.write() as session:
-                        logged = event_log.append_many(
-                            session, site_id, drafts, exercises=self.exercises, now=self.clock.now()
-                        )
+                    try:
+                        with self.db.write() as session:
+                            logged = event_log.append_many(
+                                session,
+                                site_id,
+                                drafts,
+                                exercises=self.exercises,
+                                now=self.clock.now(),
+                            )
+                    except OwnedElsewhere:  # replicated here: the site's server calls on
+                        continue
                     self._track(logged)
                     self.hub.publish(site_id, [event_message(e) for e in logged])
                     out += logged

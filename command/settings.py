@@ -246,6 +246,33 @@ class Settings(BaseSettings):
         le=3600,
         description="Longest wait between two reconnection attempts to the broker.",
     )
+    group_url: str | None = Field(
+        default=None,
+        description="At a site server: the group's Rallypoint that 'rallypoint forward' sends "
+        "the site's event log to and takes the group's plans from (docs/offline.md).",
+    )
+    group_token: SecretStr | None = Field(
+        default=None,
+        description="At a site server: the replicator token the group issued for this site "
+        "('rallypoint replica add SITE' at the group).",
+    )
+    forward_site: str | None = Field(
+        default=None,
+        description="At a site server: the site whose log is forwarded (default: the only site "
+        "in the database).",
+    )
+    forward_every_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="How often the forwarder pushes new events to the group (seconds).",
+    )
+    replication_cut_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="At the group: a site whose forwarder has not called for this long shows "
+        "its link cut on the group wall (seconds).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -44,6 +44,12 @@ const MESSAGES = {
   "plan.vapour-cloud-explosion": { en: "Vapour cloud explosion", "zh-CN": "蒸气云爆炸" },
   "plan.general-evacuation": { en: "General evacuation", "zh-CN": "紧急疏散" },
   "plan.typhoon-flood": { en: "Typhoon and flood", "zh-CN": "台风防汛" },
+  "link.connected": { en: "Link to the site: connected", "zh-CN": "与厂区链路：已连接" },
+  "link.behind": { en: "Link to the site: {n} events behind", "zh-CN": "与厂区链路：落后 {n} 条事件" },
+  "link.cut": { en: "Link to the site: CUT", "zh-CN": "与厂区链路：已中断" },
+  "link.refused": { en: "Link to the site: batch REFUSED", "zh-CN": "与厂区链路：数据批次被拒收" },
+  "link.ack": { en: "last acknowledged {s} s ago", "zh-CN": "上次确认 {s} 秒前" },
+  "link.never": { en: "nothing acknowledged yet", "zh-CN": "尚无确认" },
 };
 
 let language = "en";
@@ -77,6 +83,16 @@ function incidentLine(incident) {
   return item;
 }
 
+// A site whose event log is replicated here from its own server (docs/offline.md): how its
+// link stands, how many events behind, and how long since the group last acknowledged.
+function linkLine(link) {
+  const since = link.since_ack_s === null ? say("link.never") : say("link.ack", { s: Math.round(link.since_ack_s) });
+  const text = `${say(`link.${link.state}`, { n: link.behind_events })} · ${since}`;
+  const line = el("p", { class: `link link-${link.state}`, "data-link": link.state }, text);
+  if (link.refused) line.title = link.refused;
+  return line;
+}
+
 function tile(site) {
   const open = el("a", { href: "/", class: "open", "aria-label": say("open", { name: site.name }) });
   // The map wall opens the site this tab remembers: the tile says which, then goes there.
@@ -94,6 +110,7 @@ function tile(site) {
   );
   const people = ["sos", "man_down"].filter((kind) => site.person_alarms[kind]).map((kind) => say(`people.${kind}`, { n: site.person_alarms[kind] }));
   if (people.length) body.append(el("p", { class: "people" }, people.join(" · ")));
+  if (site.link) body.append(linkLine(site.link));
   open.append(head, body, el("p", { class: "site-id quiet" }, site.id));
   return el("li", { class: `tile ${site.status}`, "data-site": site.id, "data-status": site.status }, open);
 }

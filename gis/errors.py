@@ -70,6 +70,15 @@ class AlreadyExists(RallypointError):
     title = "Already exists"
 
 
+class OwnedElsewhere(RallypointError):
+    """Another server owns this: a site's event log replicated to the group is written by the
+    site's own server only, a plan the group owns is changed at the group (issue 18)."""
+
+    status_code = 409
+    slug = "owned-elsewhere"
+    title = "Owned by another server"
+
+
 class VersionConflict(RallypointError):
     """The caller named a version that is no longer current."""
 

@@ -25,10 +25,10 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gis.errors import AlreadyExists, FieldError, InvalidInput, NotFound
+from gis.errors import AlreadyExists, FieldError, InvalidInput, NotFound, OwnedElsewhere
 from gis.model import ResourceStatus
 from gis.sites import load_site
-from gis.storage.tables import PlanTemplateRow, ResourceRow, SiteRow
+from gis.storage.tables import GroupPlanRow, PlanTemplateRow, ResourceRow, SiteRow
 from plans.model import PlanTemplate, data_from_yaml, template_from_data
 from plans.validation import check_plan, plan_problems, schema_problems
 from plans.workflow import (
@@ -479,8 +479,21 @@ def save_plan(
 ) -> StoredPlan:
     """Save a plan: its open draft in place (the next revision), or else a new draft version
     after the latest. ``expected`` is the ETag the planner saw of the latest version (from
-    If-Match when ``header``). A submitted version is refused (409): it is under review."""
+    If-Match when ``header``). A submitted version is refused (409): it is under review, and
+    so is a plan the group owns (409 naming it: its versions come from the group)."""
     current = latest_row(session, site_id, plan_id)
+    owner = session.scalar(
+        select(GroupPlanRow.owner).where(
+            GroupPlanRow.site_id == site_id, GroupPlanRow.plan_id == plan_id
+        )
+    )
+    if owner is not None:
+        raise OwnedElsewhere(
+            f"plan '{plan_id}' at site '{site_id}' is the group's ({owner}): change it at the "
+            "group, whose approved versions come down here",
+            errors=[FieldError("plan", f"owned by the group {owner}")],
+            extra={"owner": owner},
+        )
     check_etag((current.version, current.revision), expected, f"plan '{plan_id}'", header=header)
     if isinstance(data, Mapping) and data.get("id", plan_id) != plan_id:
         raise InvalidInput(

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from command.deps import AnyReaderDep, DatabaseDep
 from command.post import CommandPost
+from command.replication import CUT_AFTER_S, link_states
 from command.routes.incidents import PostDep
 from command.sensors import TIERS
 from gis.storage.db import Database
@@ -113,5 +114,19 @@ def overview(post: CommandPost, sites: list[tuple[str, str, int]]) -> dict[str, 
     summary="Every site you read: its active incidents, unacknowledged alarms and people's "
     "SOS and man-down alarms (the group wall)",
 )
-def get_overview(post: PostDep, db: DatabaseDep, reader: AnyReaderDep) -> dict[str, Any]:
-    return overview(post, [site for site in sites_and_heads(db) if reader.sees(site[0])])
+def get_overview(
+    post: PostDep, db: DatabaseDep, reader: AnyReaderDep, request: Request
+) -> dict[str, Any]:
+    answer = overview(post, [site for site in sites_and_heads(db) if reader.sees(site[0])])
+    # Sites whose log is replicated here from their own server: how their link stands.
+    cut_after = getattr(request.app.state, "settings", None)
+    with db.read() as session:
+        links = link_states(
+            session,
+            post.clock.now(),
+            cut_after.replication_cut_after_s if cut_after is not None else CUT_AFTER_S,
+        )
+    for site in answer["sites"]:
+        if site["id"] in links:
+            site["link"] = links[site["id"]]
+    return answer

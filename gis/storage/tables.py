@@ -803,6 +803,67 @@ class DetectorHealthSettingsRow(Base):
     updated_by: Mapped[str] = mapped_column(String(200))
 
 
+class ReplicaLinkRow(Base):
+    """At the group: a site whose event log is replicated here from the site's own server
+    (``command.replication``). The site owns that log; the group stores what the site's
+    forwarder sends, verified, and never appends to it itself. One row per replicated site."""
+
+    __tablename__ = "replica_links"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The site server that owns the log (a name for people: in the 409 of a write here).
+    owner: Mapped[str] = mapped_column(String(200))
+    #: The last event the group stored and acknowledged (0 and 64 zeros before the first).
+    acked_seq: Mapped[int] = mapped_column(Integer)
+    acked_hash: Mapped[str] = mapped_column(String(64))
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: How far the site's log reached when its forwarder last called, and when that was.
+    site_head_seq: Mapped[int] = mapped_column(Integer)
+    contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The last batch refused (a gap, a reordering, a fork, a forged event), and when.
+    refused: Mapped[str | None] = mapped_column(Text, nullable=True)
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ForwardStateRow(Base):
+    """At a site: how its forwarder stands with the group (``command.forwarder``): the last
+    event the group acknowledged, the last error, and the plans taken from the group."""
+
+    __tablename__ = "forward_state"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_url: Mapped[str] = mapped_column(String(500))
+    acked_seq: Mapped[int] = mapped_column(Integer)
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    plans_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Group plan versions not taken here, each {plan_id, version, reason, at}.
+    plan_conflicts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class GroupPlanRow(Base):
+    """At a site: a plan the group owns (its versions come down from the group, approved). A
+    local save of it is refused (409 naming the group), never silently overwritten."""
+
+    __tablename__ = "group_plans"
+
+    site_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(500))
+    #: The group's version last taken here.
+    version: Mapped[int] = mapped_column(Integer)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ClientActionRow(Base):
     """An action a client sent with an ``Idempotency-Key`` (``command.client_actions``): taken
     once per user and key. The row is claimed before the action runs, marked with the events
