@@ -1076,13 +1076,28 @@ class CommandPost(WristbandDesk):
             self._send_owed_pictures()
         for site_id, incident_id in stale:
             self._refreshed(site_id, incident_id)
-        out += self._alarm_clock()  # alarm delays completed, shelvings expired
-        self.send_cap()  # logged and published; not among the deadlines fired
-        out += self.fences.tick()  # temporary fences expired, stays too long
-        out += self.watch_wristbands()  # man-down and signal lost
-        out += self.health.tick()  # detectors gone silent, checks come due
+
+        def cap_alerts() -> list[Any]:
+            self.send_cap()  # logged and published; not among the deadlines fired
+            return []
+
+        timers: list[tuple[str, Callable[[], list[Any]]]] = [
+            ("alarm delays and shelvings", self._alarm_clock),
+            ("CAP alerts", cap_alerts),
+            ("fences", self.fences.tick),  # temporary fences expired, stays too long
+            ("wristbands", self.watch_wristbands),  # man-down and signal lost
+            ("detector health", self.health.tick),  # detectors gone silent, checks come due
+        ]
         if self.drills is not None:  # outside the lock: the desk calls in as any client does
-            out += self.drills.tick()
+            timers.append(("drills", self.drills.tick))
+        for name, fire in timers:
+            # One kind of timer that fails (a site replicated here from its own server, whose
+            # log only that server writes, or a fault) stops neither the others nor the next
+            # second's round.
+            try:
+                out += fire()
+            except Exception:
+                log.exception("the %s timers failed this second; the next second retries", name)
         if self.follower is not None and self.relaying:  # relayed positions of long ago
             self.follower.prune_positions()
         return out
