@@ -20,8 +20,9 @@ process, from the call's send to the message's arrival. Measured, first on 1 pro
 - **activation -> picture**: one watcher on each process; the chlorine plan activated on each
   process in turn (stood down between rounds); at a watcher on the same process and on another:
   the time to the activation's first ``event``, and to its picture (the ``incident`` message:
-  built by the activating process from the plan it computed, by the others from the log, when
-  their follower has read it).
+  built by the activating process from the plan it computed, which it relays with the events;
+  the others send that picture once their follower has read the events, then rebuild the
+  incident from the log for their own memory).
 
 The client machine is the servers' machine (2 cores, with PostgreSQL): a client loop busy reading
 3,000 sockets adds to every figure (its CPU time per round is printed), and the load of other

@@ -19,6 +19,11 @@ A **real** activation or alarm at the site suspends its running drills at once (
 stops, every participant sees ``drill.suspended``); the controller resumes or ends them. When
 a drill ends its incident is stood down, people moved by injects are put back where they were
 really last seen, and the after-action review is generated.
+
+Several server processes may share the database (issue 17): a drill lives in its row, not in a
+process's memory. Any process takes any order, and only the leading one ticks; each order and
+each tick holds the row (``SELECT ... FOR UPDATE``), reads the drill from it and saves it back
+(:meth:`DrillDesk._claim`), so each change is applied once, on the newest state.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +74,10 @@ log = logging.getLogger(__name__)
 
 #: States of a drill that has started and not ended.
 LIVE = ("running", "held", "suspended")
+#: What a drill's holder may change in its row.
+SAVED = ("state", "incident_id", "detail", "started_at", "ended_at")
+#: The longest the leader's tick waits for the desk (an order of its own process holding it).
+BUSY_WAIT_S = 0.2
 #: Events read per tick when following the log for expected actions.
 FOLLOW_BATCH = 2000
 
@@ -156,7 +166,16 @@ class DrillDesk:
         self.post = post
         self.db = post.db
         self.clock = post.clock
-        self.running: dict[str, RunningDrill] = {}
+        #: The database is the truth of every drill (several processes may serve one): each
+        #: order and each tick reads the drill's row, changes it and saves it, holding it
+        #: (:meth:`_claim`). The rows and runs this process holds now, by drill id.
+        self._held_rows: dict[str, DrillRow] = {}
+        self._held_runs: dict[str, RunningDrill] = {}
+        #: Scenarios read, by (site, scenario, version): a version never changes.
+        self._scenarios: dict[tuple[str, str, int], Scenario] = {}
+        #: PostgreSQL: the row is locked (``SELECT ... FOR UPDATE``) while held. SQLite (one
+        #: process) or a test's single connection: the desk's lock alone orders the threads.
+        self._row_locks = self.db.is_postgis and self.db.connection is None
         self._lock = threading.RLock()
         #: Called with (site id, incident id, drill id or None) when an incident closes: the
         #: after-action review (set by the app).
@@ -383,8 +402,9 @@ class DrillDesk:
 
     def cancel(self, site_id: str, drill_id: str, *, actor: str) -> dict[str, Any]:
         """Call off a drill that has not started; nothing of it ever reached the log."""
-        with self._lock, self.db.write() as session:
-            row = _drill_row(session, site_id, drill_id)
+        with self._claim(drill_id) as row:
+            if row.site_id != site_id:
+                raise _unknown(site_id, drill_id)
             if row.state != "scheduled":
                 raise IllegalTransition(
                     f"drill '{drill_id}' is {row.state}: only a scheduled drill is cancelled; "
@@ -429,7 +449,7 @@ class DrillDesk:
             "started_at": row.started_at.isoformat() if row.started_at else None,
             "ended_at": row.ended_at.isoformat() if row.ended_at else None,
         }
-        run = self.running.get(row.id)
+        run = self._run_of(row) if row.state in LIVE and row.detail.get("time") else None
         if run is not None:
             now = self.clock.now()
             drill_s = run.time.at(now)
@@ -462,7 +482,8 @@ class DrillDesk:
 
     def tick(self) -> list[event_log.LoggedEvent]:
         """Start drills whose sealed time has come, fire injects due, follow the log for the
-        expected actions and fire the contingencies of those missed."""
+        expected actions and fire the contingencies of those missed (the leading process).
+        Every live drill is read from its row, whichever process started or last ordered it."""
         now = self.clock.now()
         out: list[event_log.LoggedEvent] = []
         with self.db.read() as session:
@@ -473,33 +494,68 @@ class DrillDesk:
                     )
                 )
             )
+            live = list(
+                session.execute(
+                    select(DrillRow.id, DrillRow.site_id)
+                    .where(DrillRow.state.in_(LIVE))
+                    .order_by(DrillRow.created_at)
+                )
+            )
         for drill_id in due:
-            out += self._start(drill_id)
-        for run in list(self.running.values()):
-            with self._lock:
-                if run.id not in self.running or run.state != "running":
-                    continue
-                if run.incident_id in self.post._pending:  # being rebuilt after a restart
-                    continue
-                try:
+            try:
+                out += self._start(drill_id, busy=True)
+            except Busy:
+                continue  # another process holds it: the next tick looks again
+            except Exception:  # one drill's failure stops no other, nor the tick
+                log.exception("drill %s could not start", drill_id)
+        for drill_id, site_id in live:
+            try:
+                with self._held(site_id, drill_id, busy=True) as run:
+                    self._pause_as_saved(run)
+                    if run.state != "running" or not self._known(run):
+                        continue
                     out += [e for e in self._advance(run) if isinstance(e, event_log.LoggedEvent)]
-                except Exception:  # one drill's failure stops no other, nor the tick
-                    log.exception("drill %s could not advance", run.id)
+            except (IllegalTransition, Busy):
+                continue  # ended meanwhile, or held by another process: the next tick
+            except Exception:  # one drill's failure stops no other, nor the tick
+                log.exception("drill %s could not advance", drill_id)
         return out
 
-    def _start(self, drill_id: str) -> list[event_log.LoggedEvent]:
-        with self._lock:
-            with self.db.write() as session:
-                row = session.get(DrillRow, drill_id, with_for_update=True)
-                if row is None or row.state != "scheduled":
-                    return []
+    def _known(self, run: RunningDrill) -> bool:
+        """Whether this process holds the drill's incident: not while it is rebuilt after a
+        restart, nor (another process started it) before the log brought it here."""
+        if run.incident_id in self.post._pending:
+            return False
+        return self.post.follower is None or run.incident_id in self.post.incidents
+
+    def _pause_as_saved(self, run: RunningDrill) -> None:
+        """The drill's incident waits (its deadlines, its call-outs' fallbacks) exactly while
+        the drill's row says held or suspended, whichever process ordered it."""
+        paused = run.incident_id in self.post.paused
+        if run.state == "running" and paused:
+            self.post.resume_incident(run.incident_id)
+        elif run.state != "running" and not paused:
+            self.post.pause_incident(run.incident_id)
+
+    def _start(self, drill_id: str, *, busy: bool = False) -> list[event_log.LoggedEvent]:
+        """Start a scheduled drill, its row held throughout: one process starts it, once. A
+        start cut short (the process died after ``drill.started`` was logged, before the row
+        said so) is found by the next attempt, and the drill aborted."""
+        with self._claim(drill_id, busy=busy) as row:
+            if row.state != "scheduled":
+                return []
+            now = self.clock.now()
+            if self._started_before(row):
+                log.error("drill %s was starting when its process stopped: aborted", drill_id)
+                row.state, row.ended_at = "aborted", now
+                row.detail = {**row.detail, "aborted": "the server stopped while it started"}
+                return []
+            with self.db.read() as session:
                 scenario_row = _scenario_row(
                     session, row.site_id, row.scenario_id, row.scenario_version
                 )
-                row.state = "starting"
             site_id = row.site_id
             scenario = parse_scenario(scenario_row.body)
-            now = self.clock.now()
             incident_id = f"inc-{uuid.uuid4().hex[:12]}"
             self.post.exercises[incident_id] = drill_id  # its every event is marked
             # What every participant learns at the start: that a drill of this plan runs.
@@ -519,13 +575,10 @@ class DrillDesk:
                         "incident_id": incident_id,
                     },
                 )
-            except Exception:  # the drill is not left "starting" for ever
+            except Exception:  # the drill is not left to start again and again
                 log.exception("drill %s could not start", drill_id)
-                with self.db.write() as session:
-                    failed = session.get(DrillRow, drill_id)
-                    if failed is not None:
-                        failed.state, failed.ended_at = "aborted", now
-                        failed.detail = {"aborted": "the start could not be logged"}
+                row.state, row.ended_at = "aborted", now
+                row.detail = {"aborted": "the start could not be logged"}
                 return []
             request = ActivationRequest.model_validate(
                 {
@@ -547,6 +600,7 @@ class DrillDesk:
                 time=DrillTime(started_at=now),
                 followed=started[-1].seq,
             )
+            self._held_runs[drill_id] = run
             try:
                 self.post.activate(
                     site_id,
@@ -565,8 +619,7 @@ class DrillDesk:
                 )
                 self._save(run, state="aborted", ended=True)
                 return [*started, *ended]
-            self.running[drill_id] = run
-            self._save(run, started_at=now)
+            self._save(run, state="running", started_at=now)
             real = [
                 i.id
                 for i in list(self.post.incidents.values())
@@ -578,12 +631,22 @@ class DrillDesk:
                 if tier in ("alarm", "high_alarm")
             ]
             if real:  # a real incident comes first: the drill starts suspended
-                self._suspend(site_id, f"a real incident: {real[0]}", {"by_incident": real[0]})
+                self._suspend_run(run, f"a real incident: {real[0]}", {"by_incident": real[0]})
                 return list(started)
             if alarmed:
-                self._suspend(site_id, f"a real alarm on {alarmed[0]}", {"by_sensor": alarmed[0]})
+                self._suspend_run(run, f"a real alarm on {alarmed[0]}", {"by_sensor": alarmed[0]})
                 return list(started)
             return [*started, *self._advance(run)]
+
+    def _started_before(self, row: DrillRow) -> bool:
+        """Whether the site's log holds the drill's start (the row still says scheduled)."""
+        with self.db.read() as session:
+            logged = session.scalars(
+                select(EventRow.data).where(
+                    EventRow.site_id == row.site_id, EventRow.type == "drill.started"
+                )
+            )
+            return any(data.get("drill_id") == row.id for data in logged)
 
     def _advance(self, run: RunningDrill) -> list[Any]:
         """Under the lock, a running drill: injects due, expected actions met or missed (the
@@ -752,8 +815,8 @@ class DrillDesk:
                 run.displaced[person] = [*run.displaced[person][:3], injected]
         return answer
 
-    def _manual(self, site_id: str, drill_id: str) -> RunningDrill:
-        run = self._live(site_id, drill_id)
+    @staticmethod
+    def _manual(run: RunningDrill, drill_id: str) -> RunningDrill:
         if run.state != "running":
             raise IllegalTransition(
                 f"drill '{drill_id}' is {run.state}: resume it first",
@@ -766,8 +829,8 @@ class DrillDesk:
     ) -> list[Any]:
         """A controller's own readings into a running drill (``POST /readings`` with
         ``"drill"``): the devices' path, on the drill's tiers, logged as an inject."""
-        with self._lock:
-            run = self._manual(site_id, drill_id)
+        with self._held(site_id, drill_id) as held:
+            run = self._manual(held, drill_id)
             caused = self.post.readings(site_id, readings, actor=actor, exercise=run.id)
             data = {
                 "inject_id": None,
@@ -797,8 +860,8 @@ class DrillDesk:
     ) -> dict[str, Any]:
         """A controller's own positions into a running drill (``POST /positions`` with
         ``"drill"``): the devices' path, logged as an inject, put back when it ends."""
-        with self._lock:
-            run = self._manual(site_id, drill_id)
+        with self._held(site_id, drill_id) as held:
+            run = self._manual(held, drill_id)
             answer = self._positions(run, moves)
             data = {
                 "inject_id": None,
@@ -838,9 +901,10 @@ class DrillDesk:
     def record(self, site_id: str, drill_id: str) -> list[dict[str, Any]]:
         """A drill's controller material so far: from its record while it runs, from the log
         (where it went when it ended) after."""
-        run = self.running.get(drill_id)
-        if run is not None and run.site_id == site_id:
-            return list(run.record)
+        with self.db.read() as session:
+            row = session.get(DrillRow, drill_id)
+        if row is not None and row.site_id == site_id and row.state in LIVE:
+            return list(row.detail.get("record", []))
         return []
 
     def _log(
@@ -877,36 +941,140 @@ class DrillDesk:
         started_at: datetime | None = None,
         ended: bool = False,
     ) -> None:
+        """Into the drill's row, held by this thread (saved when the hold ends)."""
         if state is not None:
             run.state = state
-        with self.db.write() as session:
-            row = session.get(DrillRow, run.id)
-            if row is None:  # pragma: no cover (the site was deleted)
+        row = self._held_rows.get(run.id)
+        if row is None:  # pragma: no cover (every change is made holding the row)
+            with self._claim(run.id) as row:
+                self._save(run, started_at=started_at, ended=ended)
+            return
+        _store(row, run)
+        if started_at is not None:
+            row.started_at = started_at
+        if ended:
+            row.ended_at = self.clock.now()
+
+    # -- the drill's row: the truth, whichever process holds it -------------------------------
+
+    @contextmanager
+    def _claim(self, drill_id: str, *, busy: bool = False) -> Iterator[DrillRow]:
+        """The drill's row, for this thread alone until the body ends, then saved (what the
+        body changed is saved even if it raises: injects fired do not fire again).
+
+        On PostgreSQL the row is read ``FOR UPDATE``: every process's orders and the leader's
+        tick queue on it, and each applies its change once, to the newest state. On SQLite
+        (one process) the desk's lock orders the threads, and the row is written back. A
+        nested claim of the same drill (the desk calling itself) is the outer one's. ``busy``:
+        a row another process holds now raises :class:`Busy` at once (the leader's tick goes
+        on to the next drill, and to the rest of its timers, rather than wait)."""
+        if not self._lock.acquire(timeout=BUSY_WAIT_S if busy else -1):
+            raise Busy(drill_id)  # an order of this process is waiting for a row
+        try:
+            held = self._held_rows.get(drill_id)
+            if held is not None:
+                yield held
                 return
-            row.state = run.state
-            row.incident_id = run.incident_id
-            row.detail = run.detail()
-            if started_at is not None:
-                row.started_at = started_at
-            if ended:
-                row.ended_at = self.clock.now()
+            error: Exception | None = None
+            if self._row_locks:
+                with self.db.write() as session:
+                    row = session.get(
+                        DrillRow, drill_id, with_for_update={"skip_locked": True} if busy else True
+                    )
+                    if row is None and busy:
+                        raise Busy(drill_id)
+                    if row is None:
+                        raise NotFound(
+                            f"no drill '{drill_id}'", errors=[FieldError("drill", "unknown")]
+                        )
+                    self._held_rows[drill_id] = row
+                    try:
+                        yield row
+                    except Exception as exc:
+                        error = exc
+                    finally:
+                        self._held_rows.pop(drill_id, None)
+                        self._held_runs.pop(drill_id, None)
+            else:
+                with self.db.read() as session:
+                    found = session.get(DrillRow, drill_id)
+                if found is None:
+                    raise NotFound(
+                        f"no drill '{drill_id}'", errors=[FieldError("drill", "unknown")]
+                    )
+                row = found
+                before = {name: getattr(row, name) for name in SAVED}
+                self._held_rows[drill_id] = row
+                try:
+                    yield row
+                except Exception as exc:
+                    error = exc
+                finally:
+                    self._held_rows.pop(drill_id, None)
+                    self._held_runs.pop(drill_id, None)
+                changed = [name for name in SAVED if getattr(row, name) != before[name]]
+                if changed:  # an idle tick writes nothing
+                    with self.db.write() as session:
+                        stored = session.get(DrillRow, drill_id)
+                        for name in changed:
+                            if stored is not None:
+                                setattr(stored, name, getattr(row, name))
+            if error is not None:
+                raise error
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def _held(self, site_id: str, drill_id: str, *, busy: bool = False) -> Iterator[RunningDrill]:
+        """A live drill read from its row, held (:meth:`_claim`) and saved back after the body:
+        a drill that is not live is refused."""
+        with self._claim(drill_id, busy=busy) as row:
+            if row.site_id != site_id:
+                raise _unknown(site_id, drill_id)
+            run = self._held_runs.get(drill_id)
+            if run is None:
+                if row.state not in LIVE or not row.detail.get("time"):
+                    raise IllegalTransition(
+                        f"drill '{drill_id}' is {row.state}, not running",
+                        errors=[FieldError("state", row.state)],
+                    )
+                run = self._held_runs[drill_id] = self._run_of(row)
+            try:
+                yield run
+            finally:
+                _store(row, run)
+
+    def _run_of(self, row: DrillRow) -> RunningDrill:
+        """A live drill as its row says."""
+        key = (row.site_id, row.scenario_id, row.scenario_version)
+        scenario = self._scenarios.get(key)
+        if scenario is None:
+            with self.db.read() as session:
+                body = _scenario_row(session, *key).body
+            scenario = self._scenarios[key] = parse_scenario(body)
+        detail = row.detail
+        return RunningDrill(
+            id=row.id,
+            site_id=row.site_id,
+            scenario=scenario,
+            scenario_version=row.scenario_version,
+            incident_id=str(row.incident_id),
+            mode=row.mode,
+            time=DrillTime.from_dict(detail["time"]),
+            state=row.state,
+            fired=list(detail.get("fired", [])),
+            met=dict(detail.get("met", {})),
+            missed=list(detail.get("missed", [])),
+            displaced={k: list(v) for k, v in detail.get("displaced", {}).items()},
+            followed=int(detail.get("followed", 0)),
+            suspended_by=detail.get("suspended_by"),
+            record=list(detail.get("record", [])),
+        )
 
     # -- the controller's orders ----------------------------------------------------------------
 
-    def _live(self, site_id: str, drill_id: str) -> RunningDrill:
-        run = self.running.get(drill_id)
-        if run is None or run.site_id != site_id:
-            with self.db.read() as session:
-                row = _drill_row(session, site_id, drill_id)
-            raise IllegalTransition(
-                f"drill '{drill_id}' is {row.state}, not running",
-                errors=[FieldError("state", row.state)],
-            )
-        return run
-
     def hold(self, site_id: str, drill_id: str, *, actor: str, reason: str) -> list[Any]:
-        with self._lock:
-            run = self._live(site_id, drill_id)
+        with self._held(site_id, drill_id) as run:
             if run.state != "running":
                 raise IllegalTransition(
                     f"drill '{drill_id}' is {run.state}", errors=[FieldError("state", run.state)]
@@ -926,8 +1094,7 @@ class DrillDesk:
             return out
 
     def resume(self, site_id: str, drill_id: str, *, actor: str, reason: str | None) -> list[Any]:
-        with self._lock:
-            run = self._live(site_id, drill_id)
+        with self._held(site_id, drill_id) as run:
             if run.state == "running":
                 raise IllegalTransition(
                     f"drill '{drill_id}' is running already",
@@ -952,8 +1119,7 @@ class DrillDesk:
         self, site_id: str, drill_id: str, *, actor: str, inject_id: str | None = None
     ) -> list[Any]:
         """Fire the next timed inject now (or the one named, a contingency too)."""
-        with self._lock:
-            run = self._live(site_id, drill_id)
+        with self._held(site_id, drill_id) as run:
             if run.state != "running":
                 raise IllegalTransition(
                     f"drill '{drill_id}' is {run.state}: resume it first",
@@ -984,8 +1150,7 @@ class DrillDesk:
 
     def note(self, site_id: str, drill_id: str, *, actor: str, text: str) -> list[Any]:
         """An evaluator's note, stamped with drill time (while the drill runs or is held)."""
-        with self._lock:
-            run = self._live(site_id, drill_id)
+        with self._held(site_id, drill_id) as run:
             kept = self._keep(
                 run,
                 "drill.note",
@@ -1000,8 +1165,7 @@ class DrillDesk:
     ) -> list[Any]:
         """End (or abort) the drill: logged, its incident stood down, injected positions put
         back, the review generated."""
-        with self._lock:
-            run = self._live(site_id, drill_id)
+        with self._held(site_id, drill_id) as run:
             return self._end(run, actor=actor, reason=reason, aborted=aborted)
 
     def _end(self, run: RunningDrill, *, actor: str, reason: str, aborted: bool) -> list[Any]:
@@ -1010,7 +1174,6 @@ class DrillDesk:
         both from the log."""
         self._follow(run)  # the players' last actions before the end still count
         now = self.clock.now()
-        self.running.pop(run.id, None)
         scenario = run.scenario
         drafts = [
             event_log.Draft(e.type, e.actor, e.data, e.incident_id, e.at)
@@ -1059,6 +1222,8 @@ class DrillDesk:
         run.time.pause(now)
         self._save(run, state="aborted" if aborted else "ended", ended=True)
         self.post.paused.discard(run.incident_id)
+        if self.post.follower is not None:  # the incident as the log has it now
+            self.post.follower.catch_up(run.site_id)
         incident = self.post.incidents.get(run.incident_id)
         if incident is not None:
             # The drill's incident closes with it (forced: its steps may be open), in the
@@ -1116,33 +1281,62 @@ class DrillDesk:
 
     def _suspend(self, site_id: str, reason: str, cause: dict[str, Any]) -> None:
         """A real incident comes first: the site's running drills stop at once (drill time
-        too) and every participant is told."""
-        with self._lock:
-            for run in list(self.running.values()):
-                if run.site_id != site_id or run.state == "suspended":
-                    continue
-                now = self.clock.now()
-                self._log(
-                    site_id,
-                    "drill.suspended",
-                    run.id,
-                    {"reason": reason, **cause, "drill_s": round(run.time.at(now), 1)},
-                    run.incident_id,
-                    actor="system",
+        too) and every participant is told (whichever process runs them)."""
+        with self.db.read() as session:
+            drills = list(
+                session.scalars(
+                    select(DrillRow.id).where(
+                        DrillRow.site_id == site_id, DrillRow.state.in_(("running", "held"))
+                    )
                 )
-                run.time.pause(now)
-                self.post.pause_incident(run.incident_id)
-                run.suspended_by = reason
-                self._save(run, state="suspended")
+            )
+        for drill_id in drills:
+            try:
+                with self._held(site_id, drill_id) as run:
+                    if run.state in ("running", "held"):
+                        self._suspend_run(run, reason, cause)
+            except IllegalTransition:
+                continue  # ended meanwhile
+
+    def _suspend_run(self, run: RunningDrill, reason: str, cause: dict[str, Any]) -> None:
+        """Holding the drill: suspended, logged, its incident waits."""
+        now = self.clock.now()
+        self._log(
+            run.site_id,
+            "drill.suspended",
+            run.id,
+            {"reason": reason, **cause, "drill_s": round(run.time.at(now), 1)},
+            run.incident_id,
+            actor="system",
+        )
+        run.time.pause(now)
+        self.post.pause_incident(run.incident_id)
+        run.suspended_by = reason
+        self._save(run, state="suspended")
 
     def incident_closed(self, site_id: str, incident_id: str) -> None:
         """An incident stood down: a drill's ends with it; any other gets its review."""
         with self._lock:
-            run = next((r for r in self.running.values() if r.incident_id == incident_id), None)
-            if run is not None:
-                self._end(
-                    run, actor="system", reason="the players stood the incident down", aborted=False
+            held = [r.id for r in self._held_runs.values() if r.incident_id == incident_id]
+            with self.db.read() as session:
+                found = session.scalar(
+                    select(DrillRow.id).where(
+                        DrillRow.incident_id == incident_id, DrillRow.state.in_(LIVE)
+                    )
                 )
+            drill_id = held[0] if held else found
+            if drill_id is not None:
+                try:
+                    with self._held(site_id, drill_id) as run:
+                        if run.state in LIVE:  # not being ended already (by this thread)
+                            self._end(
+                                run,
+                                actor="system",
+                                reason="the players stood the incident down",
+                                aborted=False,
+                            )
+                except IllegalTransition:
+                    pass  # ended meanwhile
                 return
         if self.on_closed is not None and self.post.exercises.get(incident_id) is None:
             try:
@@ -1153,45 +1347,40 @@ class DrillDesk:
     # -- restart --------------------------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """Running drills again after a restart, from their rows. One caught starting when the
-        server stopped is aborted, saying so (its incident, if it was opened, is rebuilt with
-        the others and stood down by the players or a commander)."""
+        """At a process's start: its memory of the live drills' incidents (marked as exercises,
+        waiting while held or suspended); the rows stay the truth. A drill caught starting
+        when a server stopped is aborted, saying so (its incident, if it was opened, is
+        rebuilt with the others and stood down by the players or a commander)."""
         with self.db.write() as session:
             for stuck in session.scalars(select(DrillRow).where(DrillRow.state == "starting")):
                 log.error("drill %s was starting when the server stopped: aborted", stuck.id)
                 stuck.state, stuck.ended_at = "aborted", self.clock.now()
                 stuck.detail = {**stuck.detail, "aborted": "the server stopped while it started"}
         with self.db.read() as session:
-            rows = list(session.scalars(select(DrillRow).where(DrillRow.state.in_(LIVE))))
-            scenarios = {
-                r.id: _scenario_row(session, r.site_id, r.scenario_id, r.scenario_version)
-                for r in rows
-            }
-        for row in rows:
-            detail = row.detail
-            if not detail.get("time"):
-                continue
-            self.running[row.id] = RunningDrill(
-                id=row.id,
-                site_id=row.site_id,
-                scenario=parse_scenario(scenarios[row.id].body),
-                scenario_version=row.scenario_version,
-                incident_id=str(row.incident_id),
-                mode=row.mode,
-                time=DrillTime.from_dict(detail["time"]),
-                state=row.state,
-                fired=list(detail.get("fired", [])),
-                met=dict(detail.get("met", {})),
-                missed=list(detail.get("missed", [])),
-                displaced=dict(detail.get("displaced", {})),
-                followed=int(detail.get("followed", 0)),
-                suspended_by=detail.get("suspended_by"),
-                record=list(detail.get("record", [])),
+            scheduled = list(
+                session.scalars(select(DrillRow.id).where(DrillRow.state == "scheduled"))
             )
+        for drill_id in scheduled:  # a start cut short: the log has it, the row does not
+            with self._claim(drill_id) as row:
+                if row.state == "scheduled" and self._started_before(row):
+                    log.error("drill %s was starting when the server stopped: aborted", row.id)
+                    row.state, row.ended_at = "aborted", self.clock.now()
+                    row.detail = {**row.detail, "aborted": "the server stopped while it started"}
+        with self.db.read() as session:
+            rows = list(session.scalars(select(DrillRow).where(DrillRow.state.in_(LIVE))))
+        live = []
+        for row in rows:
+            if not row.detail.get("time"):
+                continue
+            live.append(row.id)
             self.post.exercises[str(row.incident_id)] = row.id
             if row.state != "running":  # held or suspended: its incident waits too
                 self.post.pause_incident(str(row.incident_id))
-        return sorted(self.running)
+        return sorted(live)
+
+
+class Busy(Exception):
+    """A drill's row is held by another process now (the leader's tick does not wait)."""
 
 
 def _inside(extent: Any, lon: float, lat: float) -> bool:
@@ -1259,4 +1448,28 @@ def _scenario_json(row: DrillScenarioRow) -> dict[str, Any]:
 
 
 def active_drills(desk: DrillDesk, site_id: str) -> Sequence[RunningDrill]:
-    return [r for r in desk.running.values() if r.site_id == site_id]
+    """The site's live drills, as their rows say now."""
+    with desk.db.read() as session:
+        rows = list(
+            session.scalars(
+                select(DrillRow).where(DrillRow.site_id == site_id, DrillRow.state.in_(LIVE))
+            )
+        )
+    return [desk._run_of(r) for r in rows if r.detail.get("time")]
+
+
+def _store(row: DrillRow, run: RunningDrill) -> None:
+    """The run's state into its row (only what changed: an unchanged tick writes nothing)."""
+    detail = run.detail()
+    if row.detail != detail:
+        row.detail = detail
+    if row.state != run.state:
+        row.state = run.state
+    if row.incident_id != run.incident_id:
+        row.incident_id = run.incident_id
+
+
+def _unknown(site_id: str, drill_id: str) -> NotFound:
+    return NotFound(
+        f"no drill '{drill_id}' at site '{site_id}'", errors=[FieldError("drill", "unknown")]
+    )

@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from command import events as event_log
+from command.hub import ENCODED, encode
 from command.pg_session import Listener
 from gis.storage.db import Database
 from gis.storage.tables import EventHeadRow, EventRow, PositionFeedRow
@@ -201,25 +203,85 @@ class LogFollower:
         except Exception:
             self.post.retake_relay(taken, readings)  # not lost: the next call sends them
             raise
-        return sum(len(m) for m in taken.values()) + sum(len(r) for r in readings.values())
+        return sum(len(m) for m in taken.values()) + sum(
+            len(b[1]) for r in readings.values() for b in r["batches"]
+        )
+
+    # -- pictures ---------------------------------------------------------------------------
+
+    def relay_picture(self, session: Session, last: event_log.LoggedEvent, body: bytes) -> None:
+        """In the transaction that logs ``last`` (an incident's last event): the incident's
+        picture as of it, encoded, for the other processes (:meth:`relayed_picture`)."""
+        picture = {"incident_id": last.incident_id, "seq": last.seq, "json": body.decode()}
+        session.execute(
+            sa.insert(POSITION_FEED),
+            {
+                "site_id": last.site_id,
+                "origin": self.origin,
+                "at": last.at,
+                "positions": {},
+                "readings": {"picture": picture},
+            },
+        )
+
+    def relayed_picture(self, last: event_log.LoggedEvent) -> dict[str, Any] | None:
+        """The picture another process relayed with ``last`` (an incident's last event read),
+        as the message its walls got, if any: found by the time of the append (an indexed
+        read), of the incident, as of ``last`` or an event of the same append after it."""
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(POSITION_FEED.c.readings).where(
+                    POSITION_FEED.c.at == last.at,
+                    POSITION_FEED.c.site_id == last.site_id,
+                    POSITION_FEED.c.origin != self.origin,
+                )
+            ).all()
+        for readings in rows:
+            picture = (readings or {}).get("picture")
+            if (
+                isinstance(picture, dict)
+                and picture.get("incident_id") == last.incident_id
+                and int(picture.get("seq") or 0) >= last.seq
+            ):
+                message: dict[str, Any] = {
+                    "type": "incident",
+                    "seq": int(picture["seq"]),
+                    "incident_id": last.incident_id,
+                }
+                head = encode(message)[:-1]
+                message[ENCODED] = f'{head},"snapshot":{picture["json"]}}}'
+                return message
+        return None
 
     def take_positions(self, site_id: str | None = None) -> int:
         """Apply the positions other processes relayed since the last call (one site, or
         all). How many rows were taken."""
         with self._positions_lock:
-            query = select(
-                POSITION_FEED.c.id,
-                POSITION_FEED.c.site_id,
-                POSITION_FEED.c.positions,
-                POSITION_FEED.c.readings,
-            ).where(
+            # The ids first (the look-back's rows were mostly taken already), then the
+            # payloads of the new ones only.
+            query = select(POSITION_FEED.c.id).where(
                 POSITION_FEED.c.id > self._feed_mark - FEED_LOOK_BACK,
                 POSITION_FEED.c.origin != self.origin,
             )
             if site_id is not None:
                 query = query.where(POSITION_FEED.c.site_id == site_id)
             with self.db.read() as session:
-                rows = session.execute(query.order_by(POSITION_FEED.c.id)).all()
+                ids = [int(i) for i in session.scalars(query)]
+                new = sorted(i for i in ids if i not in self._feed_taken)
+                rows = (
+                    session.execute(
+                        select(
+                            POSITION_FEED.c.id,
+                            POSITION_FEED.c.site_id,
+                            POSITION_FEED.c.positions,
+                            POSITION_FEED.c.readings,
+                        )
+                        .where(POSITION_FEED.c.id.in_(new))
+                        .order_by(POSITION_FEED.c.id)
+                    ).all()
+                    if new
+                    else []
+                )
             fresh = [r for r in rows if r.id not in self._feed_taken]
             for row in fresh:
                 moves = {
@@ -227,15 +289,15 @@ class LogFollower:
                     for pid, v in dict(row.positions).items()
                 }
                 try:
-                    if row.readings:
+                    if row.readings and "picture" not in row.readings:  # pictures: _refreshed
                         self.post.relayed_readings(str(row.site_id), dict(row.readings))
                     if moves:
                         self.post.relayed_positions(str(row.site_id), moves)
                 except Exception:  # a site deleted meanwhile, a person unknown: the rest go on
                     log.exception("relayed positions of %s not taken", row.site_id)
                 self._feed_taken.add(int(row.id))
-            if rows:
-                self._feed_mark = max(self._feed_mark, int(rows[-1].id))
+            if ids:
+                self._feed_mark = max(self._feed_mark, max(ids))
             low = self._feed_mark - FEED_LOOK_BACK
             self._feed_taken = {i for i in self._feed_taken if i > low}
             return len(fresh)

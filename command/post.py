@@ -126,6 +126,8 @@ ALARM_SETUP_EVENTS = frozenset(
         "sensor.test_ended",
     }
 )
+#: Another process's drill events that hold or free the drill's incident (``paused``).
+DRILL_PAUSING = frozenset({"drill.held", "drill.suspended", "drill.resumed", "drill.ended"})
 #: A command decided again at most this often when other processes keep logging first.
 STALE_TRIES = 5
 #: Sensor tiers that are alarms (a warning asks for a check; these suspend a drill).
@@ -284,8 +286,11 @@ class CommandPost(WristbandDesk):
         #: those not yet relayed: site -> person -> [lon, lat, observed at (epoch s)].
         self.relaying = False
         self._relay: dict[str, dict[str, list[float]]] = {}
-        #: site -> sensor -> its latest reading not yet relayed.
+        #: site -> sensor -> its latest reading not yet relayed, and the batches of readings
+        #: not yet relayed ([taken at (epoch s), sensor ids, values, directions] each): the
+        #: others feed their detector health and reading history with them.
         self._relay_readings: dict[str, dict[str, dict[str, Any]]] = {}
+        self._relay_batches: dict[str, list[list[Any]]] = {}
 
     # -- the site model -------------------------------------------------------------------------
 
@@ -798,23 +803,27 @@ class CommandPost(WristbandDesk):
         was computed, and publish its picture (``StaleView``, and nothing changed, when
         another process logged after ``expect``)."""
         site_id = model.site.id
+        moved = self._lay_live_over(model, before)
+        if len(moved):
+            follow_positions(model, incident, moved).apply(incident)
         with self.db.write() as session:
             logged = log_activation(session, incident, drafts, expect=expect)
+            seq = logged[-1].seq
+            picture = snapshot(model, incident, seq=seq)
+            body = encode_bytes(picture)
+            if self.follower is not None and self.relaying:
+                # The other processes send this picture to their walls as it is, in place of
+                # one rebuilt from the log (``_refreshed``): committed with the events.
+                self.follower.relay_picture(session, logged[-1], body)
         if self.follower is not None and expect is not None:
             self.follower.wrote(site_id, expect, logged)
         if incident.exercise is not None:
             self.exercises[incident.id] = incident.exercise
-        moved = self._lay_live_over(model, before)
-        if len(moved):
-            follow_positions(model, incident, moved).apply(incident)
         self.incidents[incident.id] = incident
         incident.to_account = {model.person_ids[int(i)] for i in incident.moving}
         self.scheduler.add(incident.run)
         self._track(logged)
         self._owe_cap(incident, logged)
-        seq = logged[-1].seq
-        picture = snapshot(model, incident, seq=seq)
-        body = encode_bytes(picture)
         message = {"type": "incident", "seq": seq, "incident_id": incident.id}
         head = encode(message)[:-1]  # the same object, still open for its snapshot
         message["snapshot"] = picture
@@ -1015,6 +1024,10 @@ class CommandPost(WristbandDesk):
 
             own = alarm_clock(self, shelvings=False)
             own += self.fences.tick(expire=False)
+            try:  # flags kept as the leader's (it logs them)
+                self.health.tick()
+            except Exception:  # the next second tries again; the rest goes on meanwhile
+                log.exception("detector health not checked; the next tick retries")
             return own + self.watch_wristbands()
         if self.follower is not None:
             # A new leader fires nothing the log already holds: caught up first.
@@ -1611,11 +1624,24 @@ class CommandPost(WristbandDesk):
             else:
                 self.sensor_tiers[site_id] = tiers
                 self.alarms.follow(logged)
-                self.alarm_history.follow(site_id, logged, readings, self.clock.now())  # journal
+                taken_at = self.clock.now()
+                # Journal and periods; the leader alone stores the periods (it has every
+                # process's readings, relayed).
+                self.alarm_history.follow(
+                    site_id, logged, readings, taken_at, store=self.leading or not self.relaying
+                )
                 self.last_readings.setdefault(site_id, {}).update(latest)
                 self._unsaved_readings.setdefault(site_id, {}).update(latest)
                 if self.relaying:  # the other processes' sensor states, at the next relay
                     self._relay_readings.setdefault(site_id, {}).update(latest)
+                    self._relay_batches.setdefault(site_id, []).append(
+                        [
+                            taken_at.timestamp(),
+                            [r.sensor_id for r in readings],
+                            [r.value for r in readings],
+                            [r.direction_deg for r in readings],
+                        ]
+                    )
             if not logged:
                 return []
             moved = self._lay_live_over(model, positions) if positions is not None else None
@@ -2053,10 +2079,16 @@ class CommandPost(WristbandDesk):
 
     def take_relay(self) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, Any]]]:
         """The positions and readings not yet relayed to the other processes (and forget
-        them)."""
+        them): site -> person -> position, and site -> ``{"latest": sensor -> its latest
+        reading, "batches": [[taken at (epoch s), sensor ids, values, directions], ...]}``."""
         with self._lock:
             taken, self._relay = self._relay, {}
-            readings, self._relay_readings = self._relay_readings, {}
+            latest, self._relay_readings = self._relay_readings, {}
+            batches, self._relay_batches = self._relay_batches, {}
+        readings = {
+            site: {"latest": latest.get(site, {}), "batches": batches.get(site, [])}
+            for site in sorted(set(latest) | set(batches))
+        }
         return taken, readings
 
     def retake_relay(
@@ -2068,13 +2100,22 @@ class CommandPost(WristbandDesk):
         with self._lock:
             for site_id, moves in taken.items():
                 self._relay[site_id] = {**moves, **self._relay.get(site_id, {})}
-            for site_id, latest in readings.items():
+            for site_id, relayed in readings.items():
                 held = self._relay_readings.get(site_id, {})
-                self._relay_readings[site_id] = {**latest, **held}
+                self._relay_readings[site_id] = {**relayed["latest"], **held}
+                later = self._relay_batches.get(site_id, [])
+                self._relay_batches[site_id] = [*relayed["batches"], *later]
 
-    def relayed_readings(self, site_id: str, latest: Mapping[str, Mapping[str, Any]]) -> None:
-        """Sensors' latest readings another process took: the sensor states this process
-        shows (tiers and alarms come through the log). An older one than held is ignored."""
+    def relayed_readings(self, site_id: str, relayed: Mapping[str, Any]) -> None:
+        """Readings another process took (``take_relay``'s form): the sensors' latest are the
+        sensor states this process shows (an older one than held is ignored); each batch
+        feeds detector health and the reading history, as this process's own readings do
+        (tiers and alarms come through the log)."""
+        if "batches" in relayed:
+            latest: Mapping[str, Mapping[str, Any]] = relayed.get("latest") or {}
+            batches: Sequence[Sequence[Any]] = relayed.get("batches") or []
+        else:  # a row of a process that relayed the latest readings only
+            latest, batches = relayed, []
         with self._lock:
             held = self.last_readings.setdefault(site_id, {})
             for sensor_id, reading in latest.items():
@@ -2082,6 +2123,15 @@ class CommandPost(WristbandDesk):
                 at = datetime.fromisoformat(str(reading["at"]))
                 if mine is None or datetime.fromisoformat(str(mine["at"])) <= at:
                     held[sensor_id] = dict(reading)
+        for taken_s, ids, values, directions in batches:
+            taken_at = datetime.fromtimestamp(float(taken_s), UTC)
+            batch = [
+                Reading(str(i), float(v), None if d is None else float(d))
+                for i, v, d in zip(ids, values, directions, strict=True)
+            ]
+            self.health.observe(site_id, batch, at=taken_at)
+            with self._lock:
+                self.alarm_history.follow(site_id, [], batch, taken_at, store=self.leading)
 
     def relayed_positions(
         self, site_id: str, moves: Mapping[str, tuple[float, float, float]]
@@ -2173,8 +2223,15 @@ class CommandPost(WristbandDesk):
             "sensor.check_requested",
         )
         board = AlarmBoard()
+        drill_tiers: dict[str, dict[str, str | None]] = {}
         for event in self._raw_events(EventRow.type.in_(sensor_types), unreadable):
             try:
+                drill = event.data.get("exercise") if event.type == "sensor.state" else None
+                if drill is not None:  # a drill's own tiers; the real ones and alarms stay
+                    drill_tiers.setdefault(str(drill), {})[event.data["sensor_id"]] = event.data[
+                        "to"
+                    ]
+                    continue
                 if event.type == "sensor.state":
                     tiers.setdefault(event.site_id, {})[event.data["sensor_id"]] = event.data["to"]
                 alarms.follow([event])  # the alarms as they were: the same rules replayed
@@ -2196,6 +2253,7 @@ class CommandPost(WristbandDesk):
             for site_id, latest in readings.items():  # newer ones taken meanwhile win
                 self.last_readings[site_id] = {**latest, **self.last_readings.get(site_id, {})}
             self.sensor_tiers = tiers
+            self.exercise_tiers = {**drill_tiers, **self.exercise_tiers}
             self.alarms = alarms
             self.alarm_board.confirmed = board.confirmed
             self.alarm_board.checks = board.checks
@@ -2335,19 +2393,28 @@ class CommandPost(WristbandDesk):
         incident another process activated, or commanded, is rebuilt from its whole log (its
         run, duties, wind, closures and picture: :meth:`from_log`), one that stood down is let
         go. The events themselves reach this process's walls through the hub, not from here."""
-        touched: dict[str, None] = {}
+        touched: dict[str, event_log.LoggedEvent] = {}  # incident -> its last event here
         with self._lock:
             for event in events:
                 kind = event.type
                 try:
-                    if kind == "sensor.state":
+                    # A drill's injected tier moves the drill's own tiers: never the real ones,
+                    # nor the real alarms (as on the process that took the reading).
+                    drill = event.data.get("exercise") if kind == "sensor.state" else None
+                    if drill is not None:
+                        tiers = self.exercise_tiers.setdefault(str(drill), {})
+                        tiers[str(event.data["sensor_id"])] = event.data["to"]
+                    elif kind == "sensor.state":
                         tiers = self.sensor_tiers.setdefault(site_id, {})
                         tiers[str(event.data["sensor_id"])] = event.data["to"]
                     if kind in ALARM_SETUP_EVENTS:  # settings, voting, modes: read again
                         self.alarm_board.setups.pop(site_id, None)
-                    if kind.startswith("sensor."):
+                    if drill is not None:
+                        pass
+                    elif kind.startswith("sensor."):
                         self.alarms.follow([event])
                         self.alarm_board.follow([event])
+                        self.health.follow(site_id, event)
                     elif kind.startswith("person."):
                         self.wristbands.alarms.follow([event])
                     elif kind.startswith("notification."):
@@ -2362,18 +2429,26 @@ class CommandPost(WristbandDesk):
                     held.to_account |= {str(p) for p in event.data.get("must_move", [])}
                     held.mustered = held.mustered or kind == "incident.mustered"
                 elif event.incident_id is not None:
-                    touched[event.incident_id] = None
+                    touched[event.incident_id] = event
+                if kind in DRILL_PAUSING and event.incident_id is not None:
+                    # A drill held, suspended, resumed or ended by another process: its
+                    # incident's deadlines and fallbacks wait exactly while the drill does.
+                    if kind in ("drill.held", "drill.suspended"):
+                        self.paused.add(event.incident_id)
+                        self.scheduler.remove(event.incident_id)
+                    else:  # rebuilt below, and watched again
+                        self.paused.discard(event.incident_id)
                 if kind == "plan.run.stood_down" and event.incident_id is not None:
                     self.scheduler.remove(event.incident_id)
                     self.incidents.pop(event.incident_id, None)
                     self.stood_down[event.incident_id] = site_id
                     self.paused.discard(event.incident_id)
                     touched.pop(event.incident_id, None)
-        for incident_id in touched:
+        for incident_id, last in touched.items():
             if incident_id in self.stood_down or incident_id in self.quarantined:
                 continue
             try:
-                self._refreshed(site_id, incident_id)
+                self._refreshed(site_id, incident_id, last)
             except Exception as exc:
                 reason = exc.detail if isinstance(exc, RallypointError) else repr(exc)[:300]
                 log.exception("incident %s could not be rebuilt from the log", incident_id)
@@ -2383,12 +2458,28 @@ class CommandPost(WristbandDesk):
                     self.scheduler.remove(incident_id)
                     self.hub.publish(site_id, [self._recovery_message(site_id)])
 
-    def _refreshed(self, site_id: str, incident_id: str) -> None:
+    def _refreshed(
+        self, site_id: str, incident_id: str, last: event_log.LoggedEvent | None = None
+    ) -> None:
         """An incident as its whole log says now, in place of the one in memory (if any), its
-        run watched by the scheduler, and its picture to this process's walls."""
+        run watched by the scheduler, and its picture to this process's walls. ``last``: the
+        incident's last event another process logged, which may have come with its picture."""
+        # The picture the process that logged ``last`` relayed with it (an activation): to the
+        # walls now, before the rebuild, which then only updates this process's memory.
+        relayed = (
+            self.follower.relayed_picture(last)
+            if last is not None and self.follower is not None and self.relaying
+            else None
+        )
+        if relayed is not None:
+            self.hub.publish(site_id, [relayed])
         rows = [event_log.logged_event(r) for r in self._incident_rows(site_id, incident_id)]
         if not rows or any(r.type == "plan.run.stood_down" for r in rows):
             return
+        if relayed is not None:
+            log.info("incident %s: the picture relayed by its writer sent", incident_id)
+        else:
+            log.info("incident %s: the picture rebuilt from the log", incident_id)
         planning = self._planning_lock(site_id)
         with planning:
             model = self.model(site_id)
@@ -2408,7 +2499,11 @@ class CommandPost(WristbandDesk):
                     self.scheduler.add(incident.run)
                 self._snapshots.clear()
                 seq = max(incident.seq, self.hub.delivered.get(site_id, 0))
-                self.hub.publish(site_id, [self._picture_message(model, incident, seq)])
+                if relayed is None:
+                    self.hub.publish(site_id, [self._picture_message(model, incident, seq)])
+                else:
+                    self._picture_due.discard(incident_id)
+                    self._picture_sent[incident_id] = time.monotonic()
 
     def _recovery_message(self, site_id: str) -> dict[str, Any]:
         """For the walls: how far restart recovery is, and the site's quarantined incidents."""

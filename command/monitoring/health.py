@@ -272,7 +272,8 @@ class SiteHealth:
         self.flat_since[touched] = np.where(moved, at, self.flat_since[touched])
         self.flat_count[touched] = np.where(moved, 1, self.flat_count[touched] + counts)
         self.last_value[touched] = latest
-        self.last_at[touched] = at
+        # A batch relayed by another process may be older than one taken here meanwhile.
+        self.last_at[touched] = np.fmax(self.last_at[touched], at)
         old = self.flags[touched].copy()  # before the window: it may close, and fit drift
         self._window(touched, latest, at)
         self.flags[touched, 0] = False  # a reading came: not stale
@@ -291,8 +292,9 @@ class SiteHealth:
         closed = at >= start + WINDOW_S
         for row in rows[closed]:  # once an hour per sensor: plain Python is fine
             self._close_window(int(row), at)
-        slot = np.minimum(
+        slot = np.clip(
             ((at - self.window_start[rows]) / WINDOW_S * WINDOW_SLOTS).astype(np.int64),
+            0,  # a relayed reading from just before the window (another process's)
             WINDOW_SLOTS - 1,
         )
         self.window[rows, slot] = values
@@ -455,6 +457,9 @@ class DetectorHealth:
         self._due_read = False
         #: site -> sensor -> its own range and silence limit (``health_settings``), read once.
         self.settings: dict[str, dict[str, HealthSettings]] = {}
+        #: Whether this process led at its last tick (one that takes over logs what its
+        #: memory holds and the log does not: :meth:`tick`).
+        self._led = False
 
     def site(self, site_id: str) -> SiteHealth:
         """The site's detectors (called under the post's lock: the model the post plans on,
@@ -555,9 +560,15 @@ class DetectorHealth:
     # -- the post's hooks -------------------------------------------------------------------------
 
     def observe(
-        self, site_id: str, readings: Sequence[Reading], *, exercise: str | None = None
+        self,
+        site_id: str,
+        readings: Sequence[Reading],
+        *,
+        exercise: str | None = None,
+        at: datetime | None = None,
     ) -> list[event_log.LoggedEvent]:
-        """Take a batch of accepted readings (a drill's injected ones: nothing)."""
+        """Take a batch of accepted readings (a drill's injected ones: nothing), taken ``at``
+        (now, unless another process took them: ``CommandPost.relayed_readings``)."""
         if exercise is not None or not readings:
             return []
         if site_id not in self.logged:
@@ -571,7 +582,8 @@ class DetectorHealth:
             values = np.fromiter((r.value for r in readings), float, len(readings))
             if (rows < 0).any():  # a sensor deleted since the batch was checked
                 values, rows = values[rows >= 0], rows[rows >= 0]
-            changed = health.observe(rows, values, self.post.clock.now().timestamp())
+            taken = (at or self.post.clock.now()).timestamp()
+            changed = health.observe(rows, values, taken)
             if changed.size == 0:
                 return []
             return self._log(site_id, [health.ids[int(r)] for r in changed])
@@ -590,9 +602,10 @@ class DetectorHealth:
                 self._prepare(site_id)
         with self.post._lock:
             now = self.post.clock.now().timestamp()
+            took_over, self._led = self.post.leading and not self._led, self.post.leading
             for site_id in sorted(sites):
                 try:
-                    out += self._tick_site(site_id, now)
+                    out += self._tick_site(site_id, now, took_over=took_over)
                 except NotFound:  # a site deleted meanwhile: nothing to watch
                     self.sites.pop(site_id, None)
                     self.due.pop(site_id, None)
@@ -602,9 +615,16 @@ class DetectorHealth:
                     )
         return out
 
-    def _tick_site(self, site_id: str, now: float) -> list[event_log.LoggedEvent]:
+    def _tick_site(
+        self, site_id: str, now: float, *, took_over: bool = False
+    ) -> list[event_log.LoggedEvent]:
         health = self.site(site_id)
         changed = {health.ids[int(r)] for r in health.tick(now)}
+        if took_over:
+            # Flags the last leader had no time to log: of the detectors read since this
+            # process started (a restart knows nothing of the others' held flags but the log).
+            read = ~np.isnan(health.flat_since) | health.flags.any(axis=1)
+            changed |= {health.ids[int(r)] for r in np.flatnonzero(read)}
         logged = self.logged.get(site_id, {})
         for sensor_id in self._site_due(site_id):
             overdue = set(self._overdue(site_id, sensor_id, now))
@@ -687,7 +707,11 @@ class DetectorHealth:
 
     def _log(self, site_id: str, sensor_ids: Sequence[str]) -> list[event_log.LoggedEvent]:
         """Log and publish ``sensor.health`` for each sensor whose flags differ from those
-        last logged (called under the post's lock)."""
+        last logged (called under the post's lock). Only the leading process logs them: every
+        process takes every reading (relayed) and keeps the same flags, the leader says them
+        once, and the others follow its events (:meth:`follow`)."""
+        if not self.post.leading:
+            return []
         logged = self.logged.setdefault(site_id, {})
         drafts = []
         now_flags: dict[str, list[str]] = {}
@@ -723,6 +747,37 @@ class DetectorHealth:
                 logged.pop(sensor_id, None)
         post.hub.publish(site_id, [_message(e) for e in out])
         return out
+
+    # -- other processes' events ------------------------------------------------------------------
+
+    def follow(self, site_id: str, event: event_log.LoggedEvent) -> None:
+        """Another process's event (under the post's lock, in log order): the flags it logged
+        are those last logged here too; a detector's own settings or a maintenance record
+        made there apply here, and the leader logs the flags they change."""
+        sensor_id = str(event.data.get("sensor_id"))
+        if event.type == "sensor.health":
+            held = self.logged.get(site_id)  # not read yet: read whole from the log later
+            if held is not None:
+                flags = [str(f) for f in event.data.get("flags", [])]
+                if flags:
+                    held[sensor_id] = flags
+                else:
+                    held.pop(sensor_id, None)
+        elif event.type == "sensor.health_settings":
+            self.settings.pop(site_id, None)  # read again
+            health = self.sites.get(site_id)
+            if health is None or sensor_id not in health.index:
+                return  # its rules are read with the site's first check
+            sensor = self.post._planned_model(site_id).sensors.get(sensor_id)
+            if sensor is not None:
+                own = self._site_settings(site_id).get(sensor_id)
+                health.set_rules(health.index[sensor_id], apply(rules_for(sensor), own))
+                if site_id in self.logged:
+                    self._log(site_id, [sensor_id])
+        elif event.type == "sensor.maintenance":
+            self.due.pop(site_id, None)  # read again
+            if site_id in self.logged:
+                self._log(site_id, [sensor_id])
 
     # -- the wall ---------------------------------------------------------------------------------
 

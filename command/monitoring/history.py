@@ -257,6 +257,13 @@ class ReadingPeriods:
         closed: list[tuple[str, Period]] = []
         for r in readings:
             period = periods.get(r.sensor_id)
+            if period is not None and start < period.start_s:
+                # Relayed by another process after a later reading came here: a period of
+                # its own, merged into the stored one (``store_periods``).
+                late = Period(start, 0, r.value, r.value, 0.0)
+                late.add(r.value, r.direction_deg)
+                closed.append((r.sensor_id, late))
+                continue
             if period is None or period.start_s != start:
                 if period is not None:
                     closed.append((r.sensor_id, period))
@@ -296,7 +303,11 @@ def store_periods(session: Session, site_id: str, closed: Sequence[tuple[str, Pe
 class AlarmHistory:
     """What the command post calls after it logged a batch of real readings (one call,
     inside its lock): the readings go into their periods, closed periods are written, and
-    the journal follows the logged state changes."""
+    the journal follows the logged state changes.
+
+    With several server processes every process takes every reading (its own, and those the
+    others relay: ``CommandPost.relayed_readings``), and only the leading one stores the
+    periods (``store``), so each reading is counted once whichever process took it."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -308,8 +319,12 @@ class AlarmHistory:
         logged: Sequence[event_log.LoggedEvent],
         readings: Sequence[Reading],
         at: datetime,
+        *,
+        store: bool = True,
     ) -> None:
         closed = self.periods.take(site_id, readings, at)
+        if not store:
+            closed = []
         journal = any(e.type in JOURNAL_TYPES for e in logged)
         if not closed and not journal:
             return

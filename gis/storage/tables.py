@@ -393,7 +393,8 @@ class PositionFeedRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: person id -> [lon, lat, observed at (seconds since 1970, UTC)]
     positions: Mapped[dict[str, Any]] = mapped_column(JSON)
-    #: sensor id -> its latest reading ({value, direction_deg, at, by}), or null
+    #: {"latest": sensor id -> its latest reading ({value, direction_deg, at, by}), "batches":
+    #: [[taken at (epoch s), [sensor ids], [values], [directions]], ...]}, or null
     readings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
