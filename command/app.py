@@ -388,7 +388,14 @@ def create_app(
         recovery = post.recovery.as_dict() if post is not None else None
         # Whether this process fires deadlines (command.leader): a load balancer may ask.
         leading = {"leading": post.leading} if post is not None else {}
-        return {"status": "ok", **({"recovery": recovery} if recovery else {}), **leading}
+        # How far this process has followed the layers' change log (command.layer_feed).
+        layers = {"layer_changes_seen": post.layer_feed.cursor} if post is not None else {}
+        return {
+            "status": "ok",
+            **({"recovery": recovery} if recovery else {}),
+            **leading,
+            **layers,
+        }
 
     # The map wall (frontend/): its page, its files and Leaflet, all served from here.
     mount_map_wall(app)

@@ -54,6 +54,8 @@ MAX_BYTES = 1_000_000
 DATABASE_ACTOR = "db:"
 #: Holes (numbers skipped while their transaction ran) kept at most; the oldest go first.
 MAX_HOLES = 200
+#: Change numbers named in one statement at most (PostgreSQL takes 65,535 parameters).
+CHUNK = 5000
 #: Coordinates closer than this (degrees) are the same: the database writes 15 decimals.
 SAME_GEOMETRY_DEG = 1e-9
 
@@ -162,13 +164,15 @@ class LayerFeed:
                 if self.db.is_postgis:  # one publisher at a time among the processes
                     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
                 wanted = [seq for seqs in batches.values() for seq in seqs]
-                unsent = set(
-                    session.scalars(
-                        select(ChangeRow.seq).where(
-                            ChangeRow.seq.in_(wanted), ChangeRow.published_in.is_(None)
+                unsent: set[int] = set()
+                for part in _chunks(wanted):  # a statement takes at most 65,535 parameters
+                    unsent.update(
+                        session.scalars(
+                            select(ChangeRow.seq).where(
+                                ChangeRow.seq.in_(part), ChangeRow.published_in.is_(None)
+                            )
                         )
                     )
-                )
                 per_site: dict[str, list[tuple[list[int], event_log.Draft]]] = {}
                 for key, seqs in batches.items():
                     left = [seq for seq in seqs if seq in unsent]
@@ -190,11 +194,12 @@ class LayerFeed:
                         log.info("site %s is gone: its layer changes are not sent", site_id)
                         continue
                     for (seqs, _), event in zip(per_site[site_id], logged, strict=True):
-                        session.execute(
-                            update(ChangeRow)
-                            .where(ChangeRow.seq.in_(seqs))
-                            .values(published_in=event.seq)
-                        )
+                        for part in _chunks(seqs):
+                            session.execute(
+                                update(ChangeRow)
+                                .where(ChangeRow.seq.in_(part))
+                                .values(published_in=event.seq)
+                            )
                     by_site[site_id] = logged
             for site_id, logged in by_site.items():
                 self.hub.publish(site_id, [_message(e) for e in logged])
@@ -217,6 +222,10 @@ class LayerFeed:
             expected = seq + 1
         self._holes = tuple(holes[-MAX_HOLES:])
         self._cursor = top
+
+
+def _chunks(seqs: Sequence[int], size: int = CHUNK) -> list[Sequence[int]]:
+    return [seqs[i : i + size] for i in range(0, len(seqs), size)]
 
 
 def source_of(actor: str) -> str:

@@ -94,7 +94,7 @@ from gis.errors import (
     Recovering,
 )
 from gis.storage.db import Database
-from gis.storage.tables import EventRow, NoticeTokenRow, SiteRow
+from gis.storage.tables import EventRow, LayerRevision, NoticeTokenRow, SiteRow
 from plans.clock import Clock
 from plans.engine import FINISHED, Actor, PlanEvent, PlanRun, Scheduler
 from plans.model import PlanTemplate
@@ -126,6 +126,9 @@ ALARM_SETUP_EVENTS = frozenset(
         "sensor.test_ended",
     }
 )
+#: How many of an incident's last ``incident.network_changed`` events are looked through for
+#: one that said the same layer revisions already (another process sharing the database).
+TOLD_LOOKBACK = 20
 #: Another process's drill events that hold or free the drill's incident (``paused``).
 DRILL_PAUSING = frozenset({"drill.held", "drill.suspended", "drill.resumed", "drill.ended"})
 #: A command decided again at most this often when other processes keep logging first.
@@ -2722,16 +2725,29 @@ class CommandPost(WristbandDesk):
 def _told_already(
     session: Session, site_id: str, drafts: Sequence[event_log.Draft]
 ) -> dict[str, int]:
-    """Of the ``incident.network_changed`` drafts, the incidents whose last such event
-    (logged by another process sharing the database) was of the same layer revisions: their
-    sequence numbers. Takes the site's log lock first, which the append that follows keeps."""
+    """Of the ``incident.network_changed`` drafts, those not to log: every process sharing
+    the database plans its incidents again on a layer edit, and one event says it for all.
+    Takes the site's log lock first (the append that follows keeps it), then skips a draft
+    planned on layers that are no longer the current ones (a newer edit came: the plan on it
+    follows), and one whose layer revisions an event of the incident already names (another
+    process logged it). Returns incident -> the sequence number the picture is as of."""
     wanted = {d.incident_id: d.data.get("revisions") for d in drafts if d.incident_id}
     if not wanted:
         return {}
     session.get(SiteRow, site_id, with_for_update={"key_share": True})
+    current = dict(
+        session.execute(
+            select(LayerRevision.layer, LayerRevision.token).where(LayerRevision.site_id == site_id)
+        ).all()
+    )
     told = {}
     for incident_id, revisions in wanted.items():
-        last = session.execute(
+        if not revisions:
+            continue
+        if any(current.get(layer) != token for layer, token in revisions.items() if token):
+            told[incident_id] = 0  # planned on layers already replaced
+            continue
+        earlier = session.execute(
             select(EventRow.seq, EventRow.data)
             .where(
                 EventRow.site_id == site_id,
@@ -2739,10 +2755,12 @@ def _told_already(
                 EventRow.type == "incident.network_changed",
             )
             .order_by(EventRow.seq.desc())
-            .limit(1)
-        ).first()
-        if last is not None and revisions and (last.data or {}).get("revisions") == revisions:
-            told[incident_id] = int(last.seq)
+            .limit(TOLD_LOOKBACK)
+        ).all()
+        for seq, data in earlier:
+            if (data or {}).get("revisions") == revisions:
+                told[incident_id] = int(seq)
+                break
     return told
 
 

@@ -30,12 +30,15 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import make_url
+from sqlalchemy import func, insert, make_url, select
 
+from command import events as event_log
+from command import post as post_module
 from command.auth import Role, create_user
 from gis import layers
 from gis.site_bundle import load_bundle
 from gis.storage.db import Database, make_engine, upgrade
+from gis.storage.tables import ChangeRow, LayerRevision
 from plans.store import load_plan_files
 from tests.conftest import (
     CHLORINE_ACTIVATION,
@@ -202,6 +205,64 @@ def test_a_change_during_an_incident_carries_the_warning(
     assert event["data"]["changes"][0]["fields"] == ["name"]
 
 
+def test_the_replan_is_logged_once_per_layer_revisions_and_never_for_replaced_ones(
+    command: TestClient, planner: dict[str, str], db: Database
+) -> None:
+    """What another process sharing the database decides (``_told_already``): a replan on
+    layers a newer edit replaced is not logged, nor one whose revisions an earlier event of
+    the incident named (not only the last one)."""
+    activated = command.post(f"{BASE}/incidents", json=CHLORINE_ACTIVATION)
+    assert activated.status_code == 201, activated.text
+    incident = activated.json()["incident"]["id"]
+    versions = {"Z-001": 1}
+
+    def edit(capacity: int) -> dict[str, Any]:
+        patched = command.patch(
+            f"{BASE}/layers/zones/features/Z-001",
+            json={"properties": {"capacity": capacity, "version": versions["Z-001"]}},
+            headers=planner,
+        )
+        assert patched.status_code == 200, patched.text
+        versions["Z-001"] = patched.json()["properties"]["version"]
+        [replan] = [
+            e
+            for e in events_after(command, 0)
+            if e["type"] == "incident.network_changed"
+            and e["data"]["revisions"]["zones"] not in seen
+        ]
+        seen.add(replan["data"]["revisions"]["zones"])
+        return replan
+
+    seen: set[str] = set()
+    first = edit(31)
+    second = edit(32)
+
+    def told(revisions: dict[str, Any]) -> dict[str, int]:
+        draft = event_log.Draft(
+            "incident.network_changed", "system", {"revisions": revisions}, incident
+        )
+        with db.write() as session:
+            return post_module._told_already(session, DEMO_ID, [draft])
+
+    # The first revisions were replaced by the second edit: not logged, whoever planned on them.
+    assert told(first["data"]["revisions"]) == {incident: 0}
+    # The current ones were logged already (the second event): not again.
+    assert told(second["data"]["revisions"]) == {incident: second["seq"]}
+    # Layers as they are now, but a plan no event named yet: logged.
+    with db.read() as session:
+        now = dict(
+            session.execute(
+                select(LayerRevision.layer, LayerRevision.token).where(
+                    LayerRevision.site_id == DEMO_ID
+                )
+            ).all()
+        )
+    assert now["zones"] == second["data"]["revisions"]["zones"]
+    fresh = dict(second["data"]["revisions"])
+    fresh.pop("network", None)  # a plan that names fewer layers is another plan
+    assert told(fresh) == {}
+
+
 def test_concurrent_calls_send_each_change_once(command: TestClient, db: Database) -> None:
     post = command.app.state.post  # type: ignore[attr-defined]
     seq = last_seq(command)
@@ -228,6 +289,43 @@ def test_concurrent_calls_send_each_change_once(command: TestClient, db: Databas
     post.layer_changed(DEMO_ID)  # nothing left: nothing more
     sent = [c["id"] for e in layer_events(events_after(command, seq)) for c in e["data"]["changes"]]
     assert sorted(sent) == zones
+
+
+def test_seventy_thousand_changes_at_once_are_one_reload(command: TestClient, db: Database) -> None:
+    """A bulk statement in the database (a basemap import in QGIS) makes a change per
+    feature: more than a statement's parameters may name (65,535 on PostgreSQL, 32,766 on
+    SQLite), and the feed still sends them, once."""
+    post = command.app.state.post  # type: ignore[attr-defined]
+    seq = last_seq(command)
+    now = post.clock.now()
+    rows = [
+        {
+            "site_id": DEMO_ID,
+            "layer": "receptors",
+            "feature_id": f"RC-bulk-{n}",
+            "action": "create",
+            "version": 1,
+            "actor": "db:gis-import",
+            "at": now,
+            "data": None,
+        }
+        for n in range(70_000)
+    ]
+    with db.write() as session:
+        session.execute(insert(ChangeRow), rows)
+    post.layer_feed.follow()
+    post.layer_feed.follow()  # nothing left: nothing more
+    [event] = layer_events(events_after(command, seq))
+    data = event["data"]
+    assert (data["layer"], data["source"], data["count"], data["reload"]) == (
+        "receptors",
+        "database",
+        70_000,
+        True,
+    )
+    with db.read() as session:
+        marked = session.scalar(select(func.count()).where(ChangeRow.published_in == event["seq"]))
+    assert marked == 70_000
 
 
 def test_history_is_not_replayed_at_start(command: TestClient) -> None:

@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from gis.storage.db import make_engine
 from tests.conftest import DEMO_ID
 from tests.processes import drop_database, postgis_demo_database
 from tests.test_incidents import chlorine
@@ -31,12 +33,13 @@ from tests.test_scale_out import (
     Cluster,
     Subscriber,
     _has,
+    _health,
     events,
     wait_for,
 )
 
-#: Every process sweeps the changes once a second: three sweeps each, time to duplicate.
-SETTLE_S = 4.0
+#: After every process has followed the change: time for each to plan its incidents again.
+SETTLE_S = 2.0
 
 
 @pytest.fixture
@@ -49,6 +52,19 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]
     finally:
         running.stop()
         drop_database(url)
+
+
+def followed_by_all(cluster: Cluster) -> None:
+    """Wait until every process has followed the change log to its end (``/healthz``): each
+    has then decided whether to send each change, and is planning its incidents again."""
+    with make_engine(cluster.url).connect() as conn:  # type: ignore[attr-defined]
+        last = conn.execute(text("SELECT max(seq) FROM changes")).scalar_one()
+    for server in cluster.servers:
+        wait_for(
+            lambda s=server: _health(s).get("layer_changes_seen", 0) >= last,  # type: ignore[misc]
+            f"{server.name} following the change {last}",
+        )
+    time.sleep(SETTLE_S)
 
 
 def _of(log: list[dict[str, Any]], kind: str, after: int) -> list[dict[str, Any]]:
@@ -92,7 +108,7 @@ def test_an_edit_during_an_incident_is_logged_once_on_three_processes(cluster: C
         return _of(events(c, viewers[2]), kind, before)
 
     wait_for(lambda: bool(logged("incident.network_changed")), "the incident planned again")
-    time.sleep(SETTLE_S)  # every process's sweep has seen the edit by now, several times
+    followed_by_all(cluster)
     log = events(a, viewers[0])
     seqs = [e["seq"] for e in log]
     assert seqs == list(range(1, len(seqs) + 1))
@@ -142,7 +158,7 @@ def test_a_psql_edit_is_one_layer_changed_on_three_processes(cluster: Cluster) -
         lambda: any(m.get("event", {}).get("type") == "layer.changed" for m in wall.events),
         "the edit at the wall",
     )
-    time.sleep(SETTLE_S)
+    followed_by_all(cluster)
     [changed] = _of(events(a, viewer), "layer.changed", before)
     assert sorted(_changed_ids(changed)) == ["S-001", "S-002"]
     assert changed["data"]["source"] == "database"
