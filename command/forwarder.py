@@ -5,7 +5,8 @@ settings). Every ``forward_every_s`` it asks the group how far it holds the site
 (``GET /api/replication/sites/{site}/log``), checks that the group's last event is the site's
 own (same hash: otherwise the logs have forked, and it stops and says so), and pushes the
 events after it in batches until the group has them all; then it takes the plan versions the
-group approved for the site (``command.replication.take_plans``). The group verifies every
+group approved for the site (``command.replication.take_plans``) and the group's edits of the
+site's layers since the last it took (``command.layer_replication``). The group verifies every
 batch before storing it (``command.replication.verify_batch``).
 
 The site pushes, the group does not pull: a plant's server sits behind the plant's firewall
@@ -15,7 +16,8 @@ keeps in its database (``replica_links``), so nothing is sent twice and nothing 
 whichever end restarted.
 
 What it did last is kept in the site's database (``forward_state``: acknowledged up to,
-the last error, plan conflicts); an error is logged at ERROR once, and again when it changes.
+the last error, plan conflicts, the group's layer changes taken and their conflicts); an
+error is logged at ERROR once, and again when it changes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import httpx
 from sqlalchemy import select
 
 from command import events as event_log
-from command import replication
+from command import layer_replication, replication
 from gis.storage.db import Database
 from gis.storage.tables import ForwardStateRow
 from plans.clock import Clock
@@ -181,11 +183,47 @@ class Forwarder:
             )
         return taken
 
-    def once(self, *, plans: bool = True) -> Round:
-        """One pass: the log up, then the plans down. Raises :class:`ForwardError`."""
+    def pull_layers(self, *, page: int = 200) -> layer_replication.LayersTaken:
+        """Take the group's changes of the site's layers after the last one taken, page after
+        page, each once and in order; conflicts are kept (``forward_state.layer_conflicts``)
+        and logged."""
+        taken = layer_replication.LayersTaken()
+        url = f"{self.group_url}/api/replication/sites/{self.site_id}/layers/changes"
+        while True:
+            with self.db.read() as session:
+                after = layer_replication.cursor(session, self.site_id)
+            answer = self._call("GET", url, params={"after": after, "limit": page}).json()
+            before = len(taken.conflicts)
+            layer_replication.take_changes(
+                self.db,
+                self.site_id,
+                answer,
+                group=self.group_url,
+                now=self.clock.now(),
+                into=taken,
+            )
+            for c in taken.conflicts[before:]:
+                log.error(
+                    "LAYER CONFLICT at site %s: %s", self.site_id, layer_replication.describe(c)
+                )
+            if answer["complete"] or not answer["changes"]:
+                break
+        if taken.applied:
+            log.info(
+                "site %s: took %d layer change(s) from the group",
+                self.site_id,
+                len(taken.applied),
+            )
+        return taken
+
+    def once(self, *, plans: bool = True, layers: bool = True) -> Round:
+        """One pass: the log up, then the plans and the layers down. Raises
+        :class:`ForwardError`."""
         done = self.catch_up()
         if plans:
             self.pull_plans()
+        if layers:
+            self.pull_layers()
         if self._last_error is not None:
             log.warning("site %s: forwarding to %s works again", self.site_id, self.group_url)
             self._last_error = None

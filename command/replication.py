@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from command import events as event_log
 from command.events import GENESIS, HEADS, LoggedEvent, canonical, chain_hash
 from gis.errors import FieldError, InvalidInput, NotFound, OwnedElsewhere, RallypointError
 from gis.storage.tables import (
+    ChangeRow,
     EventRow,
     ForwardStateRow,
     GroupPlanRow,
@@ -303,6 +304,9 @@ def add_replica(
         refused_at=None,
         created_at=now,
         created_by=actor,
+        # The group's layer changes after this one flow down to the site (the model up to
+        # it is the one the site has): command.layer_replication.
+        layers_from=session.scalar(select(func.max(ChangeRow.seq))) or 0,
     )
     session.add(row)
     session.flush()

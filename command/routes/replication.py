@@ -3,9 +3,10 @@
 A site server's forwarder (``rallypoint forward``) calls these with a replicator token of its
 site (``rallypoint replica add SITE`` at the group): it asks how far the group holds the log,
 pushes the events after that in batches, and takes the plan versions the group approved for
-the site. A refused batch is 409 (a gap, a fork) or 422 (reordered, forged, malformed)
-problem+json naming the event and the reason; nothing of it is stored, and the refusal is kept
-on the link (the group wall shows it) and logged at ERROR.
+the site and the group's changes of the site's layers (``command.layer_replication``). A
+refused batch is 409 (a gap, a fork) or 422 (reordered, forged, malformed) problem+json
+naming the event and the reason; nothing of it is stored, and the refusal is kept on the link
+(the group wall shows it) and logged at ERROR.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Query
 
-from command import replication
+from command import layer_replication, replication
 from command.auth import HUMAN_ROLES, Principal, Role
 from command.deps import DatabaseDep, requires
 from command.routes.incidents import PostDep
@@ -88,3 +89,17 @@ def get_plans(site_id: str, db: DatabaseDep, _: ReplicatorDep) -> dict[str, Any]
     with db.read() as session:
         replication.link(session, site_id)
         return {"site": site_id, "plans": replication.offered_plans(session, site_id)}
+
+
+@router.get(
+    "/sites/{site_id}/layers/changes",
+    summary="The group's changes of the site's layers after the site's cursor, for it to take",
+)
+def get_layer_changes(
+    site_id: str,
+    db: DatabaseDep,
+    _: ReplicatorDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=layer_replication.MAX_PAGE)] = 200,
+) -> dict[str, Any]:
+    return layer_replication.offered_changes(db, site_id, after, limit)

@@ -828,11 +828,15 @@ class ReplicaLinkRow(Base):
     refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
+    #: The group's change-log number when the site became a replica: the group's layer
+    #: changes after it flow down to the site (``command.layer_replication``).
+    layers_from: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ForwardStateRow(Base):
     """At a site: how its forwarder stands with the group (``command.forwarder``): the last
-    event the group acknowledged, the last error, and the plans taken from the group."""
+    event the group acknowledged, the last error, the plans taken from the group, and the last
+    of the group's layer changes taken (``command.layer_replication``)."""
 
     __tablename__ = "forward_state"
 
@@ -847,6 +851,14 @@ class ForwardStateRow(Base):
     plans_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: Group plan versions not taken here, each {plan_id, version, reason, at}.
     plan_conflicts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    #: The last of the group's layer changes taken (its number at the group), and when.
+    layer_cursor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    layers_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The group's layer changes not applied here (the feature was edited here too), each
+    #: {seq, layer, feature, action, group_version, group_actor, local_actor, fields, ...}.
+    layer_conflicts: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
 
 
 class GroupPlanRow(Base):
