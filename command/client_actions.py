@@ -19,10 +19,14 @@ header``, as Stripe has it):
   and keeps no claim: a retry is decided again.
 - ``Rallypoint-Acted-At: <RFC 3339 time>``: when the responder acted. The events keep the
   server's time of receipt as their own; the acting user's events carry ``acted_at`` (and the
-  key, as ``action_id``) in their data. A time later than the server's clock plus
-  :data:`ACTED_AT_SKEW` is 400 naming the header.
+  key, as ``action_id``) in their data. Only a header that cannot be read is 400: a queued
+  action is never lost to the phone's clock. A time later than the server's receipt (the
+  phone's clock runs fast) is recorded as the receipt, the phone's word kept beside it
+  (``acted_at_reported``, ``clock_skew_s``); one implausibly early is bounded in the review
+  (``command.review``).
 
-Keys are kept :data:`KEEP` (a week), then forgotten.
+Keys are kept :data:`KEEP` (a week), then forgotten (:func:`purge_expired`, from the leader's
+tick).
 """
 
 from __future__ import annotations
@@ -58,8 +62,6 @@ ACTED_AT_HEADER = "Rallypoint-Acted-At"
 REPLAYED_HEADER = "Idempotent-Replayed"
 #: How long a key is remembered (from its first request).
 KEEP = timedelta(days=7)
-#: An acted-at this far past the server's clock is still taken (the phone's clock runs ahead).
-ACTED_AT_SKEW = timedelta(minutes=2)
 #: A claim not settled for this long is taken as abandoned (its server process died): a retry
 #: takes it over. The old holder, should it still be alive, can no longer mark the row, so its
 #: events roll back.
@@ -108,8 +110,8 @@ def parse_key(value: str) -> str:
     return text
 
 
-def parse_acted_at(value: str, now: datetime) -> datetime:
-    """An RFC 3339 time with its offset, not later than ``now`` plus the skew; in UTC."""
+def parse_acted_at(value: str) -> datetime:
+    """An RFC 3339 time with its offset, in UTC; 400 naming the header when unreadable."""
     text = value.strip()
     try:
         if not _RFC3339.fullmatch(text):
@@ -123,25 +125,20 @@ def parse_acted_at(value: str, now: datetime) -> datetime:
             "2026-12-04T10:02:11Z",
             errors=[FieldError(ACTED_AT_HEADER, "an RFC 3339 time with an offset")],
         ) from None
-    if acted > now + ACTED_AT_SKEW:
-        raise InvalidHeader(
-            f"{ACTED_AT_HEADER} {acted.isoformat()} is later than the server's time "
-            f"{now.astimezone(UTC).isoformat()} (more than "
-            f"{int(ACTED_AT_SKEW.total_seconds())} s ahead): is the phone's clock right?",
-            errors=[FieldError(ACTED_AT_HEADER, "later than the server's time")],
-        )
     return acted
 
 
-def fingerprint(method: str, path: str, acted_at: str | None, body: bytes) -> str:
+def fingerprint(method: str, path: str, acted_at: datetime | None, body: bytes) -> str:
     """The request's SHA-256: a JSON body is taken canonically (key order and spacing are a
-    client library's choice, not the request's)."""
+    client library's choice, not the request's), the acted-at as the instant it names (``Z``
+    or ``+00:00``, three fractional digits or six, are the same time)."""
     try:
         parsed = json.loads(body) if body.strip() else None
         content = json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
     except ValueError:
         content = body
-    head = json.dumps([method.upper(), path, acted_at or ""]).encode()
+    instant = acted_at.astimezone(UTC).isoformat() if acted_at is not None else ""
+    head = json.dumps([method.upper(), path, instant]).encode()
     return hashlib.sha256(head + b"\n" + content).hexdigest()
 
 
@@ -153,6 +150,9 @@ class ClientRequest:
     key: str | None
     acted_at: datetime | None
     fingerprint: str
+    #: The phone's acted-at when it was later than the server's receipt (``acted_at`` is then
+    #: the receipt).
+    acted_at_reported: datetime | None = None
 
 
 async def client_request(
@@ -175,12 +175,16 @@ async def client_request(
     ] = None,
 ) -> ClientRequest:
     key = parse_key(idempotency_key) if idempotency_key is not None else None
-    acted = None
-    if acted_at is not None:
+    reported = parse_acted_at(acted_at) if acted_at is not None else None
+    acted, ahead = reported, None
+    if reported is not None:
         clock: Clock = request.app.state.post.clock
-        acted = parse_acted_at(acted_at, clock.now())
+        received = clock.now().astimezone(UTC)
+        if reported > received:  # the phone's clock runs fast: taken, at the receipt
+            acted, ahead = received, reported
     body = await request.body()  # cached: the route's body parameter reads the same bytes
-    return ClientRequest(key, acted, fingerprint(request.method, request.url.path, acted_at, body))
+    sha = fingerprint(request.method, request.url.path, reported, body)
+    return ClientRequest(key, acted, sha, ahead)
 
 
 ClientRequestDep = Annotated[ClientRequest, Depends(client_request)]
@@ -198,6 +202,8 @@ class ClientAction:
     acted_at: datetime | None = None
     #: A note's photo: named in the note's data, stored in the note's transaction.
     photo: Photo | None = None
+    #: The phone's acted-at, later than the receipt (``acted_at``), kept as evidence.
+    acted_at_reported: datetime | None = None
 
     def stamp(self, drafts: Sequence[event_log.Draft]) -> list[event_log.Draft]:
         """The acting user's drafts with ``acted_at`` and ``action_id`` in their data (what
@@ -205,6 +211,10 @@ class ClientAction:
         extra: dict[str, Any] = {}
         if self.acted_at is not None:
             extra["acted_at"] = self.acted_at.isoformat()
+            if self.acted_at_reported is not None:
+                extra["acted_at_reported"] = self.acted_at_reported.isoformat()
+                skew = (self.acted_at_reported - self.acted_at).total_seconds()
+                extra["clock_skew_s"] = round(skew, 3)
         if self.key is not None:
             extra["action_id"] = self.key
         out = [replace(d, data={**d.data, **extra}) if d.actor == self.actor else d for d in drafts]
@@ -283,12 +293,21 @@ def perform(
     """Run ``act`` once for the request's key (no key: every time), answering 200 with what it
     returns as JSON; a retry gets the first answer."""
     if request.key is None:
-        action = ClientAction(user_id, actor, acted_at=request.acted_at)
+        action = ClientAction(
+            user_id, actor, acted_at=request.acted_at, acted_at_reported=request.acted_at_reported
+        )
         return _json(200, encode(act(action)))
     claimed = claim_key(db, clock, user_id, request)
     if isinstance(claimed, _Replay):
         return _json(claimed.status, claimed.body, replayed=True)
-    action = ClientAction(user_id, actor, request.key, claimed, request.acted_at)
+    action = ClientAction(
+        user_id,
+        actor,
+        request.key,
+        claimed,
+        request.acted_at,
+        acted_at_reported=request.acted_at_reported,
+    )
     try:
         body = encode(act(action))
     except BaseException:
@@ -319,11 +338,26 @@ def claim_key(db: Database, clock: Clock, user_id: str, request: ClientRequest) 
     for _ in range(2):  # a second look, when another process inserted the key first
         try:
             with db.write() as session:
-                session.execute(delete(TABLE).where(TABLE.c.created_at < now - KEEP))
+                # This key, when expired (the others go in :func:`purge_expired`): a new one.
+                session.execute(
+                    delete(TABLE).where(
+                        TABLE.c.user_id == user_id,
+                        TABLE.c.key == request.key,
+                        TABLE.c.created_at < now - KEEP,
+                    )
+                )
                 return _claim_in(session, now, user_id, request)
         except IntegrityError:
             continue
     raise _in_use(request.key)
+
+
+def purge_expired(db: Database, now: datetime) -> int:
+    """Forget the keys older than :data:`KEEP` (the leader's tick calls it now and then);
+    returns how many. A photo stays: its hash is in the log, and the log is evidence."""
+    with db.write() as session:
+        done = session.execute(delete(TABLE).where(TABLE.c.created_at < now - KEEP))
+    return int(getattr(done, "rowcount", 0) or 0)
 
 
 def _claim_in(

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,7 +37,7 @@ from command.auth import find_user
 from command.cap import ALERTING as CAP_ALERTING
 from command.cap import CapAlert
 from command.cap import alerts_for_events as cap_alerts
-from command.client_actions import ClientAction
+from command.client_actions import ClientAction, purge_expired
 from command.hub import ENCODED, Hub, encode, encode_bytes
 from command.incidents import (
     ActivationRequest,
@@ -133,6 +133,8 @@ TOLD_LOOKBACK = 20
 DRILL_PAUSING = frozenset({"drill.held", "drill.suspended", "drill.resumed", "drill.ended"})
 #: A command decided again at most this often when other processes keep logging first.
 STALE_TRIES = 5
+#: How often the leader purges the expired keys of queued actions (``command.client_actions``).
+FORGET_KEYS_EVERY = timedelta(minutes=10)
 #: Sensor tiers that are alarms (a warning asks for a check; these suspend a drill).
 ALARMING = ("alarm", "high_alarm")
 #: A wind station's reading re-evaluates active gas releases when the direction turns by this
@@ -208,6 +210,8 @@ class CommandPost(WristbandDesk):
         #: site -> sensor -> its latest reading not yet stored.
         self._unsaved_readings: dict[str, dict[str, dict[str, Any]]] = {}
         self.calltree = CallTree()
+        #: When the expired keys of queued actions were last purged (:meth:`forget_client_keys`).
+        self._keys_forgotten_at: datetime | None = None
         self.stood_down: dict[str, str] = {}  # incident -> site, for a clear answer later
         self._snapshots: dict[tuple[str, str | None], tuple[Any, dict[str, Any]]] = {}
         #: Where new notices go for outbound delivery (the app's webhook sender), if anywhere.
@@ -1103,6 +1107,7 @@ class CommandPost(WristbandDesk):
             ("fences", self.fences.tick),  # temporary fences expired, stays too long
             ("wristbands", self.watch_wristbands),  # man-down and signal lost
             ("detector health", self.health.tick),  # detectors gone silent, checks come due
+            ("queued actions' keys", self.forget_client_keys),  # those kept a week
         ]
         if self.drills is not None:  # outside the lock: the desk calls in as any client does
             timers.append(("drills", self.drills.tick))
@@ -1117,6 +1122,18 @@ class CommandPost(WristbandDesk):
         if self.follower is not None and self.relaying:  # relayed positions of long ago
             self.follower.prune_positions()
         return out
+
+    def forget_client_keys(self) -> list[Any]:
+        """The leader's housekeeping: queued actions' keys older than their keep
+        (``command.client_actions.KEEP``) are purged, at most every
+        :data:`FORGET_KEYS_EVERY`. Their photos stay (evidence: the log holds their hashes)."""
+        now = self.clock.now()
+        last = self._keys_forgotten_at
+        if last is not None and timedelta(0) <= now - last < FORGET_KEYS_EVERY:
+            return []
+        self._keys_forgotten_at = now
+        purge_expired(self.db, now)
+        return []
 
     def _send_owed_pictures(self) -> None:
         """Pictures owed to the walls since people walked into a zone: all of them now (under
@@ -1297,8 +1314,14 @@ class CommandPost(WristbandDesk):
     def answer_own(
         self, site_id: str, seq: int, *, names: Collection[str], client: ClientAction
     ) -> event_log.LoggedEvent:
-        """A signed-in person answers their own call-out (``names``: their username and
-        display name; see :meth:`own_notices`), from the app."""
+        """A signed-in person answers their own call-out (``names``: their username, and their
+        display name when it is theirs alone; see :meth:`own_notices`), from the app."""
+        with self._lock:
+            waiting = (site_id, seq) in self.calltree.open
+        if not waiting and self.follower is not None:
+            # Another process may have called it out a moment ago: its events first (no lock
+            # held), then look again.
+            self.follower.catch_up(site_id)
         with self._lock:
             notice = self._open_notice(site_id, seq)
             if not self._owns(notice, names):
@@ -1355,11 +1378,21 @@ class CommandPost(WristbandDesk):
             )
             if client is not None:
                 client.logged(session, notice.site_id, [event])
-            session.execute(
+            spent = session.execute(
                 update(NoticeTokenRow)
-                .where(NoticeTokenRow.site_id == notice.site_id, NoticeTokenRow.seq == notice.seq)
+                .where(
+                    NoticeTokenRow.site_id == notice.site_id,
+                    NoticeTokenRow.seq == notice.seq,
+                    NoticeTokenRow.used_at.is_(None),
+                )
                 .values(used_at=event.at)
             )
+            if getattr(spent, "rowcount", 1) == 0:
+                # Answered already, by another process this one has not caught up with: the
+                # answer just appended rolls back.
+                conflict = _answered_already(session, notice)
+                if conflict is not None:
+                    raise conflict
         self.calltree.acknowledge(notice.site_id, notice.seq)
         self.hub.publish(notice.site_id, [event_message(event)])
         return event
@@ -2720,6 +2753,35 @@ class CommandPost(WristbandDesk):
             if key in out:
                 out[key]["unreadable"] = reason
         return sorted(out.values(), key=lambda i: str(i["activated_at"]), reverse=True)
+
+
+def _answered_already(session: Session, notice: Notice) -> IllegalTransition | None:
+    """A call-out whose token another process spent: 409 naming who answered and when (None
+    when the notice has no token row, as nothing then says it was answered)."""
+    used_at = session.scalar(
+        select(NoticeTokenRow.used_at).where(
+            NoticeTokenRow.site_id == notice.site_id, NoticeTokenRow.seq == notice.seq
+        )
+    )
+    if used_at is None:
+        return None
+    answers = session.scalars(
+        select(EventRow)
+        .where(
+            EventRow.site_id == notice.site_id,
+            EventRow.type == "notification.acknowledged",
+            EventRow.incident_id == notice.incident_id,
+            EventRow.seq > notice.seq,
+        )
+        .order_by(EventRow.seq)
+    )
+    first = next((e for e in answers if (e.data or {}).get("notification") == notice.seq), None)
+    by, at = (first.actor, first.at) if first is not None else ("?", used_at)
+    return IllegalTransition(
+        f"call-out {notice.seq} was already acknowledged by {by} at {at:%H:%M:%S} UTC",
+        errors=[FieldError("notification", "acknowledged already")],
+        extra={"by": by, "at": at.isoformat()},
+    )
 
 
 def _told_already(

@@ -132,11 +132,27 @@ def acted_at(event: LoggedEvent) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-def _acted(event: LoggedEvent) -> dict[str, Any]:
+def bounded(acted: datetime, earliest: datetime, received: datetime) -> tuple[datetime, bool]:
+    """A phone's acted-at as the review takes it: not before ``earliest`` (when the action
+    became possible: a step's readiness, the incident's activation) nor after ``received``
+    (the server's receipt). Outside them the phone's clock was wrong: the bound is used for
+    timing, and flagged (True), so no duration is negative and no deviation absurd."""
+    if acted < earliest:
+        return min(earliest, received), True
+    if acted > received:
+        return received, True
+    return acted, False
+
+
+def _acted(event: LoggedEvent, earliest: datetime) -> dict[str, Any]:
     acted = acted_at(event)
+    clamped = False
+    if acted is not None:
+        acted, clamped = bounded(acted, earliest, event.at)
     return {
         "acted_at": _iso(acted),
         "offline_s": _seconds(event.at, acted) if acted is not None else None,
+        **({"acted_at_clamped": True} if clamped else {}),
     }
 
 
@@ -220,6 +236,13 @@ class _Review:
             None,
         )
         self.acted = acted_times(incident_id, events)
+        #: (step, status) -> when the step's action was logged (the receipt).
+        self.received = {
+            (str(e.data.get("step_id")), _STEP_STATUS[e.type]): e.at
+            for e in events
+            if e.type in _STEP_STATUS and e.incident_id == incident_id
+        }
+        self._possible: dict[str, datetime] = {}
 
     # -- the parts ---------------------------------------------------------------------------
 
@@ -360,10 +383,51 @@ class _Review:
                 "type": e.type,
                 "actor": e.actor,
                 "what": describe(e, self.titles)[:SUMMARY_CHARS],
-                **_acted(e),
+                **_acted(e, self.earliest(e)),
             }
             for e in self.events
         ]
+
+    def possible_from(self, step_id: str) -> datetime:
+        """When acting on the step became possible, as the responders' own times have it: the
+        latest finish of the steps it depends on (their acted-at, bounded), else when its level
+        came (the activation, or the escalation); never before the activation."""
+        if step_id in self._possible:
+            return self._possible[step_id]
+        self._possible[step_id] = self.start  # a cycle (none in a valid plan) ends here
+        earliest = self.start
+        if self.run is not None and self.template is not None:
+            state = self.run.state.steps.get(step_id)
+            step = next((s for _, s in self.template.steps() if s.id == step_id), None)
+            if state is not None:
+                came = self.run.state.level_since.get(state.level)
+                if came is not None and not (step and step.depends_on):
+                    earliest = max(earliest, came)
+            for dep in step.depends_on if step is not None else ():
+                dep_state = self.run.state.steps.get(dep)
+                if dep_state is None or dep_state.status not in FINISHED:
+                    continue
+                finish, _ = self.step_acted(dep, dep_state.status.value)
+                finish = finish or dep_state.times.get(dep_state.status.value)
+                if finish is not None:
+                    earliest = max(earliest, finish)
+        self._possible[step_id] = earliest
+        return earliest
+
+    def step_acted(self, step_id: str, status: str) -> tuple[datetime | None, bool]:
+        """When the responder moved the step to ``status``, bounded (:func:`bounded`), and
+        whether the bound was used; None when the phone did not say."""
+        acted = self.acted.get((step_id, status))
+        received = self.received.get((step_id, status))
+        if acted is None or received is None:
+            return None, False
+        return bounded(acted, self.possible_from(step_id), received)
+
+    def earliest(self, event: LoggedEvent) -> datetime:
+        """When the event's action became possible (for :func:`bounded`)."""
+        if event.type in _STEP_STATUS and event.incident_id == self.incident_id:
+            return self.possible_from(str(event.data.get("step_id")))
+        return self.start
 
     def steps(self, ended: datetime) -> list[dict[str, Any]]:
         """Each step of the run: target (its due time), actual (done, skipped or failed),
@@ -380,10 +444,12 @@ class _Review:
             # Timed by when the responder acted (a phone that was offline sends it later); the
             # server's receipt beside it.
             received = state.times.get(state.status.value) if finished else None
-            acted = self.acted.get((step.id, state.status.value)) if finished else None
+            acted, clamped = (
+                self.step_acted(step.id, state.status.value) if finished else (None, False)
+            )
             actual = acted or received
             ack_received = state.times.get(Status.ACKNOWLEDGED.value)
-            ack_acted = self.acted.get((step.id, Status.ACKNOWLEDGED.value))
+            ack_acted, ack_clamped = self.step_acted(step.id, Status.ACKNOWLEDGED.value)
             target = state.due_at
             out.append(
                 {
@@ -416,6 +482,9 @@ class _Review:
                     "acknowledged_offline_s": _seconds(ack_received, ack_acted)
                     if ack_acted and ack_received
                     else None,
+                    # The phone's acted-at was impossible (before the step could be done, or
+                    # after its receipt): its bound is used above.
+                    "acted_at_clamped": clamped or ack_clamped,
                     "acknowledged_by": state.actors.get(Status.ACKNOWLEDGED.value),
                     "by": state.actors.get(state.status.value) if finished else None,
                     "value": state.value,
@@ -575,7 +644,7 @@ class _Review:
                     "step_id": step,
                     "text": text,
                     "photo": e.data.get("photo"),
-                    **_acted(e),
+                    **_acted(e, self.earliest(e)),
                 }
             )
         return out

@@ -8,7 +8,9 @@ import hashlib
 import io
 import os
 import re
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -18,16 +20,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import Engine, delete, func, select, update
 
+from command import events as event_log
 from command.app import create_app
 from command.auth import Role, find_user
 from command.client_actions import ClientAction, ClientRequest, KeyInUse, claim_key, fingerprint
 from command.events import verify
+from command.log_follower import LogFollower
 from command.post import CommandPost
 from command.settings import Settings
 from gis.storage.db import Database
-from gis.storage.tables import AttachmentRow, ClientActionRow, EventRow
+from gis.storage.tables import AttachmentRow, ClientActionRow, EventRow, UserRow
 from plans.clock import ManualClock
 from plans.engine import Actor
 from tests.conftest import DEMO_ID, TEST_START, sign_in
@@ -129,7 +134,6 @@ def test_a_key_reused_for_another_request_is_refused(command: TestClient) -> Non
         ({"Idempotency-Key": "01938f6e8a4b7c2d9e0f123456789abc"}, "Idempotency-Key"),
         ({"Rallypoint-Acted-At": "yesterday"}, "Rallypoint-Acted-At"),
         ({"Rallypoint-Acted-At": "2026-06-01T07:50:00"}, "Rallypoint-Acted-At"),  # no offset
-        ({"Rallypoint-Acted-At": "2026-06-01T08:05:00Z"}, "Rallypoint-Acted-At"),  # ahead
         ({"Rallypoint-Acted-At": "0001-01-01T00:00:00+01:00"}, "Rallypoint-Acted-At"),
     ],
 )
@@ -146,9 +150,64 @@ def test_a_malformed_header_is_400_and_logs_nothing(
         field=field,
     )
     assert logged(command) == before
-    # Within the skew, a phone clock a minute ahead is taken.
-    ahead = {"Rallypoint-Acted-At": "2026-06-01T08:01:00+00:00"}
-    assert command.post(url, headers=ahead).status_code == 200
+
+
+def test_an_acted_at_ahead_of_the_server_is_taken_at_the_receipt(
+    command: TestClient, clock: ManualClock
+) -> None:
+    """A phone whose clock runs fast: its emergency action is never lost (a 4xx is final to
+    the phone); the receipt is recorded, the phone's word kept beside it."""
+    incident = activate(command)["incident"]["id"]
+    clock.advance(30)
+    received = TEST_START + timedelta(seconds=30)
+    ahead = received + timedelta(days=1, seconds=5)
+    key = uuid7()
+    url = f"{BASE}/{incident}/steps/{STEP}/acknowledge"
+    answer = command.post(url, headers=queued(key, ahead))
+    assert answer.status_code == 200, answer.text
+    [event] = [e for e in answer.json()["events"] if e["type"] == "plan.step.acknowledged"]
+    assert datetime.fromisoformat(event["data"]["acted_at"]) == received
+    assert datetime.fromisoformat(event["data"]["acted_at_reported"]) == ahead
+    assert event["data"]["clock_skew_s"] == 86405
+    # The retry, a minute later, is the same request: the first answer again.
+    clock.advance(60)
+    again = command.post(url, headers=queued(key, ahead))
+    assert again.headers["Idempotent-Replayed"] == "true" and again.content == answer.content
+    # Without a key too (a note), and a time a little ahead.
+    note = command.post(
+        f"{BASE}/{incident}/notes",
+        json={"text": "x"},
+        headers={"Rallypoint-Acted-At": "2026-06-01T08:05:00Z"},
+    )
+    assert note.status_code == 200, note.text
+    [logged_note] = [e for e in note.json()["events"] if e["type"] == "plan.note"]
+    assert logged_note["data"]["acted_at_reported"] == "2026-06-01T08:05:00+00:00"
+    assert logged_note["data"]["clock_skew_s"] == 300 - 90
+
+
+def test_a_retry_writing_the_same_instant_otherwise_is_the_same_request(
+    command: TestClient,
+) -> None:
+    incident = activate(command)["incident"]["id"]
+    key = uuid7()
+    url = f"{BASE}/{incident}/steps/{STEP}/acknowledge"
+    first = command.post(
+        url, headers={**queued(key), "Rallypoint-Acted-At": "2026-06-01T07:59:30Z"}
+    )
+    assert first.status_code == 200, first.text
+    for spelled in (
+        "2026-06-01T07:59:30+00:00",
+        "2026-06-01T07:59:30.000Z",
+        "2026-06-01t07:59:30.000000000z",
+        "2026-06-01T09:59:30+02:00",
+        "2026-06-01 07:59:30.0Z",
+    ):
+        again = command.post(url, headers={**queued(key), "Rallypoint-Acted-At": spelled})
+        assert again.status_code == 200, (spelled, again.text)
+        assert again.headers["Idempotent-Replayed"] == "true" and again.content == first.content
+    # Another instant is another request.
+    other = {**queued(key), "Rallypoint-Acted-At": "2026-06-01T07:59:30.001Z"}
+    assert_problem(command.post(url, headers=other), 422, field="Idempotency-Key")
 
 
 def test_keys_are_per_user(command: TestClient, db: Database) -> None:
@@ -611,3 +670,259 @@ def test_two_server_processes_take_each_key_once(tmp_path: Path) -> None:
         for server in servers:
             server.stop()
         drop_database(url)
+
+
+def test_an_impossible_acted_at_is_bounded_in_the_review(
+    command: TestClient, clock: ManualClock
+) -> None:
+    """A phone's clock years behind: the review times the action from when it became
+    possible, flagged; a later step timed from its dependency's acted time is left as it is."""
+    incident = activate(command)["incident"]["id"]
+    url = f"{BASE}/{incident}/steps/{STEP}"
+    clock.advance(580)  # 08:09:40: what the phones queued arrives now
+    long_ago = TEST_START - timedelta(days=3650)
+    for action, body in (("acknowledge", None), ("start", None), ("complete", {"reference": "r"})):
+        answer = command.post(f"{url}/{action}", json=body, headers=queued(uuid7(), long_ago))
+        assert answer.status_code == 200, answer.text
+    # l1-dispatch depends on l1-detect-report (done at 08:00:00, as bounded): acknowledged
+    # offline at 08:02:30, before the server made it ready (08:09:40), and that is possible.
+    dispatch = f"{BASE}/{incident}/steps/l1-dispatch"
+    acked = TEST_START + timedelta(minutes=2, seconds=30)
+    assert command.post(f"{dispatch}/acknowledge", headers=queued(uuid7(), acked)).is_success
+    note = command.post(
+        f"{BASE}/{incident}/notes", json={"text": "n"}, headers=queued(uuid7(), long_ago)
+    )
+    assert note.status_code == 200
+    down = command.post(f"{BASE}/{incident}/stand-down", json={"force": True, "reason": "over"})
+    assert down.status_code == 200, down.text
+    review = command.get(f"/api/sites/{DEMO_ID}/reviews/{incident}").json()
+    row = next(s for s in review["steps"] if s["step_id"] == STEP)
+    assert datetime.fromisoformat(row["actual_at"]) == TEST_START  # its readiness
+    assert row["actual_s"] == 0 and row["actual_offline_s"] == 580
+    assert row["acted_at_clamped"] is True
+    assert datetime.fromisoformat(row["acknowledged_at"]) == TEST_START
+    target = datetime.fromisoformat(row["target_at"])
+    assert row["deviation_s"] == (TEST_START - target).total_seconds() == -120
+    later = next(s for s in review["steps"] if s["step_id"] == "l1-dispatch")
+    assert datetime.fromisoformat(later["acknowledged_at"]) == acked
+    assert later["acknowledged_offline_s"] == 580 - 150 and later["acted_at_clamped"] is False
+    stamped = [e for e in review["timeline"] if e["acted_at"] is not None]
+    assert stamped and all(e["offline_s"] >= 0 for e in stamped)
+    assert {e["type"] for e in stamped if e.get("acted_at_clamped")} == {
+        "plan.step.acknowledged",
+        "plan.step.started",
+        "plan.step.done",
+        "plan.note",
+    }
+    [noted] = [n for n in review["notes"] if n["kind"] == "incident"]
+    assert datetime.fromisoformat(noted["acted_at"]) == TEST_START  # the activation
+    assert noted["acted_at_clamped"] is True and noted["offline_s"] == 580
+    # The log keeps what the phone said.
+    logged_ack = next(e for e in logged(command) if e["type"] == "plan.step.acknowledged")
+    assert datetime.fromisoformat(logged_ack["data"]["acted_at"]) == long_ago
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_sized(width: int, height: int) -> bytes:
+    """A real PNG whose header says ``width`` x ``height`` (CRC right)."""
+    png = _picture("PNG")
+    ihdr = struct.pack(">II", width, height) + png[24:29]
+    return png[:8] + _chunk(b"IHDR", ihdr) + png[33:]
+
+
+def _jpeg_sized(width: int, height: int) -> bytes:
+    jpeg = bytearray(_picture("JPEG"))
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(jpeg)
+
+
+def _webp_with(body: bytes) -> bytes:
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("jpeg markers around a page", 415),
+        ("riff webp around a page", 415),
+        ("jpeg cut in its scan", 415),
+        ("png 60000 x 60000", 422),
+        ("png 7000 x 7000", 422),
+        ("png 9000 x 8", 422),
+        ("jpeg 65500 x 65500", 422),
+        ("png then a zip", 422),
+        ("jpeg then a page", 422),
+        ("webp then a page", 422),
+    ],
+)
+def test_a_photo_is_a_whole_picture_of_a_sane_size(
+    command: TestClient, db: Database, name: str, status: int
+) -> None:
+    pictures = {
+        "jpeg markers around a page": b"\xff\xd8\xff\xda\x00\x02\xff\xd9<html><script>alert(1)"
+        b"</script></html>",
+        "riff webp around a page": _webp_with(b"VP8 <html><script>alert(1)</script></html>"),
+        "jpeg cut in its scan": _picture("JPEG", noise=True)[:-200],
+        "png 60000 x 60000": _png_sized(60000, 60000),
+        "png 7000 x 7000": _png_sized(7000, 7000),  # 49 MP
+        "png 9000 x 8": _picture("PNG", (9000, 8)),
+        "jpeg 65500 x 65500": _jpeg_sized(65500, 65500),
+        "png then a zip": _picture("PNG") + b"PK\x03\x04 a zip",
+        "jpeg then a page": _picture("JPEG") + b"<html></html>\xff\xd9",
+        "webp then a page": _picture("WEBP") + b"<html></html>",
+    }
+    incident = activate(command)["incident"]["id"]
+    before = logged(command)
+    photo = base64.b64encode(pictures[name]).decode()
+    refused = command.post(
+        f"{BASE}/{incident}/notes", json={"text": "x", "photo": photo}, headers=queued(uuid7())
+    )
+    assert_problem(refused, status, field="body.photo")
+    assert logged(command) == before
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(AttachmentRow)) == 0
+
+
+def test_a_progressive_jpeg_and_a_large_allowed_picture_are_taken(command: TestClient) -> None:
+    incident = activate(command)["incident"]["id"]
+    out = io.BytesIO()
+    Image.new("RGB", (400, 300), (10, 200, 30)).save(out, format="JPEG", progressive=True)
+    for content in (out.getvalue(), _picture("PNG", (8192, 4))):
+        body = {"text": "x", "photo": base64.b64encode(content).decode()}
+        answer = command.post(f"{BASE}/{incident}/notes", json=body, headers=queued(uuid7()))
+        assert answer.status_code == 200, answer.text
+
+
+def _assign(command: TestClient, incident: str, notice: dict[str, Any], username: str) -> None:
+    duty = {"role": notice["data"]["role"], "username": username}
+    assert command.post(f"{BASE}/{incident}/duties", json=duty).status_code == 200
+
+
+def test_a_call_out_answered_through_another_process_is_409_and_logged_once(
+    command: TestClient, db: Database, clock: ManualClock
+) -> None:
+    """Two server processes on one database: the second's call tree has not caught up with the
+    answer the first took; its answer is refused, naming who answered and when."""
+    incident = activate(command)["incident"]["id"]
+    site = f"/api/sites/{DEMO_ID}"
+    notice = next(e for e in logged(command) if e["type"] == "notification.requested")
+    responder = sign_in(db, "resp-wu", [Role.RESPONDER])
+    _assign(command, incident, notice, "resp-wu")
+    url = f"{site}/notifications/{notice['seq']}/answer"
+    with _app(db, clock) as other:  # started now: it holds the call-out as open
+        assert any(
+            n["seq"] == notice["seq"]
+            for n in other.get(f"{site}/notifications/mine", headers=responder).json()["notices"]
+        )
+        clock.advance(12)
+        first = command.post(url, headers={**responder, **queued(uuid7())})
+        assert first.status_code == 200, first.text
+        clock.advance(3)
+        late = other.post(url, headers={**responder, **queued(uuid7())})
+        body = assert_problem(late, 409, field="notification")
+        assert body["by"] == "resp-wu"
+        assert datetime.fromisoformat(body["at"]) == TEST_START + timedelta(seconds=12)
+        assert "already acknowledged by resp-wu at 08:00:12" in body["detail"]
+        # A commander's answer for them, there, too.
+        on_behalf = other.post(
+            f"{site}/notifications/{notice['seq']}/ack",
+            json={"channel": "radio"},
+            headers={"Authorization": command.headers["Authorization"]},
+        )
+        assert_problem(on_behalf, 409, field="notification")
+    answers = [
+        e
+        for e in logged(command)
+        if e["type"] == "notification.acknowledged" and e["data"]["notification"] == notice["seq"]
+    ]
+    assert len(answers) == 1
+    with db.read() as session:
+        assert verify(session, DEMO_ID)[1] == []
+
+
+def test_a_call_out_from_another_process_is_found_after_catching_up(
+    command: TestClient, db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process not yet woken for the other's events reads the log before saying 404."""
+    responder = sign_in(db, "resp-wu", [Role.RESPONDER])
+    monkeypatch.setattr(event_log, "ORIGIN", event_log.ORIGIN)  # as it was, after the test
+    with _app(db, clock) as other:  # started before the incident
+        post: CommandPost = other.app.state.post  # type: ignore[attr-defined]
+        follower = LogFollower(post)
+        follower.origin = "another process"  # the first app's events are not its own
+        follower.start()  # as serving does, without its wake-ups
+        incident = activate(command)["incident"]["id"]
+        notice = next(e for e in logged(command) if e["type"] == "notification.requested")
+        _assign(command, incident, notice, "resp-wu")
+        url = f"/api/sites/{DEMO_ID}/notifications/{notice['seq']}/answer"
+        answer = other.post(url, headers={**responder, **queued(uuid7())})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["events"][0]["data"]["notification"] == notice["seq"]
+        unknown = f"/api/sites/{DEMO_ID}/notifications/999999/answer"
+        assert_problem(other.post(unknown, headers=responder), 404, field="notification")
+
+
+def _display(db: Database, username: str, name: str, *, disabled: bool = False) -> None:
+    with db.write() as session:
+        session.execute(
+            update(UserRow)
+            .where(UserRow.username == username)
+            .values(display_name=name, disabled=disabled)
+        )
+
+
+def test_a_display_name_names_a_contact_only_when_it_is_one_persons(
+    command: TestClient, db: Database
+) -> None:
+    activate(command)
+    site = f"/api/sites/{DEMO_ID}"
+    notice = next(e for e in logged(command) if e["type"] == "notification.requested")
+    contact = str(notice["data"]["contact"]["name"])
+    namesake = sign_in(db, "resp-namesake", [Role.RESPONDER])
+    _display(db, "resp-namesake", contact)
+
+    def mine() -> set[int]:
+        answer = command.get(f"{site}/notifications/mine", headers=namesake)
+        return {n["seq"] for n in answer.json()["notices"]}
+
+    assert notice["seq"] in mine()
+    # Another active user bears the name (case aside): it names neither of them.
+    sign_in(db, "resp-twin", [Role.RESPONDER])
+    _display(db, "resp-twin", f"  {contact.upper()} ")
+    assert notice["seq"] not in mine()
+    url = f"{site}/notifications/{notice['seq']}/answer"
+    assert_problem(command.post(url, headers=namesake), 403, field="notification")
+    # A disabled namesake is nobody's rival.
+    _display(db, "resp-twin", contact, disabled=True)
+    assert notice["seq"] in mine()
+    assert command.post(url, headers=namesake).status_code == 200
+
+
+def test_the_leader_forgets_keys_kept_a_week_and_keeps_photos(
+    command: TestClient, db: Database, clock: ManualClock
+) -> None:
+    incident = activate(command)["incident"]["id"]
+    notes = f"{BASE}/{incident}/notes"
+    photo = base64.b64encode(_picture("PNG")).decode()
+    old = command.post(notes, json={"text": "old", "photo": photo}, headers=queued(uuid7()))
+    assert old.status_code == 200
+    clock.advance(3 * 86400)
+    assert command.post(notes, json={"text": "new"}, headers=queued(uuid7())).status_code == 200
+
+    def keys() -> set[str]:
+        with db.read() as session:
+            return {str(r.fingerprint) for r in session.scalars(select(ClientActionRow))}
+
+    post: CommandPost = command.app.state.post  # type: ignore[attr-defined]
+    assert post.leading
+    post.tick()
+    assert len(keys()) == 2
+    clock.advance(4 * 86400 + 60)  # the first a week and a minute old, the second 4 days
+    post.tick()
+    assert len(keys()) == 1
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(AttachmentRow)) == 1

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from command import attachments
 from command import events as event_log
@@ -24,7 +25,7 @@ from command.post import CommandPost, actor_for
 from gis.errors import FieldError, IllegalTransition, InvalidInput, NotFound, RallypointError
 from gis.geometry import validate_geometry
 from gis.sites import load_site
-from gis.storage.tables import EventRow
+from gis.storage.tables import EventRow, UserRow
 
 router = APIRouter(prefix="/api/sites/{site_id}", tags=["incidents"])
 
@@ -475,9 +476,9 @@ def answer_my_notification(
     client: ClientRequestDep,
 ) -> Response:
     """A call-out is mine when I hold the duty of its plan role in its incident, or its
-    contact is named as me (username or display name). Takes ``Idempotency-Key`` and
-    ``Rallypoint-Acted-At`` as the step actions do; one answered already is 409 naming who
-    answered and when."""
+    contact is named as me (username, or display name no other active user bears). Takes
+    ``Idempotency-Key`` and ``Rallypoint-Acted-At`` as the step actions do; one answered
+    already is 409 naming who answered and when."""
     names = _names(db, principal)
 
     def answer(queued: Any) -> dict[str, Any]:
@@ -497,8 +498,19 @@ def answer_my_notification(
 
 
 def _names(db: Any, principal: Principal) -> list[str]:
+    """What names the caller as a call-out's contact: their username, and their display name
+    when no other active user bears it (compared case-blind): a shared name answers for
+    nobody (answering stops the fallbacks; a commander may answer for them)."""
     with db.read() as session:
-        return [principal.username, find_user(session, principal.username).display_name]
+        display = find_user(session, principal.username).display_name
+        folded = display.strip().casefold()
+        others = session.scalars(
+            select(UserRow.display_name).where(
+                UserRow.disabled.is_(False), UserRow.username != principal.username
+            )
+        )
+        shared = any(name.strip().casefold() == folded for name in others)
+    return [principal.username] if shared or not folded else [principal.username, display]
 
 
 def _answered_already(db: Any, site_id: str, seq: int) -> RallypointError:
