@@ -297,7 +297,11 @@ def _steps(steps: Sequence[Mapping[str, Any]], at: _Times, drill: bool) -> str:
                 else ""
             )
             + _offline(
-                s.get("actual_at"), s.get("actual_received_at"), s.get("actual_offline_s"), at
+                s.get("actual_at"),
+                s.get("actual_received_at"),
+                s.get("actual_offline_s"),
+                at,
+                s.get("acted_at_clamped"),
             ),
             _deviation(s["deviation_s"]),
             s.get("by") or "",
@@ -428,19 +432,25 @@ def _interruptions(found: Sequence[Mapping[str, Any]], at: _Times) -> str:
     return _table(["", "From", "To", "For", "Reason", "By incident / sensor"], rows)
 
 
-def _offline(acted: Any, received: Any, gap: Any, at: _Times) -> str:
+def _offline(acted: Any, received: Any, gap: Any, at: _Times, clamped: Any = False) -> str:
     """ " (acted 10:02:11, received 10:09:40, 7 min 29 s offline)" for an action a phone sent
-    later; nothing otherwise."""
+    later; nothing otherwise. ``clamped``: the phone's own time was impossible (its clock was
+    wrong), and the time shown is the bound the review used instead."""
     if not isinstance(gap, int | float) or not acted or not received:
         return ""
-    return f" (acted {at(acted)[11:]}, received {at(received)[11:]}, {_seconds(gap)} offline)"
+    wrong = "; the phone's clock was wrong: bounded" if clamped else ""
+    return (
+        f" (acted {at(acted)[11:]}, received {at(received)[11:]}, {_seconds(gap)} offline{wrong})"
+    )
 
 
 def _notes(notes: Sequence[Mapping[str, Any]], at: _Times) -> str:
     rows = [
         [
             (at(n["acted_at"]) if n.get("acted_at") else at(n["at"]))
-            + _offline(n.get("acted_at"), n["at"], n.get("offline_s"), at),
+            + _offline(
+                n.get("acted_at"), n["at"], n.get("offline_s"), at, n.get("acted_at_clamped")
+            ),
             n["kind"],
             n.get("by") or "",
             n.get("step_id") or "",
@@ -489,7 +499,10 @@ def _timeline(timeline: Sequence[Mapping[str, Any]], at: _Times, drill: bool) ->
     rows = [
         [
             e["seq"],
-            at(e["at"]) + _offline(e.get("acted_at"), e["at"], e.get("offline_s"), at),
+            at(e["at"])
+            + _offline(
+                e.get("acted_at"), e["at"], e.get("offline_s"), at, e.get("acted_at_clamped")
+            ),
             *([_seconds(e.get("drill_s"))] if drill else []),
             e["actor"],
             e["type"],

@@ -720,6 +720,14 @@ def test_an_impossible_acted_at_is_bounded_in_the_review(
     # The log keeps what the phone said.
     logged_ack = next(e for e in logged(command) if e["type"] == "plan.step.acknowledged")
     assert datetime.fromisoformat(logged_ack["data"]["acted_at"]) == long_ago
+    # The printed review says which times are bounds, not the phone's.
+    page = command.get(f"/api/sites/{DEMO_ID}/reviews/{incident}/review.html")
+    assert page.status_code == 200, page.text
+    assert (
+        page.text.count("the phone&#x27;s clock was wrong: bounded")
+        + page.text.count("the phone's clock was wrong: bounded")
+        >= 3
+    )
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
