@@ -58,6 +58,9 @@ class Subscriber:
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
     #: The positions message waiting in the queue, which newer positions merge into.
     pending_positions: dict[str, Any] | None = None
+    #: Called (on the loop) when a message is queued or the queue overflowed: the connection's
+    #: wake-up, so it need not keep a task waiting on the queue.
+    wake: Callable[[], None] | None = None
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.overflowed.is_set():
@@ -86,6 +89,8 @@ class Subscriber:
                 self.queue.get_nowait()
             self.overflowed.set()
             log.warning("subscriber of %s fell behind: told to resync", self.site_id)
+        if self.wake is not None:
+            self.wake()
 
 
 #: Reads the site's events numbered from ``first`` to ``last`` from the log, as messages.

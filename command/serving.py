@@ -18,6 +18,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from command.settings import Settings
+from command.ws_deflate import SharedDeflateProtocol
 
 log = logging.getLogger(__name__)
 
@@ -79,4 +80,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     protocol = type(
         "HeaderDeadlineProtocol", (HeaderDeadline,), {"header_timeout_s": settings.header_timeout_s}
     )
-    return {"http": protocol, "timeout_keep_alive": KEEP_ALIVE_S}
+    # Websockets: uvicorn's own protocol, with large messages compressed once for all
+    # connections (command.ws_deflate: a storm's snapshots, a picture's fan-out).
+    return {"http": protocol, "ws": SharedDeflateProtocol, "timeout_keep_alive": KEEP_ALIVE_S}

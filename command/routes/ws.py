@@ -24,9 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from typing import Any
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +54,26 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 10.0
 #: Position updates go to a client at most this often (seconds); in between they coalesce.
 POSITIONS_EVERY_S = 0.25
+#: Worker threads a subscription's database steps (sign-in, first answer) may use at once, per
+#: event loop. A reconnect storm otherwise fills all of anyio's 40 with sign-ins that wait for
+#: one another's GIL and database connections (the pool keeps 5: the rest were opened, with
+#: their setup, and closed again for each subscription). Fewer at once served a storm of 1,000
+#: with less server CPU (docs/benchmarks.md, "Per-subscription cost").
+SUBSCRIBE_THREADS = 4
+
+_T = TypeVar("_T")
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _in_thread(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn`` in a worker thread, at most :data:`SUBSCRIBE_THREADS` at once on this loop."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = CapacityLimiter(SUBSCRIBE_THREADS)
+    return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)
 
 
 def _catch_up(
@@ -97,9 +122,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     post: CommandPost = app.state.post
     heartbeat_s: float = app.state.settings.ws_heartbeat_s
     try:
-        principal = await run_in_threadpool(
-            websocket_principal, websocket, app.state.db, *HUMAN_ROLES
-        )
+        principal = await _in_thread(websocket_principal, websocket, app.state.db, *HUMAN_ROLES)
     except (Unauthorized, NotPermitted) as exc:
         # Accepted first: a close before the handshake reaches the client as a bare HTTP 403,
         # and it would never see 4401 or 4403.
@@ -142,7 +165,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     sockets: LiveSockets = app.state.sockets
     with post.hub.subscribe(site_id, incident) as subscriber, sockets.watch(principal) as watch:
         watch.site_id = site_id
-        first = await run_in_threadpool(
+        first = await _in_thread(
             _catch_up,
             post,
             site_id,
@@ -168,31 +191,49 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                     raise Unsupported(POLICY_VIOLATION, "after subscribing, a client sends pong")
                 pinged = None
 
+        # One wake-up for the whole connection, not a task and an asyncio.wait per message: in
+        # a fan-out to thousands those were most of the loop's time per delivery (about 60 us).
+        loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        wakeup: asyncio.Future[None] | None = None
+
+        def wake(_: object = None) -> None:
+            if threading.get_ident() != loop_thread:  # a hub without a loop delivers in place
+                loop.call_soon_threadsafe(wake)
+            elif wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
+
         receiver = asyncio.create_task(receive())
         overflow = asyncio.create_task(subscriber.overflowed.wait())
         ended = asyncio.create_task(watch.ended.wait())  # signed out, revoked, disabled
-        getter: asyncio.Task[dict[str, Any]] | None = None
+        for task in (receiver, overflow, ended):
+            task.add_done_callback(wake)
+        subscriber.wake = wake  # a message queued, or the queue overflowed
         try:
             while True:
-                getter = getter or asyncio.create_task(subscriber.queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, receiver, overflow, ended},
-                    timeout=heartbeat_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if receiver in done:  # the client went away, or broke the protocol
+                if receiver.done():  # the client went away, or broke the protocol
                     await _close_broken(websocket, receiver)
                     return
-                if ended in done:
+                if watch.ended.is_set():
                     await websocket.close(code=watch.code, reason=watch.reason[:120])
                     return
-                if overflow in done:
+                if subscriber.overflowed.is_set():
                     await send({"type": "resync", "seq": sent})
                     await websocket.close(code=4008, reason="too slow: resync")
                     return
-                if getter not in done:
-                    # Counted from an unanswered ping, not from the last pong: a client that was
-                    # busy receiving events was never asked, and must not be closed for it.
+                if subscriber.queue.empty():
+                    wakeup = loop.create_future()
+                    timer = loop.call_later(heartbeat_s, wake)
+                    try:
+                        await wakeup
+                    finally:
+                        timer.cancel()
+                        wakeup = None
+                    if receiver.done() or watch.ended.is_set() or subscriber.overflowed.is_set():
+                        continue
+                if subscriber.queue.empty():
+                    # Nothing to send for a heartbeat interval. Counted from an unanswered
+                    # ping, not from the last pong: a client that was busy receiving events
+                    # was never asked, and must not be closed for it.
                     now = time.monotonic()
                     if pinged is not None and now - pinged > 1.5 * heartbeat_s:
                         await websocket.close(code=4408, reason="no pong")
@@ -200,8 +241,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                     pinged = pinged or now
                     await send({"type": "ping", "seq": sent})
                     continue
-                message = getter.result()
-                getter = None
+                message = subscriber.queue.get_nowait()
                 if message["type"] == "positions":
                     # At most a few position messages a second; later ones merge meanwhile.
                     wait = POSITIONS_EVERY_S - (time.monotonic() - positions_sent)
@@ -220,11 +260,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         except (WebSocketDisconnect, RuntimeError, TimeoutError):
             pass
         finally:
-            for task in (receiver, overflow, ended, getter):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
+            subscriber.wake = None
+            for task in (receiver, overflow, ended):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
 
 async def _close_broken(websocket: WebSocket, receiver: asyncio.Task[None]) -> None:
