@@ -55,6 +55,7 @@ from command.routes import (
 )
 from command.routes import drills as drills_routes
 from command.routes import fences as fence_routes
+from command.routes import layer_conflicts as layer_conflict_routes
 from command.routes import maintenance as maintenance_routes
 from command.routes import monitoring as monitoring_routes
 from command.routes import replication as replication_routes
@@ -362,6 +363,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(sites.router)
     app.include_router(layers.router)
+    app.include_router(layer_conflict_routes.router)  # the group's edits kept as conflicts
     app.include_router(topology_routes.router)  # the site's topology rules
     app.include_router(plans.router)
     app.include_router(incidents.router)

@@ -1222,12 +1222,17 @@ def forward(site_id: str | None, once: bool, batch: int, show_status: bool) -> N
                 click.echo(
                     f"PLAN CONFLICT {c['plan_id']} v{c['version']} ({c['at']}): {c['reason']}"
                 )
-            from command.layer_replication import describe
+            from command.layer_replication import describe, is_open
 
             taken = state.layers_at.isoformat() if state.layers_at else "never"
             click.echo(f"layers: took the group's changes up to {state.layer_cursor} ({taken})")
-            for c in state.layer_conflicts or []:
-                click.echo(f"LAYER CONFLICT ({c['at']}): {describe(c)}")
+            kept = state.layer_conflicts or []
+            for c in kept:  # the open ones; the resolved ones are kept, counted
+                if is_open(c):
+                    click.echo(f"LAYER CONFLICT {c['seq']} ({c['at']}): {describe(c)}")
+            settled = sum(1 for c in kept if not is_open(c))
+            if settled:
+                click.echo(f"layer conflicts resolved: {settled} (not shown; the API lists them)")
             return
         if not settings.group_url or settings.group_token is None:
             raise click.ClickException("set RALLYPOINT_GROUP_URL and RALLYPOINT_GROUP_TOKEN")

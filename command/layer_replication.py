@@ -32,7 +32,7 @@ conflict (:mod:`gis.conflicts`), never a silent overwrite.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from command import replication
 from gis import conflicts, layers, topology
-from gis.errors import InvalidInput, RallypointError
+from gis.errors import FieldError, InvalidInput, NotFound, RallypointError
 from gis.geometry import SiteExtent
 from gis.model import LAYERS, Layer
 from gis.sites import Site, load_site
@@ -61,6 +61,8 @@ GROUP_ACTOR = "group:"
 _LAST_TAKEN = text("SELECT pg_sequence_last_value(pg_get_serial_sequence('changes', 'seq'))")
 _WRITERS = text(
     "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
+    # pg_locks is the whole cluster's: databases made from one template share table oids.
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND relation = 'changes'::regclass AND mode = 'RowExclusiveLock' "
     "AND pid <> pg_backend_pid()"
 )
@@ -528,3 +530,174 @@ def describe(conflict: Mapping[str, Any]) -> str:
         f"(change {conflict['seq']}, version {conflict['group_version']} by "
         f"{conflict['group_actor']}) not applied: {conflict['reason']}"
     )
+
+
+# -- the site's planners settle the conflicts -------------------------------------------------
+
+#: What a planner may take when settling a conflict: the group's feature, or the site's.
+TAKES = ("group", "site")
+MAX_NOTE = 2000
+
+
+class ConflictSettled(RallypointError):
+    """The conflict was settled already (by whom, when: in the detail)."""
+
+    status_code = 409
+    slug = "conflict-settled"
+    title = "Conflict settled already"
+
+
+def listed(conflict: Mapping[str, Any]) -> dict[str, Any]:
+    """A kept conflict as the site's API shows it: its id (the group's change number, taken
+    once, so unique at the site), open or resolved (who, when, which end was kept)."""
+    resolution = conflict.get("resolved")
+    return {
+        "id": int(conflict["seq"]),
+        "state": "resolved" if resolution else "open",
+        **{k: v for k, v in conflict.items() if k != "resolved"},
+        "resolved": resolution,
+        "summary": describe(conflict),
+    }
+
+
+def is_open(conflict: Mapping[str, Any]) -> bool:
+    return not conflict.get("resolved")
+
+
+def site_conflicts(db: Database, site_id: str) -> list[dict[str, Any]]:
+    """Every conflict kept at ``site_id`` (open and resolved), oldest first."""
+    with db.read() as session:
+        load_site(session, site_id)
+        kept = session.scalar(
+            select(ForwardStateRow.layer_conflicts).where(ForwardStateRow.site_id == site_id)
+        )
+    return [dict(c) for c in kept or []]
+
+
+def _find(conflicts_kept: Sequence[Mapping[str, Any]], conflict_id: str) -> Mapping[str, Any]:
+    for conflict in conflicts_kept:
+        if str(conflict["seq"]) == conflict_id:
+            if not is_open(conflict):
+                done = conflict["resolved"]
+                raise ConflictSettled(
+                    f"layer conflict {conflict_id} was resolved by {done['by']} at {done['at']} "
+                    f"(kept the {done['take']}'s feature)",
+                    extra={"resolved": done},
+                )
+            return conflict
+    raise NotFound(f"no layer conflict {conflict_id!r} at this site")
+
+
+def resolve(
+    db: Database,
+    site_id: str,
+    conflict_id: str,
+    *,
+    take: object,
+    note: object,
+    actor: str,
+    now: datetime,
+    if_match: int | None = None,
+    report: layers.EditReport | None = None,
+) -> dict[str, Any]:
+    """Settle a kept conflict: ``take="group"`` applies the group's feature through the site's
+    layer write path (:mod:`gis.layers`: its validation, topology rules and change log, as
+    ``actor``, on version ``if_match`` of the site's feature, else the version the conflict
+    was kept against: a site feature changed since is refused as the layers API refuses a
+    stale edit); ``take="site"`` keeps the site's feature. Either way the conflict is closed in
+    the same transaction, kept with who, when and the choice. Returns it as listed."""
+    errors = []
+    if take not in TAKES:
+        errors.append(FieldError("take", "must be 'group' or 'site'"))
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+        errors.append(FieldError("note", f"must be a text of at most {MAX_NOTE} characters"))
+    if errors:
+        raise InvalidInput("cannot resolve the layer conflict", errors=errors)
+    conflict = _find(site_conflicts(db, site_id), conflict_id)
+    resolution: dict[str, Any] = {
+        "by": actor,
+        "at": now.astimezone(UTC).isoformat(),
+        "take": take,
+        "note": note or None,
+        "version": None,
+    }
+
+    def close(session: Session) -> None:
+        state = session.get(ForwardStateRow, site_id, with_for_update=True)
+        kept = [dict(c) for c in (state.layer_conflicts if state else None) or []]
+        _find(kept, conflict_id)  # settled meanwhile: this transaction is rolled back
+        assert state is not None
+        session.flush()  # the site's feature as the write left it: its version, or none
+        row = session.get(LAYER_ROWS[conflict["layer"]], (site_id, conflict["feature"]))
+        resolution["version"] = row.version if row is not None else None
+        state.layer_conflicts = [
+            {**c, "resolved": resolution} if str(c["seq"]) == conflict_id else c for c in kept
+        ]
+
+    if take == "site":
+        with db.write() as session:
+            close(session)
+    else:
+        _take_group(db, site_id, conflict, resolution, if_match=if_match, then=close, report=report)
+    log.info(
+        "layer conflict %s at %s resolved by %s: kept the %s's", conflict_id, site_id, actor, take
+    )
+    return listed({**conflict, "resolved": resolution})
+
+
+def _take_group(
+    db: Database,
+    site_id: str,
+    conflict: Mapping[str, Any],
+    resolution: dict[str, Any],
+    *,
+    if_match: int | None,
+    then: Callable[[Session], None],
+    report: layers.EditReport | None,
+) -> None:
+    """Apply the group's feature of ``conflict`` at the site (see :func:`resolve`), then
+    ``then`` in the same transaction."""
+    layer = layers.get_layer(str(conflict["layer"]))
+    fid = str(conflict["feature"])
+    note = (
+        f"layer conflict {conflict['seq']} resolved: the group's version "
+        f"{conflict['group_version']} (by {conflict['group_actor']}) taken"
+    )
+    if resolution["note"]:
+        note += f": {resolution['note']}"
+    version = if_match if if_match is not None else conflict.get("local_version")
+    with db.read() as session:
+        exists = session.get(LAYER_ROWS[layer.name], (site_id, fid)) is not None
+    if conflict["action"] == "delete":
+        if not exists:  # deleted here too meanwhile: nothing left to apply
+            with db.write() as session:
+                then(session)
+            return
+        layers.delete_feature(
+            db, site_id, layer.name, fid, actor=resolution["by"], version=version,
+            note=note, then=then, report=report,
+        )  # fmt: skip
+        return
+    data = conflict.get("group_feature")
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"the group's change of {fid!r} carries no feature")
+    props = data.get("properties")
+    body = {
+        "type": "Feature",
+        "id": fid,
+        "geometry": data.get("geometry"),
+        "properties": {
+            k: v for k, v in (props if isinstance(props, Mapping) else {}).items()
+            if k in layer.fields
+        },
+    }  # fmt: skip
+    if exists:
+        layers.replace_feature(
+            db, site_id, layer.name, fid, body, actor=resolution["by"], if_match=version,
+            note=note, then=then, report=report,
+        )  # fmt: skip
+    else:
+        layers.create_feature(
+            db, site_id, layer.name, body, actor=resolution["by"], note=note, then=then,
+            report=report,
+        )  # fmt: skip

@@ -751,7 +751,10 @@ def create_feature(
     *,
     actor: str,
     report: EditReport | None = None,
+    note: str | None = None,
+    then: Callable[[Session], None] | None = None,
 ) -> Feature:
+    """POST a feature; ``note`` goes to its change, ``then`` runs in the same transaction."""
     layer = get_layer(layer_name)
     with db.write() as session:
         site = load_site(session, site_id)
@@ -773,13 +776,15 @@ def create_feature(
             report=report,
         )
         try:
-            (feature,) = insert_features(session, site_id, layer, [parsed], actor=actor)
+            (feature,) = insert_features(session, site_id, layer, [parsed], actor=actor, note=note)
             session.flush()
         except IntegrityError:  # created meanwhile by someone else
             raise AlreadyExists(
                 f"{layer.name} feature {parsed.id!r} exists already",
                 errors=[FieldError("id", "already taken")],
             ) from None
+        if then is not None:
+            then(session)
         return feature
 
 
@@ -794,8 +799,11 @@ def replace_feature(
     if_match: int | None = None,
     partial: bool = False,
     report: EditReport | None = None,
+    note: str | None = None,
+    then: Callable[[Session], None] | None = None,
 ) -> Feature:
-    """PUT (whole feature) or, with ``partial``, PATCH (JSON merge patch of the feature)."""
+    """PUT (whole feature) or, with ``partial``, PATCH (JSON merge patch of the feature);
+    ``note`` goes to its change, ``then`` runs in the same transaction."""
     layer = get_layer(layer_name)
     with db.write() as session:
         site = load_site(session, site_id)
@@ -847,10 +855,14 @@ def replace_feature(
             after=parsed,
             report=report,
         )
-        note = merge.note() if merge is not None else None
-        feature, _ = update_row(session, site_id, layer, row, parsed, actor=actor, note=note)
+        notes = [n for n in (note, merge.note() if merge is not None else None) if n]
+        feature, _ = update_row(
+            session, site_id, layer, row, parsed, actor=actor, note="; ".join(notes) or None
+        )
         if merge is not None and report is not None:
             report.merged = merge.report(version=feature.version)
+        if then is not None:
+            then(session)
         return feature
 
 
@@ -948,7 +960,10 @@ def delete_feature(
     version: int | None,
     source: VersionSource = "header",
     report: EditReport | None = None,
+    note: str | None = None,
+    then: Callable[[Session], None] | None = None,
 ) -> None:
+    """DELETE a feature; ``note`` goes to its change, ``then`` runs in the same transaction."""
     layer = get_layer(layer_name)
     with db.write() as session:
         site = load_site(session, site_id)
@@ -966,7 +981,9 @@ def delete_feature(
             after=None,
             report=report,
         )
-        delete_row(session, site_id, layer, row, actor=actor)
+        delete_row(session, site_id, layer, row, actor=actor, note=note)
+        if then is not None:
+            then(session)
 
 
 def _stale_deletion(

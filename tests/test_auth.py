@@ -329,6 +329,21 @@ def test_the_site_model_and_plans_policy() -> None:
             assert e.path.startswith("/api/auth/"), f"admin gives nothing on a site: {e}"
 
 
+#: A site's layer conflicts with the group (docs/offline.md): its planners and commanders read
+#: them, its planners settle them.
+LAYER_CONFLICTS = {
+    ("GET", "/api/sites/{site_id}/layer-conflicts"): frozenset({Role.PLANNER, Role.COMMANDER}),
+    ("POST", "/api/sites/{site_id}/layer-conflicts/{conflict_id}/resolve"): frozenset(
+        {Role.PLANNER}
+    ),
+}
+
+
+def test_the_layer_conflicts_policy() -> None:
+    found = {(e.method, e.path): required_roles(e) for e in ROUTES if "/layer-conflicts" in e.path}
+    assert found == LAYER_CONFLICTS
+
+
 def _request(client: TestClient, endpoint: Endpoint, headers: dict[str, str]) -> httpx.Response:
     url = PATH_PARAM.sub(lambda m: PATH_VALUES.get(m[1], "x"), endpoint.path)
     body: dict[str, Any] | None = {} if endpoint.method in ("POST", "PUT", "PATCH") else None

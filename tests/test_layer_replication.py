@@ -30,6 +30,7 @@ from gis.storage.db import Database, make_engine
 from gis.storage.tables import LAYER_ROWS, ChangeRow
 from plans.clock import ManualClock
 from tests.conftest import DEMO_ID, TEST_START, sign_in, site_database
+from tests.problems import assert_problem
 
 SITE = DEMO_ID
 GROUP_URL = "http://testserver"
@@ -369,3 +370,172 @@ def test_a_change_the_sites_rules_refuse_is_kept_and_the_others_taken(
     assert layers.get_feature(site, SITE, "zones", zone).properties["name"] == "After the walks"
     state = status(site, SITE)
     assert state is not None and state.layer_conflicts == [conflict]
+
+
+# -- the site's planners settle the conflicts (GET/POST /api/sites/{site}/layer-conflicts) ----
+
+
+@pytest.fixture
+def site_api(site: Database) -> Iterator[TestClient]:
+    """The site's own server (its SQLite database, no ticker), where its planners work."""
+    app = create_app(
+        Settings(database_url=str(site.engine.url)),
+        database=site,
+        clock=ManualClock(TEST_START),
+        ticking=False,
+    )
+    with TestClient(app) as client:
+        yield client
+
+
+def kept_conflict(
+    db: Database, group: tuple[TestClient, ManualClock, str], site: Database
+) -> tuple[str, layers.Feature, dict[str, Any]]:
+    """A zone renamed at both ends, kept as a conflict at the site: the zone, the site's
+    feature, the conflict."""
+    (zone,) = zone_ids(db, 1)
+    local = edit(site, "zones", zone, "site-planner", name="Tank farm (site)")
+    edit(db, "zones", zone, "alice", name="Tank farm (group)", capacity=240)
+    [conflict] = forwarder_of(site, group).pull_layers().conflicts
+    return zone, local, conflict
+
+
+def conflicts_url(tail: str = "") -> str:
+    return f"/api/sites/{SITE}/layer-conflicts{tail}"
+
+
+def test_a_planner_lists_the_conflicts_and_takes_the_groups_feature(
+    db: Database,
+    group: tuple[TestClient, ManualClock, str],
+    site: Database,
+    site_api: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    zone, local, conflict = kept_conflict(db, group, site)
+    planner = sign_in(site, "planner-zhao", [Role.PLANNER])
+    listed = site_api.get(conflicts_url(), headers=planner)
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert (body["open"], body["resolved"]) == (1, 0)
+    [shown] = body["conflicts"]
+    assert (shown["id"], shown["state"], shown["feature"]) == (conflict["seq"], "open", zone)
+    assert (shown["group_actor"], shown["local_actor"], shown["local_version"]) == (
+        "alice",
+        "site-planner",
+        local.version,
+    )
+    commander = sign_in(site, "commander-qian", [Role.COMMANDER])
+    assert site_api.get(conflicts_url(), headers=commander).json()["conflicts"] == [shown]
+
+    url = conflicts_url(f"/{conflict['seq']}/resolve")
+    done = site_api.post(url, json={"take": "group", "note": "surveyed"}, headers=planner)
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "resolved"
+    here = layers.get_feature(site, SITE, "zones", zone)  # read back from the site's table
+    assert (here.properties["name"], here.properties["capacity"]) == ("Tank farm (group)", 240)
+    assert (here.version, here.updated_by) == (local.version + 1, "planner-zhao")
+    action, version, actor, note = changes_of(site, zone)[-1]
+    assert (action, version, actor) == ("update", local.version + 1, "planner-zhao")
+    assert note is not None and f"layer conflict {conflict['seq']} resolved" in note
+    assert "surveyed" in note
+
+    after = site_api.get(conflicts_url(), headers=planner).json()
+    assert (after["open"], after["resolved"], after["conflicts"]) == (0, 1, [])
+    [old] = site_api.get(conflicts_url(), params={"resolved": True}, headers=planner).json()[
+        "conflicts"
+    ]
+    assert old["state"] == "resolved"
+    assert {k: old["resolved"][k] for k in ("by", "take", "note", "version")} == {
+        "by": "planner-zhao",
+        "take": "group",
+        "note": "surveyed",
+        "version": here.version,
+    }
+    assert old["resolved"]["at"] == TEST_START.isoformat()
+    state = status(site, SITE)  # kept, not deleted
+    assert state is not None and len(state.layer_conflicts) == 1
+
+    again = assert_problem(site_api.post(url, json={"take": "site"}, headers=planner), 409)
+    assert "planner-zhao" in again["detail"] and TEST_START.isoformat() in again["detail"]
+    assert layers.get_feature(site, SITE, "zones", zone).version == here.version
+
+    monkeypatch.setenv("RALLYPOINT_DATABASE_URL", str(site.engine.url))
+    shown_cli = CliRunner().invoke(main, ["forward", "--site", SITE, "--status"])
+    assert shown_cli.exit_code == 0, shown_cli.output
+    assert "LAYER CONFLICT" not in shown_cli.output
+    assert "layer conflicts resolved: 1" in shown_cli.output
+
+
+def test_a_planner_keeps_the_sites_feature_and_bad_requests_change_nothing(
+    db: Database, group: tuple[TestClient, ManualClock, str], site: Database, site_api: TestClient
+) -> None:
+    zone, local, conflict = kept_conflict(db, group, site)
+    planner = sign_in(site, "planner-zhao", [Role.PLANNER])
+    url = conflicts_url(f"/{conflict['seq']}/resolve")
+
+    assert_problem(site_api.post(url, json={"take": "both"}, headers=planner), 422, field="take")
+    assert_problem(site_api.post(url, json={}, headers=planner), 422, field="take")
+    assert_problem(
+        site_api.post(url, json={"take": "site", "note": 7}, headers=planner), 422, field="note"
+    )
+    missing = conflicts_url(f"/{conflict['seq'] + 1000}/resolve")
+    assert_problem(site_api.post(missing, json={"take": "site"}, headers=planner), 404)
+    assert_problem(
+        site_api.post(conflicts_url("/nope/resolve"), json={"take": "site"}, headers=planner), 404
+    )
+    # Roles: a viewer reads neither; a commander reads but does not settle.
+    viewer = sign_in(site, "viewer-sun", [Role.VIEWER])
+    assert_problem(site_api.get(conflicts_url(), headers=viewer), 403, field="role")
+    assert_problem(site_api.post(url, json={"take": "site"}, headers=viewer), 403, field="role")
+    commander = sign_in(site, "commander-qian", [Role.COMMANDER])
+    assert_problem(site_api.post(url, json={"take": "site"}, headers=commander), 403, field="role")
+    assert site_api.get(conflicts_url()).status_code == 401
+    assert site_api.get(conflicts_url(), headers=planner).json()["open"] == 1  # nothing changed
+
+    kept = site_api.post(url, json={"take": "site"}, headers=planner)
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["resolved"]["take"] == "site"
+    here = layers.get_feature(site, SITE, "zones", zone)
+    assert (here.properties["name"], here.version) == ("Tank farm (site)", local.version)
+    assert changes_of(site, zone)[-1][2] == "site-planner"  # no write
+    assert site_api.get(conflicts_url(), headers=planner).json()["open"] == 0
+
+
+def test_taking_the_groups_feature_over_a_site_feature_changed_since_is_refused(
+    db: Database, group: tuple[TestClient, ManualClock, str], site: Database, site_api: TestClient
+) -> None:
+    zone, _, conflict = kept_conflict(db, group, site)
+    later = edit(site, "zones", zone, "site-planner", capacity=12)  # after the conflict
+    planner = sign_in(site, "planner-zhao", [Role.PLANNER])
+    url = conflicts_url(f"/{conflict['seq']}/resolve")
+    assert_problem(site_api.post(url, json={"take": "group"}, headers=planner), 412)
+    stale = {**planner, "If-Match": f'"{later.version - 1}"'}
+    assert_problem(site_api.post(url, json={"take": "group"}, headers=stale), 412)
+    here = layers.get_feature(site, SITE, "zones", zone)
+    assert (here.version, here.properties["capacity"]) == (later.version, 12)  # untouched
+    assert site_api.get(conflicts_url(), headers=planner).json()["open"] == 1  # still open
+
+    fresh = {**planner, "If-Match": f'"{later.version}"'}
+    done = site_api.post(url, json={"take": "group"}, headers=fresh)
+    assert done.status_code == 200, done.text
+    here = layers.get_feature(site, SITE, "zones", zone)
+    assert (here.properties["name"], here.properties["capacity"]) == ("Tank farm (group)", 240)
+    assert done.json()["resolved"]["version"] == here.version == later.version + 1
+
+
+def test_taking_the_groups_deletion_deletes_the_sites_feature(
+    db: Database, group: tuple[TestClient, ManualClock, str], site: Database, site_api: TestClient
+) -> None:
+    (zone,) = zone_ids(db, 1)
+    edit(site, "zones", zone, "site-planner", capacity=55)
+    version = layers.get_feature(db, SITE, "zones", zone).version
+    layers.delete_feature(db, SITE, "zones", zone, actor="alice", version=version)
+    [conflict] = forwarder_of(site, group).pull_layers().conflicts
+    planner = sign_in(site, "planner-zhao", [Role.PLANNER])
+    url = conflicts_url(f"/{conflict['seq']}/resolve")
+    done = site_api.post(url, json={"take": "group"}, headers=planner)
+    assert done.status_code == 200, done.text
+    assert done.json()["resolved"]["version"] is None
+    with site.read() as session:
+        assert session.get(LAYER_ROWS["zones"], (SITE, zone)) is None
+    assert changes_of(site, zone)[-1][:3] == ("delete", 2, "planner-zhao")
