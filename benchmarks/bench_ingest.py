@@ -26,6 +26,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
@@ -58,6 +59,22 @@ def prepare(folder: Path) -> tuple[str, str]:
     return url, token
 
 
+def chlorine_activation() -> dict[str, Any]:
+    """The demo's L2 chlorine release at its store: the incident whose people the positions move."""
+    return {
+        "plan_id": "chlorine-leak",
+        "level": "L2",
+        "location": {"type": "Point", "coordinates": CHLORINE},
+        "hazard": {
+            "model": "toxic_release",
+            "substance": "chlorine",
+            "rate_g_s": 2000,
+            "wind_speed_m_s": 3,
+            "wind_from_deg": 45,
+        },
+    }
+
+
 async def run(base: str, token: str, rate: int, seconds: float, batch: int) -> list[str]:
     _, layers = read_bundle(ROOT / "fixtures" / "demo-site")
     people = [
@@ -68,18 +85,7 @@ async def run(base: str, token: str, rate: int, seconds: float, batch: int) -> l
     rng = random.Random(42)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
-        activation = {
-            "plan_id": "chlorine-leak",
-            "level": "L2",
-            "location": {"type": "Point", "coordinates": CHLORINE},
-            "hazard": {
-                "model": "toxic_release",
-                "substance": "chlorine",
-                "rate_g_s": 2000,
-                "wind_speed_m_s": 3,
-                "wind_from_deg": 45,
-            },
-        }
+        activation = chlorine_activation()
         response = await http.post(f"/api/sites/{DEMO_ID}/incidents", json=activation)
         response.raise_for_status()
         uri = base.replace("http", "ws") + "/ws"

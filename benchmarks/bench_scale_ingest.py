@@ -36,7 +36,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from benchmarks.bench_command import DEMO_ID
-from benchmarks.bench_ingest import CHLORINE, ROOT
+from benchmarks.bench_ingest import ROOT, chlorine_activation
 from command.auth import Role, find_user, issue_token
 from gis.site_bundle import read_bundle
 from gis.storage.db import Database, make_engine
@@ -90,18 +90,7 @@ async def feed(
     marked: dict[float, float] = {}
     shown: list[dict[float, float]] = [{} for _ in servers[1:]]
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
-        activation = {
-            "plan_id": "chlorine-leak",
-            "level": "L2",
-            "location": {"type": "Point", "coordinates": CHLORINE},
-            "hazard": {
-                "model": "toxic_release",
-                "substance": "chlorine",
-                "rate_g_s": 2000,
-                "wind_speed_m_s": 3,
-                "wind_from_deg": 45,
-            },
-        }
+        activation = chlorine_activation()
         response = await http.post(f"{SITE}/incidents", json=activation)
         response.raise_for_status()
         await asyncio.sleep(2.0)  # the other processes rebuild the incident
